@@ -1,0 +1,15 @@
+"""pyggml: load, run and study GGUF models from Python.
+
+    pyggml.open(path)     a GGUF file or split set: metadata, tensor index, zero-copy views
+    pyggml.load(path)     a runnable model: tokenize, logits, generate
+
+Heavy modules (numba kernels, the model) are imported on first use, so that
+``import pyggml`` stays cheap for scripts that only read metadata.
+"""
+from .errors import (BackendError, GGUFError, ModelError, PyggmlError, TokenizerError,
+                     UnsupportedTypeError, UsageError)
+
+__version__ = "0.1.0"
+
+__all__ = ["open", "load", "PyggmlError", "GGUFError", "UnsupportedTypeError", "ModelError",
+           "TokenizerError", "BackendError", "UsageError"]

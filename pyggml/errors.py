@@ -1,0 +1,64 @@
+"""One exception hierarchy for all of pyggml.
+
+Every error pyggml raises on purpose is a ``PyggmlError``.  The subclasses say
+which layer refused the input, and the message says what a user can do about
+it: the file, the byte offset and the field where that makes sense.
+
+    PyggmlError
+    ├── GGUFError              a GGUF file (or split set) is malformed or unsupported
+    │   └── ...                (pyggml.format defines the specific cases)
+    ├── UnsupportedTypeError   a tensor's ggml type has no implementation here
+    ├── ModelError             metadata or tensors do not describe a model we can run
+    ├── TokenizerError         the vocabulary is missing or inconsistent
+    ├── BackendError           a compute backend (C library, CUDA device) is unusable
+    └── UsageError             a bad argument from the caller (CLI or API)
+"""
+from __future__ import annotations
+
+
+class PyggmlError(Exception):
+    """Base class of every error pyggml raises deliberately."""
+
+
+class GGUFError(PyggmlError):
+    """A GGUF file or split set is malformed or uses something unsupported.
+
+    ``path``, ``offset`` (absolute byte offset in that file) and ``field`` (what was
+    being read) are kept as attributes and folded into the message, so that
+    ``str(err)`` reads like ``model.gguf: offset 24: kv[3].key: string length ...``.
+    """
+
+    def __init__(self, message: str, *, path=None, offset: int | None = None,
+                 field: str | None = None):
+        self.path = None if path is None else str(path)
+        self.offset = offset
+        self.field = field
+        self.reason = message
+        where = []
+        if self.path is not None:
+            where.append(self.path)
+        if offset is not None:
+            where.append(f"offset {offset}")
+        if field:
+            where.append(field)
+        super().__init__(": ".join(where + [message]))
+
+
+class UnsupportedTypeError(PyggmlError):
+    """A tensor uses a ggml type that pyggml can read but not decode or multiply."""
+
+
+class ModelError(PyggmlError):
+    """The file's metadata or tensors do not describe a model pyggml can run."""
+
+
+class TokenizerError(PyggmlError):
+    """The vocabulary in the file is missing or cannot be used."""
+
+
+class BackendError(PyggmlError):
+    """A compute backend cannot be used: no native library, no CUDA device, no memory."""
+
+
+class UsageError(PyggmlError):
+    """A caller passed an argument that cannot work (a prompt longer than the context, ...)."""

@@ -1,0 +1,1 @@
+"""GGUF bytes <-> Python values: constants, reader, writer, split sets."""
