@@ -6,7 +6,13 @@ it: the file, the byte offset and the field where that makes sense.
 
     PyggmlError
     ├── GGUFError              a GGUF file (or split set) is malformed or unsupported
-    │   └── ...                (pyggml.format defines the specific cases)
+    │   ├── GGUFMagicError         not a GGUF file at all (no "GGUF" magic)
+    │   ├── GGUFVersionError       a version we cannot read: 0, 1, > 3, big-endian
+    │   ├── GGUFTruncatedError     a length, count or tensor reaches past the end of the file
+    │   ├── GGUFMetadataError      a key/value pair is invalid (empty or duplicate key, bad type, ...)
+    │   ├── GGUFTensorError        a tensor description is invalid (name, dims, type, placement)
+    │   ├── GGUFSplitError         shards missing, out of order or inconsistent
+    │   └── TensorNotFoundError    no tensor by that name (also a KeyError)
     ├── UnsupportedTypeError   a tensor's ggml type has no implementation here
     ├── ModelError             metadata or tensors do not describe a model we can run
     ├── TokenizerError         the vocabulary is missing or inconsistent
@@ -42,6 +48,39 @@ class GGUFError(PyggmlError):
         if field:
             where.append(field)
         super().__init__(": ".join(where + [message]))
+
+
+class GGUFMagicError(GGUFError):
+    """The file does not start with the 4 bytes ``GGUF``: not a GGUF file."""
+
+
+class GGUFVersionError(GGUFError):
+    """The GGUF version is not 2 or 3, or the file is big-endian (its version reads byte-swapped)."""
+
+
+class GGUFTruncatedError(GGUFError):
+    """A string, array, count or tensor reaches past the end of the file (truncated or forged)."""
+
+
+class GGUFMetadataError(GGUFError):
+    """A metadata key/value pair is invalid: empty or duplicate key, unknown value type,
+    arrays nested too deep, a ``general.alignment`` that is not a power of two, ..."""
+
+
+class GGUFTensorError(GGUFError):
+    """A tensor description is invalid: name too long or duplicated, too many or negative
+    dims, a removed type, rows not a whole number of blocks, data misaligned or overlapping."""
+
+
+class GGUFSplitError(GGUFError):
+    """A split set (``name-00001-of-00003.gguf`` ...) has missing, misnumbered or
+    inconsistent shards.  pyggml never returns part of a model."""
+
+
+class TensorNotFoundError(GGUFError, KeyError):
+    """No tensor of that name in the file or split set.  Also a ``KeyError``."""
+
+    __str__ = GGUFError.__str__
 
 
 class UnsupportedTypeError(PyggmlError):
