@@ -1,0 +1,216 @@
+"""A runnable model: GGUF file -> hparams, tokenizer, quantized weights -> text.
+
+    model = pyggml.load("qwen2.5-1.5b-instruct-q4_k_m.gguf")
+    for piece in model.generate("Hello", max_tokens=32):
+        print(piece, end="")
+
+``load`` is the path of one generate call read straight down: open the file (any
+shard of a split set), read the hyperparameters, build the tokenizer, take zero-copy
+views of the weights, allocate the kv cache.  No weight is dequantized.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import UsageError
+from .hparams import HParams
+from .offload import plan_offload
+from .sampler import Sampler, SamplerSettings
+from .stats import Stats, rss_bytes
+from .weights import load_weights
+
+DEFAULT_N_CTX = 4096
+N_BATCH = 256                # prompt tokens per forward call (bounds the attention scratch)
+
+
+class Model:
+    """A model with one context (kv cache + the tokens it holds), like llama.cpp's llama_context."""
+
+    def __init__(self, gguf, *, n_ctx: int | None = None, n_gpu_layers: int = 0,
+                 backend: str | None = None, n_threads: int | None = None, gpu=None):
+        from ..backends import cpu_kernels
+        from ..backends.host import HostDevice
+        from .chat import ChatTemplate
+        from .tokenizer import Tokenizer
+        started = time.perf_counter()
+        self.file = gguf
+        self.hparams = hp = HParams.from_metadata(gguf.metadata, path=gguf.path)
+        self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
+        self.kernels = cpu_kernels(backend, n_threads)
+        self.weights = w = load_weights(gguf, hp)
+        self.n_ctx = n_ctx if n_ctx is not None else min(DEFAULT_N_CTX, hp.n_ctx_train)
+        if self.n_ctx <= 0:
+            raise UsageError(f"n_ctx must be positive, got {self.n_ctx}")
+
+        # place layers: the last n_gpu_layers on the GPU (llama.cpp's semantics, see offload.py)
+        self.plan = plan_offload(hp, w, n_gpu_layers, self.n_ctx)
+        self.host = HostDevice(self.kernels, hp)
+        self.gpu = None
+        if self.plan.n_gpu_layers or self.plan.output_on_gpu:
+            if gpu is None:
+                from ..backends.cuda import CudaDevice
+                gpu = CudaDevice(hp)
+            gpu.reserve(self.plan.gpu_bytes)       # fails early, naming bytes needed and free
+            self.gpu = gpu
+        self.layers = []                            # (device, that device's handle of the layer)
+        for i, layer in enumerate(w.layers):
+            device = self.gpu if self.plan.on_gpu(i) else self.host
+            self.layers.append((device, device.upload_layer(layer, self.n_ctx)))
+        head_device = self.gpu if self.plan.output_on_gpu else self.host
+        self.head = (head_device, head_device.upload_head(w.output_norm, w.output))
+        self.tokens: list[int] = []               # what the kv caches hold, in order
+
+        tok = self.tokenizer
+        self.chat_template = ChatTemplate(
+            gguf.metadata.get("tokenizer.chat_template"),
+            bos_token=tok.decode([tok.bos_id], special=True) if tok.bos_id is not None else "",
+            eos_token=tok.decode([tok.eos_id], special=True) if tok.eos_id is not None else "")
+        self.stats = Stats(load_s=time.perf_counter() - started, rss_after_load=rss_bytes())
+
+    def device_report(self) -> dict[str, str]:
+        """Rows for the stats block: kernels, placement, GPU memory."""
+        rows = {"CPU kernels": self.kernels.description, "placement": self.plan.describe()}
+        if self.gpu is not None:
+            rows.update(self.gpu.memory_report())
+        return rows
+
+    # ------------------------------------------------------------------ text <-> ids
+    def tokenize(self, text: str, special: bool = False, add_special: bool = True) -> list[int]:
+        """Token ids of text (BOS/EOS added as the file asks when add_special)."""
+        return self.tokenizer.encode(text, add_special=add_special, parse_special=special)
+
+    def detokenize(self, ids, special: bool = False) -> str:
+        return self.tokenizer.decode(ids, special=special)
+
+    # ------------------------------------------------------------------ forward
+    def _forward(self, tokens: list[int], all_logits: bool) -> np.ndarray:
+        """Run tokens through the model after self.tokens; -> logits (T or 1, n_vocab)."""
+        hp, w, k = self.hparams, self.weights, self.kernels
+        pos0 = len(self.tokens)
+        if pos0 + len(tokens) > self.n_ctx:
+            raise UsageError(f"{pos0 + len(tokens)} tokens do not fit in the context of "
+                             f"{self.n_ctx} (pass a larger n_ctx / --ctx-size)")
+        bad = [t for t in tokens if not 0 <= t < hp.n_vocab]
+        if bad:
+            raise UsageError(f"token id {bad[0]} is outside the vocabulary (0..{hp.n_vocab - 1})")
+        ids = np.asarray(tokens, dtype=np.int64)
+        x = k.dequantize_rows(w.token_embd.ggml_type, w.token_embd.data, ids, hp.n_embd)
+        where = self.host                           # the embedding lookup runs on the CPU
+        for device, layer in self.layers:
+            if device is not where:                 # only the hidden state crosses devices
+                x, where = device.to_device(where.to_host(x)), device
+            x = device.layer_forward(layer, x, pos0)
+        self.tokens.extend(tokens)
+        device, head = self.head
+        if device is not where:
+            x = device.to_device(where.to_host(x))
+        return device.head_forward(head, x, all_logits)
+
+    def eval(self, tokens: list[int], *, all_logits: bool = False) -> np.ndarray:
+        """Append tokens to the context in batches; -> logits of the last (or every) token."""
+        outputs = []
+        for start in range(0, len(tokens), N_BATCH):
+            batch = tokens[start:start + N_BATCH]
+            last = start + N_BATCH >= len(tokens)
+            if all_logits or last:
+                outputs.append(self._forward(batch, all_logits))
+            else:
+                self._forward(batch, False)
+        return np.concatenate(outputs) if all_logits else outputs[-1][0]
+
+    def reset(self) -> None:
+        self.tokens = []
+
+    def logits(self, ids) -> np.ndarray:
+        """float32 (len(ids), n_vocab): the logits after each token, from a fresh context."""
+        ids = [int(t) for t in ids]
+        if not ids:
+            raise UsageError("logits() needs at least one token")
+        self.reset()
+        return self.eval(ids, all_logits=True)
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompt: str | list[int], max_tokens: int = 128, *,
+                 settings: SamplerSettings | None = None, special: bool = False,
+                 **sampler_kwargs) -> Iterator[str]:
+        """Stream text pieces continuing prompt (text, or token ids).
+
+        Stops at an end-of-generation token, after max_tokens, or when the context is full.
+        The kv cache keeps the common prefix with the previous call (multi-turn chat).
+        """
+        from .tokenizer import StreamDecoder
+        settings = settings or SamplerSettings(**sampler_kwargs)
+        sampler = Sampler(settings)
+        ids = list(prompt) if not isinstance(prompt, str) else self.tokenize(prompt, special=special)
+        if not ids:
+            raise UsageError("the prompt is empty (and the model adds no BOS token)")
+        if len(ids) >= self.n_ctx:
+            raise UsageError(f"the prompt has {len(ids)} tokens but the context holds {self.n_ctx}")
+        # reuse the cached prefix; always re-evaluate at least the last prompt token
+        keep = 0
+        while keep < min(len(self.tokens), len(ids) - 1) and self.tokens[keep] == ids[keep]:
+            keep += 1
+        self.tokens = self.tokens[:keep]
+        started = time.perf_counter()
+        logits = self.eval(ids[keep:])
+        self.stats.prompt(len(ids) - keep, time.perf_counter() - started)
+
+        decoder = StreamDecoder(self.tokenizer, special=special)
+        generated: list[int] = []
+        decode_s = 0.0
+        try:
+            while True:
+                token = sampler(logits, ids + generated)
+                generated.append(token)
+                if token in self.tokenizer.eog_ids:
+                    self.stats.hit_eog = True
+                    break
+                piece = decoder.add(token)
+                if piece:
+                    yield piece
+                if len(generated) >= max_tokens:
+                    break
+                if len(self.tokens) >= self.n_ctx:
+                    self.stats.context_full = True
+                    break
+                started = time.perf_counter()
+                logits = self.eval([token])
+                decode_s += time.perf_counter() - started
+            tail = decoder.flush()
+            if tail:
+                yield tail
+        finally:
+            # decode speed counts the forward passes of generated tokens (the first one
+            # came from the prompt's logits), as llama.cpp's "eval time" does
+            self.stats.generated(len(generated), max(len(generated) - 1, 0), decode_s)
+
+    def chat(self, messages: list[dict], max_tokens: int = 512, **kwargs) -> Iterator[str]:
+        """Stream the assistant's reply to a conversation, using the file's chat template."""
+        prompt = self.chat_template.render(messages, add_generation_prompt=True)
+        ids = self.tokenizer.encode(prompt, add_special=True, parse_special=True)
+        return self.generate(ids, max_tokens, **kwargs)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def load(path, *, n_ctx: int | None = None, n_gpu_layers: int = 0, backend: str | None = None,
+         n_threads: int | None = None) -> Model:
+    """Open a GGUF model (a file or any shard of a split set) ready to run."""
+    from .. import open as open_gguf
+    gguf = open_gguf(path)
+    try:
+        return Model(gguf, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, backend=backend,
+                     n_threads=n_threads)
+    except BaseException:
+        gguf.close()
+        raise

@@ -1,0 +1,148 @@
+"""The transformer forward pass: Qwen2 and llama share one decoder.
+
+Read top to bottom, this is llama.cpp's ``llm_build_qwen2`` / ``llm_build_llama``
+in numpy, with the big products done by quantized kernels:
+
+    x = token_embd[tokens]                                   (T, n_embd)
+    for each layer:
+        h   = rms_norm(x) * attn_norm
+        q,k,v = Wq h + bq, Wk h + bk, Wv h + bv               one activation quantization
+        q,k = rope(q, pos), rope(k, pos)
+        kv cache <- k, v   (fp16, like llama.cpp's default cache type; the device owns it)
+        x  += Wo attention(q, K[:pos], V[:pos])               causal, grouped-query
+        h   = rms_norm(x) * ffn_norm
+        x  += Wdown (silu(Wgate h) * (Wup h))                one activation quantization
+    logits = Wout (rms_norm(x) * output_norm)
+
+Shapes are written (rows, cols) in numpy order; T is the number of tokens in the
+batch, ``pos0`` the position of the first of them.  The CPU kernels object
+(pyggml.quants for numba, pyggml.backends.cpu_c for C) provides the products;
+everything else here is plain numpy and follows ggml's arithmetic where it
+matters for matching llama.cpp (rms_norm's sum in double, rope's float32 angle
+recurrence, fp16 K/V).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .hparams import ROPE_NEOX, HParams
+from .weights import LayerWeights, QMatrix
+
+
+# ----------------------------------------------------------------------------- small ops
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """x (T, n) -> x / sqrt(mean(x^2) + eps) * weight.  ggml sums the squares in double."""
+    mean = (np.square(x).sum(axis=-1, dtype=np.float64) / x.shape[-1]).astype(np.float32)
+    scale = np.float32(1.0) / np.sqrt(mean + np.float32(eps))
+    return (x * scale[:, None]) * weight
+
+
+def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """silu(gate) * up, elementwise: ggml's swiglu (x / (1 + e^-x)) * g."""
+    return gate / (np.float32(1.0) + np.exp(-gate)) * up
+
+
+def rope_cache(n_rot: int, base: float, positions: np.ndarray):
+    """cos, sin (T, n_rot/2) of the angles pos * base^(-2i/n_rot).
+
+    ggml builds the angles by repeated float32 multiplication (theta *= theta_scale),
+    not with pow(); doing the same keeps us within an ulp of llama.cpp.
+    """
+    theta_scale = np.float32(base) ** np.float32(-2.0 / n_rot)
+    factors = np.full((len(positions), n_rot // 2), theta_scale, dtype=np.float32)
+    factors[:, 0] = positions.astype(np.float32)
+    theta = np.cumprod(factors, axis=1, dtype=np.float32)
+    return np.cos(theta), np.sin(theta)
+
+
+def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, mode: int) -> np.ndarray:
+    """Rotate x (T, n_heads, head_dim) in place by the angles cos/sin (T, head_dim/2).
+
+    NEOX (qwen2) rotates the pairs (x[i], x[i + d/2]); NORM (llama) rotates (x[2i], x[2i+1]).
+    """
+    half = x.shape[-1] // 2
+    if mode == ROPE_NEOX:
+        x0, x1 = x[..., :half].copy(), x[..., half:].copy()
+        c, s = cos[:, None, :], sin[:, None, :]
+        x[..., :half] = x0 * c - x1 * s
+        x[..., half:] = x0 * s + x1 * c
+    else:
+        x0, x1 = x[..., 0::2].copy(), x[..., 1::2].copy()
+        c, s = cos[:, None, :], sin[:, None, :]
+        x[..., 0::2] = x0 * c - x1 * s
+        x[..., 1::2] = x0 * s + x1 * c
+    return x
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis; masked entries are -inf."""
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores
+
+
+# ----------------------------------------------------------------------------- products
+
+def project(kernels, x: np.ndarray, *weights: QMatrix) -> list[np.ndarray]:
+    """y_i = W_i @ x for several matrices sharing one input x (T, n_in) -> [(T, n_out_i)].
+
+    Like ggml, the activations are quantized (Q8_K, Q8_0 or Q8_1, by weight type) before
+    the integer dot products; done once per distinct format, not once per matrix.
+    """
+    quantized = {}
+    outputs = []
+    for w in weights:
+        fmt = kernels.vec_dot_type(w.ggml_type)
+        if fmt not in quantized:
+            quantized[fmt] = kernels.quantize_activations(x, fmt)
+        out = np.empty((x.shape[0], w.n_out), dtype=np.float32)
+        kernels.matmul_q8(w.ggml_type, w.data, quantized[fmt], out)
+        outputs.append(out)
+    return outputs
+
+
+# ----------------------------------------------------------------------------- one layer
+
+def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int) -> np.ndarray:
+    """Causal grouped-query attention for T new tokens at positions pos0..pos0+T-1.
+
+    q (T, n_head, d); k_cache, v_cache (n_ctx, n_head_kv, d) fp16 holding 0..pos0+T-1.
+    Query head h reads key/value head h // (n_head / n_head_kv).  -> (T, n_head * d)
+    """
+    T, n_head, d = q.shape
+    n_kv = pos0 + T
+    n_head_kv = k_cache.shape[1]
+    group = n_head // n_head_kv
+    keys = k_cache[:n_kv].astype(np.float32).transpose(1, 2, 0)        # (n_head_kv, d, n_kv)
+    values = v_cache[:n_kv].astype(np.float32).transpose(1, 0, 2)      # (n_head_kv, n_kv, d)
+    # (n_head_kv, group*T, d): the query heads that share a kv head, stacked
+    qg = q.reshape(T, n_head_kv, group, d).transpose(1, 2, 0, 3).reshape(n_head_kv, group * T, d)
+    scores = (qg @ keys) * np.float32(1.0 / np.sqrt(d))                # (n_head_kv, group*T, n_kv)
+    if T > 1:                                                          # causal mask
+        query_pos = pos0 + np.tile(np.arange(T), group)
+        scores[:, np.arange(n_kv)[None, :] > query_pos[:, None]] = -np.inf
+    out = softmax(scores) @ values                                     # (n_head_kv, group*T, d)
+    return out.reshape(n_head_kv, group, T, d).transpose(2, 0, 1, 3).reshape(T, n_head * d)
+
+
+def layer_forward(kernels, hp: HParams, w: LayerWeights, x: np.ndarray, pos0: int,
+                  k_cache: np.ndarray, v_cache: np.ndarray, cos, sin) -> np.ndarray:
+    """One transformer block on x (T, n_embd), updating the layer's kv cache. -> (T, n_embd)"""
+    T = x.shape[0]
+    h = rms_norm(x, w.attn_norm, hp.rms_eps)
+    q, k, v = project(kernels, h, w.wq, w.wk, w.wv)       # (T, n_embd), (T, n_gqa), (T, n_gqa)
+    if w.bq is not None:
+        q += w.bq
+        k += w.bk
+        v += w.bv
+    q = rope(q.reshape(T, hp.n_head, hp.head_dim), cos, sin, hp.rope_mode)
+    k = rope(k.reshape(T, hp.n_head_kv, hp.head_dim), cos, sin, hp.rope_mode)
+    k_cache[pos0:pos0 + T] = k
+    v_cache[pos0:pos0 + T] = v.reshape(T, hp.n_head_kv, hp.head_dim)
+    att = attention(q, k_cache, v_cache, pos0)            # (T, n_embd)
+    x = x + project(kernels, att, w.wo)[0]
+    h = rms_norm(x, w.ffn_norm, hp.rms_eps)
+    gate, up = project(kernels, h, w.w_gate, w.w_up)      # (T, n_ff) each
+    return x + project(kernels, silu_mul(gate, up), w.w_down)[0]

@@ -1,0 +1,77 @@
+"""Sampler: each knob checked against hand-computed distributions."""
+import numpy as np
+import pytest
+
+from pyggml.errors import UsageError
+from pyggml.model.sampler import Sampler, SamplerSettings
+
+OPEN = dict(top_k=0, top_p=1.0, min_p=0.0)        # no filtering
+
+
+def frequencies(logits, n=20000, history=(), **settings):
+    sampler = Sampler(SamplerSettings(seed=1, **settings))
+    logits = np.asarray(logits, dtype=np.float32)
+    counts = np.bincount([sampler(logits, list(history)) for _ in range(n)], minlength=len(logits))
+    return counts / n
+
+
+def test_greedy_is_argmax_and_ignores_filters():
+    sampler = Sampler(SamplerSettings(temperature=0))
+    assert sampler(np.array([0.1, 3.0, 2.9, -1], np.float32), []) == 1
+
+
+def test_temperature_one_samples_softmax():
+    # logits 0 and ln 3: p = 1/4, 3/4
+    f = frequencies([0.0, np.log(3.0)], temperature=1.0, **OPEN)
+    assert f == pytest.approx([0.25, 0.75], abs=0.015)
+
+
+def test_temperature_sharpens():
+    # at T = 0.5 the logits double: p = 1/10, 9/10
+    f = frequencies([0.0, np.log(3.0)], temperature=0.5, **OPEN)
+    assert f == pytest.approx([0.1, 0.9], abs=0.015)
+
+
+def test_top_k_keeps_k_best():
+    f = frequencies([3.0, 2.0, 1.0, 0.0], temperature=1.0, top_k=2, top_p=1.0, min_p=0.0)
+    e = np.exp([3.0, 2.0])
+    assert f == pytest.approx([e[0] / e.sum(), e[1] / e.sum(), 0, 0], abs=0.015)
+
+
+def test_top_p_keeps_smallest_set_reaching_p():
+    # p = [0.5, 0.3, 0.2]: top_p 0.7 keeps the first two (0.5 < 0.7 <= 0.8)
+    logits = np.log([0.5, 0.3, 0.2])
+    f = frequencies(logits, temperature=1.0, top_k=0, top_p=0.7, min_p=0.0)
+    assert f == pytest.approx([0.625, 0.375, 0.0], abs=0.015)
+
+
+def test_min_p_drops_unlikely_tokens():
+    # p = [0.5, 0.3, 0.2]; min_p 0.5 keeps tokens with p >= 0.25
+    logits = np.log([0.5, 0.3, 0.2])
+    f = frequencies(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.5)
+    assert f == pytest.approx([0.625, 0.375, 0.0], abs=0.015)
+
+
+def test_repeat_penalty_divides_positive_and_multiplies_negative_logits():
+    sampler = Sampler(SamplerSettings(temperature=0, repeat_penalty=2.0))
+    # token 0 (logit 3) was just generated: 3 / 2 = 1.5 < 2.0, so token 1 wins
+    assert sampler(np.array([3.0, 2.0, -1.0], np.float32), [0]) == 1
+    # a negative logit gets more negative: -0.5 * 2 = -1 < -0.9
+    assert sampler(np.array([-0.5, -0.9], np.float32), [0]) == 1
+    # outside the window the penalty does not apply
+    sampler = Sampler(SamplerSettings(temperature=0, repeat_penalty=2.0, repeat_last_n=1))
+    assert sampler(np.array([3.0, 2.0, -1.0], np.float32), [0, 2]) == 0
+
+
+def test_seed_reproducible():
+    logits = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    a = Sampler(SamplerSettings(seed=7))
+    b = Sampler(SamplerSettings(seed=7))
+    assert [a(logits, []) for _ in range(50)] == [b(logits, []) for _ in range(50)]
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_p=0), dict(top_p=1.5),
+                                 dict(min_p=2), dict(repeat_penalty=0), dict(repeat_last_n=-1)])
+def test_out_of_range_settings_raise(bad):
+    with pytest.raises(UsageError):
+        SamplerSettings(**bad)
