@@ -13,3 +13,11 @@ __version__ = "0.1.0"
 
 __all__ = ["open", "load", "PyggmlError", "GGUFError", "UnsupportedTypeError", "ModelError",
            "TokenizerError", "BackendError", "UsageError"]
+
+
+def open(path):  # noqa: A001  (pyggml.open, like the built-in, opens a file)
+    """Open a GGUF file, or a whole split set from any of its shards, without reading
+    tensor data: returns a ``pyggml.format.shards.GGUFFile`` (metadata, tensor index,
+    zero-copy views).  Raises a ``GGUFError`` subclass for a malformed file or set."""
+    from .format.shards import GGUFFile
+    return GGUFFile(path)
