@@ -1,0 +1,93 @@
+/* cpu_internal.h -- what the C files of libpyggml_cpu share and the ABI does not show.
+ *
+ *   quants_ref.c   scalar reference: dequantize, quantize activations, dot products
+ *   quants_avx2.c  AVX2 dot products (and Q8_K quantization), tested against the reference
+ *   pyggml_cpu.c   the ABI: type table, argument checks, threads, loop blocking
+ *   ops.c          per-layer helpers: RMS norm, SiLU * up
+ */
+#ifndef PYGGML_CPU_INTERNAL_H
+#define PYGGML_CPU_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "ggml_blocks.h"
+
+#if defined(__AVX2__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+/* ---------------------------------------------------------------- fp16 <-> fp32 */
+
+static inline float bits_to_fp32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t fp32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+#ifdef __F16C__
+static inline float fp16_to_fp32(ggml_half h) { return _cvtsh_ss(h); }
+static inline ggml_half fp32_to_fp16(float f) { return (ggml_half)_cvtss_sh(f, 0); /* 0: nearest even */ }
+#else
+/* IEEE binary16 -> binary32, exact for every input (subnormals, inf, NaN). */
+static inline float fp16_to_fp32(ggml_half h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    const uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+    if (exp == 0x1F) return bits_to_fp32(sign | 0x7F800000 | (mant << 13));   /* inf, NaN */
+    if (exp == 0) return (sign ? -1.0f : 1.0f) * (float)mant * 5.9604644775390625e-8f;  /* m * 2^-24 */
+    return bits_to_fp32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+/* binary32 -> binary16, round to nearest even (as F16C and ggml do). */
+static inline ggml_half fp32_to_fp16(float f) {
+    uint32_t x = fp32_to_bits(f);
+    const uint32_t sign = (x >> 16) & 0x8000;
+    x &= 0x7FFFFFFF;
+    if (x >= 0x47800000u)                                  /* >= 65536, inf, NaN */
+        return (ggml_half)(sign | (x > 0x7F800000u ? 0x7E00 : 0x7C00));
+    if (x < 0x38800000u) {                                 /* < 2^-14: subnormal half or 0 */
+        /* adding 0.5 puts the 2^-24 unit in the mantissa's last place; the FPU rounds */
+        return (ggml_half)(sign | (fp32_to_bits(bits_to_fp32(x) + 0.5f) - 0x3F000000u));
+    }
+    x += 0xC8000FFFu + ((x >> 13) & 1);                    /* rebias exponent, round half even */
+    return (ggml_half)(sign | (x >> 13));
+}
+#endif
+
+static inline float bf16_to_fp32(uint16_t h) { return bits_to_fp32((uint32_t)h << 16); }
+
+/* ---------------------------------------------------------------- kernels by type */
+
+extern const int8_t kvalues_iq4nl[16];
+
+/* dequantize one row of k elements */
+typedef void (*dequant_row_fn)(const void *w, float *y, int64_t k);
+/* quantize one row of k floats into activation blocks */
+typedef void (*quantize_row_fn)(const float *x, void *y, int64_t k);
+/* the scalar reference dot product of one weight row and one activation row */
+typedef float (*dot_ref_fn)(int64_t k, const void *w, const void *act);
+/* Fast kernel: out[r * ldo] = dot(w, act + r * act_stride) for r < n_act,
+ * 1 <= n_act <= MAX_ACT_ROWS: one weight row against a few activation rows, so that
+ * each weight block is unpacked once and used n_act times (prefill). */
+typedef void (*dot_rows_fn)(int64_t k, const void *w, const void *act, int64_t act_stride,
+                            int n_act, float *out, int64_t ldo);
+
+#define MAX_ACT_ROWS 4
+
+typedef struct {
+    int type;
+    int block_size;
+    int type_size;
+    int act_type;              /* -1: not a weight type (Q8_1, Q8_K) */
+    dequant_row_fn dequant;
+    dot_ref_fn dot_ref;
+    dot_rows_fn dot_rows;      /* fast kernel, or the reference looped over rows */
+} type_traits;
+
+/* quants_ref.c */
+void quantize_row_q8_0_ref(const float *x, void *y, int64_t k);
+void quantize_row_q8_1_ref(const float *x, void *y, int64_t k);
+void quantize_row_q8_K_ref(const float *x, void *y, int64_t k);
+const type_traits *ref_traits(int type);      /* NULL if unknown; dot_rows = reference */
+
+/* quants_avx2.c (NULL entries when the build has no AVX2) */
+dot_rows_fn fast_dot_rows(int type);
+quantize_row_fn fast_quantize_row(int act_type);
+
+#endif /* PYGGML_CPU_INTERNAL_H */

@@ -1,0 +1,239 @@
+/* pyggml_cpu.c -- the ABI of libpyggml_cpu (documented in pyggml_cpu.h): argument
+ * checks, the choice of kernel per type, threads and loop blocking.
+ *
+ * How a product is cut up
+ *   The weight rows of all jobs are cut into chunks of whole rows; threads
+ *   claim chunks one at a time (OpenMP dynamic schedule), so a thread slowed
+ *   down by another process does not hold the others back.  Inside a chunk:
+ *
+ *       for each group of up to MAX_ACT_ROWS activation rows t0..t0+R-1
+ *           for each weight row n of the chunk
+ *               out[t0..t0+R-1][n] = dot_rows(W[n], act[t0..t0+R-1])
+ *
+ *   Decode (one activation row): chunks of ~64 KB of weights, long enough
+ *   for the hardware prefetcher to stream them.  Prefill: chunks of ~16 KB,
+ *   so that a chunk stays in L1 while every group of activation rows passes
+ *   over it, and each weight block is unpacked once per R activation rows.
+ *
+ *   Products smaller than PARALLEL_MIN_BYTES run on the calling thread: waking
+ *   the OpenMP team costs a few microseconds, more than they take.
+ */
+#include <stdlib.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu_internal.h"
+#include "pyggml_cpu.h"
+
+#define ABI_VERSION 1
+#define DECODE_CHUNK_BYTES (64 * 1024)
+#define PREFILL_CHUNK_BYTES (16 * 1024)
+#define PARALLEL_MIN_BYTES (192 * 1024)    /* weight bytes x activation rows */
+
+int pyggml_cpu_abi_version(void) { return ABI_VERSION; }
+
+const char *pyggml_cpu_features(void) {
+    return "C99"
+#ifdef __AVX2__
+           " AVX2"
+#endif
+#ifdef __FMA__
+           " FMA"
+#endif
+#ifdef __F16C__
+           " F16C"
+#endif
+#ifdef __AVXVNNI__
+           " AVXVNNI"
+#endif
+#ifdef _OPENMP
+           " OPENMP"
+#endif
+        ;
+}
+
+int pyggml_cpu_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int pyggml_act_type(int w_type) {
+    const type_traits *t = ref_traits(w_type);
+    return t ? t->act_type : -1;
+}
+
+int64_t pyggml_row_bytes(int type, int64_t k) {
+    const type_traits *t = ref_traits(type);
+    if (!t || k < 0 || k % t->block_size) return -1;
+    return k / t->block_size * t->type_size;
+}
+
+static dot_rows_fn dot_rows_for(const type_traits *t) {
+    const dot_rows_fn fast = fast_dot_rows(t->type);
+    return fast ? fast : t->dot_rows;
+}
+
+static quantize_row_fn quantize_row_for(int act_type) {
+    const quantize_row_fn fast = fast_quantize_row(act_type);
+    if (fast) return fast;
+    switch (act_type) {
+    case GGML_TYPE_Q8_0: return quantize_row_q8_0_ref;
+    case GGML_TYPE_Q8_1: return quantize_row_q8_1_ref;
+    case GGML_TYPE_Q8_K: return quantize_row_q8_K_ref;
+    default: return NULL;
+    }
+}
+
+static int threads_for(int64_t work_bytes, int n_threads) {
+#ifdef _OPENMP
+    if (work_bytes < PARALLEL_MIN_BYTES) return 1;
+    return n_threads > 0 ? n_threads : omp_get_max_threads();
+#else
+    (void)work_bytes;
+    (void)n_threads;
+    return 1;
+#endif
+}
+
+/* ================================================================ activations */
+
+int pyggml_quantize_act(int act_type, const float *x, int64_t ldx, int64_t n_rows, int64_t k,
+                        void *y) {
+    const quantize_row_fn quantize = quantize_row_for(act_type);
+    const int64_t row_bytes = pyggml_row_bytes(act_type, k);
+    if (!quantize) return PYGGML_ERR_TYPE;
+    if (row_bytes < 0 || n_rows < 0) return PYGGML_ERR_SHAPE;
+    if (n_rows == 0) return PYGGML_OK;
+    if (!x || !y || (n_rows > 1 && ldx < k)) return PYGGML_ERR_ARG;
+    const int nt = threads_for(n_rows * k * 4, 0);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t t = 0; t < n_rows; t++) quantize(x + t * ldx, (char *)y + t * row_bytes, k);
+    return PYGGML_OK;
+}
+
+/* ================================================================ dequantization */
+
+int pyggml_dequantize_rows(int type, const void *w, int64_t w_stride, int64_t n_w_rows,
+                           const int64_t *rows, int64_t n_rows, int64_t k, float *out, int64_t ldo) {
+    const type_traits *t = ref_traits(type);
+    if (!t || !t->dequant) return PYGGML_ERR_TYPE;
+    const int64_t row_bytes = pyggml_row_bytes(type, k);
+    if (row_bytes < 0 || n_rows < 0 || n_w_rows < 0) return PYGGML_ERR_SHAPE;
+    if (n_rows == 0) return PYGGML_OK;
+    if (!w || !out || (n_rows > 1 && ldo < k) || (n_w_rows > 1 && w_stride < row_bytes))
+        return PYGGML_ERR_ARG;
+    if (rows) {
+        for (int64_t i = 0; i < n_rows; i++)
+            if (rows[i] < 0 || rows[i] >= n_w_rows) return PYGGML_ERR_INDEX;
+    } else if (n_rows > n_w_rows) {
+        return PYGGML_ERR_INDEX;
+    }
+    const int nt = threads_for(n_rows * row_bytes, 0);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t i = 0; i < n_rows; i++) {
+        const int64_t row = rows ? rows[i] : i;
+        t->dequant((const char *)w + row * w_stride, out + i * ldo, k);
+    }
+    return PYGGML_OK;
+}
+
+/* ================================================================ products */
+
+int pyggml_vec_dot_ref(int w_type, const void *w_row, const void *act_row, int64_t k, float *out) {
+    const type_traits *t = ref_traits(w_type);
+    if (!t || !t->dot_ref) return PYGGML_ERR_TYPE;
+    if (k <= 0 || k % t->block_size) return PYGGML_ERR_SHAPE;
+    if (!w_row || !act_row || !out) return PYGGML_ERR_ARG;
+    *out = t->dot_ref(k, w_row, act_row);
+    return PYGGML_OK;
+}
+
+/* what a checked job needs in the hot loop */
+typedef struct {
+    const char *w;
+    int64_t w_stride, n_rows, chunk_rows, n_chunks;
+    float *out;
+    int64_t ldo;
+    dot_rows_fn dot_rows;
+} prepared_job;
+
+static void run_chunk(const prepared_job *job, int64_t row0, int64_t row1, int64_t k,
+                      const char *act, int64_t act_stride, int64_t n_act) {
+    for (int64_t t0 = 0; t0 < n_act; t0 += MAX_ACT_ROWS) {
+        const int R = (int)(n_act - t0 < MAX_ACT_ROWS ? n_act - t0 : MAX_ACT_ROWS);
+        for (int64_t n = row0; n < row1; n++)
+            job->dot_rows(k, job->w + n * job->w_stride, act + t0 * act_stride, act_stride, R,
+                          job->out + t0 * job->ldo + n, job->ldo);
+    }
+}
+
+#define MAX_JOBS 16
+
+int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int64_t ldx,
+                  void *act, int64_t n_act, int64_t k, int n_threads) {
+    if (!jobs || n_jobs < 1 || n_jobs > MAX_JOBS) return PYGGML_ERR_ARG;
+    if (n_act < 1 || k < 1) return PYGGML_ERR_SHAPE;
+
+    prepared_job prep[MAX_JOBS];
+    int act_type = -1;
+    int64_t work = 0, n_chunks = 0;
+    const int64_t chunk_bytes = n_act > 1 ? PREFILL_CHUNK_BYTES : DECODE_CHUNK_BYTES;
+    for (int j = 0; j < n_jobs; j++) {
+        const pyggml_matmul_job *job = &jobs[j];
+        const type_traits *t = ref_traits(job->type);
+        if (!t || t->act_type < 0) return PYGGML_ERR_TYPE;
+        if (j > 0 && t->act_type != act_type) return PYGGML_ERR_ARG;
+        act_type = t->act_type;
+        const int64_t row_bytes = pyggml_row_bytes(job->type, k);
+        if (row_bytes < 0 || job->n_rows < 0) return PYGGML_ERR_SHAPE;
+        if (job->n_rows > 0 && (!job->w || !job->out)) return PYGGML_ERR_ARG;
+        if (job->n_rows > 1 && job->w_stride < row_bytes) return PYGGML_ERR_ARG;
+        if (n_act > 1 && job->ldo < job->n_rows) return PYGGML_ERR_ARG;
+        prepared_job *p = &prep[j];
+        p->w = job->w;
+        p->w_stride = job->w_stride;
+        p->n_rows = job->n_rows;
+        p->out = job->out;
+        p->ldo = job->ldo;
+        p->dot_rows = dot_rows_for(t);
+        p->chunk_rows = chunk_bytes / row_bytes > 1 ? chunk_bytes / row_bytes : 1;
+        p->n_chunks = (job->n_rows + p->chunk_rows - 1) / p->chunk_rows;
+        n_chunks += p->n_chunks;
+        work += job->n_rows * row_bytes;
+    }
+
+    /* where the activation rows are, and whether they must be quantized first */
+    const int64_t act_row_bytes = pyggml_row_bytes(act_type, k);
+    const quantize_row_fn quantize = x && act_type != GGML_TYPE_F32 ? quantize_row_for(act_type) : NULL;
+    int64_t act_stride = act_row_bytes;
+    if (x && n_act > 1 && ldx < k) return PYGGML_ERR_ARG;
+    if (x && act_type == GGML_TYPE_F32) {
+        act = (void *)x;
+        act_stride = ldx * (int64_t)sizeof(float);
+    }
+    if (!act) return PYGGML_ERR_ARG;
+
+    const int nt = threads_for(work * n_act, n_threads);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        if (quantize) {
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < n_act; t++) quantize(x + t * ldx, (char *)act + t * act_row_bytes, k);
+        } /* the implicit barrier: every activation row is ready */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < n_chunks; c++) {
+            int j = 0;
+            int64_t first = c;
+            while (first >= prep[j].n_chunks) first -= prep[j++].n_chunks;
+            const int64_t row0 = first * prep[j].chunk_rows;
+            const int64_t row1 = row0 + prep[j].chunk_rows < prep[j].n_rows ? row0 + prep[j].chunk_rows : prep[j].n_rows;
+            run_chunk(&prep[j], row0, row1, k, act, act_stride, n_act);
+        }
+    }
+    return PYGGML_OK;
+}

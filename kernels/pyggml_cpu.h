@@ -1,0 +1,122 @@
+/* pyggml_cpu.h -- the C ABI of libpyggml_cpu, pyggml's CPU kernels.
+ *
+ * pyggml reads the part between the cdef markers with cffi (ABI mode, see
+ * pyggml/backends/cpu_c.py), so that part holds only plain declarations:
+ * no macros, no preprocessor lines.
+ *
+ * Conventions
+ *   - Types are ggml type ids (enum ggml_type in ggml.h; ggml_blocks.h).
+ *   - A weight matrix W is N rows of K elements; row n starts at
+ *     w + n * w_stride bytes and holds K / block_size blocks of its type.
+ *   - Activations are T rows of K floats, or the same rows quantized to the
+ *     weight type's "activation type" (ggml's vec_dot_type), each row
+ *     pyggml_row_bytes(act_type, K) bytes, rows back to back:
+ *         Q2_K..Q6_K        -> Q8_K (292 B per 256)
+ *         Q4_0 Q5_0 Q8_0 IQ4_NL -> Q8_0 (34 B per 32)
+ *         Q4_1 Q5_1         -> Q8_1 (36 B per 32)
+ *         F32 F16 BF16      -> F32  (the float rows themselves)
+ *   - Products: out[t * ldo + n] = dot(W row n, activation row t), computed
+ *     like ggml's vec_dot_<type>_<act_type>: integer dot per block, float
+ *     sum across blocks.
+ *   - Every function returns PYGGML_OK (0) or a negative PYGGML_ERR_* code;
+ *     a failing call writes nothing.  Callers (cpu_c.py) validate shapes
+ *     first; the codes are a second line of defence, never a substitute.
+ *   - n_threads <= 0 means "OpenMP's default" (OMP_NUM_THREADS or the core
+ *     count); small products run on the calling thread whatever n_threads says,
+ *     because waking a thread costs more than they do.
+ */
+#ifndef PYGGML_CPU_H
+#define PYGGML_CPU_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is built with hidden visibility; what is declared here is its ABI. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* cdef: begin */
+enum pyggml_status {
+    PYGGML_OK = 0,
+    PYGGML_ERR_TYPE = -1,      /* type not supported by this call */
+    PYGGML_ERR_SHAPE = -2,     /* K not a multiple of the block size, negative count, ... */
+    PYGGML_ERR_ARG = -3,       /* NULL pointer, stride too small, mixed activation types */
+    PYGGML_ERR_INDEX = -4      /* a row index outside the matrix */
+};
+
+/* ABI version (bumped on any incompatible change) and the build's features,
+ * e.g. "AVX2 FMA F16C AVXVNNI OPENMP". */
+int pyggml_cpu_abi_version(void);
+const char *pyggml_cpu_features(void);
+int pyggml_cpu_max_threads(void);
+
+/* Activation type id paired with weight type w_type, or -1 if unsupported. */
+int pyggml_act_type(int w_type);
+
+/* Bytes of one row of k elements of `type`; -1 if the type is unknown to
+ * these kernels or k is not a multiple of its block size. */
+int64_t pyggml_row_bytes(int type, int64_t k);
+
+/* Quantize n_rows rows of k floats (row t at x + t * ldx floats) into
+ * act_type blocks at y, rows back to back; exactly ggml's
+ * quantize_row_q8_K_ref / q8_0_ref / q8_1_ref.  act_type: Q8_K, Q8_0, Q8_1. */
+int pyggml_quantize_act(int act_type, const float *x, int64_t ldx, int64_t n_rows, int64_t k,
+                        void *y);
+
+/* out[i * ldo + e] = element e of row rows[i] of W (rows == NULL: row i),
+ * for i < n_rows, e < k; W has n_w_rows rows, and every index is checked
+ * against it before anything is written.  Exactly ggml's dequantize_row_<type>
+ * (and gguf-py's numpy), for every weight type listed above. */
+int pyggml_dequantize_rows(int type, const void *w, int64_t w_stride, int64_t n_w_rows,
+                           const int64_t *rows, int64_t n_rows, int64_t k, float *out, int64_t ldo);
+
+/* One product of a group: N = n_rows rows of W times the group's activations. */
+typedef struct {
+    int32_t type;              /* weight type id */
+    int64_t n_rows;            /* N */
+    const void *w;             /* row n at w + n * w_stride bytes */
+    int64_t w_stride;          /* bytes between rows, >= pyggml_row_bytes(type, k) */
+    float *out;                /* out[t * ldo + n] */
+    int64_t ldo;               /* floats between output rows, >= n_rows when n_act > 1 */
+} pyggml_matmul_job;
+
+/* Run n_jobs (1..16) products that share one activation matrix of n_act rows
+ * of k (q/k/v, gate/up): one parallel region, one activation quantization.
+ * All jobs must pair with the same activation type.
+ *   x != NULL: x holds n_act float rows (stride ldx floats); they are first
+ *              quantized into `act` (scratch of n_act * row_bytes(act_type, k)
+ *              bytes; unused and may be NULL when the activation type is F32).
+ *   x == NULL: `act` already holds the quantized rows (or float rows for F32). */
+int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int64_t ldx,
+                  void *act, int64_t n_act, int64_t k, int n_threads);
+
+/* The scalar reference of one dot product (the fast kernels are tested
+ * against it): *out = vec_dot(w_row, act_row) over k elements. */
+int pyggml_vec_dot_ref(int w_type, const void *w_row, const void *act_row, int64_t k,
+                       float *out);
+
+/* RMS norm like ggml_rms_norm then ggml_mul: for each of n_rows rows of n,
+ * y = (x * (1 / sqrtf(mean(x^2) + eps))) * weight, with the sum of squares in
+ * double; weight may be NULL (no multiply).  y may equal x. */
+int pyggml_rms_norm(const float *x, int64_t ldx, const float *weight, float *y, int64_t ldy,
+                    int64_t n_rows, int64_t n, float eps);
+
+/* out[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i]
+ * (with AVX2, exp is a Cephes-style polynomial within a few ulp of expf).
+ * out may equal gate or up. */
+int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n);
+/* cdef: end */
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PYGGML_CPU_H */
