@@ -241,7 +241,7 @@ class _Parser:
         if n_tensors * _MIN_TENSOR_INFO_BYTES > self.size - self.pos:
             self.fail(GGUFTruncatedError, f"{n_tensors} tensor infos need at least "
                       f"{n_tensors * _MIN_TENSOR_INFO_BYTES} bytes, but only "
-                      f"{self.size - self.pos} remain", "n_tensors", 16)
+                      f"{self.size - self.pos} remain", "n_tensors", 8)
         raw_infos = [self.tensor_info(i) for i in range(n_tensors)]
         data_offset = -(-self.pos // alignment) * alignment
         tensors = self.place_tensors(raw_infos, data_offset, alignment) if raw_infos else []

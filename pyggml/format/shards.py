@@ -104,8 +104,8 @@ class GGUFFile:
 
     def dequantize(self, name: str) -> np.ndarray:
         """The tensor as float32 in its numpy shape (pyggml.quants does the decoding)."""
-        from ..quants import dequantize
         info = self._supported(name)
+        from ..quants import dequantize
         return dequantize(info.type, self.raw(name), info.shape)
 
     def _supported(self, name: str) -> TensorInfo:
