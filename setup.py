@@ -1,0 +1,81 @@
+"""setuptools hook: build the native kernels (CMakeLists.txt) while pip installs pyggml.
+
+Everything else about the package is in pyproject.toml.  The hook runs CMake as part
+of build_py and puts the libraries where pyggml.backends looks for them:
+
+    pip install -e .     ->  pyggml/lib/ in this checkout (git-ignored)
+    pip install .        ->  pyggml/lib/ inside the wheel (tagged for this platform)
+
+The kernels are an accelerator, not a requirement: without CMake or a C compiler, or
+if the build fails, the install still succeeds (with one warning here), and pyggml
+runs on its numba kernels, saying so once when it starts.
+
+PYGGML_CMAKE_ARGS adds CMake arguments, e.g. '-DPYGGML_NATIVE=OFF' for a wheel that
+must run on other x86-64 machines than this one (the default is -march=native).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Distribution, setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+
+
+def warn(message: str) -> None:
+    print(f"pyggml setup: WARNING: {message}; pyggml will use its numba kernels", file=sys.stderr)
+
+
+def build_kernels(build_dir: Path, lib_dir: Path) -> bool:
+    """Configure and build CMakeLists.txt in build_dir, libraries into lib_dir.
+
+    Returns False (after one warning) instead of raising when it cannot be done."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        warn("cmake not found, C kernels not built")
+        return False
+    configure = [cmake, "-S", str(ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
+                 f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={lib_dir}",
+                 *shlex.split(os.environ.get("PYGGML_CMAKE_ARGS", ""))]
+    build = [cmake, "--build", str(build_dir), "--parallel", str(os.cpu_count() or 2)]
+    for step in (configure, build):
+        try:
+            result = subprocess.run(step, capture_output=True, text=True)
+        except OSError as exc:
+            warn(f"{step[0]} could not run ({exc}), C kernels not built")
+            return False
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).strip()[-2000:]
+            warn(f"building the C kernels failed ({' '.join(step)}):\n{output}\n")
+            return False
+    return True
+
+
+class BuildPyWithKernels(build_py):
+    """build_py, then the native kernels into the package's lib/ folder."""
+
+    def run(self):
+        super().run()
+        build_temp = Path(self.get_finalized_command("build").build_temp)
+        if self.editable_mode:                 # the checkout is the installed package
+            lib_dir = ROOT / "pyggml" / "lib"
+        else:
+            lib_dir = Path(self.build_lib).resolve() / "pyggml" / "lib"
+        build_kernels(build_temp.resolve() / "pyggml-kernels", lib_dir)
+
+
+class BinaryDistribution(Distribution):
+    """The wheel carries a native library: tag it for this platform, not py3-none-any."""
+
+    def has_ext_modules(self):
+        return True
+
+
+if __name__ == "__main__":
+    setup(cmdclass={"build_py": BuildPyWithKernels}, distclass=BinaryDistribution)
