@@ -1,0 +1,435 @@
+"""Byte-level BPE tokenizer (``tokenizer.ggml.model = "gpt2"``), token for token like llama.cpp.
+
+    text ──special-token partition──> raw fragments and special token ids
+    raw fragment ──pre-tokenizer (pretokenize.py)──> words
+    word ──UTF-8, each byte as one printable code point──> "Ġhello"
+    "Ġhello" ──BPE merges, lowest rank first──> ["Ġhel", "lo"] ──vocab──> ids
+
+Byte-level alphabet (GPT-2's ``bytes_to_unicode``): the 188 printable bytes stand for
+themselves (0x21-0x7E, 0xA1-0xAC, 0xAE-0xFF); the other 68 (controls, space, 0x7F-0xA0,
+0xAD) become U+0100 + n in byte order, so the space 0x20 is 'Ġ' (U+0120) and '\\n' is 'Ċ'.
+
+Special tokens (llama.cpp ``tokenizer_st_partition``): every token of type CONTROL,
+USER_DEFINED or UNKNOWN is searched for in the text, longest first, each one cutting all
+raw fragments left by the longer ones.  With ``parse_special=False`` CONTROL and UNKNOWN
+tokens are left to BPE but USER_DEFINED ones are still matched (as Hugging Face does).
+
+Decoding reverses the byte mapping per token (``token_to_piece``); CONTROL and UNKNOWN
+tokens print their text only when ``special`` is asked for, USER_DEFINED ones always.
+
+What llama.cpp leaves unspecified is fixed here: special tokens of equal length are tried
+in id order (llama.cpp's std::sort is not stable), and where several tokens could serve
+as the FIM / EOT token by text, the lowest id wins (llama.cpp takes a hash-map order).
+"""
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import TokenizerError, UsageError
+from .pretokenize import PreTokenizer
+
+# ----------------------------------------------------------------------------- byte level
+
+def _byte_level_alphabet() -> list[str]:
+    """byte value -> the code point that stands for it in byte-level BPE token texts."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    others = [b for b in range(256) if b not in printable]
+    alphabet = [""] * 256
+    for b in printable:
+        alphabet[b] = chr(b)
+    for n, b in enumerate(others):
+        alphabet[b] = chr(0x100 + n)
+    return alphabet
+
+
+BYTE_TO_CHAR = _byte_level_alphabet()
+CHAR_TO_BYTE = {char: byte for byte, char in enumerate(BYTE_TO_CHAR)}
+_LATIN1_TO_BYTE_LEVEL = str.maketrans({chr(b): c for b, c in enumerate(BYTE_TO_CHAR)})
+
+# ----------------------------------------------------------------------------- token kinds
+# tokenizer.ggml.token_type values and llama.cpp's attribute bits (llama.h llama_token_attr)
+TYPE_NORMAL, TYPE_UNKNOWN, TYPE_CONTROL, TYPE_USER_DEFINED, TYPE_UNUSED, TYPE_BYTE = 1, 2, 3, 4, 5, 6
+ATTR_UNDEFINED, ATTR_UNKNOWN, ATTR_UNUSED, ATTR_NORMAL = 0, 1 << 0, 1 << 1, 1 << 2
+ATTR_CONTROL, ATTR_USER_DEFINED, ATTR_BYTE = 1 << 3, 1 << 4, 1 << 5
+_ATTR_OF_TYPE = np.array([ATTR_UNDEFINED, ATTR_NORMAL, ATTR_UNKNOWN, ATTR_CONTROL,
+                          ATTR_USER_DEFINED, ATTR_UNUSED, ATTR_BYTE], dtype=np.int64)
+_ATTR_SPECIAL = ATTR_CONTROL | ATTR_UNKNOWN            # printed only when special=True
+
+# ----------------------------------------------------------------------------- pre-tokenizers
+# tokenizer.ggml.pre -> (regexes in pretokenize.py, clean_spaces, ignore_merges, add_bos default)
+# as llama.cpp's llama_vocab::impl::load sets them; names not listed are refused.
+_PRE = {}
+for _names, _setting in [
+    (["default"], ("default", True, False, False)),
+    (["gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
+      "mellum", "modern-bert", "exaone4", "mpt", "olmo"], ("gpt2", True, False, False)),
+    (["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"],
+     ("llama3", True, True, True)),
+    (["dbrx", "smaug-bpe"], ("llama3", True, False, False)),
+    (["qwen2", "deepseek-r1-qwen", "kormo", "hunyuan", "grok-2"], ("qwen2", False, False, False)),
+    (["stablelm2", "megrez"], ("qwen2", True, False, False)),
+    (["smollm", "command-r"], ("smollm", False, False, False)),
+    (["starcoder", "refact", "codeshell", "exaone", "minerva-7b"], ("smollm", True, False, False)),
+]:
+    for _name in _names:
+        _PRE[_name] = _setting
+
+# token texts that end generation (llama.cpp's special_eog_ids heuristics, by text)
+EOG_TEXTS = frozenset([
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+    "<｜end▁of▁sentence｜>", "[e~[",
+])
+# tokens found by text when the file names no id; each becomes CONTROL (llama.cpp does the same)
+_BY_TEXT = {
+    "eot": ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+            "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>",
+            "<end_of_utterance>"],
+    "eom": ["<|eom_id|>"],
+    "fim_pre": ["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>",
+                "▁<PRE>", "<|code_prefix|>", "<|prefix|>"],
+    "fim_suf": ["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>",
+                "▁<SUF>", "<|code_suffix|>", "<|suffix|>"],
+    "fim_mid": ["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>",
+                "▁<MID>", "<|code_middle|>", "<|middle|>"],
+    "fim_pad": ["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+    "fim_rep": ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"],
+    "fim_sep": ["<|file_sep|>"],
+}
+# special token ids: (name, metadata key suffix); later keys override earlier ones
+_SPECIAL_KEYS = [
+    ("bos", "bos_token_id"), ("eos", "eos_token_id"), ("eot", "eot_token_id"),
+    ("eom", "eom_token_id"), ("unk", "unknown_token_id"), ("sep", "seperator_token_id"),
+    ("pad", "padding_token_id"), ("mask", "mask_token_id"),
+    ("fim_pre", "fim_pre_token_id"), ("fim_suf", "fim_suf_token_id"),
+    ("fim_mid", "fim_mid_token_id"), ("fim_pad", "fim_pad_token_id"),
+    ("fim_rep", "fim_rep_token_id"), ("fim_sep", "fim_sep_token_id"),
+    ("fim_pre", "prefix_token_id"), ("fim_suf", "suffix_token_id"), ("fim_mid", "middle_token_id"),
+]
+
+_WORD_CACHE_LIMIT = 1 << 17     # words remembered per tokenizer before the cache starts over
+
+
+class Tokenizer:
+    """A GGUF file's byte-level BPE vocabulary; see the module docstring."""
+
+    def __init__(self, tokens: Sequence[str], merges: Sequence[str], token_types=None, *,
+                 pre: str = "default", special_ids: Mapping[str, int] | None = None,
+                 add_bos: bool | None = None, add_eos: bool = False):
+        n_vocab = len(tokens)
+        if n_vocab == 0:
+            raise TokenizerError("tokenizer.ggml.tokens is empty")
+        if pre not in _PRE:
+            raise TokenizerError(f"tokenizer.ggml.pre {pre!r} is not supported; supported: "
+                                 f"{', '.join(sorted(_PRE))}")
+        kind, self.clean_spaces, self.ignore_merges, default_add_bos = _PRE[pre]
+        self.pre = pre
+        self.pretokenizer = PreTokenizer(kind)
+
+        # id <-> text.  Token texts are byte-level strings, except special tokens' plain text.
+        texts = list(tokens)
+        if not all(type(t) is str for t in texts):
+            raise TokenizerError("tokenizer.ggml.tokens must be an array of strings")
+        for i in (i for i, t in enumerate(texts) if not t):
+            texts[i] = f"[EMPTY_{i}]"                # what llama.cpp names an empty token
+        self.texts = texts
+        self.token_to_id = dict(zip(texts, range(n_vocab)))
+        if len(self.token_to_id) != n_vocab:
+            seen = {}
+            for i, t in enumerate(texts):
+                if t in seen:
+                    raise TokenizerError(f"tokenizer.ggml.tokens: token {t!r} appears twice, "
+                                         f"as ids {seen[t]} and {i}")
+                seen[t] = i
+
+        # merge "left right" -> rank (its index; the first one counts when a merge repeats).
+        # Symbols never contain a space (it is 'Ġ' at byte level), so the merge string itself
+        # is the key: looking up left + " " + right finds what llama.cpp's split at the first
+        # space (from position 1) finds.
+        merges = list(merges)
+        if not all(type(m) is str for m in merges):
+            raise TokenizerError("tokenizer.ggml.merges must be an array of strings")
+        self.merge_rank = dict(zip(reversed(merges), range(len(merges) - 1, -1, -1)))
+
+        if token_types is None:
+            attrs = np.full(n_vocab, ATTR_NORMAL, dtype=np.int64)
+        else:
+            types = np.asarray(token_types)
+            if types.ndim != 1 or len(types) < n_vocab or not np.issubdtype(types.dtype, np.integer):
+                raise TokenizerError(f"tokenizer.ggml.token_type must hold one integer per token "
+                                     f"({n_vocab}), got {len(types) if types.ndim == 1 else types.shape}")
+            types = types[:n_vocab].astype(np.int64)
+            attrs = np.where((types >= 0) & (types < len(_ATTR_OF_TYPE)),
+                             _ATTR_OF_TYPE[np.clip(types, 0, len(_ATTR_OF_TYPE) - 1)],
+                             ATTR_UNDEFINED)
+        self.attrs = attrs.tolist()
+        self._find_special_tokens(dict(special_ids or {}))
+
+        self.add_bos = default_add_bos if add_bos is None else bool(add_bos)
+        self.add_eos = bool(add_eos)
+        for flag, name in ((self.add_bos, "bos"), (self.add_eos, "eos")):
+            if flag and getattr(self, f"{name}_id") is None:
+                raise TokenizerError(f"tokenizer.ggml.add_{name}_token is true, but the "
+                                     f"vocabulary has no {name.upper()} token")
+
+        # tokens the partition step looks for: longest text (in UTF-8 bytes) first
+        specials = [i for i, a in enumerate(self.attrs)
+                    if a & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)]
+        specials.sort(key=lambda i: -len(texts[i].encode("utf-8", "surrogatepass")))
+        self._specials = [(texts[i], i) for i in specials]
+        self._user_defined = [(t, i) for t, i in self._specials
+                              if not self.attrs[i] & _ATTR_SPECIAL]
+        self._word_ids: dict[str, tuple[int, ...]] = {}
+        self._pieces: dict[int, bytes] = {}
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping) -> Tokenizer:
+        """The tokenizer of a GGUF file, from its metadata key/values."""
+        model = metadata.get("tokenizer.ggml.model")
+        if model is None:
+            raise TokenizerError("the file has no tokenizer (no tokenizer.ggml.model key)")
+        if model != "gpt2":
+            raise TokenizerError(f"tokenizer.ggml.model is {model!r}; pyggml reads only "
+                                 f"byte-level BPE vocabularies ('gpt2')")
+        for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges"):
+            if key not in metadata:
+                raise TokenizerError(f"the file's BPE tokenizer lacks {key}")
+        special_ids = {}
+        for name, key in _SPECIAL_KEYS:
+            value = metadata.get(f"tokenizer.ggml.{key}")
+            if value is not None:
+                special_ids[name] = value
+        return cls(metadata["tokenizer.ggml.tokens"], metadata["tokenizer.ggml.merges"],
+                   metadata.get("tokenizer.ggml.token_type"),
+                   pre=metadata.get("tokenizer.ggml.pre", "default"),
+                   special_ids=special_ids,
+                   add_bos=metadata.get("tokenizer.ggml.add_bos_token"),
+                   add_eos=metadata.get("tokenizer.ggml.add_eos_token", False))
+
+    def _find_special_tokens(self, given: dict[str, int]) -> None:
+        """bos/eos/eot/... ids and the end-of-generation set, as llama.cpp's load() settles them."""
+        n_vocab = len(self.texts)
+        ids = {name: None for name, _ in _SPECIAL_KEYS}
+        ids["bos"] = ids["eos"] = 11 if n_vocab > 11 else None          # BPE defaults
+        for name, value in given.items():
+            if isinstance(value, (int, np.integer)) and 0 <= value < n_vocab:
+                ids[name] = int(value)                                    # else: keep the default
+        for name, candidates in _BY_TEXT.items():
+            if ids[name] is None:
+                found = [self.token_to_id[t] for t in candidates if t in self.token_to_id]
+                if found:
+                    ids[name] = min(found)
+                    self.attrs[ids[name]] |= ATTR_CONTROL
+        eog = {ids[name] for name in ("fim_pad", "fim_rep", "fim_sep") if ids[name] is not None}
+        for text in EOG_TEXTS:
+            i = self.token_to_id.get(text)
+            if i is not None:
+                eog.add(i)
+                self.attrs[i] |= ATTR_CONTROL
+        eog.update(ids[name] for name in ("eos", "eot", "eom") if ids[name] is not None)
+        self.special_ids = ids
+        self.bos_id, self.eos_id = ids["bos"], ids["eos"]
+        self.eog_ids = frozenset(eog)
+
+    @property
+    def n_vocab(self) -> int:
+        return len(self.texts)
+
+    # ------------------------------------------------------------------------- encode
+    def encode(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of text, as llama_tokenize(text, add_special, parse_special)."""
+        if not isinstance(text, str):
+            raise UsageError(f"encode() takes a str, got {type(text).__name__}")
+        out = [self.bos_id] if add_special and self.add_bos else []
+        for fragment in self._partition(text, parse_special):
+            if type(fragment) is int:
+                out.append(fragment)
+                continue
+            cache = self._word_ids
+            for word in self.pretokenizer.split(fragment):
+                ids = cache.get(word)
+                if ids is None:
+                    if len(cache) >= _WORD_CACHE_LIMIT:
+                        cache.clear()
+                    ids = cache[word] = self._encode_word(word)
+                out += ids
+        if add_special and self.add_eos:
+            out.append(self.eos_id)
+        return out
+
+    def _partition(self, text: str, parse_special: bool) -> list[str | int]:
+        """text -> raw text fragments and special token ids, in order (tokenizer_st_partition)."""
+        fragments: list[str | int] = [text] if text else []
+        for special, token_id in (self._specials if parse_special else self._user_defined):
+            if special not in text:
+                continue
+            cut: list[str | int] = []
+            for fragment in fragments:
+                if type(fragment) is int or special not in fragment:
+                    cut.append(fragment)
+                    continue
+                for n, part in enumerate(fragment.split(special)):
+                    if n:
+                        cut.append(token_id)
+                    if part:
+                        cut.append(part)
+            fragments = cut
+        return fragments
+
+    def _encode_word(self, word: str) -> tuple[int, ...]:
+        """One pre-token word -> ids: byte-level text, BPE merges, vocabulary lookup."""
+        # UTF-8 bytes as latin-1 code points, then each mapped to its byte-level stand-in
+        text = word.encode("utf-8", "surrogatepass").decode("latin-1").translate(_LATIN1_TO_BYTE_LEVEL)
+        token_to_id = self.token_to_id
+        if self.ignore_merges and text in token_to_id:
+            return (token_to_id[text],)
+        ids = []
+        for symbol in self._bpe(text):
+            token_id = token_to_id.get(symbol)
+            if token_id is not None:
+                ids.append(token_id)
+                continue
+            # not a token: llama.cpp looks up each UTF-8 byte of the symbol on its own
+            for byte in symbol.encode("utf-8"):
+                token_id = token_to_id.get(chr(byte)) if byte < 0x80 else None
+                if token_id is not None:
+                    ids.append(token_id)
+        return tuple(ids)
+
+    def _bpe(self, text: str) -> list[str]:
+        """Merge adjacent symbols, lowest merge rank first and leftmost first on ties.
+
+        Symbols form a linked list (prev/next indices); candidate pairs wait in a heap
+        keyed (rank, left index).  A popped pair whose symbols changed since it was pushed
+        is stale and skipped, exactly as llama.cpp's llm_tokenizer_bpe_session does.
+        """
+        symbols = list(text)                  # one byte-level character per byte
+        n = len(symbols)
+        if n < 2:
+            return symbols
+        rank = self.merge_rank
+        prev = list(range(-1, n - 1))
+        next_ = list(range(1, n + 1))
+        next_[-1] = -1
+        heap = []
+        for i in range(n - 1):
+            r = rank.get(symbols[i] + " " + symbols[i + 1])
+            if r is not None:
+                heap.append((r, i, i + 1, symbols[i] + symbols[i + 1]))
+        heapq.heapify(heap)
+        while heap:
+            _, left, right, merged = heapq.heappop(heap)
+            if not symbols[left] or not symbols[right] or symbols[left] + symbols[right] != merged:
+                continue                                          # stale
+            symbols[left], symbols[right] = merged, ""
+            after = next_[left] = next_[right]
+            if after != -1:
+                prev[after] = left
+            for a, b in ((prev[left], left), (left, after)):
+                if a != -1 and b != -1:
+                    r = rank.get(symbols[a] + " " + symbols[b])
+                    if r is not None:
+                        heapq.heappush(heap, (r, a, b, symbols[a] + symbols[b]))
+        return [s for s in symbols if s]
+
+    # ------------------------------------------------------------------------- decode
+    def token_to_piece(self, token_id: int, special: bool = False) -> bytes:
+        """The bytes token_id stands for (llama_token_to_piece with lstrip 0)."""
+        if not 0 <= token_id < len(self.texts):
+            raise UsageError(f"token id {token_id} is outside the vocabulary (0..{len(self.texts) - 1})")
+        attr = self.attrs[token_id]
+        if attr & _ATTR_SPECIAL and not special:
+            return b""
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            piece = self._pieces[token_id] = self._piece(token_id, attr)
+        return piece
+
+    def _piece(self, token_id: int, attr: int) -> bytes:
+        text = self.texts[token_id]
+        if attr & (_ATTR_SPECIAL | ATTR_USER_DEFINED):
+            return text.encode("utf-8", "surrogateescape")
+        if attr & ATTR_NORMAL:
+            try:
+                return bytes(CHAR_TO_BYTE[c] for c in text)
+            except KeyError:
+                return _decode_byte_level_with_unknowns(text)
+        if attr & ATTR_BYTE:                          # "<0xAB>": strtol of its hex digits
+            digits = re.match(r"[0-9a-fA-F]*", text[3:5]).group()
+            return bytes([int(digits, 16) if digits else 0])
+        return b""                                    # UNUSED and UNDEFINED tokens print nothing
+
+    def decode(self, ids, special: bool = False) -> str:
+        """Text of ids, as llama_detokenize(remove_special=False, unparse_special=special)."""
+        data = b"".join([self.token_to_piece(int(i), special) for i in ids])
+        if self.clean_spaces:
+            data = _clean_spaces(data)
+        return data.decode("utf-8", "replace")
+
+
+def _decode_byte_level_with_unknowns(text: str) -> bytes:
+    """llama_decode_text for a text holding code points outside the byte-level alphabet."""
+    out = bytearray()
+    for c in text:
+        byte = CHAR_TO_BYTE.get(c)
+        if byte is not None:
+            out.append(byte)
+        else:
+            utf8 = c.encode("utf-8", "surrogatepass")
+            out += b"[UNK_BYTE_0x" + utf8.hex().encode() + text.encode("utf-8", "surrogatepass") + b"]"
+    return bytes(out)
+
+
+def _clean_spaces(data: bytes) -> bytes:
+    """llama.cpp's detokenizer clean-up for vocabularies with clean_spaces (not qwen2/smollm)."""
+    data = re.sub(rb" (?=[?!.,])", b"", data)              # " ?" " !" " ." " ,"  -> "?" ...
+    # " ' " -> "'": an apostrophe between two spaces loses both (the space after it is then
+    # gone, so it cannot serve as the space before a following apostrophe)
+    out = bytearray(data[:1])
+    i, eaten = 1, -1
+    while i < len(data):
+        if (data[i] == 0x27 and i + 1 < len(data) and data[i + 1] == 0x20
+                and data[i - 1] == 0x20 and i - 1 != eaten):
+            out[-1:] = b"'"
+            eaten = i + 1
+            i += 2
+            continue
+        out.append(data[i])
+        i += 1
+    return re.sub(rb" (?='[sm]|'re|'ve)", b"", bytes(out))  # " 's" " 'm" " 're" " 've"
+
+
+class StreamDecoder:
+    """Turns token ids into text as they come, holding back bytes of an unfinished character.
+
+    A multi-byte UTF-8 character often spans two tokens; printing each token's bytes
+    on its own would show replacement characters.  add() returns only complete
+    characters; flush() returns whatever is left (an incomplete tail as U+FFFD).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, special: bool = False):
+        self.tokenizer = tokenizer
+        self.special = special
+        self._pending = b""
+
+    def add(self, token_id: int) -> str:
+        data = self._pending + self.tokenizer.token_to_piece(token_id, self.special)
+        cut = len(data)
+        for back in range(1, min(3, len(data)) + 1):         # an unfinished character's lead byte?
+            byte = data[-back]
+            if byte & 0xC0 == 0x80:
+                continue                                     # continuation byte: look further back
+            if 0xC0 <= byte < 0xF8 and back < (2 if byte < 0xE0 else 3 if byte < 0xF0 else 4):
+                cut = len(data) - back
+            break
+        self._pending = data[cut:]
+        return data[:cut].decode("utf-8", "replace")
+
+    def flush(self) -> str:
+        data, self._pending = self._pending, b""
+        return data.decode("utf-8", "replace")
