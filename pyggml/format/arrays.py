@@ -206,7 +206,7 @@ def find_string_bounds(data: np.ndarray, pos: int, count: int, max_length: int) 
     window = 24 * count + 64                # ~17 bytes per vocabulary string: one window, usually
     while done < count:
         begin, window_end = pos, min(limit, pos + window)
-        cands, nexts, run_ends = _candidates(data, begin, window_end)
+        cands, nexts, run_ends = _candidates(data, begin, window_end, max_length)
         is_cand = None                      # bytes, 1 at candidates: built on the first slow step
         while done < count and pos + 8 <= window_end:
             k = int(np.searchsorted(cands, pos))
@@ -240,11 +240,12 @@ def find_string_bounds(data: np.ndarray, pos: int, count: int, max_length: int) 
     return np.concatenate(pieces)
 
 
-def _candidates(data: np.ndarray, begin: int, end: int):
+def _candidates(data: np.ndarray, begin: int, end: int, max_length: int):
     """Likely string starts in data[begin:end], where each one's chain link leads,
     and the indices where a verified run of links ends.
 
     cands     (n,) absolute offsets whose u64 has its top 6 bytes zero, last of each run
+              (and whose length is within max_length: longer ones take the slow path)
     nexts     (n,) cands + 8 + length (the 16-bit length those offsets would hold)
     run_ends  sorted indices j with nexts[j] != cands[j + 1] (always includes n - 1)
     """
@@ -263,6 +264,8 @@ def _candidates(data: np.ndarray, begin: int, end: int):
         last_of_run[:-1] = offs[1:] != offs[:-1] + 1
         offs = offs[last_of_run]
     lengths = window[offs].astype(np.int64) | (window[offs + 1].astype(np.int64) << 8)
+    if max_length < 0xFFFF:
+        offs, lengths = offs[lengths <= max_length], lengths[lengths <= max_length]
     cands = offs + begin
     nexts = cands + 8 + lengths
     run_ends = np.flatnonzero(np.append(nexts[:-1] != cands[1:], True)) if offs.size else offs

@@ -133,7 +133,7 @@ def _header(fields: dict[str, MetadataField], entries: list[_Tensor], alignment:
     out = [GGUF_MAGIC, _U32.pack(GGUF_WRITE_VERSION), _U64.pack(len(entries)),
            _U64.pack(len(fields))]
     for key, field in fields.items():
-        _put_string(out, key)
+        _put_string(out, key, f"key {key!r}", path)
         out.append(_I32.pack(field.type))
         _put_value(out, field, f"metadata {key!r}", path)
     offset = 0
@@ -142,10 +142,6 @@ def _header(fields: dict[str, MetadataField], entries: list[_Tensor], alignment:
                 struct.pack(f"<{len(entry.ne)}q", *entry.ne), _I32.pack(entry.type),
                 _U64.pack(offset)]
         offset += pad(entry.data.size, alignment)
-    names = [entry.name for entry in entries]
-    if len(set(names)) != len(names):
-        dup = next(name for i, name in enumerate(names) if name in names[:i])
-        raise GGUFTensorError(f"duplicate tensor name {dup.decode(errors='replace')!r}", path=path)
     header = b"".join(out)
     return header + bytes(pad(len(header), alignment) - len(header))
 
@@ -227,7 +223,17 @@ def _item_type(items, key: str, path) -> GGUFValueType:
 def _check_key(key, path) -> str:
     if not isinstance(key, str) or not key:
         raise GGUFMetadataError(f"keys must be non-empty strings, not {key!r}", path=path)
+    _utf8(key, GGUFMetadataError, path, f"key {key!r}")
     return key
+
+
+def _utf8(text: str, error: type, path, where: str) -> bytes:
+    """text as GGUF stores it; lone surrogates other than surrogateescape's cannot be."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as err:
+        raise error(f"not encodable as UTF-8: {err.reason} at {err.start}", path=path,
+                    field=where) from None
 
 
 def _alignment(fields: dict[str, MetadataField], path) -> int:
@@ -242,8 +248,8 @@ def _alignment(fields: dict[str, MetadataField], path) -> int:
     return int(value)
 
 
-def _put_string(out: list, text: str) -> None:
-    data = text.encode("utf-8", "surrogateescape")
+def _put_string(out: list, text: str, where: str, path) -> None:
+    data = _utf8(text, GGUFMetadataError, path, where)
     out += [_U64.pack(len(data)), data]
 
 
@@ -253,7 +259,7 @@ def _put_value(out: list, field: MetadataField, where: str, path) -> None:
         if vtype == V.ARRAY:
             _put_array(out, field, where, path)
         elif vtype == V.STRING:
-            _put_string(out, value)
+            _put_string(out, value, where, path)
         else:
             out.append(struct.pack("<" + _SCALAR_CODES[vtype], value))
     except (struct.error, OverflowError, TypeError, AttributeError, KeyError, ValueError) as err:
@@ -268,8 +274,8 @@ def _put_array(out: list, field: MetadataField, where: str, path) -> None:
         if isinstance(items, StringArray):
             out.append(items.encoded())
         else:
-            for text in items:
-                _put_string(out, text)
+            for i, text in enumerate(items):
+                _put_string(out, text, f"{where}[{i}]", path)
     elif item_type == V.ARRAY:
         for i, inner in enumerate(items):
             inner = as_field(inner, f"{where}[{i}]", path)
@@ -297,7 +303,7 @@ def _tensor_entry(name, value, path) -> _Tensor:
     """(name, type, ne, bytes) of one tensor, every property checked against ggml's rules."""
     if not isinstance(name, str):
         raise GGUFTensorError(f"tensor names must be strings, not {name!r}", path=path)
-    encoded = name.encode("utf-8", "surrogateescape")
+    encoded = _utf8(name, GGUFTensorError, path, f"tensor {name!r}")
     if not encoded or len(encoded) >= GGML_MAX_NAME:
         raise GGUFTensorError(f"name must be 1 to {GGML_MAX_NAME - 1} bytes, not {len(encoded)}",
                               path=path, field=f"tensor {name!r}")
@@ -307,7 +313,8 @@ def _tensor_entry(name, value, path) -> _Tensor:
         if not isinstance(data, np.ndarray):
             data = np.frombuffer(data, dtype=np.uint8)
         data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    elif isinstance(value, np.ndarray):
+    elif isinstance(value, (np.ndarray, np.generic)):
+        value = np.asarray(value)
         dtype = value.dtype.newbyteorder("=") if value.dtype.byteorder == ">" else value.dtype
         if dtype not in _DTYPE_TENSOR_TYPES:
             raise GGUFTensorError(f"no ggml type for numpy dtype {value.dtype}; give a RawTensor",
