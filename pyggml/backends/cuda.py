@@ -1,0 +1,487 @@
+"""Layers on an NVIDIA GPU: libpyggml_cuda (kernels/pyggml_cuda.cu) through cffi, ABI mode.
+
+``CudaDevice`` follows HostDevice's contract (pyggml/backends/host.py).  At load
+time each offloaded layer's weights are copied to the GPU once, in their quantized
+encoding, and the layer gets an fp16 kv cache in GPU memory.  Per forward, only
+the hidden state crosses the bus:
+
+         CPU                                  GPU
+    x = embed(tokens) ---- to_device ---->  x (T, n_embd) in the workspace
+                                            layer n-N ... layer n-1    (in place: x += ...)
+    head on the CPU   <---- to_host ------  x                 (or the head runs here and
+                                                               only the logits come back)
+
+Every step of a block is one kernel of pyggml_cuda.cu, called in the order of
+pyggml.model.forward.layer_forward; the products dequantize on the fly and
+accumulate in float32 (see the top of pyggml_cuda.cu for why).
+
+Without the library, the driver or a device, constructing CudaDevice raises
+BackendError saying which is missing; a failing CUDA call raises BackendError
+with CUDA's own error text.  GPU memory: reserve(bytes) refuses early, naming the
+bytes needed and free; memory_report() gives the used and peak figures of
+cudaMemGetInfo for the stats block.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendError, UnsupportedTypeError, UsageError
+from ..format.constants import type_name
+from ..model.hparams import ROPE_NEOX, HParams
+from ..model.weights import LayerWeights, QMatrix
+
+ABI_VERSION = 1
+LIB_NAMES = {"linux": "libpyggml_cuda.so", "darwin": "libpyggml_cuda.dylib",
+             "win32": "pyggml_cuda.dll"}
+HEADER_NAME = "pyggml_cuda.h"
+PACKAGE_LIB_DIR = Path(__file__).resolve().parents[1] / "lib"       # pyggml/lib, filled by setup.py
+SOURCE_HEADER = Path(__file__).resolve().parents[2] / "kernels" / HEADER_NAME
+SCRATCH_TOKENS = 256         # the model's prompt batch (pyggml.model.N_BATCH): reserve() counts
+                             # activations of this many tokens on top of weights and kv cache
+MIB = 1 << 20
+
+_state: dict = {}            # "ffi", "lib", "path"  or  "error"
+
+
+def not_enough_memory(device: str, what: str, needed: int, free: int) -> BackendError:
+    """The error for a device that cannot hold what the placement asks (shared with simulated)."""
+    return BackendError(
+        f"not enough memory on {device} for {what}: {needed:,} bytes needed "
+        f"({needed / MIB:,.1f} MiB), {free:,} bytes free ({free / MIB:,.1f} MiB); "
+        f"offload fewer layers (a smaller n_gpu_layers / --n-gpu-layers)")
+
+
+@dataclasses.dataclass
+class Traffic:
+    """Bytes that crossed between the CPU and a device, counted by the device."""
+    to_device: int = 0           # hidden states in
+    to_host: int = 0             # hidden states out
+    logits: int = 0              # logits out, when the head runs on the device
+    uploaded: int = 0            # weights at load time
+
+    def reset(self) -> None:
+        self.to_device = self.to_host = self.logits = 0
+
+
+# ----------------------------------------------------------------------------- the library
+
+def _cdef(header: Path) -> str:
+    """The declarations between the cdef markers of pyggml_cuda.h (no preprocessor lines)."""
+    text = header.read_text()
+    try:
+        return text.split("/* cdef: begin */", 1)[1].split("/* cdef: end */", 1)[0]
+    except IndexError:
+        raise BackendError(f"{header}: no '/* cdef: begin */ ... /* cdef: end */' section") from None
+
+
+def library_path() -> Path:
+    """$PYGGML_CUDA_LIB, else pyggml/lib/libpyggml_cuda.so."""
+    explicit = os.environ.get("PYGGML_CUDA_LIB")
+    if explicit:
+        return Path(explicit)
+    return PACKAGE_LIB_DIR / LIB_NAMES.get(sys.platform, LIB_NAMES["linux"])
+
+
+def load():
+    """(ffi, lib) of libpyggml_cuda; raises BackendError (remembered) if it cannot be loaded."""
+    if "lib" in _state:
+        return _state["ffi"], _state["lib"]
+    if "error" in _state:
+        raise BackendError(_state["error"])
+    try:
+        _load()
+    except BackendError as exc:
+        _state["error"] = str(exc)
+        raise
+    return _state["ffi"], _state["lib"]
+
+
+def _load() -> None:
+    try:
+        import cffi
+    except ImportError:
+        raise BackendError("the CUDA backend needs the cffi package (pip install cffi)") from None
+    path = library_path()
+    if not path.exists():
+        raise BackendError(f"the CUDA kernels are not built: no {path} (pip install -e . builds "
+                           f"libpyggml_cuda when CMake finds a CUDA toolkit, i.e. nvcc)")
+    header = path.parent / HEADER_NAME
+    if not header.exists():
+        header = SOURCE_HEADER
+    if not header.exists():
+        raise BackendError(f"no {HEADER_NAME} next to {path} or in {SOURCE_HEADER.parent}")
+    ffi = cffi.FFI()
+    ffi.cdef(_cdef(header))
+    try:
+        lib = ffi.dlopen(str(path))
+    except OSError as exc:
+        raise BackendError(f"cannot load {path}: {exc}") from None
+    version = lib.pyggml_cuda_abi_version()
+    if version != ABI_VERSION:
+        raise BackendError(f"{path} has ABI version {version}, pyggml needs {ABI_VERSION}: "
+                           f"rebuild it (pip install -e .)")
+    _state.update(ffi=ffi, lib=lib, path=path)
+
+
+# ----------------------------------------------------------------------------- device memory
+
+class DeviceArray:
+    """An array in GPU memory: a device pointer, a shape and a dtype.
+
+    Owning arrays free their memory when garbage-collected; ``rows(a, b)`` gives a view
+    of rows a..b-1 that keeps its owner alive.
+    """
+
+    def __init__(self, ptr, shape: tuple, dtype, owner: DeviceArray | None = None):
+        self.ptr = ptr
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.owner = owner
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def rows(self, start: int, stop: int) -> DeviceArray:
+        row_bytes = self.nbytes // self.shape[0]
+        ffi = _state["ffi"]
+        ptr = ffi.cast("char *", self.ptr) + start * row_bytes
+        return DeviceArray(ptr, (stop - start, *self.shape[1:]), self.dtype, self.owner or self)
+
+
+@dataclasses.dataclass
+class CudaMatrix:
+    """A quantized weight matrix resident on the GPU, rows in the file's encoding."""
+    name: str
+    ggml_type: int
+    n_out: int
+    n_in: int
+    row_bytes: int
+    data: DeviceArray            # uint8 (n_out, row_bytes)
+
+
+@dataclasses.dataclass
+class CudaLayer:
+    weights: LayerWeights        # the same fields, holding CudaMatrix / DeviceArray
+    k_cache: DeviceArray         # fp16 (n_ctx, n_head_kv * head_dim)
+    v_cache: DeviceArray
+    n_ctx: int
+
+
+@dataclasses.dataclass
+class CudaHead:
+    output_norm: DeviceArray     # (n_embd,)
+    output: CudaMatrix           # (n_vocab, n_embd)
+
+
+@dataclasses.dataclass
+class Workspace:
+    """Activations of one batch of up to n_tok tokens (reused by every layer)."""
+    n_tok: int
+    x: DeviceArray               # (T, n_embd)   the hidden state, updated in place
+    h: DeviceArray               # (T, n_embd)   normed input of a product
+    q: DeviceArray               # (T, n_embd)
+    k: DeviceArray               # (T, n_embd_gqa)
+    v: DeviceArray               # (T, n_embd_gqa)
+    att: DeviceArray             # (T, n_embd)
+    gate: DeviceArray            # (T, n_ff)
+    up: DeviceArray              # (T, n_ff)
+
+
+def workspace_bytes(hp: HParams, n_tok: int) -> int:
+    return 4 * n_tok * (4 * hp.n_embd + 2 * hp.n_embd_gqa + 2 * hp.n_ff)
+
+
+# ----------------------------------------------------------------------------- the device
+
+class CudaDevice:
+    """One CUDA GPU holding the last layers of a model (HostDevice's protocol)."""
+
+    def __init__(self, hp: HParams, device: int = 0):
+        self.hp = hp
+        try:
+            self.ffi, self.lib = load()
+        except BackendError as exc:
+            raise BackendError(f"GPU layers were asked for, but {exc}; "
+                               f"run with n_gpu_layers=0 to stay on the CPU") from None
+        count = self.ffi.new("int *")
+        if self.lib.pyggml_cuda_device_count(count) != 0:
+            raise BackendError(f"GPU layers were asked for, but there is no usable CUDA device: "
+                               f"{self._last_error()} (is the NVIDIA driver installed?); "
+                               f"run with n_gpu_layers=0 to stay on the CPU")
+        if not 0 <= device < count[0]:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            raise BackendError(f"GPU layers were asked for, but CUDA device {device} does not "
+                               f"exist ({count[0]} visible"
+                               + (f", CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "")
+                               + "); run with n_gpu_layers=0 to stay on the CPU")
+        name = self.ffi.new("char[256]")
+        major, minor, n_sm = self.ffi.new("int *"), self.ffi.new("int *"), self.ffi.new("int *")
+        self._check(self.lib.pyggml_cuda_set_device(device, name, 256, major, minor, n_sm),
+                    f"opening CUDA device {device}")
+        self.name = f"cuda:{device} {self.ffi.string(name).decode(errors='replace')}"
+        self.compute_capability = (major[0], minor[0])
+        self.n_sm = n_sm[0]
+        hp_problem = self._unsupported_shape(hp)
+        if hp_problem:
+            raise BackendError(f"{self.name}: the CUDA kernels cannot run this model: {hp_problem}")
+        self.traffic = Traffic()
+        self.allocated = 0                    # bytes of live pyggml buffers
+        self.peak_allocated = 0
+        self.used_after_load = self.allocated_after_load = 0
+        self.peak_used = 0
+        self._workspace: Workspace | None = None
+        self._logits: DeviceArray | None = None
+        self._theta_scale = float(np.float32(hp.rope_base) ** np.float32(-2.0 / hp.n_rot))  # as forward.rope_cache
+        self._attn_scale = float(np.float32(1.0 / np.sqrt(hp.head_dim)))                  # as forward.attention
+        self._note_memory()
+
+    @staticmethod
+    def _unsupported_shape(hp: HParams) -> str | None:
+        if hp.head_dim % 32 or hp.head_dim > 256:
+            return f"head_dim {hp.head_dim} is not a multiple of 32 up to 256"
+        for name, n in (("n_embd", hp.n_embd), ("n_ff", hp.n_ff)):
+            if n % 32:
+                return f"{name} = {n} is not a multiple of 32"
+        return None
+
+    # ------------------------------------------------------------------ errors and memory
+    def _last_error(self) -> str:
+        return self.ffi.string(self.lib.pyggml_cuda_last_error()).decode(errors="replace")
+
+    def _check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            raise BackendError(f"{getattr(self, 'name', 'CUDA')}: {what} failed: {self._last_error()}")
+
+    def _call(self, op: str, *args) -> None:
+        """lib.pyggml_cuda_<op>(*args) with device arrays passed as pointers, None as NULL."""
+        args = [a.ptr if isinstance(a, DeviceArray) else self.ffi.NULL if a is None else a
+                for a in args]
+        self._check(getattr(self.lib, "pyggml_cuda_" + op)(*args), op)
+
+    def mem_info(self) -> tuple[int, int]:
+        """(free, total) bytes of the device, from cudaMemGetInfo."""
+        free, total = self.ffi.new("uint64_t *"), self.ffi.new("uint64_t *")
+        self._check(self.lib.pyggml_cuda_mem_info(free, total), "cudaMemGetInfo")
+        return free[0], total[0]
+
+    def _note_memory(self) -> None:
+        free, total = self.mem_info()
+        self.peak_used = max(self.peak_used, total - free)
+        self.peak_allocated = max(self.peak_allocated, self.allocated)
+
+    def reserve(self, nbytes: int) -> None:
+        """Refuse early if weights + kv cache (nbytes) + activations cannot fit in free memory."""
+        scratch = workspace_bytes(self.hp, SCRATCH_TOKENS)
+        free, _ = self.mem_info()
+        if nbytes + scratch > free:
+            raise not_enough_memory(self.name, f"{nbytes:,} bytes of weights and kv cache and "
+                                    f"{scratch:,} bytes of activations", nbytes + scratch, free)
+
+    def empty(self, shape: tuple, dtype, what: str) -> DeviceArray:
+        """A new uninitialized device array (freed with the object)."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        out = self.ffi.new("void **")
+        if self.lib.pyggml_cuda_malloc(out, nbytes) != 0:
+            raise BackendError(f"{self.name}: out of GPU memory for {what}: {self._last_error()}; "
+                               f"offload fewer layers (a smaller n_gpu_layers / --n-gpu-layers)")
+        self.allocated += nbytes
+        self._note_memory()
+        ptr = self.ffi.gc(out[0], lambda p: self._free(p, nbytes))
+        return DeviceArray(ptr, shape, dtype)
+
+    def _free(self, ptr, nbytes: int) -> None:
+        self.lib.pyggml_cuda_free(ptr)       # at interpreter exit the context may be gone: ignore
+        self.allocated -= nbytes
+
+    def upload(self, a: np.ndarray, what: str) -> DeviceArray:
+        """A device copy of a numpy array."""
+        a = np.ascontiguousarray(a)
+        dev = self.empty(a.shape, a.dtype, what)
+        self._check(self.lib.pyggml_cuda_upload(dev.ptr, self.ffi.from_buffer(a), a.nbytes),
+                    f"uploading {what}")
+        return dev
+
+    def download(self, dev: DeviceArray) -> np.ndarray:
+        out = np.empty(dev.shape, dev.dtype)
+        self._check(self.lib.pyggml_cuda_download(self.ffi.from_buffer(out, require_writable=True),
+                                                  dev.ptr, out.nbytes), "downloading")
+        return out
+
+    def synchronize(self) -> None:
+        self._check(self.lib.pyggml_cuda_synchronize(), "cudaDeviceSynchronize")
+
+    # ------------------------------------------------------------------ placement (load time)
+    def upload_matrix(self, m: QMatrix) -> CudaMatrix:
+        row_bytes = self.lib.pyggml_cuda_row_bytes(m.ggml_type, m.n_in)
+        if row_bytes < 0:
+            raise UnsupportedTypeError(f"{m.name}: the CUDA kernels cannot multiply ggml type "
+                                       f"{type_name(m.ggml_type)} rows of {m.n_in}")
+        if m.data.shape != (m.n_out, row_bytes):
+            raise BackendError(f"{m.name}: data shape {m.data.shape} is not ({m.n_out}, {row_bytes})")
+        data = self.upload(m.data, m.name)
+        self.traffic.uploaded += data.nbytes
+        return CudaMatrix(m.name, m.ggml_type, m.n_out, m.n_in, row_bytes, data)
+
+    def _upload_vector(self, v: np.ndarray | None, what: str) -> DeviceArray | None:
+        if v is None:
+            return None
+        dev = self.upload(np.asarray(v, dtype=np.float32), what)
+        self.traffic.uploaded += dev.nbytes
+        return dev
+
+    def _loaded(self) -> None:
+        """Called after each upload: the last one leaves the after-load figures."""
+        free, total = self.mem_info()
+        self.used_after_load, self.allocated_after_load = total - free, self.allocated
+
+    def upload_layer(self, weights: LayerWeights, n_ctx: int) -> CudaLayer:
+        fields = {}
+        for f in dataclasses.fields(weights):
+            value = getattr(weights, f.name)
+            fields[f.name] = (self.upload_matrix(value) if isinstance(value, QMatrix)
+                              else self._upload_vector(value, f.name))
+        cache_shape = (n_ctx, self.hp.n_embd_gqa)
+        k_cache = self.empty(cache_shape, np.float16, "the K cache")
+        v_cache = self.empty(cache_shape, np.float16, "the V cache")
+        for cache in (k_cache, v_cache):
+            self._check(self.lib.pyggml_cuda_memset(cache.ptr, 0, cache.nbytes), "clearing the kv cache")
+        self._loaded()
+        return CudaLayer(LayerWeights(**fields), k_cache, v_cache, n_ctx)
+
+    def upload_head(self, output_norm: np.ndarray, output: QMatrix) -> CudaHead:
+        head = CudaHead(self._upload_vector(output_norm, "output_norm"), self.upload_matrix(output))
+        self._loaded()
+        return head
+
+    # ------------------------------------------------------------------ the hidden state
+    def _workspace_for(self, n_tok: int) -> Workspace:
+        ws = self._workspace
+        if ws is None or ws.n_tok < n_tok:
+            hp = self.hp
+            self._workspace = None                      # free the old one first
+            widths = dict(x=hp.n_embd, h=hp.n_embd, q=hp.n_embd, k=hp.n_embd_gqa,
+                          v=hp.n_embd_gqa, att=hp.n_embd, gate=hp.n_ff, up=hp.n_ff)
+            ws = Workspace(n_tok, **{name: self.empty((n_tok, width), np.float32, f"activations ({name})")
+                                     for name, width in widths.items()})
+            self._workspace = ws
+        return ws
+
+    def to_device(self, x: np.ndarray) -> DeviceArray:
+        """x (T, n_embd) float32 -> the workspace's hidden state on the GPU."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        dev = self._workspace_for(x.shape[0]).x.rows(0, x.shape[0])
+        self._check(self.lib.pyggml_cuda_upload(dev.ptr, self.ffi.from_buffer(x), x.nbytes),
+                    "uploading the hidden state")
+        self.traffic.to_device += x.nbytes
+        return dev
+
+    def to_host(self, x: DeviceArray) -> np.ndarray:
+        out = self.download(x)
+        self.traffic.to_host += out.nbytes
+        return out
+
+    # ------------------------------------------------------------------ one step each
+    def matmul(self, w: CudaMatrix, x: DeviceArray, out: DeviceArray,
+               bias: DeviceArray | None = None, accumulate: bool = False) -> None:
+        """out (T, n_out) = [out +] W x (T, n_in) [+ bias]"""
+        self._call("matmul", w.ggml_type, w.data, w.row_bytes, w.n_out, w.n_in, x, w.n_in,
+                   x.shape[0], bias, out, w.n_out, int(accumulate))
+
+    def rms_norm(self, x: DeviceArray, weight: DeviceArray | None, out: DeviceArray) -> None:
+        self._call("rms_norm", x, weight, out, x.shape[0], x.shape[1], self.hp.rms_eps)
+
+    def rope(self, x: DeviceArray, n_heads: int, pos0: int) -> None:
+        """Rotate x (T, n_heads * head_dim) in place for positions pos0.., as forward.rope."""
+        self._call("rope", x, x.shape[0], n_heads, self.hp.head_dim, pos0, self._theta_scale,
+                   self.hp.rope_mode)
+
+    def store_kv(self, layer: CudaLayer, k: DeviceArray, v: DeviceArray, pos0: int) -> None:
+        self._call("store_kv", k, v, layer.k_cache, layer.v_cache, pos0, k.shape[0], k.shape[1])
+
+    def attention(self, layer: CudaLayer, q: DeviceArray, out: DeviceArray, pos0: int) -> None:
+        hp = self.hp
+        self._call("attention", q, layer.k_cache, layer.v_cache, out, pos0, q.shape[0],
+                   hp.n_head, hp.n_head_kv, hp.head_dim, self._attn_scale)
+
+    def silu_mul(self, gate: DeviceArray, up: DeviceArray, out: DeviceArray) -> None:
+        self._call("silu_mul", gate, up, out, gate.shape[0] * gate.shape[1])
+
+    def get_rows(self, w: CudaMatrix, rows: np.ndarray) -> np.ndarray:
+        """Dequantized rows of a resident matrix -> float32 (len(rows), n_in) on the host."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        out = self.empty((len(rows), w.n_in), np.float32, "fetched rows")
+        self._call("get_rows", w.ggml_type, w.data, w.row_bytes, w.n_out,
+                   self.ffi.from_buffer("int64_t[]", rows), len(rows), w.n_in, out, w.n_in)
+        return self.download(out)
+
+    # ------------------------------------------------------------------ a block, as forward.layer_forward
+    def layer_forward(self, layer: CudaLayer, x: DeviceArray, pos0: int) -> DeviceArray:
+        """One transformer block on the hidden state x (T, n_embd), in place. -> x"""
+        n_tok = x.shape[0]
+        if pos0 < 0 or pos0 + n_tok > layer.n_ctx:
+            raise UsageError(f"positions {pos0}..{pos0 + n_tok - 1} do not fit in the kv cache "
+                             f"of {layer.n_ctx}")
+        ws = self._workspace_for(n_tok)
+        self._attention_block(layer, x, pos0, ws)
+        self._feed_forward_block(layer, x, ws)
+        return x
+
+    def _attention_block(self, layer: CudaLayer, x: DeviceArray, pos0: int, ws: Workspace) -> None:
+        """x += Wo attention(rope(Wq h + bq), rope(Wk h + bk), Wv h + bv), h = rms_norm(x) * attn_norm"""
+        w, hp, n_tok = layer.weights, self.hp, x.shape[0]
+        h, q, k, v, att = (a.rows(0, n_tok) for a in (ws.h, ws.q, ws.k, ws.v, ws.att))
+        self.rms_norm(x, w.attn_norm, h)
+        self.matmul(w.wq, h, q, bias=w.bq)
+        self.matmul(w.wk, h, k, bias=w.bk)
+        self.matmul(w.wv, h, v, bias=w.bv)
+        self.rope(q, hp.n_head, pos0)
+        self.rope(k, hp.n_head_kv, pos0)
+        self.store_kv(layer, k, v, pos0)                # the cache now holds 0 .. pos0 + T - 1
+        self.attention(layer, q, att, pos0)
+        self.matmul(w.wo, att, x, accumulate=True)      # residual add fused into the product
+
+    def _feed_forward_block(self, layer: CudaLayer, x: DeviceArray, ws: Workspace) -> None:
+        """x += Wdown (silu(Wgate h) * (Wup h)), h = rms_norm(x) * ffn_norm"""
+        w, n_tok = layer.weights, x.shape[0]
+        h, gate, up = (a.rows(0, n_tok) for a in (ws.h, ws.gate, ws.up))
+        self.rms_norm(x, w.ffn_norm, h)
+        self.matmul(w.w_gate, h, gate)
+        self.matmul(w.w_up, h, up)
+        self.silu_mul(gate, up, gate)
+        self.matmul(w.w_down, gate, x, accumulate=True)
+
+    def head_forward(self, head: CudaHead, x: DeviceArray, all_logits: bool) -> np.ndarray:
+        """logits (T, n_vocab) of the hidden states x, or (1, n_vocab) of the last; to the host."""
+        if not all_logits:
+            x = x.rows(x.shape[0] - 1, x.shape[0])
+        n_tok, n_vocab = x.shape[0], head.output.n_out
+        if self._logits is None or self._logits.shape[0] < n_tok:
+            self._logits = None
+            self._logits = self.empty((n_tok, n_vocab), np.float32, "the logits")
+        h = self._workspace_for(n_tok).h.rows(0, n_tok)
+        logits = self._logits.rows(0, n_tok)
+        self.rms_norm(x, head.output_norm, h)
+        self.matmul(head.output, h, logits)
+        out = self.download(logits)
+        self.traffic.logits += out.nbytes
+        return out
+
+    # ------------------------------------------------------------------ the stats block
+    def memory_report(self) -> dict[str, str]:
+        """GPU memory after load and at peak: device-wide (cudaMemGetInfo) and pyggml's buffers."""
+        self._note_memory()
+        _, total = self.mem_info()
+        return {
+            "GPU": f"{self.name} (compute {self.compute_capability[0]}.{self.compute_capability[1]}, "
+                   f"{total / MIB:,.0f} MiB)",
+            "GPU memory after load": f"{self.used_after_load / MIB:,.0f} MiB used on the device, "
+                                     f"{self.allocated_after_load / MIB:,.0f} MiB of it pyggml's",
+            "GPU memory peak": f"{self.peak_used / MIB:,.0f} MiB used on the device, "
+                               f"{self.peak_allocated / MIB:,.0f} MiB of it pyggml's",
+        }

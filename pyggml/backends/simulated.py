@@ -1,0 +1,123 @@
+"""A GPU stand-in on the CPU, so that the offload logic is tested where there is no GPU.
+
+``SimulatedDevice`` keeps CudaDevice's contract and its bookkeeping, with numpy
+arrays as "device memory":
+
+    reserve(bytes)          refuses, naming bytes needed and free, like CudaDevice
+    upload_layer / _head    COPIES weights into device memory of a fixed capacity; the
+                            layer's kv cache is allocated there too
+    to_device / to_host     wrap / unwrap the hidden state, counting the bytes that cross
+    layer_forward           refuses a hidden state or a layer that is not on this device,
+                            then runs the block with the same CPU kernels as HostDevice
+
+Because the arithmetic is HostDevice's, a model split across the CPU and this device
+gives bit-identical logits to the all-CPU model: any difference is a bug in the
+boundary logic (a layer run twice or skipped, a kv cache in the wrong place, a
+hidden state not handed over), which is what tests of the split path look for.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..errors import BackendError
+from ..model.hparams import HParams
+from ..model.weights import LayerWeights, QMatrix
+from .cuda import Traffic, not_enough_memory
+from .host import HostDevice, HostHead, HostLayer
+
+
+@dataclasses.dataclass
+class SimulatedArray:
+    """A hidden state that lives on a SimulatedDevice."""
+    device: SimulatedDevice
+    data: np.ndarray
+
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+
+@dataclasses.dataclass
+class SimulatedLayer(HostLayer):
+    device: SimulatedDevice | None = None
+
+
+class SimulatedDevice(HostDevice):
+    name = "simulated GPU"
+
+    def __init__(self, kernels, hp: HParams, capacity: int):
+        super().__init__(kernels, hp)
+        self.capacity = capacity             # bytes of "device memory"
+        self.used = 0
+        self.traffic = Traffic()
+
+    # ------------------------------------------------------------------ memory
+    def reserve(self, nbytes: int) -> None:
+        free = self.capacity - self.used
+        if nbytes > free:
+            raise not_enough_memory(self.name, "the offloaded layers", nbytes, free)
+
+    def _allocate(self, a: np.ndarray) -> np.ndarray:
+        """A device-memory copy of a (a fresh array, never a view of the file's map)."""
+        if a.nbytes > self.capacity - self.used:
+            raise not_enough_memory(self.name, "an upload", a.nbytes, self.capacity - self.used)
+        self.used += a.nbytes
+        return np.array(a, copy=True)
+
+    def _upload(self, a: np.ndarray) -> np.ndarray:
+        copy = self._allocate(a)
+        self.traffic.uploaded += copy.nbytes
+        return copy
+
+    def _upload_matrix(self, m: QMatrix) -> QMatrix:
+        return dataclasses.replace(m, data=self._upload(m.data))
+
+    # ------------------------------------------------------------------ placement
+    def upload_layer(self, weights: LayerWeights, n_ctx: int) -> SimulatedLayer:
+        fields = {}
+        for f in dataclasses.fields(weights):
+            value = getattr(weights, f.name)
+            fields[f.name] = (self._upload_matrix(value) if isinstance(value, QMatrix)
+                              else None if value is None else self._upload(value))
+        shape = (n_ctx, self.hp.n_head_kv, self.hp.head_dim)
+        k_cache = self._allocate(np.zeros(shape, np.float16))
+        v_cache = self._allocate(np.zeros(shape, np.float16))
+        return SimulatedLayer(LayerWeights(**fields), k_cache, v_cache, device=self)
+
+    def upload_head(self, output_norm: np.ndarray, output: QMatrix) -> HostHead:
+        return HostHead(self._upload(output_norm), self._upload_matrix(output))
+
+    # ------------------------------------------------------------------ the bus
+    def to_device(self, x: np.ndarray) -> SimulatedArray:
+        if not isinstance(x, np.ndarray):
+            raise BackendError(f"to_device expects a host array, got {type(x).__name__}")
+        self.traffic.to_device += x.nbytes
+        return SimulatedArray(self, np.array(x, dtype=np.float32, copy=True))
+
+    def _own(self, x) -> np.ndarray:
+        if not isinstance(x, SimulatedArray) or x.device is not self:
+            raise BackendError(f"{self.name} was handed {type(x).__name__}, not a hidden state "
+                               "on this device: a missing to_device()")
+        return x.data
+
+    def to_host(self, x: SimulatedArray) -> np.ndarray:
+        data = self._own(x)
+        self.traffic.to_host += data.nbytes
+        return data.copy()
+
+    # ------------------------------------------------------------------ arithmetic: HostDevice's
+    def layer_forward(self, layer: SimulatedLayer, x: SimulatedArray, pos0: int) -> SimulatedArray:
+        if getattr(layer, "device", None) is not self:
+            raise BackendError(f"{self.name} was asked to run a layer it does not hold")
+        x.data = super().layer_forward(layer, self._own(x), pos0)
+        return x
+
+    def head_forward(self, head: HostHead, x: SimulatedArray, all_logits: bool) -> np.ndarray:
+        logits = super().head_forward(head, self._own(x), all_logits)
+        self.traffic.logits += logits.nbytes
+        return logits
+
+    def memory_report(self) -> dict[str, str]:
+        return {"simulated GPU memory": f"{self.used:,} of {self.capacity:,} bytes used"}
