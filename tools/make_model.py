@@ -239,6 +239,12 @@ FIXTURES = {
     "qwen2-1.5b-f16": ("write", QWEN15_SHAPED),
     "qwen2-1.5b-q4_k_m": ("quantize", "qwen2-1.5b-f16", "Q4_K_M"),
     "qwen2-1.5b-q3_k_m": ("quantize", "qwen2-1.5b-f16", "Q3_K_M"),
+    # GPU offload checks (tests/test_cuda.py, tools/gpu_check.sh): 12 layers so that
+    # n_gpu_layers 8 is a real split, small enough (~25 MB) to carry to a GPU machine; n_ff
+    # 1408 is no multiple of 256, so ffn_down falls back to a legacy type (Q5_0 / Q8_0)
+    "qwen2-512x12-f32": ("write", ModelSpec(n_embd=512, n_ff=1408, n_layer=12, n_head=8,
+                                            n_head_kv=2, n_vocab=8192, n_ctx=2048)),
+    "qwen2-512x12-q4_k_m": ("quantize", "qwen2-512x12-f32", "Q4_K_M"),
 }
 
 
