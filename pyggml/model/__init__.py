@@ -133,24 +133,23 @@ class Model:
         return self.eval(ids, all_logits=True)
 
     # ------------------------------------------------------------------ generation
-    def generate(self, prompt: str | list[int], max_tokens: int = 128, *,
-                 settings: SamplerSettings | None = None, special: bool = False,
-                 **sampler_kwargs) -> Iterator[str]:
-        """Stream text pieces continuing prompt (text, or token ids).
+    def generate_tokens(self, prompt: str | list[int], max_tokens: int = 128, *,
+                        settings: SamplerSettings | None = None, special: bool = False,
+                        **sampler_kwargs) -> Iterator[int]:
+        """Stream the ids of tokens continuing prompt (text, or token ids).
 
-        Stops at an end-of-generation token, after max_tokens, or when the context is full.
-        The kv cache keeps the common prefix with the previous call (multi-turn chat).
+        Stops after an end-of-generation token (which is yielded), after max_tokens, or
+        when the context is full.  The kv cache keeps the common prefix with the previous
+        call, so a multi-turn chat only evaluates the new turn.
         """
-        from .tokenizer import StreamDecoder
-        settings = settings or SamplerSettings(**sampler_kwargs)
-        sampler = Sampler(settings)
-        ids = list(prompt) if not isinstance(prompt, str) else self.tokenize(prompt, special=special)
+        sampler = Sampler(settings or SamplerSettings(**sampler_kwargs))
+        ids = self.tokenize(prompt, special=special) if isinstance(prompt, str) else list(prompt)
         if not ids:
             raise UsageError("the prompt is empty (and the model adds no BOS token)")
         if len(ids) >= self.n_ctx:
-            raise UsageError(f"the prompt has {len(ids)} tokens but the context holds {self.n_ctx}")
-        # reuse the cached prefix; always re-evaluate at least the last prompt token
-        keep = 0
+            raise UsageError(f"the prompt has {len(ids)} tokens but the context holds "
+                             f"{self.n_ctx} (pass a larger n_ctx / --ctx-size)")
+        keep = 0                       # reuse the cached prefix, re-evaluate at least one token
         while keep < min(len(self.tokens), len(ids) - 1) and self.tokens[keep] == ids[keep]:
             keep += 1
         self.tokens = self.tokens[:keep]
@@ -158,19 +157,16 @@ class Model:
         logits = self.eval(ids[keep:])
         self.stats.prompt(len(ids) - keep, time.perf_counter() - started)
 
-        decoder = StreamDecoder(self.tokenizer, special=special)
         generated: list[int] = []
         decode_s = 0.0
         try:
             while True:
                 token = sampler(logits, ids + generated)
                 generated.append(token)
+                yield token
                 if token in self.tokenizer.eog_ids:
                     self.stats.hit_eog = True
                     break
-                piece = decoder.add(token)
-                if piece:
-                    yield piece
                 if len(generated) >= max_tokens:
                     break
                 if len(self.tokens) >= self.n_ctx:
@@ -179,13 +175,25 @@ class Model:
                 started = time.perf_counter()
                 logits = self.eval([token])
                 decode_s += time.perf_counter() - started
-            tail = decoder.flush()
-            if tail:
-                yield tail
         finally:
             # decode speed counts the forward passes of generated tokens (the first one
             # came from the prompt's logits), as llama.cpp's "eval time" does
             self.stats.generated(len(generated), max(len(generated) - 1, 0), decode_s)
+
+    def generate(self, prompt: str | list[int], max_tokens: int = 128, *,
+                 special: bool = False, **kwargs) -> Iterator[str]:
+        """Stream text pieces continuing prompt; pieces always end on whole UTF-8 characters."""
+        from .tokenizer import StreamDecoder
+        decoder = StreamDecoder(self.tokenizer, special=special)
+        for token in self.generate_tokens(prompt, max_tokens, special=special, **kwargs):
+            if token in self.tokenizer.eog_ids:
+                break
+            piece = decoder.add(token)
+            if piece:
+                yield piece
+        tail = decoder.flush()
+        if tail:
+            yield tail
 
     def chat(self, messages: list[dict], max_tokens: int = 512, **kwargs) -> Iterator[str]:
         """Stream the assistant's reply to a conversation, using the file's chat template."""
