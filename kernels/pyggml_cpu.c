@@ -111,6 +111,7 @@ int pyggml_quantize_act(int act_type, const float *x, int64_t ldx, int64_t n_row
     if (n_rows == 0) return PYGGML_OK;
     if (!x || !y || (n_rows > 1 && ldx < k)) return PYGGML_ERR_ARG;
     const int nt = threads_for(n_rows * k * 4, 0);
+    (void)nt;                                   /* unused without OpenMP */
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t t = 0; t < n_rows; t++) quantize(x + t * ldx, (char *)y + t * row_bytes, k);
     return PYGGML_OK;
@@ -134,6 +135,7 @@ int pyggml_dequantize_rows(int type, const void *w, int64_t w_stride, int64_t n_
         return PYGGML_ERR_INDEX;
     }
     const int nt = threads_for(n_rows * row_bytes, 0);
+    (void)nt;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < n_rows; i++) {
         const int64_t row = rows ? rows[i] : i;
@@ -219,6 +221,7 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
     if (!act) return PYGGML_ERR_ARG;
 
     const int nt = threads_for(work * n_act, n_threads);
+    (void)nt;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         if (quantize) {

@@ -1,0 +1,468 @@
+"""libpyggml_cpu (kernels/) through pyggml.backends.cpu_c, against oracles.
+
+Every test runs twice: on the installed library (-march=native: AVX2 kernels, OpenMP
+threads) and on a portable build made here by setup.py's hook (-march=x86-64, no
+OpenMP: the scalar reference kernels, scalar fp16 conversion), so both code paths
+of each kernel are held to the same oracles:
+
+- dequantization: bit-exact with gguf-py (gguf.quants.dequantize), on random blocks
+  and on every tensor of real llama.cpp-quantized fixture files;
+- activation quantization: byte-identical to a numpy transcription of ggml's
+  quantize_row_q8_K_ref / q8_0_ref / q8_1_ref (and to gguf-py's Q8_0 quantizer),
+  plus hand-checked rounding cases;
+- products: within a stated tolerance of the float64 product of the dequantized
+  weights and the DEquantized activations (only the float summation order differs),
+  within the activation-rounding bound of the float64 product with the original
+  activations, equal to the scalar reference, and independent (bit for bit) of the
+  thread count and of how many activation rows are computed together.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+import pyggml
+from pyggml.backends import cpu_c
+from pyggml.errors import BackendError, UnsupportedTypeError, UsageError
+from pyggml.format.constants import TYPE_TRAITS, GGMLType as G
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOATS = [G.F32, G.F16, G.BF16]
+QUANTS = [G.Q4_0, G.Q4_1, G.Q5_0, G.Q5_1, G.Q8_0, G.IQ4_NL, G.Q2_K, G.Q3_K, G.Q4_K, G.Q5_K, G.Q6_K]
+WEIGHT_TYPES = FLOATS + QUANTS
+# byte offsets of the fp16 scale fields in each block (random bytes there could be inf/NaN)
+FP16_FIELDS = {G.Q4_0: [0], G.Q4_1: [0, 2], G.Q5_0: [0], G.Q5_1: [0, 2], G.Q8_0: [0],
+               G.IQ4_NL: [0], G.Q2_K: [80, 82], G.Q3_K: [108], G.Q4_K: [0, 2], G.Q5_K: [0, 2],
+               G.Q6_K: [208]}
+FIXTURES = ["qwen2-tiny-q4_k_m", "qwen2-tiny-q3_k_m", "qwen2-896-q4_k_m", "qwen2-896-iq4_nl"]
+
+
+# ----------------------------------------------------------------------------- the two builds
+
+def _setup_module():
+    spec = importlib.util.spec_from_file_location("pyggml_setup", ROOT / "setup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)          # defines build_kernels; setup() runs only as __main__
+    return module
+
+
+@pytest.fixture(scope="session")
+def portable_lib(tmp_path_factory):
+    """A build for any x86-64 (no AVX2, no OpenMP), made with setup.py's own hook."""
+    tmp = tmp_path_factory.mktemp("portable")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PYGGML_CMAKE_ARGS", "-DPYGGML_ARCH_FLAGS=-march=x86-64 -DPYGGML_OPENMP=OFF")
+    try:
+        assert _setup_module().build_kernels(tmp / "build", tmp / "lib"), "portable build failed"
+    finally:
+        mp.undo()
+    return tmp / "lib" / cpu_c.LIB_NAMES.get(sys.platform, "libpyggml_cpu.so")
+
+
+@pytest.fixture(params=["native", "portable"])
+def build(request, monkeypatch):
+    """cpu_c bound to one of the two builds; yields its feature list."""
+    if request.param == "portable":
+        monkeypatch.setenv("PYGGML_CPU_LIB", str(request.getfixturevalue("portable_lib")))
+        monkeypatch.setattr(cpu_c, "_state", {})
+    try:
+        cpu_c.load()
+    except BackendError as exc:
+        pytest.fail(f"the C kernels must be built for these tests (pip install -e .): {exc}")
+    features = cpu_c._state["features"]
+    assert ("AVX2" in features) == (request.param == "native")
+    return features
+
+
+# ----------------------------------------------------------------------------- data
+
+def random_rows(t: G, n_rows: int, k: int, rng) -> np.ndarray:
+    """W uint8 (n_rows, row_bytes): random blocks, with finite random fp16 scales."""
+    if t in FLOATS:
+        values = rng.standard_normal((n_rows, k)).astype(np.float32)
+        if t == G.F16:
+            return values.astype(np.float16).view(np.uint8)
+        if t == G.BF16:
+            return (values.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+        return values.view(np.uint8)
+    block_size, type_size = TYPE_TRAITS[t]
+    blocks = rng.integers(0, 256, (n_rows, k // block_size, type_size), dtype=np.uint8)
+    for offset in FP16_FIELDS[t]:
+        scale = rng.uniform(-2.0, 2.0, (n_rows, k // block_size, 1)).astype(np.float16)
+        blocks[:, :, offset:offset + 2] = scale.view(np.uint8)
+    return blocks.reshape(n_rows, -1)
+
+
+def gguf_dequantize(t: G, W: np.ndarray, k: int) -> np.ndarray:
+    return gguf.quants.dequantize(W, gguf.GGMLQuantizationType(int(t))).reshape(W.shape[0], k)
+
+
+def fp16(raw: np.ndarray, offset: int, type_size: int) -> np.ndarray:
+    """The fp16 field at `offset` of each block of rows of raw bytes, as float64 (rows, blocks)."""
+    blocks = raw.reshape(raw.shape[0], -1, type_size)
+    return np.ascontiguousarray(blocks[:, :, offset:offset + 2]).view(np.float16)[..., 0].astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- ggml's activation quantizers in numpy
+
+def roundf(v: np.ndarray) -> np.ndarray:
+    """C roundf: halves away from zero."""
+    a = np.abs(v)
+    return np.sign(v) * (np.floor(a) + np.floor(2 * (a - np.floor(a))))
+
+
+def q8_0_ref(x: np.ndarray, with_sum: bool) -> np.ndarray:
+    """quantize_row_q8_0_ref (with_sum: q8_1_ref) of x float32 (T, K) -> uint8 (T, row_bytes)."""
+    blocks = x.reshape(-1, 32)
+    d = (np.abs(blocks).max(axis=1, keepdims=True) / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d == 0, np.float32(0), np.float32(1) / d).astype(np.float32)
+    qs = roundf((blocks * inv).astype(np.float32)).astype(np.int8)
+    fields = [d.astype(np.float16).view(np.uint8)]
+    if with_sum:                     # (s overflows fp16 to inf for huge blocks, in ggml too)
+        s = (qs.astype(np.int32).sum(axis=1, keepdims=True).astype(np.float32) * d).astype(np.float32)
+        with np.errstate(over="ignore"):
+            fields.append(s.astype(np.float16).view(np.uint8))
+    fields.append(qs.view(np.uint8))
+    return np.concatenate(fields, axis=1).reshape(x.shape[0], -1)
+
+
+def q8_K_ref(x: np.ndarray) -> np.ndarray:
+    """quantize_row_q8_K_ref: max = the first largest |x| with its sign, iscale = -127/max,
+    q = min(127, round-half-even(iscale * x)), d = 1/iscale; an all-zero block is all zero."""
+    blocks = x.reshape(-1, 256).astype(np.float32)
+    first = np.abs(blocks).argmax(axis=1)
+    signed_max = blocks[np.arange(len(blocks)), first][:, None]
+    zero = signed_max == 0
+    with np.errstate(divide="ignore"):
+        iscale = np.where(zero, np.float32(0), np.float32(-127) / signed_max).astype(np.float32)
+        d = np.where(zero, np.float32(0), np.float32(1) / iscale).astype(np.float32)
+    qs = np.minimum(127, np.rint((iscale * blocks).astype(np.float32))).astype(np.int8)
+    bsums = qs.reshape(-1, 16, 16).astype(np.int16).sum(axis=2, dtype=np.int16)
+    out = np.concatenate([d.view(np.uint8), qs.view(np.uint8), bsums.view(np.uint8)], axis=1)
+    return out.reshape(x.shape[0], -1)
+
+
+def dequantize_activations(fmt: G, xq: np.ndarray) -> np.ndarray:
+    """xq rows -> float64 values d * q (the 's' of Q8_1 is not a value: see min_term)."""
+    if fmt == G.F32:
+        return xq.view(np.float32).astype(np.float64)
+    if fmt == G.Q8_K:
+        blocks = xq.reshape(xq.shape[0], -1, 292)
+        d = np.ascontiguousarray(blocks[:, :, :4]).view(np.float32).astype(np.float64)
+        return (d * blocks[:, :, 4:260].view(np.int8)).reshape(xq.shape[0], -1)
+    head = 2 if fmt == G.Q8_0 else 4
+    blocks = xq.reshape(xq.shape[0], -1, head + 32)
+    d = fp16(xq, 0, head + 32)[..., None]
+    return (d * blocks[:, :, head:].view(np.int8)).reshape(xq.shape[0], -1)
+
+
+def act_scale(fmt: G, xq: np.ndarray) -> np.ndarray:
+    """|d| of the activation block of each element (T, K): the rounding step."""
+    if fmt == G.Q8_K:
+        d = np.abs(np.ascontiguousarray(xq.reshape(xq.shape[0], -1, 292)[:, :, :4]).view(np.float32))
+        return np.repeat(d[..., 0].astype(np.float64), 256, axis=1)
+    return np.repeat(np.abs(fp16(xq, 0, 34 if fmt == G.Q8_0 else 36)), 32, axis=1)
+
+
+def min_term(t: G, W: np.ndarray, xq: np.ndarray):
+    """For Q4_1/Q5_1 x Q8_1, ggml adds m * s per block (s = fp16(d * sum q), as stored) where an
+    exact product would add m * d * sum q: returns (sum_b m_b s_b  (T, N), sum_b |m_b s_b|)."""
+    if t not in (G.Q4_1, G.Q5_1):
+        return 0.0, 0.0
+    m = fp16(W, 2, TYPE_TRAITS[t][1])                    # (N, blocks)
+    s = fp16(xq, 2, 36)                                  # (T, blocks)
+    return s @ m.T, np.abs(s) @ np.abs(m).T
+
+
+# ----------------------------------------------------------------------------- dequantization
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("t", WEIGHT_TYPES, ids=lambda t: t.name)
+def test_dequantize_random_blocks_exactly_as_gguf(build, t):
+    rng = np.random.default_rng(int(t))
+    W = random_rows(t, 9, 768, rng)
+    expected = gguf_dequantize(t, W, 768)
+    got = cpu_c.dequantize_rows(t, W, None)
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    rows = np.array([8, 0, 3, 3, 7])                     # any order, repeats allowed
+    np.testing.assert_array_equal(cpu_c.dequantize_rows(t, W, rows, 768), expected[rows])
+    assert cpu_c.dequantize(t, W.reshape(3, 3, -1).copy(), (3, 3, 768)).shape == (3, 3, 768)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", FIXTURES)
+def test_dequantize_every_tensor_of_real_files_exactly_as_gguf(build, model_path, name):
+    """Every matrix of the file; of the token embedding (151,936 rows) 3,000 random rows."""
+    rng = np.random.default_rng(10)
+    with pyggml.open(model_path(name)) as f:
+        seen = set()
+        for info in f.tensors.values():
+            if len(info.ne) != 2 or info.type not in cpu_c._state["types"]:
+                continue
+            k, n = info.ne
+            W = f.raw(info.name).reshape(n, -1)
+            rows = np.sort(rng.choice(n, 3000, replace=False)) if n > 3000 else np.arange(n)
+            expected = gguf_dequantize(G(info.type), np.ascontiguousarray(W[rows]), k)
+            got = cpu_c.dequantize_rows(info.type, W, rows)
+            assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), info.name
+            seen.add(G(info.type).name)
+    assert len(seen & {"Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "Q5_0", "Q8_0"}) >= 2, seen
+
+
+# ----------------------------------------------------------------------------- activations
+
+def activation_rows(rng) -> np.ndarray:
+    """(6, 512) float32 rows with the cases that decide rounding and sign, in a wider array
+    so that rows are strided (ldx > K)."""
+    x = np.zeros((6, 600), np.float32)
+    x[:, :512] = rng.standard_normal((6, 512)) * rng.uniform(0.01, 100, (6, 1))
+    x[1, :256] = 0                                       # an all-zero Q8_K (and Q8_0) block
+    x[2, :32] = np.arange(32) - 15.5                     # amax at the end of the block
+    x[2, 256:512] *= 1e-3 / np.abs(x[2, 256:512]).max()
+    x[2, 256 + 7] = -9.0                                 # the first largest |x| is negative...
+    x[2, 256 + 99] = 9.0                                 # ...and a later one positive
+    x[3, :256] *= 1e-30                                  # tiny but normal scales
+    x[4, 256:] = np.float32(3e4)                         # large, equal values
+    return x[:, :512]
+
+
+@pytest.mark.parametrize("fmt", [G.Q8_0, G.Q8_1, G.Q8_K], ids=lambda t: t.name)
+def test_quantize_activations_byte_identical_to_ggml_ref(build, fmt):
+    x = activation_rows(np.random.default_rng(1))
+    expected = q8_K_ref(x) if fmt == G.Q8_K else q8_0_ref(x, with_sum=fmt == G.Q8_1)
+    got = cpu_c.quantize_activations(x, fmt)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.oracle
+def test_q8_0_activations_equal_gguf_quantizer(build):
+    x = activation_rows(np.random.default_rng(2))
+    expected = gguf.quants.quantize(np.ascontiguousarray(x), gguf.GGMLQuantizationType.Q8_0)
+    np.testing.assert_array_equal(cpu_c.quantize_activations(x, G.Q8_0), expected)
+
+
+def test_activation_rounding_hand_checked(build):
+    # Q8_0: amax 127 -> d = 1: 2.5 and -3.5 round away from zero (roundf)
+    x = np.zeros((1, 256), np.float32)
+    x[0, :4] = [127, 2.5, -3.5, 0.49]
+    q8_0 = cpu_c.quantize_activations(x, G.Q8_0)
+    assert q8_0[0, :2].view(np.float16)[0] == 1.0
+    assert list(q8_0[0, 2:6].view(np.int8)) == [127, 3, -4, 0]
+    # Q8_1 of the same: s = d * sum(q) = 126
+    assert cpu_c.quantize_activations(x, G.Q8_1)[0, 2:4].view(np.float16)[0] == 126.0
+    # Q8_K: max = +127 -> iscale = -1, d = -1; 2.5 -> -2.5 -> -2 (half to even), -3.5 -> 4
+    q8_K = cpu_c.quantize_activations(x, G.Q8_K)
+    assert q8_K[0, :4].view(np.float32)[0] == -1.0
+    assert list(q8_K[0, 4:8].view(np.int8)) == [-127, -2, 4, 0]
+    assert q8_K[0, 260:262].view(np.int16)[0] == -125              # bsums[0]
+
+
+# ----------------------------------------------------------------------------- products
+
+def product_reference(t: G, W: np.ndarray, x: np.ndarray, k: int):
+    """(xq, exact product with the dequantized activations, its scale, bound vs original x)."""
+    fmt = cpu_c.vec_dot_type(t)
+    xq = cpu_c.quantize_activations(x, fmt)
+    w64 = gguf_dequantize(t, W, k).astype(np.float64)
+    a64 = dequantize_activations(fmt, xq)
+    exact_m, scale_m = min_term(t, W, xq)
+    if t in (G.Q4_1, G.Q5_1):                            # ggml's m * s replaces m * d * sum(q)
+        m = np.repeat(fp16(W, 2, TYPE_TRAITS[t][1]), 32, axis=1)
+        exact = a64 @ (w64 - m).T + exact_m
+    else:
+        exact = a64 @ w64.T
+    scale = np.abs(a64) @ np.abs(w64).T + scale_m
+    if fmt == G.F32:
+        rounding = np.zeros_like(exact)
+    else:       # |x - d q| <= d/2 + |q| |d - fp16(d)| <= 0.57 |d|; Q8_1's s is fp16-rounded too
+        rounding = 0.57 * act_scale(fmt, xq) @ np.abs(w64).T + scale_m * 2.0 ** -10
+    return xq, exact, scale, rounding
+
+
+@pytest.mark.parametrize("t", WEIGHT_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("n_act", [1, 2, 3, 4, 7])
+def test_products_match_float64_of_dequantized_operands(build, t, n_act):
+    rng = np.random.default_rng(100 * int(t) + n_act)
+    k = 768 if t not in FLOATS else 771                  # float rows: a tail after 16-wide steps
+    W = random_rows(t, 37, k, rng)
+    x = rng.standard_normal((n_act, k)).astype(np.float32)
+    xq, exact, scale, rounding = product_reference(t, W, x, k)
+
+    out = np.full((n_act, 37), np.nan, np.float32)
+    cpu_c.matmul_q8(t, W, xq, out)
+    assert np.all(np.abs(out - exact) <= 1e-5 * scale + 1e-30)          # summation order only
+    # against the original activations: within the activation rounding bound
+    x64 = x.astype(np.float64) @ gguf_dequantize(t, W, k).astype(np.float64).T
+    assert np.all(np.abs(out - x64) <= rounding + 1e-5 * scale + 1e-30)
+    # quantize + product in one call gives the same bits
+    np.testing.assert_array_equal(cpu_c.matmul(t, W, x), out)
+    # and the scalar reference agrees
+    lib, ffi = cpu_c.load(), cpu_c._state["ffi"]
+    ref = ffi.new("float *")
+    for ti in range(n_act):
+        for ni in (0, 17, 36):
+            assert lib.pyggml_vec_dot_ref(int(t), ffi.from_buffer(W[ni]), ffi.from_buffer(xq[ti]),
+                                          k, ref) == 0
+            assert abs(ref[0] - out[ti, ni]) <= 1e-5 * scale[ti, ni] + 1e-30
+
+
+@pytest.mark.parametrize("name", ["qwen2-tiny-q4_k_m", "qwen2-896-iq4_nl"])
+def test_products_of_real_tensors(build, model_path, name):
+    rng = np.random.default_rng(3)
+    with pyggml.open(model_path(name)) as f:
+        for info in f.tensors.values():
+            if len(info.ne) != 2 or not info.name.startswith("blk.0."):
+                continue
+            k, n = info.ne
+            W, t = f.raw(info.name).reshape(n, -1), G(info.type)
+            x = rng.standard_normal((5, k)).astype(np.float32)
+            xq, exact, scale, rounding = product_reference(t, W, x, k)
+            out = cpu_c.matmul(t, W, x)
+            assert np.all(np.abs(out - exact) <= 1e-5 * scale + 1e-30), info.name
+
+
+@pytest.mark.parametrize("t", [G.Q4_K, G.Q6_K, G.Q8_0, G.Q4_1, G.F16], ids=lambda t: t.name)
+def test_products_do_not_depend_on_threads_or_blocking(build, t):
+    """Large enough to run in parallel chunks; each output is computed alone or with 3
+    other activation rows, by 1 or 2 threads: the same float operations, the same bits."""
+    rng = np.random.default_rng(4)
+    W = random_rows(t, 1100, 1024, rng)
+    x = rng.standard_normal((9, 1024)).astype(np.float32)
+    xq = cpu_c.quantize_activations(x, cpu_c.vec_dot_type(t))
+    together = cpu_c.matmul_q8(t, W, xq, np.empty((9, 1100), np.float32), n_threads=2)
+    alone = np.concatenate([cpu_c.matmul_q8(t, W, xq[i:i + 1], np.empty((1, 1100), np.float32),
+                                            n_threads=1) for i in range(9)])
+    np.testing.assert_array_equal(together, alone)
+
+
+def test_products_group_and_strided_views(build):
+    """Products (q/k/v style) equal separate products; a row-strided view of W works."""
+    rng = np.random.default_rng(5)
+    Wq, Wk = random_rows(G.Q4_K, 64, 512, rng), random_rows(G.Q6_K, 16, 512, rng)
+    big = random_rows(G.Q3_K, 40, 1024, rng)
+    Wv = big[:, :220]                                    # 40 rows of 512 (2 blocks), stride 440
+    x = rng.standard_normal((6, 512)).astype(np.float32)
+    group = cpu_c.Products([(G.Q4_K, Wq), (G.Q6_K, Wk), (G.Q3_K, Wv)], max_rows=8)
+    q, k_, v = group(x)
+    np.testing.assert_array_equal(q, cpu_c.matmul(G.Q4_K, Wq, x))
+    np.testing.assert_array_equal(k_, cpu_c.matmul(G.Q6_K, Wk, x))
+    np.testing.assert_array_equal(v, cpu_c.matmul(G.Q3_K, np.ascontiguousarray(Wv), x))
+    q1, _, _ = group(x[:1])                              # fewer rows reuse the buffers
+    np.testing.assert_array_equal(q1, cpu_c.matmul(G.Q4_K, Wq, x[:1]))
+
+
+# ----------------------------------------------------------------------------- layer helpers
+
+def test_rms_norm_like_ggml(build):
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((3, 1536)) * 3).astype(np.float32)
+    w = rng.standard_normal(1536).astype(np.float32)
+    eps = np.float32(1e-6)
+    sums = np.array([sum(float(v) for v in (row * row)) for row in x])     # float squares, f64 sum
+    scale = (np.float32(1) / np.sqrt((sums / 1536).astype(np.float32) + eps)).astype(np.float32)
+    expected = (x * scale[:, None]) * w
+    np.testing.assert_array_max_ulp(cpu_c.rms_norm(x, w, eps), expected, maxulp=1)
+    np.testing.assert_array_max_ulp(cpu_c.rms_norm(x[1], None, eps), x[1] * scale[1], maxulp=1)
+
+
+def test_silu_mul(build):
+    rng = np.random.default_rng(7)
+    gate = np.concatenate([rng.standard_normal(1000) * 8, [0, -90, 90, 1e-30, -1e4, 1e4]]).astype(np.float32)
+    up = rng.standard_normal(gate.shape).astype(np.float32)
+    g = gate.astype(np.float64)
+    with np.errstate(over="ignore"):
+        expected = g / (1 + np.exp(-g)) * up
+    np.testing.assert_allclose(cpu_c.silu_mul(gate, up), expected, rtol=2e-6, atol=1e-37)
+
+
+# ----------------------------------------------------------------------------- refusals
+
+def test_bad_arguments_raise_typed_errors(build):
+    rng = np.random.default_rng(8)
+    W = random_rows(G.Q4_K, 4, 256, rng)
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    xq = cpu_c.quantize_activations(x, G.Q8_K)
+    out = np.empty((2, 4), np.float32)
+    with pytest.raises(UnsupportedTypeError):
+        cpu_c.matmul_q8(G.Q8_K, W, xq, out)              # an activation type is no weight type
+    with pytest.raises(UnsupportedTypeError):
+        cpu_c.matmul_q8(G.IQ2_XXS, W, xq, out)
+    with pytest.raises(UsageError, match="uint8"):
+        cpu_c.matmul_q8(G.Q4_K, W.view(np.int8), xq, out)
+    with pytest.raises(UsageError, match="multiple of 144"):
+        cpu_c.matmul_q8(G.Q4_K, W[:, :100], xq, out)
+    with pytest.raises(UsageError, match="xq"):
+        cpu_c.matmul_q8(G.Q4_K, W, xq[:, :-1], out)
+    with pytest.raises(UsageError, match="shape"):
+        cpu_c.matmul_q8(G.Q4_K, W, xq, np.empty((2, 5), np.float32))
+    with pytest.raises(UsageError, match="contiguous"):
+        cpu_c.matmul_q8(G.Q4_K, W, xq, np.empty((4, 2), np.float32).T)
+    with pytest.raises(UsageError, match="read-only"):
+        ro = np.empty((2, 4), np.float32)
+        ro.flags.writeable = False
+        cpu_c.matmul_q8(G.Q4_K, W, xq, ro)
+    with pytest.raises(UsageError, match="columns"):
+        cpu_c.matmul(G.Q4_K, W, x[:, :128])
+    with pytest.raises(UsageError, match="outside"):
+        cpu_c.dequantize_rows(G.Q4_K, W, [0, 4])
+    with pytest.raises(UsageError, match="multiple"):
+        cpu_c.quantize_activations(x[:, :100], G.Q8_0)
+    with pytest.raises(UsageError, match="K=512"):
+        cpu_c.Products([(G.Q4_K, W), (G.Q4_K, random_rows(G.Q4_K, 2, 512, rng))], max_rows=2)
+    with pytest.raises(UsageError, match="T <= 1"):
+        cpu_c.Products([(G.Q4_K, W)], max_rows=1)(x)
+
+
+def test_c_entry_points_refuse_bad_arguments_without_writing(build):
+    """The C checks behind the Python ones: error codes, and nothing written."""
+    lib, ffi = cpu_c.load(), cpu_c._state["ffi"]
+    W = random_rows(G.Q4_K, 4, 256, np.random.default_rng(9))
+    out = np.zeros((2, 256), np.float32)
+    o = ffi.from_buffer("float[]", out)
+    rows = ffi.new("int64_t[]", [0, 4])
+    assert lib.pyggml_dequantize_rows(int(G.Q4_K), ffi.from_buffer(W), 144, 4, rows, 2, 256, o, 256) \
+        == lib.PYGGML_ERR_INDEX
+    assert lib.pyggml_dequantize_rows(int(G.Q4_K), ffi.from_buffer(W), 144, 4, ffi.NULL, 2, 200, o, 256) \
+        == lib.PYGGML_ERR_SHAPE
+    assert lib.pyggml_dequantize_rows(int(G.IQ2_XXS), ffi.from_buffer(W), 144, 4, ffi.NULL, 2, 256, o, 256) \
+        == lib.PYGGML_ERR_TYPE
+    assert not out.any()
+    act = ffi.new("char[]", 2 * 292)
+    jobs = ffi.new("pyggml_matmul_job[]", [(int(G.Q4_K), 4, ffi.from_buffer(W), 144, o, 4),
+                                           (int(G.Q8_0), 4, ffi.from_buffer(W), 144, o, 4)])
+    assert lib.pyggml_matmul(jobs, 2, ffi.NULL, 0, act, 1, 256, 1) == lib.PYGGML_ERR_ARG  # mixed
+    assert lib.pyggml_matmul(jobs, 1, ffi.NULL, 0, act, 1, 250, 1) == lib.PYGGML_ERR_SHAPE
+    assert lib.pyggml_matmul(jobs, 1, ffi.NULL, 0, ffi.NULL, 1, 256, 1) == lib.PYGGML_ERR_ARG
+    assert lib.pyggml_matmul(jobs, 17, ffi.NULL, 0, act, 1, 256, 1) == lib.PYGGML_ERR_ARG
+    jobs[0].w_stride = 100                               # rows would overlap
+    assert lib.pyggml_matmul(jobs, 1, ffi.NULL, 0, act, 1, 256, 1) == lib.PYGGML_ERR_ARG
+    assert not out.any()
+
+
+def test_missing_library_is_a_backend_error_said_once(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PYGGML_CPU_LIB", str(tmp_path / "libpyggml_cpu.so"))
+    monkeypatch.setattr(cpu_c, "_state", {})
+    assert cpu_c.available() is False
+    assert cpu_c.available() is False
+    assert capsys.readouterr().err.count("using the numba kernels") == 1
+    with pytest.raises(BackendError, match="not built"):
+        cpu_c.matmul_q8(G.Q4_K, np.zeros((1, 144), np.uint8), np.zeros((1, 292), np.uint8),
+                        np.zeros((1, 1), np.float32))
+
+
+def test_failed_build_warns_and_returns(tmp_path, monkeypatch, capsys):
+    """setup.py's hook never fails an install: a broken compiler or no cmake is a warning."""
+    setup = _setup_module()
+    monkeypatch.setenv("PYGGML_CMAKE_ARGS", "-DCMAKE_C_COMPILER=/nonexistent/cc")
+    assert setup.build_kernels(tmp_path / "build", tmp_path / "lib") is False
+    monkeypatch.setenv("PATH", str(tmp_path))            # no cmake on PATH
+    assert setup.build_kernels(tmp_path / "build2", tmp_path / "lib") is False
+    err = capsys.readouterr().err
+    assert "building the C kernels failed" in err and "cmake not found" in err
+    assert not (tmp_path / "lib" / "libpyggml_cpu.so").exists()
