@@ -19,10 +19,17 @@ llama.cpp's tables (generated from UnicodeData.txt 15.1 and White_Space):
     .  anything else (marks, symbols, controls, unassigned, ...)
 
 Python's ``re`` has no \\p{L}, so the classes are spelled out as character ranges
-built once from ``unicodedata`` (~40 ms) and the regexes run in C.  Python 3.11's
-unicodedata is Unicode 14.0 while llama.cpp's tables are Unicode 15.1: the code
-points assigned in between are patched in below (checked code point by code point
-against llama.cpp's own table in tests/test_tokenizer.py).  A Python whose
+built once from ``unicodedata`` (~40 ms) and the regexes run in C.  Only the BMP
+goes into the classes: ``re`` tests a character against a class's ranges above
+U+FFFF one by one (some 150 of them for letters), which made every class test
+15x slower.  Code points above U+FFFF (emoji, rare scripts) are instead replaced,
+before matching, by a BMP stand-in of the same class, one code point for one, so the
+matches' positions still cut the original text (llama.cpp's "collapsed" text, too,
+is one byte per code point).
+
+Python 3.11's unicodedata is Unicode 14.0 while llama.cpp's tables are Unicode 15.1:
+the code points assigned in between are patched in below (checked code point by code
+point against llama.cpp's own table in tests/test_tokenizer.py).  A Python whose
 unicodedata is newer than 15.1 classifies the later additions itself, where
 llama.cpp sees unassigned code points; that test would then say which.
 
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import re
+from itertools import accumulate
 import unicodedata
 
 # Unicode White_Space (PropList.txt), as llama.cpp's unicode_set_whitespace
@@ -65,8 +73,8 @@ def _categories() -> bytearray:
 
 @functools.lru_cache(maxsize=None)
 def char_class(major: str) -> str:
-    """Body of a regex character class holding every code point of major category 'L', 'N' or 'P'."""
-    table = _categories()
+    """Body of a regex character class: the BMP code points of major category 'L', 'N' or 'P'."""
+    table = _categories()[:0x10000]
     code = ord(major)
     parts = []
     start = table.find(code)
@@ -79,6 +87,24 @@ def char_class(major: str) -> str:
                      else f"{re.escape(first)}-{re.escape(last)}")
         start = table.find(code, end)
     return "".join(parts)
+
+
+# BMP code points standing in for astral ones of the same class: no regex here names them
+STAND_IN = {"L": "\u00aa", "N": "\u00b2", "P": "\u00a1"}      # ª ² ¡
+OTHER_STAND_IN = "\u00a9"                                        # © (a symbol)
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+@functools.lru_cache(maxsize=4096)
+def _stand_in(char: str) -> str:
+    code = ord(char)
+    major = chr(_categories()[code]) if code <= _LAST_CLASSIFIED else ""
+    return STAND_IN.get(major, OTHER_STAND_IN)
+
+
+def collapse_astral(text: str) -> str:
+    """text with every code point above U+FFFF replaced by its BMP stand-in."""
+    return _ASTRAL.sub(lambda match: _stand_in(match.group()), text)
 
 
 # ------------------------------------------------------------------------------- regexes
@@ -116,25 +142,29 @@ class PreTokenizer:
     def __init__(self, kind: str):
         self.kind = kind
         self.regexes = [_compile(regex) for regex in PRE_TOKENIZERS[kind]]
-        # a single regex whose branches together match any character leaves no gaps,
-        # so findall gives the words directly (the common case: one C call per text)
-        self._findall = self.regexes[0].findall if len(self.regexes) == 1 else None
 
     def split(self, text: str) -> list[str]:
-        if self._findall is not None:
-            return self._findall(text)
-        pieces = [text]
+        matched = collapse_astral(text) if _ASTRAL.search(text) else text
+        if len(self.regexes) == 1:
+            # the branches of each single-regex pre-tokenizer together match any character,
+            # so there are no gaps and findall gives the words directly: one C call
+            words = self.regexes[0].findall(matched)
+            if matched is text:
+                return words
+            ends = list(accumulate(map(len, words)))
+            return [text[end - len(word):end] for word, end in zip(words, ends)]
+        spans = [(0, len(text))]
         for regex in self.regexes:
             cut = []
-            for piece in pieces:
-                end = 0
-                for match in regex.finditer(piece):
-                    start = match.start()
-                    if start > end:
-                        cut.append(piece[end:start])       # the gap before this match
-                    end = match.end()
-                    cut.append(piece[start:end])
-                if end < len(piece):
-                    cut.append(piece[end:])
-            pieces = cut
-        return pieces
+            for start, end in spans:
+                # endpos makes the span's end the end of the string, as each std::regex
+                # search over one piece sees it (for lookaheads like (?!\S))
+                for match in regex.finditer(matched, start, end):
+                    if match.start() > start:
+                        cut.append((start, match.start()))      # the gap before this match
+                    start = match.end()
+                    cut.append(match.span())
+                if start < end:
+                    cut.append((start, end))
+            spans = cut
+        return [text[start:end] for start, end in spans]

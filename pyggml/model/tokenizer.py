@@ -133,26 +133,28 @@ class Tokenizer:
 
         # id <-> text.  Token texts are byte-level strings, except special tokens' plain text.
         texts = list(tokens)
-        if not all(type(t) is str for t in texts):
+        if set(map(type, texts)) != {str}:
             raise TokenizerError("tokenizer.ggml.tokens must be an array of strings")
-        for i in (i for i, t in enumerate(texts) if not t):
-            texts[i] = f"[EMPTY_{i}]"                # what llama.cpp names an empty token
-        self.texts = texts
-        self.token_to_id = dict(zip(texts, range(n_vocab)))
-        if len(self.token_to_id) != n_vocab:
+        token_to_id = dict(zip(texts, range(n_vocab)))
+        if "" in token_to_id:
+            for i in (i for i, t in enumerate(texts) if not t):
+                texts[i] = f"[EMPTY_{i}]"            # what llama.cpp names an empty token
+            token_to_id = dict(zip(texts, range(n_vocab)))
+        if len(token_to_id) != n_vocab:
             seen = {}
             for i, t in enumerate(texts):
                 if t in seen:
                     raise TokenizerError(f"tokenizer.ggml.tokens: token {t!r} appears twice, "
                                          f"as ids {seen[t]} and {i}")
                 seen[t] = i
+        self.texts, self.token_to_id = texts, token_to_id
 
-        # merge "left right" -> rank (its index; the first one counts when a merge repeats).
+        # merge "left right" -> rank (its index; the first of two equal merges counts).
         # Symbols never contain a space (it is 'Ġ' at byte level), so the merge string itself
         # is the key: looking up left + " " + right finds what llama.cpp's split at the first
         # space (from position 1) finds.
         merges = list(merges)
-        if not all(type(m) is str for m in merges):
+        if merges and set(map(type, merges)) != {str}:
             raise TokenizerError("tokenizer.ggml.merges must be an array of strings")
         self.merge_rank = dict(zip(reversed(merges), range(len(merges) - 1, -1, -1)))
 
@@ -167,8 +169,8 @@ class Tokenizer:
             attrs = np.where((types >= 0) & (types < len(_ATTR_OF_TYPE)),
                              _ATTR_OF_TYPE[np.clip(types, 0, len(_ATTR_OF_TYPE) - 1)],
                              ATTR_UNDEFINED)
+        self._find_special_tokens(attrs, dict(special_ids or {}))
         self.attrs = attrs.tolist()
-        self._find_special_tokens(dict(special_ids or {}))
 
         self.add_bos = default_add_bos if add_bos is None else bool(add_bos)
         self.add_eos = bool(add_eos)
@@ -178,9 +180,8 @@ class Tokenizer:
                                      f"vocabulary has no {name.upper()} token")
 
         # tokens the partition step looks for: longest text (in UTF-8 bytes) first
-        specials = [i for i, a in enumerate(self.attrs)
-                    if a & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)]
-        specials.sort(key=lambda i: -len(texts[i].encode("utf-8", "surrogatepass")))
+        specials = np.flatnonzero(attrs & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)).tolist()
+        specials.sort(key=lambda i: -len(_token_bytes(texts[i])))
         self._specials = [(texts[i], i) for i in specials]
         self._user_defined = [(t, i) for t, i in self._specials
                               if not self.attrs[i] & _ATTR_SPECIAL]
@@ -211,8 +212,11 @@ class Tokenizer:
                    add_bos=metadata.get("tokenizer.ggml.add_bos_token"),
                    add_eos=metadata.get("tokenizer.ggml.add_eos_token", False))
 
-    def _find_special_tokens(self, given: dict[str, int]) -> None:
-        """bos/eos/eot/... ids and the end-of-generation set, as llama.cpp's load() settles them."""
+    def _find_special_tokens(self, attrs: np.ndarray, given: dict[str, int]) -> None:
+        """bos/eos/eot/... ids and the end-of-generation set, as llama.cpp's load() settles them.
+
+        Tokens that end generation or serve as EOT/FIM tokens by their text become CONTROL.
+        """
         n_vocab = len(self.texts)
         ids = {name: None for name, _ in _SPECIAL_KEYS}
         ids["bos"] = ids["eos"] = 11 if n_vocab > 11 else None          # BPE defaults
@@ -224,13 +228,13 @@ class Tokenizer:
                 found = [self.token_to_id[t] for t in candidates if t in self.token_to_id]
                 if found:
                     ids[name] = min(found)
-                    self.attrs[ids[name]] |= ATTR_CONTROL
+                    attrs[ids[name]] |= ATTR_CONTROL
         eog = {ids[name] for name in ("fim_pad", "fim_rep", "fim_sep") if ids[name] is not None}
         for text in EOG_TEXTS:
             i = self.token_to_id.get(text)
             if i is not None:
                 eog.add(i)
-                self.attrs[i] |= ATTR_CONTROL
+                attrs[i] |= ATTR_CONTROL
         eog.update(ids[name] for name in ("eos", "eot", "eom") if ids[name] is not None)
         self.special_ids = ids
         self.bos_id, self.eos_id = ids["bos"], ids["eos"]
@@ -286,55 +290,59 @@ class Tokenizer:
         # UTF-8 bytes as latin-1 code points, then each mapped to its byte-level stand-in
         text = word.encode("utf-8", "surrogatepass").decode("latin-1").translate(_LATIN1_TO_BYTE_LEVEL)
         token_to_id = self.token_to_id
-        if self.ignore_merges and text in token_to_id:
+        if self.ignore_merges and text in token_to_id:        # llama3: a token stays whole
             return (token_to_id[text],)
-        ids = []
-        for symbol in self._bpe(text):
-            token_id = token_to_id.get(symbol)
-            if token_id is not None:
-                ids.append(token_id)
-                continue
-            # not a token: llama.cpp looks up each UTF-8 byte of the symbol on its own
-            for byte in symbol.encode("utf-8"):
-                token_id = token_to_id.get(chr(byte)) if byte < 0x80 else None
-                if token_id is not None:
-                    ids.append(token_id)
-        return tuple(ids)
+        symbols = self._bpe(text)
+        ids = list(map(token_to_id.get, symbols))
+        if None not in ids:
+            return tuple(ids)
+        # a symbol that is not a token: llama.cpp looks up each of its UTF-8 bytes on its own
+        found = []
+        for symbol, token_id in zip(symbols, ids):
+            if token_id is None:
+                found += [token_to_id[chr(byte)] for byte in symbol.encode("utf-8")
+                          if byte < 0x80 and chr(byte) in token_to_id]
+            else:
+                found.append(token_id)
+        return tuple(found)
 
     def _bpe(self, text: str) -> list[str]:
         """Merge adjacent symbols, lowest merge rank first and leftmost first on ties.
 
         Symbols form a linked list (prev/next indices); candidate pairs wait in a heap
-        keyed (rank, left index).  A popped pair whose symbols changed since it was pushed
-        is stale and skipped, exactly as llama.cpp's llm_tokenizer_bpe_session does.
+        keyed (rank, left index) with the two symbols they were made of.  A popped pair
+        whose symbols have changed since is stale and skipped, as in llama.cpp's
+        llm_tokenizer_bpe_session (a symbol only changes by growing or being merged away,
+        so "the same string object" means "the same text" here).
         """
         symbols = list(text)                  # one byte-level character per byte
-        n = len(symbols)
-        if n < 2:
-            return symbols
         rank = self.merge_rank
+        ranks = list(map(rank.get, map(" ".join, zip(text, text[1:]))))
+        heap = [(r, i, i + 1, symbols[i], symbols[i + 1]) for i, r in enumerate(ranks) if r is not None]
+        if not heap:
+            return symbols
+        n = len(symbols)
+        heapq.heapify(heap)
         prev = list(range(-1, n - 1))
         next_ = list(range(1, n + 1))
         next_[-1] = -1
-        heap = []
-        for i in range(n - 1):
-            r = rank.get(symbols[i] + " " + symbols[i + 1])
-            if r is not None:
-                heap.append((r, i, i + 1, symbols[i] + symbols[i + 1]))
-        heapq.heapify(heap)
         while heap:
-            _, left, right, merged = heapq.heappop(heap)
-            if not symbols[left] or not symbols[right] or symbols[left] + symbols[right] != merged:
+            _, left, right, a, b = heapq.heappop(heap)
+            if symbols[left] is not a or symbols[right] is not b:
                 continue                                          # stale
-            symbols[left], symbols[right] = merged, ""
-            after = next_[left] = next_[right]
+            merged = symbols[left] = a + b
+            symbols[right] = ""
+            before, after = prev[left], next_[right]
+            next_[left] = after
             if after != -1:
                 prev[after] = left
-            for a, b in ((prev[left], left), (left, after)):
-                if a != -1 and b != -1:
-                    r = rank.get(symbols[a] + " " + symbols[b])
-                    if r is not None:
-                        heapq.heappush(heap, (r, a, b, symbols[a] + symbols[b]))
+                r = rank.get(merged + " " + symbols[after])
+                if r is not None:
+                    heapq.heappush(heap, (r, left, after, merged, symbols[after]))
+            if before != -1:
+                r = rank.get(symbols[before] + " " + merged)
+                if r is not None:
+                    heapq.heappush(heap, (r, before, left, symbols[before], merged))
         return [s for s in symbols if s]
 
     # ------------------------------------------------------------------------- decode
@@ -353,7 +361,7 @@ class Tokenizer:
     def _piece(self, token_id: int, attr: int) -> bytes:
         text = self.texts[token_id]
         if attr & (_ATTR_SPECIAL | ATTR_USER_DEFINED):
-            return text.encode("utf-8", "surrogateescape")
+            return _token_bytes(text)
         if attr & ATTR_NORMAL:
             try:
                 return bytes(CHAR_TO_BYTE[c] for c in text)
@@ -372,6 +380,11 @@ class Tokenizer:
         return data.decode("utf-8", "replace")
 
 
+def _token_bytes(text: str) -> bytes:
+    """A token text's bytes in the file (the format reader keeps invalid UTF-8 as surrogateescape)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def _decode_byte_level_with_unknowns(text: str) -> bytes:
     """llama_decode_text for a text holding code points outside the byte-level alphabet."""
     out = bytearray()
@@ -379,9 +392,9 @@ def _decode_byte_level_with_unknowns(text: str) -> bytes:
         byte = CHAR_TO_BYTE.get(c)
         if byte is not None:
             out.append(byte)
-        else:
-            utf8 = c.encode("utf-8", "surrogatepass")
-            out += b"[UNK_BYTE_0x" + utf8.hex().encode() + text.encode("utf-8", "surrogatepass") + b"]"
+        else:                          # an invalid byte in the file reads as U+FFFD in llama.cpp
+            utf8 = "\ufffd".encode() if "\udc80" <= c <= "\udcff" else c.encode("utf-8", "surrogatepass")
+            out += b"[UNK_BYTE_0x" + utf8.hex().encode() + _token_bytes(text) + b"]"
     return bytes(out)
 
 
