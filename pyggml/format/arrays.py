@@ -28,8 +28,8 @@ run of consecutive candidates removes those.  The chain is then VERIFIED: where
 start[i] + 8 + len[i] == start[i+1] holds for a run of candidates, the whole run
 is accepted in one step.  Where it fails (a string >= 64 KiB, zero bytes inside
 strings), one string is read sequentially and the chain picks up again at the
-next verified candidate.  Every step consumes at least one string and every
-window of bytes is scanned once, so hostile input costs linear time, never more.
+next verified candidate.  Every step consumes at least one string and each
+window (at most 1 MiB) is scanned once, so hostile input costs linear time.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ import numpy as np
 
 # arrays with at least this many items become lazy sequences; smaller ones are lists
 LAZY_MIN_ITEMS = 1024
+WINDOW_BYTES = 1 << 20                  # bytes scanned per numpy pass when finding strings
 
 _U64 = struct.Struct("<Q")
 
@@ -203,9 +204,11 @@ def find_string_bounds(data: np.ndarray, pos: int, count: int, max_length: int) 
     limit = data.size
     pieces: list[np.ndarray] = []           # runs of string starts, in order
     done = 0
-    window = 24 * count + 64                # ~17 bytes per vocabulary string: one window, usually
     while done < count:
-        begin, window_end = pos, min(limit, pos + window)
+        # ~17 bytes per vocabulary string; windows of at most 1 MiB keep the scratch arrays
+        # small (large short-lived arrays leave the C heap bloated after they are freed)
+        begin = pos
+        window_end = min(limit, pos + min(WINDOW_BYTES, 24 * (count - done) + 64))
         cands, nexts, run_ends = _candidates(data, begin, window_end, max_length)
         is_cand = None                      # bytes, 1 at candidates: built on the first slow step
         while done < count and pos + 8 <= window_end:
@@ -235,7 +238,6 @@ def find_string_bounds(data: np.ndarray, pos: int, count: int, max_length: int) 
             pieces.append(np.array(walked, dtype=np.int64))
         if done < count and pos + 8 > limit:
             raise StringChainError(done, pos, -1)
-        window *= 2
     pieces.append(np.array([pos], dtype=np.int64))
     return np.concatenate(pieces)
 
@@ -244,25 +246,22 @@ def _candidates(data: np.ndarray, begin: int, end: int, max_length: int):
     """Likely string starts in data[begin:end], where each one's chain link leads,
     and the indices where a verified run of links ends.
 
-    cands     (n,) absolute offsets whose u64 has its top 6 bytes zero, last of each run
-              (and whose length is within max_length: longer ones take the slow path)
+    cands     (n,) absolute offsets whose u64 has its top 6 bytes zero, the last such
+              offset in each run of zero bytes (lengths over max_length are left out:
+              they take the slow path, which reports them)
     nexts     (n,) cands + 8 + length (the 16-bit length those offsets would hold)
     run_ends  sorted indices j with nexts[j] != cands[j + 1] (always includes n - 1)
     """
     window = data[begin:end]
-    n = window.size - 7                                      # offsets with all 8 bytes inside
-    if n <= 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
     zero = window == 0
-    pair = zero[:-1] & zero[1:]                              # pair[p]: bytes p, p+1 zero
-    quad = pair[:-2] & pair[2:]                              # quad[p]: bytes p..p+3 zero
-    high6 = quad[2:2 + n] & pair[6:6 + n]                    # bytes p+2..p+7 zero
-    offs = np.flatnonzero(high6)
-    if offs.size:
-        last_of_run = np.ones(offs.size, dtype=bool)
-        last_of_run[:-1] = offs[1:] != offs[:-1] + 1
-        offs = offs[last_of_run]
+    edges = np.flatnonzero(zero[1:] != zero[:-1]) + 1      # where zero-ness changes
+    if zero.size and zero[0]:
+        edges = np.concatenate(([0], edges))
+    if zero.size and zero[-1]:
+        edges = np.append(edges, zero.size)
+    run_starts, run_stops = edges[0::2], edges[1::2]       # runs of zero bytes [start, stop)
+    offs = run_stops[run_stops - run_starts >= 6] - 8       # bytes offs+2 .. offs+7 are zero
+    offs = offs[offs >= 0]
     lengths = window[offs].astype(np.int64) | (window[offs + 1].astype(np.int64) << 8)
     if max_length < 0xFFFF:
         offs, lengths = offs[lengths <= max_length], lengths[lengths <= max_length]

@@ -151,10 +151,20 @@ def read_file(path) -> ParsedFile:
     except OSError as err:
         raise GGUFError(f"cannot read: {err.strerror or err}", path=path) from None
     try:
-        return _Parser(path, data).parse()
+        parsed = _Parser(path, data).parse()
     except BaseException:
         close_map(data)
         raise
+    _forget_pages(data, min(parsed.data_offset, parsed.file_size))
+    return parsed
+
+
+def _forget_pages(data: mmap.mmap, length: int) -> None:
+    """Drop the header's pages from this process's memory: everything in them has been
+    copied into Python values.  (The pages stay in the OS page cache; reading them
+    again would just map them again, so this is safe on a read-only shared map.)"""
+    if hasattr(data, "madvise") and hasattr(mmap, "MADV_DONTNEED") and length > 0:
+        data.madvise(mmap.MADV_DONTNEED, 0, length)
 
 
 def close_map(data: mmap.mmap | None) -> None:
@@ -349,7 +359,9 @@ class _Parser:
             self.fail(GGUFTruncatedError, what, f"{field}[{bad.index}]", bad.offset)
         end = int(bounds[-1])
         self.pos = end
-        return StringArray(self.data[start:end], bounds - start)
+        offsets = bounds - start                  # into the copied bytes: u32 suffices, mostly
+        return StringArray(self.data[start:end],
+                           offsets.astype(np.uint32) if end - start < 1 << 32 else offsets)
 
     # ----------------------------------------------------------------- tensor infos
 
