@@ -20,16 +20,16 @@ A string array on disk is a chain:
     pos -> | len0 (u64) | bytes0 ... | len1 (u64) | bytes1 ... | len2 ...
            ^ start0                  ^ start1 = start0 + 8 + len0
 
-Real lengths are short, so the top 6 bytes of every length are zero.  Candidates
-for string starts are all offsets whose bytes +2..+7 are zero (a few numpy
-passes).  A short length makes the offset just before it a candidate too (its
-bytes +2..+7 are the length's bytes +1..+6); keeping only the last offset of each
-run of consecutive candidates removes those.  The chain is then VERIFIED: where
+Real lengths are short, so the top 6 bytes of every length field are zero.  Each
+run of six or more zero bytes [a, b) therefore marks one candidate start, b - 8:
+the last offset whose bytes +2..+7 lie in the run.  (A length under 256 has seven
+zero bytes, so the offset just before it would qualify too; taking the last one
+skips it.)  Three numpy passes find the runs.  The chain is then VERIFIED: where
 start[i] + 8 + len[i] == start[i+1] holds for a run of candidates, the whole run
 is accepted in one step.  Where it fails (a string >= 64 KiB, zero bytes inside
-strings), one string is read sequentially and the chain picks up again at the
-next verified candidate.  Every step consumes at least one string and each
-window (at most 1 MiB) is scanned once, so hostile input costs linear time.
+strings), strings are read one by one until the chain meets a candidate again.
+Every step consumes at least one string and each window of bytes (at most 1 MiB)
+is scanned once, so hostile input costs linear time, never more.
 """
 from __future__ import annotations
 

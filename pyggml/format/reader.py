@@ -191,11 +191,11 @@ class _Parser:
         raise error(message, path=self.path, offset=self.pos if offset is None else offset,
                     field=field)
 
-    def need(self, n: int, field: str, what: str = "") -> int:
+    def need(self, n: int, field: str) -> int:
         """Claim the next n bytes; returns their offset."""
         if n > self.size - self.pos:
-            self.fail(GGUFTruncatedError, f"{what or f'{n} bytes'} needed, but only "
-                      f"{self.size - self.pos} bytes remain in the file", field)
+            self.fail(GGUFTruncatedError, f"{n} bytes needed, but only {self.size - self.pos} "
+                      "bytes remain in the file", field)
         at = self.pos
         self.pos += n
         return at
@@ -344,19 +344,15 @@ class _Parser:
         if n < LAZY_MIN_ITEMS:
             return [self.string(f"{field}[{i}]") for i in range(n)]
         start = self.pos
-        view = np.frombuffer(self.data, dtype=np.uint8)
         try:
-            bounds = find_string_bounds(view, start, n, MAX_STRING_LENGTH)
-        except StringChainError as err:
-            bad = err
-        else:
-            bad = None
-        del view
-        if bad is not None:
+            bounds = find_string_bounds(np.frombuffer(self.data, dtype=np.uint8), start, n,
+                                        MAX_STRING_LENGTH)
+        except StringChainError as bad:
             what = (f"string of {bad.length} bytes, longer than the limit or than the "
                     f"{self.size - bad.offset - 8} bytes that remain" if bad.length >= 0 else
                     "string length field runs past the end of the file")
-            self.fail(GGUFTruncatedError, what, f"{field}[{bad.index}]", bad.offset)
+            raise GGUFTruncatedError(what, path=self.path, offset=bad.offset,
+                                     field=f"{field}[{bad.index}]") from None
         end = int(bounds[-1])
         self.pos = end
         offsets = bounds - start                  # into the copied bytes: u32 suffices, mostly
