@@ -9,6 +9,8 @@ tokenizer gets ``pyggml.open(path).metadata`` (lazy string arrays), as in produc
                (llama.cpp then adds BOS by default and tries whole words before merging)
     gpt-2      the SmolLM2 vocabulary with pre "gpt-2", add_bos and add_eos both true
     default    the Qwen2.5 vocabulary with no pre key (llama.cpp's four "default" regexes)
+    damaged-*  a hand-made vocabulary with everything a file can get wrong (DAMAGED below),
+               with pre "qwen2" and "llama-bpe"
 
 The corpus in tests/data/corpus/ is tokenized whole and line by line, with and without
 parse_special and add_special.
@@ -41,7 +43,19 @@ pytestmark = pytest.mark.oracle
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 CORPUS_FILES = sorted(p.name for p in CORPUS.glob("*.txt"))
-VARIANTS = ["qwen2", "smollm", "llama-bpe", "gpt-2", "default"]
+VARIANTS = ["qwen2", "smollm", "llama-bpe", "gpt-2", "default", "damaged-qwen2", "damaged-llama-bpe"]
+
+# A vocabulary that breaks the usual rules: merges whose result is not a token ("c d"), a
+# merge of such a non-token ("cd e"), two merges making the same token, a repeated merge,
+# merges llama.cpp cannot split (" x", "x "), a token only reachable whole ("bcab" under
+# llama3's ignore_merges), an empty token, tokens of every type, overlapping special
+# tokens ("<|a|>", "|>b", "<|"), a control token named "unused".
+DAMAGED_TOKENS = [  # (text, token type) after the 256 byte-level characters
+    ("ab", 1), ("bc", 1), ("abc", 1), ("cde", 1), ("Ġa", 1), ("ĠĠ", 1), ("aa", 1), ("aaa", 1),
+    ("bcab", 1), ("<s>", 3), ("</s>", 3), ("<|a|>", 3), ("|>b", 3), ("<|", 4), ("[PAD0]", 5),
+    ("zz", 0), ("", 1), ("<0x41>", 6), ("xunusedx", 3)]
+DAMAGED_MERGES = ["b c", "a b", "ab c", "a bc", "c d", "cd e", "a b", " x", "x ", "Ġ a", "Ġ Ġ",
+                  "a a", "aa a", "bc ab", "z z"]
 
 
 # ----------------------------------------------------------------------------- oracle side
@@ -52,8 +66,8 @@ def file_metadata(path) -> dict:
         return f.metadata
 
 
-def write_vocab_gguf(path, metadata: dict, *, pre: str | None, add_bos: bool | None,
-                     add_eos: bool | None) -> None:
+def write_vocab_gguf(path, metadata: dict, *, pre: str | None, add_bos: bool | None = None,
+                     add_eos: bool | None = None) -> None:
     """A vocabulary-only GGUF (no tensors) with metadata's vocabulary and the given flags."""
     writer = gguf.GGUFWriter(path, "qwen2")
     writer.add_block_count(1)
@@ -121,6 +135,16 @@ def vocabs(model_path, tmp_path_factory):
             make_model._quiet_llama()
             if name in ("qwen2", "smollm"):
                 path = model_path("qwen2-tiny-f32" if name == "qwen2" else "smollm2-q4_1")
+            elif name.startswith("damaged-"):
+                tokens = BYTE_TO_CHAR + [text for text, _ in DAMAGED_TOKENS]
+                path = tmp_path_factory.mktemp("vocab") / f"{name}.gguf"
+                write_vocab_gguf(path, {
+                    "tokenizer.ggml.tokens": tokens,
+                    "tokenizer.ggml.token_type": [1] * 256 + [t for _, t in DAMAGED_TOKENS],
+                    "tokenizer.ggml.merges": DAMAGED_MERGES,
+                    "tokenizer.ggml.bos_token_id": tokens.index("<s>"),
+                    "tokenizer.ggml.eos_token_id": tokens.index("</s>")},
+                    pre=name.removeprefix("damaged-"))
             else:
                 fixture, pre, add_bos, add_eos = {
                     "llama-bpe": ("qwen2-tiny-f32", "llama-bpe", None, None),
@@ -233,7 +257,9 @@ ATOMS = (list("aZé中ね1٣²Ⅻ'’\"!?.,-_ \t\n\r\v\f#$+<=>^~|`") +
          ["'s", "'S", "'re", "'VE", "'ll", "'d", "'m", "'t", "  ", "   ", "\r\n", "\n\n",
           "\u00a0", "\u2028", "\u3000", "\u0085", "\u200d", "\u0301", "e\u0301", "😀", "👍🏽",
           "🏳️‍🌈", "12345", "3.14", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<tool_call>",
-          "<|im_start", "|>", "<filename>", "[PAD151700]", "hello", " world", "IT'S", "𑼄", "𮯰"])
+          "<|im_start", "|>", "<filename>", "[PAD151700]", "hello", " world", "IT'S", "𑼄", "𮯰",
+          # for the damaged vocabulary
+          "abc", "cde", "bcab", "zz", "aaa", "<|a|>", "|>b", "<|", "<s>", "</s>", "xunusedx", "[PAD0]"])
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -274,7 +300,7 @@ def test_expected_flags_of_the_test_vocabularies(vocabs):
     assert ids[0] == gpt2.tokenizer.bos_id and ids[-1] == gpt2.tokenizer.eos_id
 
 
-@pytest.mark.parametrize("name", ["qwen2", "smollm"])
+@pytest.mark.parametrize("name", ["qwen2", "smollm", "damaged-qwen2"])
 def test_every_token_piece_matches_llama_cpp(vocabs, name):
     v = vocabs(name)
     for special in (False, True):
