@@ -49,7 +49,9 @@ VARIANTS = ["qwen2", "smollm", "llama-bpe", "gpt-2", "default", "damaged-qwen2",
 # merge of such a non-token ("cd e"), two merges making the same token, a repeated merge,
 # merges llama.cpp cannot split (" x", "x "), a token only reachable whole ("bcab" under
 # llama3's ignore_merges), an empty token, tokens of every type, overlapping special
-# tokens ("<|a|>", "|>b", "<|"), a control token named "unused".
+# tokens ("<|a|>", "|>b", "<|"), a control token named "unused"; with llama-bpe, also the
+# SentencePiece flag add_space_prefix (BPE ignores it, except that detokenizing drops the
+# first token's leading space).
 DAMAGED_TOKENS = [  # (text, token type) after the 256 byte-level characters
     ("ab", 1), ("bc", 1), ("abc", 1), ("cde", 1), ("Ġa", 1), ("ĠĠ", 1), ("aa", 1), ("aaa", 1),
     ("bcab", 1), ("<s>", 3), ("</s>", 3), ("<|a|>", 3), ("|>b", 3), ("<|", 4), ("[PAD0]", 5),
@@ -67,7 +69,7 @@ def file_metadata(path) -> dict:
 
 
 def write_vocab_gguf(path, metadata: dict, *, pre: str | None, add_bos: bool | None = None,
-                     add_eos: bool | None = None) -> None:
+                     add_eos: bool | None = None, add_space_prefix: bool | None = None) -> None:
     """A vocabulary-only GGUF (no tensors) with metadata's vocabulary and the given flags."""
     writer = gguf.GGUFWriter(path, "qwen2")
     writer.add_block_count(1)
@@ -89,6 +91,8 @@ def write_vocab_gguf(path, metadata: dict, *, pre: str | None, add_bos: bool | N
         writer.add_add_bos_token(add_bos)
     if add_eos is not None:
         writer.add_add_eos_token(add_eos)
+    if add_space_prefix is not None:
+        writer.add_add_space_prefix(add_space_prefix)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -144,7 +148,7 @@ def vocabs(model_path, tmp_path_factory):
                     "tokenizer.ggml.merges": DAMAGED_MERGES,
                     "tokenizer.ggml.bos_token_id": tokens.index("<s>"),
                     "tokenizer.ggml.eos_token_id": tokens.index("</s>")},
-                    pre=name.removeprefix("damaged-"))
+                    pre=name.removeprefix("damaged-"), add_space_prefix=name == "damaged-llama-bpe")
             else:
                 fixture, pre, add_bos, add_eos = {
                     "llama-bpe": ("qwen2-tiny-f32", "llama-bpe", None, None),

@@ -51,12 +51,14 @@ CHAR_TO_BYTE = {char: byte for byte, char in enumerate(BYTE_TO_CHAR)}
 _LATIN1_TO_BYTE_LEVEL = str.maketrans({chr(b): c for b, c in enumerate(BYTE_TO_CHAR)})
 
 # ----------------------------------------------------------------------------- token kinds
-# tokenizer.ggml.token_type values and llama.cpp's attribute bits (llama.h llama_token_attr)
-TYPE_NORMAL, TYPE_UNKNOWN, TYPE_CONTROL, TYPE_USER_DEFINED, TYPE_UNUSED, TYPE_BYTE = 1, 2, 3, 4, 5, 6
+# llama.cpp's token attribute bits (llama.h llama_token_attr)
 ATTR_UNDEFINED, ATTR_UNKNOWN, ATTR_UNUSED, ATTR_NORMAL = 0, 1 << 0, 1 << 1, 1 << 2
 ATTR_CONTROL, ATTR_USER_DEFINED, ATTR_BYTE = 1 << 3, 1 << 4, 1 << 5
+# attribute of each tokenizer.ggml.token_type value (other values: UNDEFINED)
+#                          0 UNDEFINED     1 NORMAL     2 UNKNOWN     3 CONTROL
 _ATTR_OF_TYPE = np.array([ATTR_UNDEFINED, ATTR_NORMAL, ATTR_UNKNOWN, ATTR_CONTROL,
                           ATTR_USER_DEFINED, ATTR_UNUSED, ATTR_BYTE], dtype=np.int64)
+#                          4 USER_DEFINED     5 UNUSED     6 BYTE
 _ATTR_SPECIAL = ATTR_CONTROL | ATTR_UNKNOWN            # printed only when special=True
 
 # ----------------------------------------------------------------------------- pre-tokenizers
@@ -65,8 +67,8 @@ _ATTR_SPECIAL = ATTR_CONTROL | ATTR_UNKNOWN            # printed only when speci
 _PRE = {}
 for _names, _setting in [
     (["default"], ("default", True, False, False)),
-    (["gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
-      "mellum", "modern-bert", "exaone4", "mpt", "olmo"], ("gpt2", True, False, False)),
+    (["gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "a.x-4.0", "mellum", "exaone4", "mpt",
+      "olmo"], ("gpt2", True, False, False)),
     (["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"],
      ("llama3", True, True, True)),
     (["dbrx", "smaug-bpe"], ("llama3", True, False, False)),
@@ -116,11 +118,19 @@ _WORD_CACHE_LIMIT = 1 << 17     # words remembered per tokenizer before the cach
 
 
 class Tokenizer:
-    """A GGUF file's byte-level BPE vocabulary; see the module docstring."""
+    """A GGUF file's byte-level BPE vocabulary; see the module docstring.
+
+    n_vocab, bos_id, eos_id     (None where the vocabulary has no such token)
+    add_bos, add_eos            whether encode(add_special=True) adds them
+    eog_ids                     frozenset of the ids that end generation
+    special_ids                 name -> id or None: bos eos eot eom unk sep pad mask fim_*
+    texts, token_to_id, attrs   id -> token text, text -> id, id -> llama.cpp attribute bits
+    """
 
     def __init__(self, tokens: Sequence[str], merges: Sequence[str], token_types=None, *,
                  pre: str = "default", special_ids: Mapping[str, int] | None = None,
-                 add_bos: bool | None = None, add_eos: bool = False):
+                 add_bos: bool | None = None, add_eos: bool = False,
+                 add_space_prefix: bool = False):
         n_vocab = len(tokens)
         if n_vocab == 0:
             raise TokenizerError("tokenizer.ggml.tokens is empty")
@@ -174,6 +184,8 @@ class Tokenizer:
 
         self.add_bos = default_add_bos if add_bos is None else bool(add_bos)
         self.add_eos = bool(add_eos)
+        self.add_space_prefix = bool(add_space_prefix)   # BPE ignores it, but decode() drops
+                                                         # the first token's leading space
         for flag, name in ((self.add_bos, "bos"), (self.add_eos, "eos")):
             if flag and getattr(self, f"{name}_id") is None:
                 raise TokenizerError(f"tokenizer.ggml.add_{name}_token is true, but the "
@@ -207,10 +219,11 @@ class Tokenizer:
                 special_ids[name] = value
         return cls(metadata["tokenizer.ggml.tokens"], metadata["tokenizer.ggml.merges"],
                    metadata.get("tokenizer.ggml.token_type"),
-                   pre=metadata.get("tokenizer.ggml.pre", "default"),
+                   pre=metadata.get("tokenizer.ggml.pre") or "default",
                    special_ids=special_ids,
                    add_bos=metadata.get("tokenizer.ggml.add_bos_token"),
-                   add_eos=metadata.get("tokenizer.ggml.add_eos_token", False))
+                   add_eos=metadata.get("tokenizer.ggml.add_eos_token", False),
+                   add_space_prefix=metadata.get("tokenizer.ggml.add_space_prefix", False))
 
     def _find_special_tokens(self, attrs: np.ndarray, given: dict[str, int]) -> None:
         """bos/eos/eot/... ids and the end-of-generation set, as llama.cpp's load() settles them.
@@ -250,11 +263,11 @@ class Tokenizer:
         if not isinstance(text, str):
             raise UsageError(f"encode() takes a str, got {type(text).__name__}")
         out = [self.bos_id] if add_special and self.add_bos else []
+        cache = self._word_ids
         for fragment in self._partition(text, parse_special):
             if type(fragment) is int:
                 out.append(fragment)
                 continue
-            cache = self._word_ids
             for word in self.pretokenizer.split(fragment):
                 ids = cache.get(word)
                 if ids is None:
@@ -374,7 +387,10 @@ class Tokenizer:
 
     def decode(self, ids, special: bool = False) -> str:
         """Text of ids, as llama_detokenize(remove_special=False, unparse_special=special)."""
-        data = b"".join([self.token_to_piece(int(i), special) for i in ids])
+        pieces = [self.token_to_piece(int(i), special) for i in ids]
+        if self.add_space_prefix and pieces and pieces[0][:1] == b" ":
+            pieces[0] = pieces[0][1:]
+        data = b"".join(pieces)
         if self.clean_spaces:
             data = _clean_spaces(data)
         return data.decode("utf-8", "replace")
