@@ -139,7 +139,7 @@ def render(report: dict) -> str:
     if other:
         add("metadata     " + _wrap([f"{k} {_text(v)}" for k, v in other.items()]))
     bpw = report["bits_per_weight"]
-    add(f"weights      {report['n_parameters'] / 1e9:.3f} B parameters in {report['n_tensors']} "
+    add(f"weights      {_count(report['n_parameters'])} parameters in {report['n_tensors']} "
         f"tensors, {format_bytes(report['tensor_bytes'])}"
         + (f", {bpw:.2f} bits per weight" if bpw is not None else ""))
     add(f"  {'type':<8} {'tensors':>7} {'parameters':>13} {'bytes':>11} {'bpw':>7}")
@@ -162,6 +162,14 @@ def render(report: dict) -> str:
             add(f"  {i:>5} {t['name']:<40} {t['type']:<8} {shape:<20} {size:>11} "
                 f"{t['shard'] + 1:>5} {t['offset']:>12}")
     return "\n".join(lines) + "\n"
+
+
+def _count(n: int) -> str:
+    """135_200_000 -> '135.2 M'."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return str(n)
 
 
 def _text(value) -> str:
