@@ -111,8 +111,11 @@ int pyggml_quantize_act(int act_type, const float *x, int64_t ldx, int64_t n_row
     if (n_rows == 0) return PYGGML_OK;
     if (!x || !y || (n_rows > 1 && ldx < k)) return PYGGML_ERR_ARG;
     const int nt = threads_for(n_rows * k * 4, 0);
-    (void)nt;                                   /* unused without OpenMP */
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    if (nt == 1) {             /* as in pyggml_matmul: no parallel region for small work */
+        for (int64_t t = 0; t < n_rows; t++) quantize(x + t * ldx, (char *)y + t * row_bytes, k);
+        return PYGGML_OK;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t t = 0; t < n_rows; t++) quantize(x + t * ldx, (char *)y + t * row_bytes, k);
     return PYGGML_OK;
 }
@@ -135,12 +138,12 @@ int pyggml_dequantize_rows(int type, const void *w, int64_t w_stride, int64_t n_
         return PYGGML_ERR_INDEX;
     }
     const int nt = threads_for(n_rows * row_bytes, 0);
-    (void)nt;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < n_rows; i++) {
         const int64_t row = rows ? rows[i] : i;
         t->dequant((const char *)w + row * w_stride, out + i * ldo, k);
     }
+    (void)nt;                                   /* unused without OpenMP */
     return PYGGML_OK;
 }
 
@@ -164,13 +167,17 @@ typedef struct {
     dot_rows_fn dot_rows;
 } prepared_job;
 
-static void run_chunk(const prepared_job *job, int64_t row0, int64_t row1, int64_t k,
-                      const char *act, int64_t act_stride, int64_t n_act) {
+/* chunk c of the concatenated jobs: all activation rows times its weight rows */
+static void run_chunk(const prepared_job *prep, int64_t c, int64_t k, const char *act,
+                      int64_t act_stride, int64_t n_act) {
+    while (c >= prep->n_chunks) c -= prep++->n_chunks;
+    const int64_t row0 = c * prep->chunk_rows;
+    const int64_t row1 = row0 + prep->chunk_rows < prep->n_rows ? row0 + prep->chunk_rows : prep->n_rows;
     for (int64_t t0 = 0; t0 < n_act; t0 += MAX_ACT_ROWS) {
         const int R = (int)(n_act - t0 < MAX_ACT_ROWS ? n_act - t0 : MAX_ACT_ROWS);
         for (int64_t n = row0; n < row1; n++)
-            job->dot_rows(k, job->w + n * job->w_stride, act + t0 * act_stride, act_stride, R,
-                          job->out + t0 * job->ldo + n, job->ldo);
+            prep->dot_rows(k, prep->w + n * prep->w_stride, act + t0 * act_stride, act_stride, R,
+                           prep->out + t0 * prep->ldo + n, prep->ldo);
     }
 }
 
@@ -221,22 +228,20 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
     if (!act) return PYGGML_ERR_ARG;
 
     const int nt = threads_for(work * n_act, n_threads);
-    (void)nt;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+    if (nt == 1) {              /* no parallel region at all: it costs even with one thread */
+        for (int64_t t = 0; quantize && t < n_act; t++)
+            quantize(x + t * ldx, (char *)act + t * act_row_bytes, k);
+        for (int64_t c = 0; c < n_chunks; c++) run_chunk(prep, c, k, act, act_stride, n_act);
+        return PYGGML_OK;
+    }
+#pragma omp parallel num_threads(nt)
     {
         if (quantize) {
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < n_act; t++) quantize(x + t * ldx, (char *)act + t * act_row_bytes, k);
         } /* the implicit barrier: every activation row is ready */
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < n_chunks; c++) {
-            int j = 0;
-            int64_t first = c;
-            while (first >= prep[j].n_chunks) first -= prep[j++].n_chunks;
-            const int64_t row0 = first * prep[j].chunk_rows;
-            const int64_t row1 = row0 + prep[j].chunk_rows < prep[j].n_rows ? row0 + prep[j].chunk_rows : prep[j].n_rows;
-            run_chunk(&prep[j], row0, row1, k, act, act_stride, n_act);
-        }
+        for (int64_t c = 0; c < n_chunks; c++) run_chunk(prep, c, k, act, act_stride, n_act);
     }
     return PYGGML_OK;
 }

@@ -47,6 +47,10 @@ STATUS_NAMES = {-1: "PYGGML_ERR_TYPE", -2: "PYGGML_ERR_SHAPE", -3: "PYGGML_ERR_A
 # library feature -> /proc/cpuinfo flag: the build may use any of them (-march=native)
 CPU_FLAGS = {"AVX2": "avx2", "FMA": "fma", "F16C": "f16c", "AVXVNNI": "avx_vnni"}
 
+# activation formats: ggml type id -> (block size, bytes per block); plain ints, for speed
+ACT_BLOCKS = {int(t): TYPE_TRAITS[t] for t in (GGMLType.Q8_0, GGMLType.Q8_1, GGMLType.Q8_K)}
+F32_ID = int(GGMLType.F32)
+
 _state: dict = {}       # "ffi", "lib", "features", "types"  or  "error"
 
 
@@ -128,7 +132,9 @@ def _load() -> None:
         if act >= 0:
             block_size, type_size = TYPE_TRAITS[t]
             types[int(t)] = (block_size, type_size, GGMLType(act), *TYPE_TRAITS[GGMLType(act)])
-    _state.update(ffi=ffi, lib=lib, features=features, types=types, path=path)
+    _state.update(ffi=ffi, lib=lib, features=features, types=types, path=path,
+                  ctypes={"float[]": ffi.typeof("float[]"), "char[]": ffi.typeof("char[]"),
+                          "job": ffi.typeof("pyggml_matmul_job *")})
 
 
 def available() -> bool:
@@ -154,7 +160,10 @@ def description() -> str:
 
 def _type(ggml_type) -> tuple:
     """(block_size, type_size, act_type, act_block_size, act_type_size) of a weight type."""
-    load()
+    try:
+        return _state["types"][ggml_type]       # GGMLType members hash and compare as ints
+    except (KeyError, TypeError):
+        load()
     try:
         return _state["types"][int(ggml_type)]
     except (KeyError, TypeError, ValueError):
@@ -168,11 +177,15 @@ def _call(name: str, rc: int) -> None:
         raise BackendError(f"libpyggml_cpu: {name} returned {STATUS_NAMES.get(rc, rc)}")
 
 
-def _array(arg: str, a, dtype, ndim: int) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
+U8, F32 = np.dtype(np.uint8), np.dtype(np.float32)
+
+
+def _array(arg: str, a, dtype: np.dtype, ndim: int) -> np.ndarray:
+    # (these checks run on every product: `is` before `==`, since dtype equality is slow)
+    if type(a) is not np.ndarray and not isinstance(a, np.ndarray):
         raise UsageError(f"{arg} must be a numpy array, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise UsageError(f"{arg} must be {np.dtype(dtype).name}, got {a.dtype}")
+    if a.dtype is not dtype and a.dtype != dtype:
+        raise UsageError(f"{arg} must be {dtype.name}, got {a.dtype}")
     if a.ndim != ndim:
         raise UsageError(f"{arg} must be {ndim}-D, got shape {a.shape}")
     return a
@@ -180,25 +193,30 @@ def _array(arg: str, a, dtype, ndim: int) -> np.ndarray:
 
 def _rows_view(arg: str, a: np.ndarray, writable: bool = False):
     """(pointer, row stride in elements) of a 2-D uint8 or float32 array with contiguous rows."""
-    item = a.itemsize
-    if writable and not a.flags.writeable:
+    flags = a.flags
+    if writable and not flags.writeable:
         raise UsageError(f"{arg} is read-only")
+    ctype = "float[]" if a.dtype is F32 or a.dtype == F32 else "char[]"
+    if flags.c_contiguous:
+        return (_state["ffi"].from_buffer(_state["ctypes"][ctype], a, require_writable=writable),
+                a.shape[1])
+    item = a.itemsize
     if a.shape[0] > 1 and a.shape[1] > 0 and (a.strides[1] != item or a.strides[0] % item
                                               or a.strides[0] < a.shape[1] * item):
         raise UsageError(f"{arg} rows must be contiguous and must not overlap "
                          f"(shape {a.shape}, strides {a.strides})")
-    ffi = _state["ffi"]
-    ctype = "float" if a.dtype == np.float32 else "char"
-    if a.flags.c_contiguous:
-        return ffi.from_buffer(ctype + "[]", a, require_writable=writable), a.shape[1]
-    return ffi.cast(ctype + " *", a.ctypes.data), a.strides[0] // item
+    return _state["ffi"].cast(ctype[:-2] + " *", a.ctypes.data), a.strides[0] // item
 
 
 def _weights(ggml_type, W: np.ndarray) -> tuple:
     """(cdata, row stride bytes, N, K, traits) of a weight matrix W uint8 (N, row_bytes)."""
     tr = _type(ggml_type)
     block_size, type_size = tr[0], tr[1]
-    _array("W", W, np.uint8, 2)
+    if type(W) is np.ndarray and W.dtype is U8 and W.ndim == 2 and W.flags.c_contiguous \
+            and W.shape[1] and W.shape[1] % type_size == 0:          # the usual case, quickly
+        return (_state["ffi"].from_buffer(_state["ctypes"]["char[]"], W), W.shape[1], W.shape[0],
+                W.shape[1] // type_size * block_size, tr)
+    _array("W", W, U8, 2)
     if W.shape[1] == 0 or W.shape[1] % type_size:
         raise UsageError(f"W rows of {GGMLType(int(ggml_type)).name} must be a positive multiple "
                          f"of {type_size} bytes, got {W.shape[1]}")
@@ -211,7 +229,11 @@ def _act_row_bytes(tr: tuple, k: int) -> int:
 
 
 def _out_view(out: np.ndarray, shape: tuple):
-    _array("out", out, np.float32, 2)
+    if type(out) is np.ndarray and out.dtype is F32 and out.shape == shape:
+        flags = out.flags
+        if flags.c_contiguous and flags.writeable:
+            return _state["ffi"].from_buffer(_state["ctypes"]["float[]"], out, True), shape[1]
+    _array("out", out, F32, 2)
     if out.shape != shape:
         raise UsageError(f"out must have shape {shape}, got {out.shape}")
     return _rows_view("out", out, writable=True)
@@ -228,37 +250,31 @@ def quantize_activations(x: np.ndarray, vec_dot_type, out: np.ndarray | None = N
     """x float32 (T, K) -> uint8 (T, act_row_bytes): ggml's block_q8_K / q8_0 / q8_1 rows,
     byte for byte as quantize_row_q8_*_ref; for F32 the float rows' bytes."""
     lib, ffi = load(), _state["ffi"]
-    _array("x", x, np.float32, 2)
-    fmt = int(vec_dot_type)
-    if fmt == GGMLType.F32:
+    _array("x", x, F32, 2)
+    if vec_dot_type == F32_ID:
         return np.ascontiguousarray(x).view(np.uint8)
-    if fmt not in (GGMLType.Q8_0, GGMLType.Q8_1, GGMLType.Q8_K):
+    try:
+        block_size, type_size = ACT_BLOCKS[vec_dot_type]
+    except (KeyError, TypeError):
         raise UnsupportedTypeError(f"activations quantize to Q8_0, Q8_1, Q8_K or F32, "
-                                   f"not {vec_dot_type!r}")
+                                   f"not {vec_dot_type!r}") from None
     n, k = x.shape
-    block_size, type_size = TYPE_TRAITS[GGMLType(fmt)]
     if k % block_size:
-        raise UsageError(f"x rows of {k} elements are not a multiple of {GGMLType(fmt).name}'s "
-                         f"block of {block_size}")
+        raise UsageError(f"x rows of {k} elements are not a multiple of "
+                         f"{GGMLType(vec_dot_type).name}'s block of {block_size}")
     shape = (n, k // block_size * type_size)
     if out is None:
         out = np.empty(shape, np.uint8)
-    elif (_array("out", out, np.uint8, 2).shape != shape or not out.flags.c_contiguous
+    elif (_array("out", out, U8, 2).shape != shape or not out.flags.c_contiguous
           or not out.flags.writeable):
         raise UsageError(f"out must be a writable C-contiguous uint8 array of shape {shape}")
     xp, ldx = _rows_view("x", x)
     _call("pyggml_quantize_act", lib.pyggml_quantize_act(
-        fmt, xp, ldx, n, k, ffi.from_buffer(out, require_writable=True)))
+        int(vec_dot_type), xp, ldx, n, k, ffi.from_buffer(out, require_writable=True)))
     return out
 
 
 # ----------------------------------------------------------------------------- products
-
-def _run(jobs, n_jobs: int, x, ldx: int, act, n_act: int, k: int, n_threads) -> None:
-    lib = _state["lib"]
-    _call("pyggml_matmul", lib.pyggml_matmul(jobs, n_jobs, x, ldx, act, n_act, k,
-                                             0 if n_threads is None else int(n_threads)))
-
 
 def matmul_q8(ggml_type, W: np.ndarray, xq: np.ndarray, out: np.ndarray,
               n_threads: int | None = None) -> np.ndarray:
@@ -268,16 +284,20 @@ def matmul_q8(ggml_type, W: np.ndarray, xq: np.ndarray, out: np.ndarray,
     (T, act_row_bytes) from quantize_activations(x, vec_dot_type(ggml_type)),
     out float32 (T, N) (rows contiguous).  Returns out."""
     wp, w_stride, n, k, tr = _weights(ggml_type, W)
-    _array("xq", xq, np.uint8, 2)
-    n_act = xq.shape[0]
-    if xq.shape[1] != _act_row_bytes(tr, k) or not xq.flags.c_contiguous:
+    if not (type(xq) is np.ndarray and xq.dtype is U8 and xq.ndim == 2
+            and xq.shape[1] == k // tr[3] * tr[4] and xq.flags.c_contiguous):
+        _array("xq", xq, U8, 2)
         raise UsageError(f"xq must be C-contiguous uint8 (T, {_act_row_bytes(tr, k)}) for "
                          f"{tr[2].name} rows of {k}, got shape {xq.shape}")
+    n_act = xq.shape[0]
     op, ldo = _out_view(out, (n_act, n))
     if n_act and n:
         ffi = _state["ffi"]
-        job = ffi.new("pyggml_matmul_job *", (int(ggml_type), n, wp, w_stride, op, ldo))
-        _run(job, 1, ffi.NULL, 0, ffi.from_buffer(xq), n_act, k, n_threads)
+        job = ffi.new(_state["ctypes"]["job"], (ggml_type, n, wp, w_stride, op, ldo))
+        rc = _state["lib"].pyggml_matmul(job, 1, ffi.NULL, 0, ffi.from_buffer(xq), n_act, k,
+                                         n_threads or 0)
+        if rc:
+            _call("pyggml_matmul", rc)
     return out
 
 
@@ -286,7 +306,7 @@ def matmul(ggml_type, W: np.ndarray, x: np.ndarray, out: np.ndarray | None = Non
     """W (N, K as bytes) @ x (T, K) float32 -> float32 (T, N): the activations quantized
     like ggml, then the products, in one call (one parallel region)."""
     wp, w_stride, n, k, tr = _weights(ggml_type, W)
-    _array("x", x, np.float32, 2)
+    _array("x", x, F32, 2)
     if x.shape[1] != k:
         raise UsageError(f"x must have {k} columns to match W, got shape {x.shape}")
     if out is None:
@@ -294,11 +314,12 @@ def matmul(ggml_type, W: np.ndarray, x: np.ndarray, out: np.ndarray | None = Non
     op, ldo = _out_view(out, (x.shape[0], n))
     if x.shape[0] and n:
         ffi = _state["ffi"]
-        job = ffi.new("pyggml_matmul_job *", (int(ggml_type), n, wp, w_stride, op, ldo))
+        job = ffi.new(_state["ctypes"]["job"], (int(ggml_type), n, wp, w_stride, op, ldo))
         xp, ldx = _rows_view("x", x)
         act = ffi.new("char[]", x.shape[0] * _act_row_bytes(tr, k)) if tr[2] != GGMLType.F32 \
             else ffi.NULL
-        _run(job, 1, xp, ldx, act, x.shape[0], k, n_threads)
+        _call("pyggml_matmul", _state["lib"].pyggml_matmul(job, 1, xp, ldx, act, x.shape[0], k,
+                                                           n_threads or 0))
     return out
 
 
@@ -314,8 +335,9 @@ class Products:
     """
 
     def __init__(self, weights, max_rows: int):
-        load()
+        self._lib = load()
         ffi = self._ffi = _state["ffi"]
+        self._float_array = _state["ctypes"]["float[]"]
         weights = list(weights)
         if not 1 <= len(weights) <= 16:
             raise UsageError(f"Products takes 1 to 16 matrices, got {len(weights)}")
@@ -339,18 +361,30 @@ class Products:
             self._keep += [W, wp, op]
             self.outs.append(out)
         self.vec_dot_type = fmt
+        self._views = {}                    # n_act -> the outputs' first n_act rows
         self._act = (ffi.new("char[]", self.max_rows * _act_row_bytes(tr, self.k))
                      if fmt != GGMLType.F32 else ffi.NULL)
 
-    def __call__(self, x: np.ndarray, n_threads: int | None = None) -> list[np.ndarray]:
-        _array("x", x, np.float32, 2)
-        n_act = x.shape[0]
-        if x.shape[1] != self.k or n_act > self.max_rows:
-            raise UsageError(f"x must have shape (T <= {self.max_rows}, {self.k}), got {x.shape}")
-        if n_act:
+    def __call__(self, x: np.ndarray, n_threads: int | None = None) -> tuple[np.ndarray, ...]:
+        # the per-token path: the common case (contiguous float32 rows) checked inline
+        if (type(x) is np.ndarray and x.dtype is F32 and x.ndim == 2 and x.shape[1] == self.k
+                and x.shape[0] <= self.max_rows and x.flags.c_contiguous):
+            n_act, xp, ldx = x.shape[0], self._ffi.from_buffer(self._float_array, x), self.k
+        else:
+            _array("x", x, F32, 2)
+            n_act = x.shape[0]
+            if x.shape[1] != self.k or n_act > self.max_rows:
+                raise UsageError(f"x must have shape (T <= {self.max_rows}, {self.k}), got {x.shape}")
             xp, ldx = _rows_view("x", x)
-            _run(self._jobs, self.n_jobs, xp, ldx, self._act, n_act, self.k, n_threads)
-        return [o[:n_act] for o in self.outs]
+        if n_act:
+            rc = self._lib.pyggml_matmul(self._jobs, self.n_jobs, xp, ldx, self._act, n_act, self.k,
+                                         n_threads or 0)
+            if rc:
+                _call("pyggml_matmul", rc)
+        views = self._views.get(n_act)
+        if views is None:
+            views = self._views[n_act] = tuple(o[:n_act] for o in self.outs)
+        return views
 
 
 # ----------------------------------------------------------------------------- dequantization

@@ -1,0 +1,265 @@
+"""Benchmark of the C kernels (libpyggml_cpu) against this machine and against ggml.
+
+    .venv/bin/python tools/bench_kernels.py            # everything, a few minutes
+    .venv/bin/python tools/bench_kernels.py --quick    # fewer types and repeats
+
+In one run, medians of several repeats:
+  1. read bandwidth of the machine, 1 and 2 threads (numpy sums of a 512 MiB array,
+     one per thread): the ceiling of a batch-1 product, which reads every weight once;
+  2. decode: one activation row times large matrices (8960x1536, 1536x8960,
+     151936x1536), GB/s of weights for pyggml's C kernels and for ggml's own CPU
+     kernels (llama-cpp-python's libggml, called through ctypes on the same bytes),
+     with 1 and 2 threads, and pyggml as a share of the read bandwidth;
+  3. per-call cost on SmolLM2-135M-sized matrices (overhead-bound): microseconds per
+     product through the Python wrapper, through a prepared Products group, and the
+     C call alone, next to the time the bytes take at the 1-thread bandwidth;
+  4. prefill: 128 activation rows times 1536x1536, 8960x1536 and 1536x8960, GFLOP/s
+     (2 N K T / time, activation quantization included) for pyggml and ggml.
+Matrices hold random blocks (finite scales); several copies larger than the last-level
+cache together are cycled through, so that every product streams from memory.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pyggml.backends import cpu_c  # noqa: E402
+from pyggml.format.constants import TYPE_TRAITS, GGMLType as G  # noqa: E402
+
+CACHE_BYTES = 32 << 20          # last-level cache of the project machine; copies cover 4x it
+DECODE_SHAPES = [(8960, 1536), (1536, 8960), (151936, 1536)]
+PREFILL_SHAPES = [(1536, 1536), (8960, 1536), (1536, 8960)]
+SMALL_SHAPES = [(576, 576, G.Q4_1), (576, 576, G.Q8_0), (1536, 576, G.Q4_1), (576, 1536, G.Q4_K),
+                (576, 1536, G.Q6_K), (49152, 576, G.Q8_0)]
+DECODE_TYPES = [G.Q4_K, G.Q3_K, G.Q6_K, G.Q5_K, G.Q8_0, G.Q4_1, G.Q4_0, G.Q5_0, G.IQ4_NL, G.Q2_K]
+QUICK_TYPES = [G.Q4_K, G.Q3_K, G.Q6_K, G.Q8_0, G.Q4_1]
+FP16_FIELDS = {G.Q4_0: [0], G.Q4_1: [0, 2], G.Q5_0: [0], G.Q5_1: [0, 2], G.Q8_0: [0],
+               G.IQ4_NL: [0], G.Q2_K: [80, 82], G.Q3_K: [108], G.Q4_K: [0, 2], G.Q5_K: [0, 2],
+               G.Q6_K: [208]}
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()                                                    # warm up (threads, page faults)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def random_weights(t: G, n: int, k: int, rng) -> np.ndarray:
+    block_size, type_size = TYPE_TRAITS[t]
+    blocks = rng.integers(0, 256, (n, k // block_size, type_size), dtype=np.uint8)
+    for offset in FP16_FIELDS[t]:
+        scale = rng.uniform(-0.01, 0.01, (n, k // block_size, 1)).astype(np.float16)
+        blocks[:, :, offset:offset + 2] = scale.view(np.uint8)
+    return blocks.reshape(n, -1)
+
+
+def copies_for(nbytes: int) -> int:
+    return max(2, -(-4 * CACHE_BYTES // nbytes))
+
+
+# ----------------------------------------------------------------------------- the machine
+
+def read_bandwidth(n_threads: int, repeats: int) -> float:
+    """GB/s of n_threads numpy sums, each over its own 512 MiB (numpy releases the GIL)."""
+    arrays = [np.ones(64 << 20, np.uint64) for _ in range(n_threads)]
+
+    def run():
+        workers = [threading.Thread(target=a.sum) for a in arrays]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    return sum(a.nbytes for a in arrays) / median_time(run, repeats) / 1e9
+
+
+# ----------------------------------------------------------------------------- ggml, the oracle
+
+class Ggml:
+    """ggml_mul_mat on the CPU, from llama-cpp-python's own libggml, through ctypes."""
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p),
+                    ("no_alloc", ctypes.c_bool)]
+
+    def __init__(self):
+        import llama_cpp
+        libdir = Path(llama_cpp.__file__).parent / "lib"
+        self.base = ctypes.CDLL(str(libdir / "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+        self.cpu = ctypes.CDLL(str(libdir / "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
+        p, i64, sz = ctypes.c_void_p, ctypes.c_int64, ctypes.c_size_t
+        for lib, name, res, args in [
+                (self.base, "ggml_init", p, [self.InitParams]),
+                (self.base, "ggml_free", None, [p]),
+                (self.base, "ggml_new_tensor_2d", p, [p, ctypes.c_int, i64, i64]),
+                (self.base, "ggml_get_data", p, [p]),
+                (self.base, "ggml_mul_mat", p, [p, p, p]),
+                (self.base, "ggml_new_graph", p, [p]),
+                (self.base, "ggml_build_forward_expand", None, [p, p]),
+                (self.base, "ggml_tensor_overhead", sz, []),
+                (self.base, "ggml_graph_overhead", sz, []),
+                (self.cpu, "ggml_cpu_init", None, []),
+                (self.cpu, "ggml_graph_compute_with_ctx", ctypes.c_int, [p, p, ctypes.c_int])]:
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = res, args
+        self.cpu.ggml_cpu_init()
+
+    def products(self, t: G, weights: list[np.ndarray], x: np.ndarray):
+        """A function running out_i = W_i @ x for every W_i (one graph), and its outputs."""
+        k, n_act = x.shape[1], x.shape[0]
+        n = weights[0].shape[0]
+        size = (sum(w.nbytes for w in weights) + 3 * x.nbytes * len(weights) + (n * n_act * 4 + 4096)
+                * len(weights) + (2 * len(weights) + 2) * self.base.ggml_tensor_overhead()
+                + self.base.ggml_graph_overhead() + (64 << 20))
+        ctx = self.base.ggml_init(self.InitParams(size, None, False))
+        xt = self.base.ggml_new_tensor_2d(ctx, int(G.F32), k, n_act)
+        ctypes.memmove(self.base.ggml_get_data(xt), x.ctypes.data, x.nbytes)
+        graph = self.base.ggml_new_graph(ctx)
+        outs = []
+        for w in weights:
+            wt = self.base.ggml_new_tensor_2d(ctx, int(t), k, n)
+            ctypes.memmove(self.base.ggml_get_data(wt), w.ctypes.data, w.nbytes)
+            out = self.base.ggml_mul_mat(ctx, wt, xt)
+            self.base.ggml_build_forward_expand(graph, out)
+            outs.append(out)
+
+        def run(n_threads: int):
+            assert self.base.ggml_graph_compute_with_ctx(ctx, graph, n_threads) == 0
+
+        def result(i: int) -> np.ndarray:
+            ptr = ctypes.cast(self.base.ggml_get_data(outs[i]), ctypes.POINTER(ctypes.c_float))
+            return np.ctypeslib.as_array(ptr, (n_act, n)).copy()
+        return run, result, lambda: self.base.ggml_free(ctx)
+
+
+# ----------------------------------------------------------------------------- sections
+
+def decode(types, ggml, bandwidth, repeats):
+    print("\n## Decode: one activation row, GB/s of weights read (median)")
+    print(f"{'type':7} {'N x K':>13} {'MB':>6} | {'C 1T':>6} {'ggml 1T':>7} {'C 2T':>6} {'ggml 2T':>7}"
+          f" | {'C/ggml 2T':>9} {'C 2T / read BW':>14}")
+    rng = np.random.default_rng(0)
+    for t in types:
+        for n, k in DECODE_SHAPES:
+            if n == 151936 and t not in (G.Q6_K, G.Q8_0, G.Q4_K):
+                continue                                 # the output head: Q6_K / Q8_0 in practice
+            one = random_weights(t, n, k, rng)
+            weights = [one] + [random_weights(t, n, k, rng) for _ in range(copies_for(one.nbytes) - 1)]
+            x = rng.standard_normal((1, k)).astype(np.float32)
+            xq = cpu_c.quantize_activations(x, cpu_c.vec_dot_type(t))
+            out = np.empty((1, n), np.float32)
+            row = [f"{t.name:7} {n:>6}x{k:<6} {one.nbytes / 1e6:6.1f} |"]
+            rates = {}
+            for n_threads in (1, 2):
+                def run_c():
+                    for w in weights:
+                        cpu_c.matmul_q8(t, w, xq, out, n_threads=n_threads)
+                rates["C", n_threads] = one.nbytes * len(weights) / median_time(run_c, repeats) / 1e9
+                if ggml:
+                    run, _, free = ggml.products(t, weights, x)
+                    rates["ggml", n_threads] = (one.nbytes * len(weights)
+                                                / median_time(lambda: run(n_threads), repeats) / 1e9)
+                    free()
+            g = lambda key: f"{rates[key]:7.1f}" if key in rates else "      -"  # noqa: E731
+            row.append(f"{rates['C', 1]:6.1f} {g(('ggml', 1))} {rates['C', 2]:6.1f} {g(('ggml', 2))} |")
+            ratio = f"{rates['C', 2] / rates['ggml', 2]:9.2f}" if ggml else "        -"
+            row.append(f"{ratio} {rates['C', 2] / bandwidth[2]:13.0%}")
+            print(" ".join(row), flush=True)
+
+
+def small(repeats):
+    print("\n## Per call, SmolLM2-135M-sized matrices (microseconds, median of 2000 calls)")
+    print(f"{'type':7} {'N x K':>11} | {'bytes at 1T BW':>14} | {'matmul_q8':>9} {'Products':>9}"
+          f" {'C call':>7} | threads 1 vs default")
+    rng = np.random.default_rng(1)
+    lib, ffi = cpu_c.load(), cpu_c._state["ffi"]
+    for n, k, t in SMALL_SHAPES:
+        w = random_weights(t, n, k, rng)
+        x = rng.standard_normal((1, k)).astype(np.float32)
+        fmt = cpu_c.vec_dot_type(t)
+        xq = cpu_c.quantize_activations(x, fmt)
+        out = np.empty((1, n), np.float32)
+        group = cpu_c.Products([(t, w)], max_rows=1)
+        job = ffi.new("pyggml_matmul_job *", (int(t), n, ffi.from_buffer(w), w.shape[1],
+                                              ffi.from_buffer("float[]", out), n))
+        act = ffi.from_buffer(xq)
+        calls = 2000
+
+        def per_call(fn):
+            def loop():
+                for _ in range(calls):
+                    fn()
+            return median_time(loop, max(3, repeats // 2)) / calls * 1e6
+        wrapper = per_call(lambda: cpu_c.matmul_q8(t, w, xq, out))
+        prepared = per_call(lambda: group(x))
+        c_only = per_call(lambda: lib.pyggml_matmul(job, 1, ffi.NULL, 0, act, 1, k, 0))
+        c_single = per_call(lambda: lib.pyggml_matmul(job, 1, ffi.NULL, 0, act, 1, k, 1))
+        print(f"{t.name:7} {n:>5}x{k:<5} | {w.nbytes / BANDWIDTH[1] / 1e3:11.1f} us | {wrapper:9.1f}"
+              f" {prepared:9.1f} {c_only:7.1f} | {c_single:.1f} vs {c_only:.1f}", flush=True)
+
+
+def prefill(types, ggml, repeats, n_act=128):
+    print(f"\n## Prefill: {n_act} activation rows, GFLOP/s = 2 N K T / time (quantization included)")
+    print(f"{'type':7} {'N x K':>11} | {'C 1T':>6} {'C 2T':>6} {'ggml 2T':>7} | C/ggml 2T")
+    rng = np.random.default_rng(2)
+    for t in types:
+        for n, k in PREFILL_SHAPES:
+            w = random_weights(t, n, k, rng)
+            x = rng.standard_normal((n_act, k)).astype(np.float32)
+            flop = 2.0 * n * k * n_act
+            group = cpu_c.Products([(t, w)], max_rows=n_act)
+            c1 = flop / median_time(lambda: group(x, n_threads=1), repeats) / 1e9
+            c2 = flop / median_time(lambda: group(x, n_threads=2), repeats) / 1e9
+            gg = ratio = "      -"
+            if ggml:
+                run, result, free = ggml.products(t, [w], x)
+                gflops = flop / median_time(lambda: run(2), repeats) / 1e9
+                err = np.abs(result(0) - group(x)[0]).max() / np.abs(result(0)).max()
+                free()
+                assert err < 1e-4, f"pyggml and ggml disagree on {t.name} {n}x{k}: {err:.1e}"
+                gg, ratio = f"{gflops:7.1f}", f"{c2 / gflops:9.2f}"
+            print(f"{t.name:7} {n:>5}x{k:<5} | {c1:6.1f} {c2:6.1f} {gg} | {ratio}", flush=True)
+
+
+BANDWIDTH = {}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer types and repeats")
+    parser.add_argument("--no-ggml", action="store_true", help="skip the ggml side")
+    parser.add_argument("--sections", default="decode,small,prefill")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 7
+    types = QUICK_TYPES if args.quick else DECODE_TYPES
+    print(f"pyggml C kernels: {cpu_c.description()}")
+    ggml = None
+    if not args.no_ggml:
+        try:
+            ggml = Ggml()
+        except (ImportError, OSError) as exc:
+            print(f"ggml side skipped: {exc}")
+    for n_threads in (1, 2):
+        BANDWIDTH[n_threads] = read_bandwidth(n_threads, repeats)
+    print(f"read bandwidth: {BANDWIDTH[1]:.1f} GB/s on 1 thread, {BANDWIDTH[2]:.1f} GB/s on 2")
+    sections = args.sections.split(",")
+    if "decode" in sections:
+        decode(types, ggml, BANDWIDTH, repeats)
+    if "small" in sections:
+        small(repeats)
+    if "prefill" in sections:
+        prefill(types, ggml, repeats)
+
+
+if __name__ == "__main__":
+    main()
