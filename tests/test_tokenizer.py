@@ -1,7 +1,8 @@
 """The byte-level BPE tokenizer, token for token against llama.cpp (llama-cpp-python).
 
 Oracle: ``llama_cpp.Llama(model_path, vocab_only=True)`` on the same GGUF file; our
-tokenizer gets ``pyggml.open(path).metadata`` (lazy string arrays), as in production.  Vocabularies (one per pre-tokenizer we support):
+tokenizer gets ``pyggml.open(path).metadata`` (lazy string arrays), as in production.
+Vocabularies (one per pre-tokenizer we support):
 
     qwen2      fixture qwen2-tiny-f32: the real Qwen2.5 vocabulary, pre "qwen2"
     smollm     fixture smollm2-q4_1: the real SmolLM2-135M file, pre "smollm"
@@ -43,7 +44,8 @@ pytestmark = pytest.mark.oracle
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 CORPUS_FILES = sorted(p.name for p in CORPUS.glob("*.txt"))
-VARIANTS = ["qwen2", "smollm", "llama-bpe", "gpt-2", "default", "damaged-qwen2", "damaged-llama-bpe"]
+VARIANTS = ["qwen2", "smollm", "llama-bpe", "gpt-2", "default",
+            "damaged-qwen2", "damaged-llama-bpe"]
 
 # A vocabulary that breaks the usual rules: merges whose result is not a token ("c d"), a
 # merge of such a non-token ("cd e"), two merges making the same token, a repeated merge,
@@ -263,7 +265,8 @@ ATOMS = (list("aZé中ね1٣²Ⅻ'’\"!?.,-_ \t\n\r\v\f#$+<=>^~|`") +
           "🏳️‍🌈", "12345", "3.14", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<tool_call>",
           "<|im_start", "|>", "<filename>", "[PAD151700]", "hello", " world", "IT'S", "𑼄", "𮯰",
           # for the damaged vocabulary
-          "abc", "cde", "bcab", "zz", "aaa", "<|a|>", "|>b", "<|", "<s>", "</s>", "xunusedx", "[PAD0]"])
+          "abc", "cde", "bcab", "zz", "aaa", "<|a|>", "|>b", "<|", "<s>", "</s>", "xunusedx",
+          "[PAD0]"])
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -297,7 +300,8 @@ def test_expected_flags_of_the_test_vocabularies(vocabs):
     """The variants really exercise what they are meant to (hand-checked facts)."""
     qwen, llama_bpe, gpt2 = vocabs("qwen2"), vocabs("llama-bpe"), vocabs("gpt-2")
     assert qwen.tokenizer.texts[qwen.tokenizer.eos_id] == "<|im_end|>"
-    assert {"<|im_end|>", "<|endoftext|>"} <= {qwen.tokenizer.texts[i] for i in qwen.tokenizer.eog_ids}
+    eog_texts = {qwen.tokenizer.texts[i] for i in qwen.tokenizer.eog_ids}
+    assert {"<|im_end|>", "<|endoftext|>"} <= eog_texts
     assert not qwen.tokenizer.add_bos and llama_bpe.tokenizer.add_bos     # llama3 default
     assert gpt2.tokenizer.add_bos and gpt2.tokenizer.add_eos
     ids = gpt2.tokenizer.encode("hi")

@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import functools
 import re
-from itertools import accumulate
 import unicodedata
+from itertools import accumulate
 
 # Unicode White_Space (PropList.txt), as llama.cpp's unicode_set_whitespace
 WHITESPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"

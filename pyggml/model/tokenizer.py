@@ -114,7 +114,7 @@ _SPECIAL_KEYS = [
     ("fim_pre", "prefix_token_id"), ("fim_suf", "suffix_token_id"), ("fim_mid", "middle_token_id"),
 ]
 
-_WORD_CACHE_LIMIT = 1 << 17     # words remembered per tokenizer before the cache starts over
+_WORD_CACHE_LIMIT = 1 << 16     # words remembered per tokenizer before the cache starts over
 
 
 class Tokenizer:
@@ -172,9 +172,11 @@ class Tokenizer:
             attrs = np.full(n_vocab, ATTR_NORMAL, dtype=np.int64)
         else:
             types = np.asarray(token_types)
-            if types.ndim != 1 or len(types) < n_vocab or not np.issubdtype(types.dtype, np.integer):
+            if (types.ndim != 1 or len(types) < n_vocab
+                    or not np.issubdtype(types.dtype, np.integer)):
+                got = len(types) if types.ndim == 1 else types.shape
                 raise TokenizerError(f"tokenizer.ggml.token_type must hold one integer per token "
-                                     f"({n_vocab}), got {len(types) if types.ndim == 1 else types.shape}")
+                                     f"({n_vocab}), got {got}")
             types = types[:n_vocab].astype(np.int64)
             attrs = np.where((types >= 0) & (types < len(_ATTR_OF_TYPE)),
                              _ATTR_OF_TYPE[np.clip(types, 0, len(_ATTR_OF_TYPE) - 1)],
@@ -192,7 +194,8 @@ class Tokenizer:
                                      f"vocabulary has no {name.upper()} token")
 
         # tokens the partition step looks for: longest text (in UTF-8 bytes) first
-        specials = np.flatnonzero(attrs & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)).tolist()
+        specials = np.flatnonzero(attrs & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN))
+        specials = specials.tolist()
         specials.sort(key=lambda i: -len(_token_bytes(texts[i])))
         self._specials = [(texts[i], i) for i in specials]
         self._user_defined = [(t, i) for t, i in self._specials
@@ -301,7 +304,8 @@ class Tokenizer:
     def _encode_word(self, word: str) -> tuple[int, ...]:
         """One pre-token word -> ids: byte-level text, BPE merges, vocabulary lookup."""
         # UTF-8 bytes as latin-1 code points, then each mapped to its byte-level stand-in
-        text = word.encode("utf-8", "surrogatepass").decode("latin-1").translate(_LATIN1_TO_BYTE_LEVEL)
+        data = word.encode("utf-8", "surrogatepass")
+        text = data.decode("latin-1").translate(_LATIN1_TO_BYTE_LEVEL)
         token_to_id = self.token_to_id
         if self.ignore_merges and text in token_to_id:        # llama3: a token stays whole
             return (token_to_id[text],)
@@ -331,7 +335,8 @@ class Tokenizer:
         symbols = list(text)                  # one byte-level character per byte
         rank = self.merge_rank
         ranks = list(map(rank.get, map(" ".join, zip(text, text[1:]))))
-        heap = [(r, i, i + 1, symbols[i], symbols[i + 1]) for i, r in enumerate(ranks) if r is not None]
+        heap = [(r, i, i + 1, symbols[i], symbols[i + 1])
+                for i, r in enumerate(ranks) if r is not None]
         if not heap:
             return symbols
         n = len(symbols)
@@ -362,7 +367,8 @@ class Tokenizer:
     def token_to_piece(self, token_id: int, special: bool = False) -> bytes:
         """The bytes token_id stands for (llama_token_to_piece with lstrip 0)."""
         if not 0 <= token_id < len(self.texts):
-            raise UsageError(f"token id {token_id} is outside the vocabulary (0..{len(self.texts) - 1})")
+            raise UsageError(f"token id {token_id} is outside the vocabulary "
+                             f"(0..{len(self.texts) - 1})")
         attr = self.attrs[token_id]
         if attr & _ATTR_SPECIAL and not special:
             return b""
@@ -397,7 +403,7 @@ class Tokenizer:
 
 
 def _token_bytes(text: str) -> bytes:
-    """A token text's bytes in the file (the format reader keeps invalid UTF-8 as surrogateescape)."""
+    """A token text's bytes in the file (the reader keeps invalid UTF-8 as surrogateescape)."""
     return text.encode("utf-8", "surrogateescape")
 
 
@@ -409,7 +415,8 @@ def _decode_byte_level_with_unknowns(text: str) -> bytes:
         if byte is not None:
             out.append(byte)
         else:                          # an invalid byte in the file reads as U+FFFD in llama.cpp
-            utf8 = "\ufffd".encode() if "\udc80" <= c <= "\udcff" else c.encode("utf-8", "surrogatepass")
+            bad = "\udc80" <= c <= "\udcff"
+            utf8 = "\ufffd".encode() if bad else c.encode("utf-8", "surrogatepass")
             out += b"[UNK_BYTE_0x" + utf8.hex().encode() + _token_bytes(text) + b"]"
     return bytes(out)
 
