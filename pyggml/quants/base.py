@@ -1,0 +1,142 @@
+"""What every ggml tensor type is, and the numpy helpers the reference code shares.
+
+A type stores ``block_size`` numbers in ``type_size`` bytes; a row of K numbers is
+K / block_size blocks back to back, and a block never spans two rows.  Each type is
+one subclass of ``QuantType`` written in two layers:
+
+    reference   numpy, one block per row of a (n_blocks, type_size) uint8 array;
+                ``dequantize_blocks`` / ``quantize_blocks`` read like ggml's C structs
+                and are the documentation of the format (bit layout in the docstring)
+    fast        numba kernels in the family's ``*_numba`` module, wired to the class
+                by ``dequant_kernel`` and ``matmul_kernel``; tested against the reference
+
+Float32 arithmetic in the reference code follows ggml's operation order exactly
+(numpy never fuses a*b+c), because the quantizers must reproduce llama.cpp's bytes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedTypeError, UsageError
+from ..format.constants import TYPE_TRAITS, GGMLType
+
+
+class QuantType:
+    """One ggml tensor type.  Subclasses are never instantiated: the class is the type."""
+
+    ggml_type: GGMLType
+    name: str
+    block_size: int                 # numbers per block
+    type_size: int                  # bytes per block
+    vec_dot_type: GGMLType          # format the activations are converted to for a product
+    fp16_offsets: tuple[int, ...] = ()   # byte offsets of the block's fp16 fields (d, dmin, m)
+
+    # fast layer, set by each concrete type (numba dispatchers)
+    dequant_kernel = None           # (W uint8 (n_rows, row_bytes), rows int64, out f32) -> None
+    matmul_kernel = None            # family driver: (ggml_type, W, activation views..., out)
+    quantize_kernel = None          # numba quantizer, where quantize_fast has one
+
+    def __init_subclass__(cls, ggml_type: GGMLType | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if ggml_type is not None:
+            cls.ggml_type = ggml_type
+            cls.name = ggml_type.name
+            cls.block_size, cls.type_size = TYPE_TRAITS[ggml_type]
+
+    # ------------------------------------------------------------------ reference layer
+
+    @classmethod
+    def dequantize_ref(cls, blocks: np.ndarray) -> np.ndarray:
+        """uint8 (n_blocks, type_size) -> float32 (n_blocks, block_size), in numpy."""
+        blocks = np.asarray(blocks)
+        if blocks.dtype != np.uint8 or blocks.ndim != 2 or blocks.shape[1] != cls.type_size:
+            raise UsageError(f"{cls.name}.dequantize_ref wants uint8 blocks of shape "
+                             f"(n_blocks, {cls.type_size}), got {blocks.dtype} {blocks.shape}")
+        return cls.dequantize_blocks(blocks)
+
+    @classmethod
+    def quantize_ref(cls, x: np.ndarray) -> np.ndarray:
+        """float32 (n_blocks, block_size) -> uint8 (n_blocks, type_size), like ggml's *_ref."""
+        if cls.quantize_blocks is None:
+            raise UnsupportedTypeError(f"pyggml has no quantizer for {cls.name}")
+        x = np.asarray(x)
+        if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != cls.block_size:
+            raise UsageError(f"{cls.name}.quantize_ref wants float32 of shape "
+                             f"(n_blocks, {cls.block_size}), got {x.dtype} {x.shape}")
+        if not np.isfinite(x).all():
+            bad = int(np.flatnonzero(~np.isfinite(x.ravel()))[0])
+            raise UsageError(f"cannot quantize to {cls.name}: element {bad} is {x.ravel()[bad]}")
+        return cls.quantize_blocks(x)
+
+    @classmethod
+    def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    quantize_blocks = None          # classmethod on the types that have a quantizer
+
+    @classmethod
+    def has_quantizer(cls) -> bool:
+        return cls.quantize_blocks is not None
+
+    # ------------------------------------------------------------------ fast layer
+
+    @classmethod
+    def dequantize_rows_fast(cls, W: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+        """out[i] = row rows[i] of W, decoded (numba, parallel over rows)."""
+        cls.dequant_kernel(W, rows, out)
+
+    @classmethod
+    def quantize_fast(cls, x: np.ndarray) -> np.ndarray:
+        """float32 (n_rows, K) -> uint8 (n_rows, row_bytes); the reference unless a type has more."""
+        n_rows, k = x.shape
+        blocks = cls.quantize_ref(x.reshape(-1, cls.block_size))
+        return blocks.reshape(n_rows, k // cls.block_size * cls.type_size)
+
+
+# ---------------------------------------------------------------------- numpy helpers
+
+def fp16_field(blocks: np.ndarray, offset: int) -> np.ndarray:
+    """The fp16 at byte ``offset`` of every block, as float32 (n_blocks, 1)."""
+    return blocks[:, offset:offset + 2].view("<f2").astype(np.float32)
+
+
+def fp16_bytes(values: np.ndarray) -> np.ndarray:
+    """float32 (n,) or (n, 1) -> uint8 (n, 2): IEEE half, round to nearest even (GGML_FP32_TO_FP16);
+    beyond the fp16 range that is +-inf, as in ggml."""
+    with np.errstate(over="ignore"):
+        half = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).astype("<f2")
+    return half.view(np.uint8).reshape(-1, 2)
+
+
+def fp16_round(values: np.ndarray) -> np.ndarray:
+    """float32 -> the float32 value of its fp16 encoding (what a block stores, read back)."""
+    with np.errstate(over="ignore"):
+        return values.astype("<f2").astype(np.float32)
+
+
+def nearest_int(x: np.ndarray) -> np.ndarray:
+    """ggml's nearest_int: the 1.5*2^23 magic-number trick, i.e. round half to even."""
+    return np.rint(x).astype(np.int32)
+
+
+def seq_sum(a: np.ndarray) -> np.ndarray:
+    """Sum along the last axis strictly left to right in float32, like a C loop (keepdims)."""
+    total = np.zeros(a.shape[:-1] + (1,), dtype=np.float32)
+    for i in range(a.shape[-1]):
+        total += a[..., i:i + 1]
+    return total
+
+
+def absmax_signed(x: np.ndarray) -> np.ndarray:
+    """The element of largest |x| along the last axis, keeping its sign; the first one on ties.
+
+    This is ggml's ``if (ax > amax) { amax = ax; max = x[i]; }`` scan (keepdims), which
+    starts from max = +0.0: an all-zero block gives +0.0 even if it holds -0.0.
+    """
+    found = np.take_along_axis(x, np.abs(x).argmax(axis=-1)[..., None], axis=-1)
+    return np.where(found == 0, np.float32(0), found)
+
+
+def f32(values) -> np.ndarray:
+    """An integer array as float32 (a bare int * float32 would make float64)."""
+    return np.asarray(values).astype(np.float32)

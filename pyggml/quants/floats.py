@@ -1,0 +1,141 @@
+"""Float types F32, F16, BF16: a "block" is one number.
+
+    F32   4 bytes   |s|eeeeeeee|mmmmmmmmmmmmmmmmmmmmmmm|   IEEE binary32
+    F16   2 bytes   |s|eeeee|mmmmmmmmmm|                  IEEE binary16
+    BF16  2 bytes   |s|eeeeeeee|mmmmmmm|                  bfloat16: the top half of a float32
+
+    F16:  y = (-1)^s * 2^(e-15) * 1.m      (e = 0: 2^-14 * 0.m; e = 31: inf/nan)
+    BF16: y = the float32 whose bits are (bits << 16)
+
+They appear in GGUF files as embeddings, output heads and whole F16/BF16 models.  For a
+product ggml converts the activations to the weight's own format (vec_dot_type F32, F16
+or BF16) and accumulates in float32; pyggml does the same, so ``quantize_activations``
+and ``matmul_q8`` treat these types like the quantized ones.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from ..format.constants import GGMLType
+from .base import QuantType
+from .jit import ROWS_PER_TASK, bits_to_f32, f16_to_f32
+
+
+class FloatType(QuantType):
+    """Shared fast layer of the float types: numba sees float32 or uint16 bit patterns."""
+    view_dtype = np.float32
+
+    @classmethod
+    def dequantize_rows_fast(cls, W, rows, out):
+        dequant_float(cls.ggml_type == GGMLType.BF16, W.view(cls.view_dtype), rows, out)
+
+    @classmethod
+    def matmul_fast(cls, W, xq, out):
+        matmul_float(cls.ggml_type == GGMLType.BF16, W.view(cls.view_dtype),
+                     xq.view(cls.view_dtype), out)
+
+    @classmethod
+    def quantize_fast(cls, x):
+        return cls.quantize_blocks(x)
+
+
+class F32(FloatType, ggml_type=GGMLType.F32):
+    """IEEE binary32, little-endian."""
+    vec_dot_type = GGMLType.F32
+
+    @classmethod
+    def dequantize_blocks(cls, blocks):
+        return blocks.view("<f4").astype(np.float32)
+
+    @classmethod
+    def quantize_blocks(cls, x):
+        return np.ascontiguousarray(x, dtype="<f4").view(np.uint8)
+
+
+class F16(FloatType, ggml_type=GGMLType.F16):
+    """IEEE binary16; float32 -> F16 rounds to nearest even (ggml's GGML_FP32_TO_FP16)."""
+    vec_dot_type = GGMLType.F16
+    view_dtype = np.uint16
+    fp16_offsets = (0,)
+
+    @classmethod
+    def dequantize_blocks(cls, blocks):
+        return blocks.view("<f2").astype(np.float32)
+
+    @classmethod
+    def quantize_blocks(cls, x):
+        return np.ascontiguousarray(x, dtype=np.float32).astype("<f2").view(np.uint8)
+
+
+class BF16(FloatType, ggml_type=GGMLType.BF16):
+    """bfloat16.  float32 -> BF16 is ggml_compute_fp32_to_bf16: a NaN stays a quiet NaN,
+    everything else rounds to nearest even on the 16 bits that are dropped."""
+    vec_dot_type = GGMLType.BF16
+    view_dtype = np.uint16
+
+    @classmethod
+    def dequantize_blocks(cls, blocks):
+        bits = blocks.view("<u2").astype(np.uint32) << np.uint32(16)
+        return bits.view(np.float32)
+
+    @classmethod
+    def quantize_blocks(cls, x):
+        u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        nan = (u & 0x7FFFFFFF) > 0x7F800000
+        rounded = (u + (0x7FFF + ((u >> 16) & 1))) >> 16
+        return np.where(nan, (u >> 16) | 64, rounded).astype("<u2").view(np.uint8)
+
+
+# ---------------------------------------------------------------------- fast layer (numba)
+
+def decode(bf16, v):
+    """One stored number -> float32: v is a float32 (F32) or uint16 bits (F16, or BF16 if bf16)."""
+
+
+@overload(decode, inline="always")
+def _decode(bf16, v):
+    if isinstance(v, types.Float):
+        return lambda bf16, v: v
+
+    def from_bits(bf16, v):
+        if bf16:
+            return bits_to_f32(np.uint32(v) << np.uint32(16))
+        return f16_to_f32(v)
+    return from_bits
+
+
+@njit(parallel=True, cache=True)
+def dequant_float(bf16, W, rows, out):
+    """out[i] = W[rows[i]] as float32.  W (n_rows, K): float32, or uint16 bits."""
+    for i in prange(rows.size):
+        w = W[rows[i]]
+        for k in range(w.size):
+            out[i, k] = decode(bf16, w[k])
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def matmul_float(bf16, W, X, out):
+    """out (T, N) = X (T, K) @ W (N, K).T with float32 accumulation; W and X hold numbers of
+    the same float type.  The summation order is left to LLVM (SIMD lanes), as in ggml."""
+    N = W.shape[0]
+    T, K = X.shape
+    x32 = np.empty((T, K), dtype=np.float32)
+    for t in range(T):
+        for k in range(K):
+            x32[t, k] = decode(bf16, X[t, k])
+    n_tasks = (N + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in prange(n_tasks):
+        for t in range(T):
+            x = x32[t]
+            for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):
+                w = W[n]
+                acc = np.float32(0)
+                for k in range(K):
+                    acc += decode(bf16, w[k]) * x[k]
+                out[t, n] = acc
+
+
+FloatType.dequant_kernel = dequant_float
+FloatType.matmul_kernel = matmul_float

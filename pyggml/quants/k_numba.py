@@ -1,0 +1,337 @@
+"""Fast layer of the K-quants: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+
+Reference and layouts: ``k.py``.  Per type, in the same order:
+
+    dequant_<type>(W, rows, out)   out[i] = row rows[i] of W decoded, float for float
+                                   identical to the reference (same float32 operations)
+    dot_<type>(w, x, xd, bs)       weight row w (bytes) times one Q8_K activation row
+                                   (x: qs widened to int16, xd: d, bs: bsums), float32
+
+``matmul_q8_K`` runs out[t, n] = W[n] . X[t] from activations in ggml's block_q8_K
+layout.  Per super-block, as ggml_vec_dot_<type>_q8_K:
+
+    isum  = sum_j sc_j * sum_{i in j} q_i * q8_i       exact, int32
+    summs = sum_j m_j * bsums_j                        (affine types only)
+    sumf += (d_w * d_x) * isum - (dmin_w * d_x) * summs
+
+with float32 accumulation over super-blocks in order (ggml's C fallback keeps eight float
+lanes instead, and its SIMD kernels use FMA, so llama.cpp agrees to rounding only).  The
+bias of the symmetric types is taken out of the inner loop with the bsums:
+sum_i (L_i - 32) q8_i = sum_i L_i q8_i - 32 * bsum (Q6_K; Q3_K likewise with 4).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..format.constants import GGMLType
+from .jit import ROWS_PER_TASK, f16
+
+Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = (int(GGMLType.Q2_K), int(GGMLType.Q3_K), int(GGMLType.Q4_K),
+                                int(GGMLType.Q5_K), int(GGMLType.Q6_K))
+
+
+@njit(inline="always")
+def scale_min_k4(w, s, j):
+    """(sc, m) of sub-block j from the 12 scale bytes at w[s:s+12] (get_scale_min_k4)."""
+    if j < 4:
+        return np.int32(w[s + j] & 63), np.int32(w[s + j + 4] & 63)
+    return (np.int32((w[s + j + 4] & 0xF) | ((w[s + j - 4] >> 6) << 4)),
+            np.int32((w[s + j + 4] >> 4) | ((w[s + j] >> 6) << 4)))
+
+
+@njit(inline="always")
+def scale_q3_K(w, s, g):
+    """Signed 6-bit scale S_g (-32..31) of sub-block g from the 12 bytes at w[s:s+12]."""
+    low = np.int32(w[s + g] & 0xF) if g < 8 else np.int32(w[s + g - 8] >> 4)
+    high = np.int32(w[s + 8 + g % 4] >> (2 * (g // 4))) & 3
+    return np.int32((low | (high << 4)) - 32)
+
+
+@njit(inline="always")
+def bias8(bs, g, a0, b0, a1, b1, a2, b2, a3, b3):
+    """sum of scale * bsum over the 8 sub-blocks g..g+7 of a 128-weight half, in the order
+    (k, first/second 16) that the scales a_k, b_k are named in the dot products."""
+    return np.int32(np.int32(a0) * bs[g] + np.int32(b0) * bs[g + 1] + np.int32(a1) * bs[g + 2]
+                    + np.int32(b1) * bs[g + 3] + np.int32(a2) * bs[g + 4] + np.int32(b2) * bs[g + 5]
+                    + np.int32(a3) * bs[g + 6] + np.int32(b3) * bs[g + 7])
+
+
+# ---------------------------------------------------------------------- dequantization
+
+@njit(parallel=True, cache=True)
+def dequant_q2_K(W, rows, out):
+    for i in prange(rows.size):
+        w = W[rows[i]]
+        for b in range(out.shape[1] // 256):
+            o = 84 * b
+            d = f16(w, o + 80)
+            dmin = f16(w, o + 82)
+            for h in range(2):
+                for k in range(4):
+                    g = o + 8 * h + 2 * k              # scale bytes of weights l < 16, l >= 16
+                    dla, mla = d * np.float32(w[g] & 15), dmin * np.float32(w[g] >> 4)
+                    dlb, mlb = d * np.float32(w[g + 1] & 15), dmin * np.float32(w[g + 1] >> 4)
+                    for l in range(32):
+                        q = np.float32(np.int32((w[o + 16 + 32 * h + l] >> (2 * k)) & 3))
+                        out[i, 256 * b + 128 * h + 32 * k + l] = \
+                            (dla * q - mla) if l < 16 else (dlb * q - mlb)
+
+
+@njit(parallel=True, cache=True)
+def dequant_q3_K(W, rows, out):
+    for i in prange(rows.size):
+        w = W[rows[i]]
+        for b in range(out.shape[1] // 256):
+            o = 110 * b
+            d = f16(w, o + 108)
+            for h in range(2):
+                for k in range(4):
+                    dla = d * np.float32(scale_q3_K(w, o + 96, 8 * h + 2 * k))
+                    dlb = d * np.float32(scale_q3_K(w, o + 96, 8 * h + 2 * k + 1))
+                    for l in range(32):
+                        low = np.int32((w[o + 32 + 32 * h + l] >> (2 * k)) & 3)
+                        high = np.int32((w[o + l] >> (4 * h + k)) & 1)
+                        q = np.float32(low - 4 + 4 * high)
+                        out[i, 256 * b + 128 * h + 32 * k + l] = (dla if l < 16 else dlb) * q
+
+
+@njit(parallel=True, cache=True)
+def dequant_q4_K(W, rows, out):
+    for i in prange(rows.size):
+        w = W[rows[i]]
+        for b in range(out.shape[1] // 256):
+            o = 144 * b
+            d = f16(w, o)
+            dmin = f16(w, o + 2)
+            for c in range(4):
+                sc0, m0 = scale_min_k4(w, o + 4, 2 * c)
+                sc1, m1 = scale_min_k4(w, o + 4, 2 * c + 1)
+                d0, min0 = d * np.float32(sc0), dmin * np.float32(m0)
+                d1, min1 = d * np.float32(sc1), dmin * np.float32(m1)
+                for l in range(32):
+                    a = w[o + 16 + 32 * c + l]
+                    out[i, 256 * b + 64 * c + l] = d0 * np.float32(a & 15) - min0
+                    out[i, 256 * b + 64 * c + 32 + l] = d1 * np.float32(a >> 4) - min1
+
+
+@njit(parallel=True, cache=True)
+def dequant_q5_K(W, rows, out):
+    for i in prange(rows.size):
+        w = W[rows[i]]
+        for b in range(out.shape[1] // 256):
+            o = 176 * b
+            d = f16(w, o)
+            dmin = f16(w, o + 2)
+            for c in range(4):
+                sc0, m0 = scale_min_k4(w, o + 4, 2 * c)
+                sc1, m1 = scale_min_k4(w, o + 4, 2 * c + 1)
+                d0, min0 = d * np.float32(sc0), dmin * np.float32(m0)
+                d1, min1 = d * np.float32(sc1), dmin * np.float32(m1)
+                for l in range(32):
+                    a = w[o + 48 + 32 * c + l]
+                    h = w[o + 16 + l]
+                    q0 = (a & 15) | (((h >> (2 * c)) & 1) << 4)
+                    q1 = (a >> 4) | (((h >> (2 * c + 1)) & 1) << 4)
+                    out[i, 256 * b + 64 * c + l] = d0 * np.float32(q0) - min0
+                    out[i, 256 * b + 64 * c + 32 + l] = d1 * np.float32(q1) - min1
+
+
+@njit(parallel=True, cache=True)
+def dequant_q6_K(W, rows, out):
+    for i in prange(rows.size):
+        w = W[rows[i]]
+        for b in range(out.shape[1] // 256):
+            o = 210 * b
+            d = f16(w, o + 208)
+            for h in range(2):
+                for k in range(4):
+                    g = o + 192 + 8 * h + 2 * k
+                    dla, dlb = d * np.float32(np.int8(w[g])), d * np.float32(np.int8(w[g + 1]))
+                    for l in range(32):
+                        low = (w[o + 64 * h + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 15
+                        high = (w[o + 128 + 32 * h + l] >> (2 * k)) & 3
+                        q = np.float32(np.int32(low | (high << 4)) - np.int32(32))
+                        out[i, 256 * b + 128 * h + 32 * k + l] = (dla if l < 16 else dlb) * q
+
+
+# ---------------------------------------------------------------------- row dot products
+# x: one activation row, qs widened to int16; xd: its d per super-block; bs: its bsums.
+
+@njit(inline="always")
+def dot_q2_K(w, x, xd, bs):
+    sumf = np.float32(0)
+    for b in range(xd.size):
+        o = 84 * b
+        summs = np.int32(0)
+        for g in range(16):
+            summs = np.int32(summs + np.int32(bs[16 * b + g]) * np.int32(w[o + g] >> 4))
+        acc = np.int32(0)
+        for h in range(2):
+            # sub-block scales of this 128-weight half: sc_k_first (l < 16), sc_k_second
+            s = o + 8 * h
+            a0, b0 = np.int16(w[s] & 15), np.int16(w[s + 1] & 15)
+            a1, b1 = np.int16(w[s + 2] & 15), np.int16(w[s + 3] & 15)
+            a2, b2 = np.int16(w[s + 4] & 15), np.int16(w[s + 5] & 15)
+            a3, b3 = np.int16(w[s + 6] & 15), np.int16(w[s + 7] & 15)
+            xo = 256 * b + 128 * h
+            for l in range(32):
+                first = l < 16
+                q = w[o + 16 + 32 * h + l]
+                acc = np.int32(acc + np.int32(np.int16((q & 3) * (a0 if first else b0))) * np.int32(x[xo + l])
+                               + np.int32(np.int16(((q >> 2) & 3) * (a1 if first else b1))) * np.int32(x[xo + 32 + l])
+                               + np.int32(np.int16(((q >> 4) & 3) * (a2 if first else b2))) * np.int32(x[xo + 64 + l])
+                               + np.int32(np.int16((q >> 6) * (a3 if first else b3))) * np.int32(x[xo + 96 + l]))
+        sumf += (f16(w, o + 80) * xd[b]) * np.float32(acc) - (f16(w, o + 82) * xd[b]) * np.float32(summs)
+    return sumf
+
+
+@njit(inline="always")
+def dot_q3_K(w, x, xd, bs):
+    sumf = np.float32(0)
+    for b in range(xd.size):
+        o = 110 * b
+        acc = np.int32(0)
+        for h in range(2):
+            # scales of this 128-weight half: a_k for l < 16, b_k for l >= 16 (sub-block 8h+2k+..)
+            a0, b0 = np.int16(scale_q3_K(w, o + 96, 8 * h)), np.int16(scale_q3_K(w, o + 96, 8 * h + 1))
+            a1, b1 = np.int16(scale_q3_K(w, o + 96, 8 * h + 2)), np.int16(scale_q3_K(w, o + 96, 8 * h + 3))
+            a2, b2 = np.int16(scale_q3_K(w, o + 96, 8 * h + 4)), np.int16(scale_q3_K(w, o + 96, 8 * h + 5))
+            a3, b3 = np.int16(scale_q3_K(w, o + 96, 8 * h + 6)), np.int16(scale_q3_K(w, o + 96, 8 * h + 7))
+            acc = np.int32(acc - 4 * bias8(bs, 16 * b + 8 * h, a0, b0, a1, b1, a2, b2, a3, b3))
+            xo = 256 * b + 128 * h
+            shift = 4 * h
+            for l in range(32):
+                first = l < 16
+                q = w[o + 32 + 32 * h + l]
+                m = w[o + l] >> shift
+                L0 = (q & 3) | ((m & 1) << 2)
+                L1 = ((q >> 2) & 3) | (((m >> 1) & 1) << 2)
+                L2 = ((q >> 4) & 3) | (((m >> 2) & 1) << 2)
+                L3 = (q >> 6) | (((m >> 3) & 1) << 2)
+                acc = np.int32(acc + np.int32(np.int16(L0 * (a0 if first else b0))) * np.int32(x[xo + l])
+                               + np.int32(np.int16(L1 * (a1 if first else b1))) * np.int32(x[xo + 32 + l])
+                               + np.int32(np.int16(L2 * (a2 if first else b2))) * np.int32(x[xo + 64 + l])
+                               + np.int32(np.int16(L3 * (a3 if first else b3))) * np.int32(x[xo + 96 + l]))
+        sumf += (f16(w, o + 108) * xd[b]) * np.float32(acc)
+    return sumf
+
+
+@njit(inline="always")
+def dot_q4_K(w, x, xd, bs):
+    sumf = np.float32(0)
+    for b in range(xd.size):
+        o = 144 * b
+        isum = np.int32(0)
+        summs = np.int32(0)
+        for c in range(4):
+            s0 = np.int32(0)
+            s1 = np.int32(0)
+            for l in range(32):
+                a = w[o + 16 + 32 * c + l]
+                s0 = np.int32(s0 + np.int32(np.int16(a & 15) * x[256 * b + 64 * c + l]))
+                s1 = np.int32(s1 + np.int32(np.int16(a >> 4) * x[256 * b + 64 * c + 32 + l]))
+            sc0, m0 = scale_min_k4(w, o + 4, 2 * c)
+            sc1, m1 = scale_min_k4(w, o + 4, 2 * c + 1)
+            isum = np.int32(isum + sc0 * s0 + sc1 * s1)
+            summs = np.int32(summs + m0 * np.int32(bs[16 * b + 4 * c] + bs[16 * b + 4 * c + 1])
+                             + m1 * np.int32(bs[16 * b + 4 * c + 2] + bs[16 * b + 4 * c + 3]))
+        sumf += (f16(w, o) * xd[b]) * np.float32(isum) - (f16(w, o + 2) * xd[b]) * np.float32(summs)
+    return sumf
+
+
+@njit(inline="always")
+def dot_q5_K(w, x, xd, bs):
+    sumf = np.float32(0)
+    for b in range(xd.size):
+        o = 176 * b
+        isum = np.int32(0)
+        summs = np.int32(0)
+        for c in range(4):
+            s0 = np.int32(0)
+            s1 = np.int32(0)
+            for l in range(32):
+                a = w[o + 48 + 32 * c + l]
+                h = w[o + 16 + l]
+                q0 = (a & 15) | (((h >> (2 * c)) & 1) << 4)
+                q1 = (a >> 4) | (((h >> (2 * c + 1)) & 1) << 4)
+                s0 = np.int32(s0 + np.int32(np.int16(q0) * x[256 * b + 64 * c + l]))
+                s1 = np.int32(s1 + np.int32(np.int16(q1) * x[256 * b + 64 * c + 32 + l]))
+            sc0, m0 = scale_min_k4(w, o + 4, 2 * c)
+            sc1, m1 = scale_min_k4(w, o + 4, 2 * c + 1)
+            isum = np.int32(isum + sc0 * s0 + sc1 * s1)
+            summs = np.int32(summs + m0 * np.int32(bs[16 * b + 4 * c] + bs[16 * b + 4 * c + 1])
+                             + m1 * np.int32(bs[16 * b + 4 * c + 2] + bs[16 * b + 4 * c + 3]))
+        sumf += (f16(w, o) * xd[b]) * np.float32(isum) - (f16(w, o + 2) * xd[b]) * np.float32(summs)
+    return sumf
+
+
+@njit(inline="always")
+def dot_q6_K(w, x, xd, bs):
+    sumf = np.float32(0)
+    for b in range(xd.size):
+        o = 210 * b
+        acc = np.int32(0)
+        for h in range(2):
+            s = o + 192 + 8 * h
+            a0, b0 = np.int16(np.int8(w[s])), np.int16(np.int8(w[s + 1]))
+            a1, b1 = np.int16(np.int8(w[s + 2])), np.int16(np.int8(w[s + 3]))
+            a2, b2 = np.int16(np.int8(w[s + 4])), np.int16(np.int8(w[s + 5]))
+            a3, b3 = np.int16(np.int8(w[s + 6])), np.int16(np.int8(w[s + 7]))
+            acc = np.int32(acc - 32 * bias8(bs, 16 * b + 8 * h, a0, b0, a1, b1, a2, b2, a3, b3))
+            xo = 256 * b + 128 * h
+            for l in range(32):
+                first = l < 16
+                lo = w[o + 64 * h + l]
+                hi = w[o + 64 * h + 32 + l]
+                hb = w[o + 128 + 32 * h + l]
+                L0 = (lo & 15) | ((hb & 3) << 4)
+                L1 = (hi & 15) | (((hb >> 2) & 3) << 4)
+                L2 = (lo >> 4) | (((hb >> 4) & 3) << 4)
+                L3 = (hi >> 4) | ((hb >> 6) << 4)
+                acc = np.int32(acc + np.int32(np.int16(L0 * (a0 if first else b0))) * np.int32(x[xo + l])
+                               + np.int32(np.int16(L1 * (a1 if first else b1))) * np.int32(x[xo + 32 + l])
+                               + np.int32(np.int16(L2 * (a2 if first else b2))) * np.int32(x[xo + 64 + l])
+                               + np.int32(np.int16(L3 * (a3 if first else b3))) * np.int32(x[xo + 96 + l]))
+        sumf += (f16(w, o + 208) * xd[b]) * np.float32(acc)
+    return sumf
+
+
+@njit(inline="always")
+def dot_row(kind, w, x, xd, bs):
+    if kind == Q4_K:
+        return dot_q4_K(w, x, xd, bs)
+    if kind == Q6_K:
+        return dot_q6_K(w, x, xd, bs)
+    if kind == Q3_K:
+        return dot_q3_K(w, x, xd, bs)
+    if kind == Q5_K:
+        return dot_q5_K(w, x, xd, bs)
+    return dot_q2_K(w, x, xd, bs)
+
+
+@njit(parallel=True, cache=True)
+def matmul_q8_K(kind, W, xq_f32, xq_i8, xq_i16, out):
+    """out (T, N) = products of weight rows W (N, row_bytes) with block_q8_K rows.
+
+    xq_f32/xq_i8/xq_i16 are views of the same activation bytes (T, n_blocks * 292); they
+    are unpacked once: qs widened to int16, d, and the bsums.
+    """
+    N = W.shape[0]
+    T = xq_i8.shape[0]
+    nb = xq_i8.shape[1] // 292
+    x16 = np.empty((T, nb * 256), dtype=np.int16)
+    xd = np.empty((T, nb), dtype=np.float32)
+    bs = np.empty((T, nb * 16), dtype=np.int32)
+    for t in range(T):
+        for b in range(nb):
+            xd[t, b] = xq_f32[t, 73 * b]
+            for j in range(256):
+                x16[t, 256 * b + j] = xq_i8[t, 292 * b + 4 + j]
+            for g in range(16):
+                bs[t, 16 * b + g] = xq_i16[t, 146 * b + 130 + g]
+    n_tasks = (N + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in prange(n_tasks):
+        for t in range(T):
+            for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):
+                out[t, n] = dot_row(kind, W[n], x16[t], xd[t], bs[t])

@@ -1,0 +1,178 @@
+"""Activation formats: Q8_K, Q8_0, Q8_1 -- what ggml turns the input of a product into.
+
+On the CPU ggml never multiplies quantized weights by float activations.  Each row of the
+activations is first quantized to 8 bits in the weight type's ``vec_dot_type``:
+
+    weights                                   activations
+    Q2_K Q3_K Q4_K Q5_K Q6_K                  Q8_K   (256 per block, float32 scale)
+    Q4_0 Q5_0 Q8_0 IQ4_NL                     Q8_0   (32 per block, fp16 scale)
+    Q4_1 Q5_1                                 Q8_1   (Q8_0 plus s = d * sum(qs))
+
+and the dot product of a block is an integer sum, scaled once per block.  pyggml does the
+same (``quantize_activations`` then ``matmul_q8``), so one quantized input serves every
+matrix that reads it (q/k/v, gate/up), and results stay close to llama.cpp's.
+
+block_q8_K (292 bytes):                         y = d * qs
+    byte 0        4                                  260                  292
+         +--------+----------------------------------+--------------------+
+         |   d    |  qs[256]  int8                    |  bsums[16] int16   |
+         |  f32   |                                   |  sum of qs[16g..]  |
+         +--------+----------------------------------+--------------------+
+    quantize_row_q8_K_ref: max = the value of largest |x| (signed), iscale = -127/max,
+    qs = min(127, nearest_int(iscale * x)), d = 1/iscale (d may be negative).
+
+block_q8_0 (34 bytes): see legacy.Q8_0; d = amax/127, qs = roundf(x/d).
+
+block_q8_1 (36 bytes):                          y = d * qs
+    byte 0      2      4                                            36
+         +------+------+--------------------------------------------+
+         |  d   |  s   |  qs[32]  int8                              |
+         | fp16 | fp16 |  s = fp16(d * sum(qs)), for the _1 offsets  |
+         +------+------+--------------------------------------------+
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..format.constants import GGMLType
+from .base import QuantType, absmax_signed, f32, fp16_bytes, fp16_field, nearest_int
+from .jit import f32_to_f16, nearest_int as nearest_int_jit, round_away
+
+
+class Q8_K(QuantType, ggml_type=GGMLType.Q8_K):
+    """Activations of the K-quant products (never stored in files)."""
+    vec_dot_type = GGMLType.Q8_K
+
+    @classmethod
+    def dequantize_blocks(cls, blocks):
+        d = blocks[:, 0:4].view("<f4")
+        return d * f32(blocks[:, 4:260].view(np.int8))
+
+    @classmethod
+    def quantize_blocks(cls, x):
+        mx = absmax_signed(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iscale = np.float32(-127) / mx
+            qs = np.minimum(127, nearest_int(np.where(mx != 0, iscale * x, 0)))
+            d = np.where(mx != 0, np.float32(1) / iscale, np.float32(0))
+        bsums = qs.reshape(-1, 16, 16).sum(axis=2)
+        return np.concatenate([d.astype("<f4").view(np.uint8), qs.astype(np.int8).view(np.uint8),
+                               bsums.astype("<i2").view(np.uint8)], axis=1)
+
+    @classmethod
+    def quantize_fast(cls, x):
+        return quantize_activations_q8_K(x)
+
+class Q8_1(QuantType, ggml_type=GGMLType.Q8_1):
+    """Activations of the Q4_1/Q5_1 products (never stored in files)."""
+    vec_dot_type = GGMLType.Q8_1
+    fp16_offsets = (0, 2)
+
+    @classmethod
+    def dequantize_blocks(cls, blocks):
+        return fp16_field(blocks, 0) * f32(blocks[:, 4:36].view(np.int8))
+
+    @classmethod
+    def quantize_blocks(cls, x):
+        d, q = q8_round(x)
+        s = f32(q.astype(np.int32).sum(axis=1, keepdims=True)) * d
+        return np.concatenate([fp16_bytes(d), fp16_bytes(s), q.view(np.uint8)], axis=1)
+
+    @classmethod
+    def quantize_fast(cls, x):
+        return quantize_activations_q8_1(x)
+
+
+def q8_round(x: np.ndarray):
+    """quantize_row_q8_0_ref's arithmetic on (n, 32) blocks: d = amax / 127 and
+    q = roundf(x * (1/d)) as int8 (halves away from zero; exact when done in float64)."""
+    d = np.abs(x).max(axis=1, keepdims=True) / np.float32(127)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0))
+    v = (x * inv).astype(np.float64)
+    return d, (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int8)
+
+
+# ---------------------------------------------------------------------- fast layer (numba)
+# Each kernel writes ggml's structs byte for byte into views of one uint8 buffer
+# (T, n_blocks * block_bytes): d and bsums through float32/uint16/int16 views of it.
+
+@njit(parallel=True, cache=True)
+def quantize_q8_K(x, out_f32, out_i8, out_i16):
+    """x (T, K) float32 -> block_q8_K rows, exactly quantize_row_q8_K_ref."""
+    T, K = x.shape
+    for t in prange(T):
+        for b in range(K // 256):
+            v = x[t, 256 * b:256 * b + 256]
+            amax = np.float32(0)
+            mx = np.float32(0)
+            for j in range(256):
+                if abs(v[j]) > amax:
+                    amax = abs(v[j])
+                    mx = v[j]
+            qs = 292 * b + 4
+            if amax == 0:
+                out_f32[t, 73 * b] = 0
+                for j in range(256):
+                    out_i8[t, qs + j] = 0
+                for g in range(16):
+                    out_i16[t, 146 * b + 130 + g] = 0
+                continue
+            iscale = np.float32(-127.0) / mx
+            for g in range(16):
+                total = 0
+                for j in range(16 * g, 16 * g + 16):
+                    q = min(127, nearest_int_jit(iscale * v[j]))
+                    out_i8[t, qs + j] = q
+                    total += q
+                out_i16[t, 146 * b + 130 + g] = total
+            out_f32[t, 73 * b] = np.float32(1.0) / iscale
+
+
+@njit(parallel=True, cache=True)
+def quantize_q8_0_or_1(x, out_u16, out_i8, with_sum):
+    """x (T, K) float32 -> block_q8_0 rows (or block_q8_1 if with_sum): quantize_row_q8_*_ref."""
+    T, K = x.shape
+    size = 36 if with_sum else 34
+    for t in prange(T):
+        for b in range(K // 32):
+            v = x[t, 32 * b:32 * b + 32]
+            amax = np.float32(0)
+            for j in range(32):
+                amax = max(amax, abs(v[j]))
+            d = amax / np.float32(127)
+            inv = np.float32(1) / d if d != 0 else np.float32(0)
+            qs = size * b + size - 32
+            total = 0
+            for j in range(32):
+                q = np.int8(round_away(v[j] * inv))
+                out_i8[t, qs + j] = q
+                total += q
+            out_u16[t, size // 2 * b] = f32_to_f16(d)
+            if with_sum:
+                out_u16[t, size // 2 * b + 1] = f32_to_f16(np.float32(total) * d)
+
+
+def quantize_activations_q8_K(x: np.ndarray) -> np.ndarray:
+    out = np.empty((x.shape[0], x.shape[1] // 256 * 292), dtype=np.uint8)
+    quantize_q8_K(x, out.view(np.float32), out.view(np.int8), out.view(np.int16))
+    return out
+
+
+def quantize_activations_q8_0(x: np.ndarray) -> np.ndarray:
+    out = np.empty((x.shape[0], x.shape[1] // 32 * 34), dtype=np.uint8)
+    quantize_q8_0_or_1(x, out.view(np.uint16), out.view(np.int8), False)
+    return out
+
+
+def quantize_activations_q8_1(x: np.ndarray) -> np.ndarray:
+    out = np.empty((x.shape[0], x.shape[1] // 32 * 36), dtype=np.uint8)
+    quantize_q8_0_or_1(x, out.view(np.uint16), out.view(np.int8), True)
+    return out
+
+
+
+
+Q8_K.quantize_kernel = quantize_q8_K
+Q8_1.quantize_kernel = quantize_q8_0_or_1
