@@ -119,14 +119,18 @@ LLAMA3 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n{L}{
           r"|[{N}]{{1,3}}| ?[^{W}{L}{N}]+[\r\n]*|[{W}]*[\r\n]+|[{W}]+(?![^{W}])|[{W}]+")
 # Qwen2: Llama 3 with every digit a word of its own
 QWEN2 = LLAMA3.replace("[{N}]{{1,3}}", "[{N}]")
-ONE_NUMBER = r"[{N}]"
+# SmolLM: llama.cpp cuts every digit off first (\p{N}), then runs GPT-2 on the pieces left.
+# Folded into one regex: a digit is a word; no other branch can take one in, since none
+# matches \p{N} any more (" ?\p{N}+" is gone); and white space before a digit ends its
+# piece, where \s+(?!\S) takes all of it, hence (?![^{W}{N}]).
+SMOLLM = r"'s|'t|'re|'ve|'m|'ll|'d| ?[{L}]+|[{N}]| ?[^{W}{L}{N}]+|[{W}]+(?![^{W}{N}])|[{W}]+"
 
 PRE_TOKENIZERS = {
     #  name             regexes applied in order
     "gpt2":    (GPT2,),
     "llama3":  (LLAMA3,),
     "qwen2":   (QWEN2,),
-    "smollm":  (ONE_NUMBER, GPT2),                 # digits split off first, then GPT-2
+    "smollm":  (SMOLLM,),
     "default": (r"[{P}$+<=>^~|]+", GPT2, r"[{N}]+", r"[0-9][0-9][0-9]"),
 }
 
