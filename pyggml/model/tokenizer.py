@@ -23,9 +23,9 @@ as the FIM / EOT token by text, the lowest id wins (llama.cpp takes a hash-map o
 """
 from __future__ import annotations
 
-import heapq
 import re
 from collections.abc import Mapping, Sequence
+from heapq import heapify, heappop, heappush
 
 import numpy as np
 
@@ -333,19 +333,19 @@ class Tokenizer:
         so "the same string object" means "the same text" here).
         """
         symbols = list(text)                  # one byte-level character per byte
-        rank = self.merge_rank
-        ranks = list(map(rank.get, map(" ".join, zip(text, text[1:]))))
+        rank = self.merge_rank.get
+        ranks = list(map(rank, map(" ".join, zip(text, text[1:]))))
         heap = [(r, i, i + 1, symbols[i], symbols[i + 1])
                 for i, r in enumerate(ranks) if r is not None]
         if not heap:
             return symbols
         n = len(symbols)
-        heapq.heapify(heap)
+        heapify(heap)
         prev = list(range(-1, n - 1))
         next_ = list(range(1, n + 1))
         next_[-1] = -1
         while heap:
-            _, left, right, a, b = heapq.heappop(heap)
+            _, left, right, a, b = heappop(heap)
             if symbols[left] is not a or symbols[right] is not b:
                 continue                                          # stale
             merged = symbols[left] = a + b
@@ -354,13 +354,13 @@ class Tokenizer:
             next_[left] = after
             if after != -1:
                 prev[after] = left
-                r = rank.get(merged + " " + symbols[after])
+                r = rank(merged + " " + symbols[after])
                 if r is not None:
-                    heapq.heappush(heap, (r, left, after, merged, symbols[after]))
+                    heappush(heap, (r, left, after, merged, symbols[after]))
             if before != -1:
-                r = rank.get(symbols[before] + " " + merged)
+                r = rank(symbols[before] + " " + merged)
                 if r is not None:
-                    heapq.heappush(heap, (r, before, left, symbols[before], merged))
+                    heappush(heap, (r, before, left, symbols[before], merged))
         return [s for s in symbols if s]
 
     # ------------------------------------------------------------------------- decode
