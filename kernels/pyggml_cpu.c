@@ -48,6 +48,15 @@ const char *pyggml_cpu_features(void) {
 #ifdef __AVXVNNI__
            " AVXVNNI"
 #endif
+#ifdef __AVX512F__                 /* -march=native may use them anywhere: loaders check them */
+           " AVX512F"
+#endif
+#ifdef __AVX512BW__
+           " AVX512BW"
+#endif
+#ifdef __AVX512VL__
+           " AVX512VL"
+#endif
 #ifdef _OPENMP
            " OPENMP"
 #endif

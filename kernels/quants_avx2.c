@@ -66,17 +66,23 @@ INLINE __m256i bits_32(const uint8_t *qh) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
 }
 
-/* int16 x 16, every lane = s[a]: the scale of a 32-element sub-block */
-INLINE __m256i broadcast_scale(__m128i s8, int a) {
-    return _mm256_cvtepu8_epi16(_mm_shuffle_epi8(s8, _mm_set1_epi8((char)a)));
+/* bits of every byte moved from position `from` to `to` by one 16-bit shift; the caller
+ * masks them (the shift also pulls in bits of the neighbouring byte) */
+INLINE __m256i move_bits(__m256i v, int from, int to) {
+    return from >= to ? _mm256_srli_epi16(v, from - to) : _mm256_slli_epi16(v, to - from);
 }
 
-/* int16 x 16 = [s[a] x 8, s[a+1] x 8]: the scales of two 16-element groups (one 32-byte register) */
-INLINE __m256i group_scales(__m128i s8, int a, int is_signed) {
-    const __m128i pick = _mm_set_epi8(a + 1, a + 1, a + 1, a + 1, a + 1, a + 1, a + 1, a + 1,
-                                      a, a, a, a, a, a, a, a);
-    const __m128i b = _mm_shuffle_epi8(s8, pick);
-    return is_signed ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b);
+/* int16 x 16, every lane = s[a], from s16 = [s[0..7] | s[0..7]] as int16: one shuffle */
+INLINE __m256i broadcast_scale(__m256i s16, int a) {
+    return _mm256_shuffle_epi8(s16, _mm256_set1_epi16((short)((2 * a + 1) << 8 | (2 * a))));
+}
+
+/* int16 x 16 = [s[a] x 8, s[a+1] x 8] for even a: the scales of the two 16-element groups
+ * of one 32-byte slice, from half = [s[8i..8i+7] | s[8i..8i+7]] (i = a / 8): one shuffle */
+INLINE __m256i pair_scales(__m256i half, int a) {
+    const int e = a % 8;
+    return _mm256_shuffle_epi8(half, _mm256_set_m128i(_mm_set1_epi16((short)((2 * e + 3) << 8 | (2 * e + 2))),
+                                                      _mm_set1_epi16((short)((2 * e + 1) << 8 | (2 * e)))));
 }
 
 #define ACT_ROW(type, act, stride, r) ((const type *)((const char *)(act) + (r) * (stride)))
@@ -233,6 +239,7 @@ INLINE __m128i scales_mins_k4(const uint8_t *scales) {
         UNROLL for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();                     \
         for (int64_t i = 0; i < k / QK_K; i++) {                                             \
             const __m128i sm = scales_mins_k4(x[i].scales);                                  \
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));         \
             /* mins doubled, one per 16-element bsum: [m0 m0 m1 m1 ... m7 m7] as int16 */    \
             const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm,                   \
                 _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8)));   \
@@ -243,8 +250,8 @@ INLINE __m128i scales_mins_k4(const uint8_t *scales) {
                 __m256i q_lo = _mm256_and_si256(qv, low4);                                  \
                 __m256i q_hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), low4);            \
                 HIGH_BITS                                                                    \
-                const __m256i sc_lo = broadcast_scale(sm, 2 * c);                            \
-                const __m256i sc_hi = broadcast_scale(sm, 2 * c + 1);                        \
+                const __m256i sc_lo = broadcast_scale(sc16, 2 * c);                          \
+                const __m256i sc_hi = broadcast_scale(sc16, 2 * c + 1);                      \
                 UNROLL for (int r = 0; r < R; r++) {                                         \
                     const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs;    \
                     const __m256i p_lo = _mm256_maddubs_epi16(q_lo,                          \
@@ -270,7 +277,7 @@ INLINE __m128i scales_mins_k4(const uint8_t *scales) {
 /* the 5th bit of the elements of sub-block j is bit j of qh[l] */
 INLINE __m256i fifth_bit(const uint8_t *qh, int j) {
     const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-    return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, j), _mm256_set1_epi8(1)), 4);
+    return _mm256_and_si256(move_bits(h, j, 4), _mm256_set1_epi8(0x10));
 }
 #define Q5_K_HIGH_BITS                                                                       \
     q_lo = _mm256_or_si256(q_lo, fifth_bit(x[i].qh, 2 * c));                                \
@@ -285,17 +292,17 @@ K4_KERNEL(q5_K, block_q5_K, Q5_K_HIGH_BITS)
  * groups 2s and 2s+1.  The quants' bias (Q3_K: 4, Q6_K: 32) is taken out with
  * the bsums: sum_g S_g sum (q - b) y = sum_g S_g sum q y - b sum_g S_g bsum_g. */
 
-/* Q3_K's sixteen 6-bit scales (layout in quants_ref.c q3_K_scales), minus 32 */
-INLINE __m128i scales_q3_K(const uint8_t *scales) {
-    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-    uint32_t a[4];
-    memcpy(a, scales, 12);
-    const uint32_t tmp = a[2];
-    a[2] = ((a[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-    a[3] = ((a[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-    a[0] = (a[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-    a[1] = (a[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-    return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)a), _mm_set1_epi8(32));
+/* Q3_K's sixteen 6-bit scales (layout in quants_ref.c q3_K_scales), minus 32:
+ *   low 4 bits of scale j: b[j] & 15 (j < 8), b[j - 8] >> 4 (j >= 8)
+ *   high 2 bits: b[8 + j % 4] >> 2 * (j / 4), i.e. byte j of [u32 b[8..11] >> 0, 2, 4, 6] */
+INLINE __m128i scales_q3_K(const uint8_t *b) {
+    uint32_t high;
+    memcpy(&high, b + 8, 4);
+    const __m128i lo8 = _mm_loadl_epi64((const __m128i *)b);
+    const __m128i low4 = _mm_and_si128(_mm_unpacklo_epi64(lo8, _mm_srli_epi16(lo8, 4)), _mm_set1_epi8(0x0F));
+    const __m128i hi2 = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)high), _mm_setr_epi32(0, 2, 4, 6)),
+                                      _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(hi2, 4)), _mm_set1_epi8(32));
 }
 
 /* quants of slice s = 4h + j, each type's bits (see quants_ref.c) */
@@ -307,15 +314,15 @@ INLINE __m256i slice_q3_K(const block_q3_K *b, int h, int j) {
     const __m256i qs = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * h));
     const __m256i hm = _mm256_loadu_si256((const __m256i *)b->hmask);
     const __m256i low = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), _mm256_set1_epi8(3));
-    const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), _mm256_set1_epi8(1));
-    return _mm256_or_si256(low, _mm256_slli_epi16(hb, 2));
+    const __m256i hb = _mm256_and_si256(move_bits(hm, 4 * h + j, 2), _mm256_set1_epi8(4));
+    return _mm256_or_si256(low, hb);
 }
 INLINE __m256i slice_q6_K(const block_q6_K *b, int h, int j) {
     const __m256i ql = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * (j & 1)));
     const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
     const __m256i low = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (j >> 1)), _mm256_set1_epi8(0x0F));
-    const __m256i hi2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), _mm256_set1_epi8(3));
-    return _mm256_or_si256(low, _mm256_slli_epi16(hi2, 4));
+    const __m256i hi2 = _mm256_and_si256(move_bits(qh, 2 * j, 4), _mm256_set1_epi8(0x30));
+    return _mm256_or_si256(low, hi2);
 }
 
 /* SCALES: __m128i of the 16 scales (int8 if SIGNED, else uint8); BIAS_SHIFT: log2 of
@@ -329,11 +336,14 @@ INLINE __m256i slice_q6_K(const block_q6_K *b, int h, int j) {
         UNROLL for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();                     \
         for (int64_t i = 0; i < k / QK_K; i++) {                                             \
             const __m128i s8 = SCALES;                                                       \
+            const __m256i scales16 = SIGNED ? _mm256_cvtepi8_epi16(s8) : _mm256_cvtepu8_epi16(s8); \
+            const __m256i halves[2] = {_mm256_permute4x64_epi64(scales16, 0x44),             \
+                                       _mm256_permute4x64_epi64(scales16, 0xEE)};            \
             __m256i isum[MAX_ACT_ROWS];                                                      \
             UNROLL for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();             \
             UNROLL for (int s = 0; s < 8; s++) {                                             \
                 const __m256i q = slice_##name(&x[i], s / 4, s % 4);                         \
-                const __m256i sc = group_scales(s8, 2 * s, SIGNED);                          \
+                const __m256i sc = pair_scales(halves[s / 4], 2 * s);                        \
                 UNROLL for (int r = 0; r < R; r++) {                                         \
                     const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs;    \
                     const __m256i p = _mm256_maddubs_epi16(q,                                \
@@ -342,7 +352,6 @@ INLINE __m256i slice_q6_K(const block_q6_K *b, int h, int j) {
                 }                                                                            \
             }                                                                                \
             const float d = fp16_to_fp32(x[i].d);                                            \
-            const __m256i scales16 = SIGNED ? _mm256_cvtepi8_epi16(s8) : _mm256_cvtepu8_epi16(s8); \
             UNROLL for (int r = 0; r < R; r++) {                                             \
                 const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;           \
                 const __m256i bsums = _mm256_loadu_si256((const __m256i *)y->bsums);         \

@@ -45,7 +45,8 @@ SOURCE_HEADER = Path(__file__).resolve().parents[2] / "kernels" / HEADER_NAME   
 STATUS_NAMES = {-1: "PYGGML_ERR_TYPE", -2: "PYGGML_ERR_SHAPE", -3: "PYGGML_ERR_ARG",
                 -4: "PYGGML_ERR_INDEX"}
 # library feature -> /proc/cpuinfo flag: the build may use any of them (-march=native)
-CPU_FLAGS = {"AVX2": "avx2", "FMA": "fma", "F16C": "f16c", "AVXVNNI": "avx_vnni"}
+CPU_FLAGS = {"AVX2": "avx2", "FMA": "fma", "F16C": "f16c", "AVXVNNI": "avx_vnni",
+             "AVX512F": "avx512f", "AVX512BW": "avx512bw", "AVX512VL": "avx512vl"}
 
 # activation formats: ggml type id -> (block size, bytes per block); plain ints, for speed
 ACT_BLOCKS = {int(t): TYPE_TRAITS[t] for t in (GGMLType.Q8_0, GGMLType.Q8_1, GGMLType.Q8_K)}
