@@ -153,9 +153,8 @@ def quantize(ggml_type: int, x: np.ndarray) -> np.ndarray:
         raise UsageError("quantize: x must have at least one dimension")
     _row_length(cls, x.shape[-1], "quantize")
     if not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise UsageError(f"quantize: cannot quantize to {cls.name}: x{list(bad)} is "
-                         f"{x[tuple(bad)]}")
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise UsageError(f"quantize: cannot quantize to {cls.name}: x{list(bad)} is {x[bad]}")
     rows = x.reshape(-1, x.shape[-1])
     out = cls.quantize_fast(rows) if rows.size else np.empty((0, 0), np.uint8)
     return out.reshape(x.shape[:-1] + (x.shape[-1] // cls.block_size * cls.type_size,))

@@ -47,9 +47,9 @@ class IQ4_NL(LegacyType, ggml_type=GGMLType.IQ4_NL):
     fp16_offsets = (0,)
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        d = fp16_field(blocks, 0)
-        return d * f32(KVALUES[_nibbles(blocks[:, 2:18])])
+    def fields(cls, blocks):
+        index = _nibbles(blocks[:, 2:18])
+        return dict(d=fp16_field(blocks, 0), index=index, q=KVALUES[index])
 
     @classmethod
     def quantize_blocks(cls, x):

@@ -32,9 +32,27 @@ GROUP_MAX_EPS = np.float32(1e-15)
 
 
 class KType(QuantType):
-    """Shared fast layer of the K-quants: products with Q8_K activations."""
+    """What the K-quants share: the formula over fields(), and products with Q8_K.
+
+    ``fields(blocks)`` decodes every field: d, dmin (n, 1) float32; sc, m (n, n_sub) the
+    sub-block scales and mins as integers; q (n, 256) the integer quants, signed where the
+    format is symmetric.  Then, per weight i of sub-block j (gguf-py's float32 order):
+
+        y = (d * sc_j) * q_i - (dmin * m_j)      or, without mins,   y = (d * sc_j) * q_i
+    """
     vec_dot_type = GGMLType.Q8_K
     matmul_kernel = fast.matmul_q8_K
+    sub_block: int                      # weights per sub-block (16 or 32)
+
+    @classmethod
+    def dequantize_blocks(cls, blocks):
+        f = cls.fields(blocks)
+        n = blocks.shape[0]
+        n_sub = QK_K // cls.sub_block
+        y = (f["d"] * f32(f["sc"])).reshape(n, n_sub, 1) * f32(f["q"]).reshape(n, n_sub, cls.sub_block)
+        if "m" in f:
+            y = y - (f["dmin"] * f32(f["m"])).reshape(n, n_sub, 1)
+        return y.reshape(n, QK_K)
 
     @classmethod
     def matmul_fast(cls, W, xq, out):
@@ -99,16 +117,13 @@ class Q2_K(KType, ggml_type=GGMLType.Q2_K):
     """
     dequant_kernel = fast.dequant_q2_K
     fp16_offsets = (80, 82)
+    sub_block = 16
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        n = blocks.shape[0]
+    def fields(cls, blocks):
         scales = blocks[:, 0:16]
-        d, dmin = fp16_field(blocks, 80), fp16_field(blocks, 82)
-        dl = (d * f32(scales & 0x0F)).reshape(n, 16, 1)
-        ml = (dmin * f32(scales >> 4)).reshape(n, 16, 1)
-        q = f32(_crumbs(blocks[:, 16:80])).reshape(n, 16, 16)
-        return (dl * q - ml).reshape(n, QK_K)
+        return dict(d=fp16_field(blocks, 80), dmin=fp16_field(blocks, 82),
+                    sc=scales & 0x0F, m=scales >> 4, q=_crumbs(blocks[:, 16:80]))
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -152,16 +167,14 @@ class Q3_K(KType, ggml_type=GGMLType.Q3_K):
     """
     dequant_kernel = fast.dequant_q3_K
     fp16_offsets = (108,)
+    sub_block = 16
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        n = blocks.shape[0]
-        d = fp16_field(blocks, 108)
-        dl = (d * f32(unpack_q3_K_scales(blocks[:, 96:108]))).reshape(n, 16, 1)
+    def fields(cls, blocks):
         low = _crumbs(blocks[:, 32:96]).astype(np.int8)
         high = _bits(blocks[:, 0:32]).astype(np.int8)
-        q = f32(low - 4 * (1 - high)).reshape(n, 16, 16)
-        return (dl * q).reshape(n, QK_K)
+        return dict(d=fp16_field(blocks, 108), sc=unpack_q3_K_scales(blocks[:, 96:108]),
+                    q=low - 4 * (1 - high))
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -203,17 +216,14 @@ class Q4_K(KType, ggml_type=GGMLType.Q4_K):
     """
     dequant_kernel = fast.dequant_q4_K
     fp16_offsets = (0, 2)
+    sub_block = 32
     nmax, rmin, rdelta, nstep = 15, -1.0, 0.1, 20           # make_qkx2_quants arguments
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        n = blocks.shape[0]
-        d, dmin = fp16_field(blocks, 0), fp16_field(blocks, 2)
+    def fields(cls, blocks):
         sc, m = unpack_scale_min_k4(blocks[:, 4:16])
-        dl = (d * f32(sc)).reshape(n, 8, 1)
-        ml = (dmin * f32(m)).reshape(n, 8, 1)
-        q = f32(_nibbles_k(blocks[:, 16:144])).reshape(n, 8, 32)
-        return (dl * q - ml).reshape(n, QK_K)
+        return dict(d=fp16_field(blocks, 0), dmin=fp16_field(blocks, 2), sc=sc, m=m,
+                    q=_nibbles_k(blocks[:, 16:144]))
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -235,17 +245,14 @@ class Q5_K(KType, ggml_type=GGMLType.Q5_K):
     """
     dequant_kernel = fast.dequant_q5_K
     fp16_offsets = (0, 2)
+    sub_block = 32
     nmax, rmin, rdelta, nstep = 31, -0.5, 0.1, 15
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        n = blocks.shape[0]
-        d, dmin = fp16_field(blocks, 0), fp16_field(blocks, 2)
+    def fields(cls, blocks):
         sc, m = unpack_scale_min_k4(blocks[:, 4:16])
-        dl = (d * f32(sc)).reshape(n, 8, 1)
-        ml = (dmin * f32(m)).reshape(n, 8, 1)
-        q = _nibbles_k(blocks[:, 48:176]) | (_bits(blocks[:, 16:48]) << 4)
-        return (dl * f32(q).reshape(n, 8, 32) - ml).reshape(n, QK_K)
+        return dict(d=fp16_field(blocks, 0), dmin=fp16_field(blocks, 2), sc=sc, m=m,
+                    q=_nibbles_k(blocks[:, 48:176]) | (_bits(blocks[:, 16:48]) << 4))
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -270,14 +277,12 @@ class Q6_K(KType, ggml_type=GGMLType.Q6_K):
     """
     dequant_kernel = fast.dequant_q6_K
     fp16_offsets = (208,)
+    sub_block = 16
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        n = blocks.shape[0]
-        d = fp16_field(blocks, 208)
-        dl = (d * f32(blocks[:, 192:208].view(np.int8))).reshape(n, 16, 1)
-        q = f32(_q6_values(blocks[:, 0:128], blocks[:, 128:192]).astype(np.int8) - np.int8(32))
-        return (dl * q.reshape(n, 16, 16)).reshape(n, QK_K)
+    def fields(cls, blocks):
+        q = _q6_values(blocks[:, 0:128], blocks[:, 128:192]).astype(np.int8) - np.int8(32)
+        return dict(d=fp16_field(blocks, 208), sc=blocks[:, 192:208].view(np.int8), q=q)
 
     @classmethod
     def quantize_blocks(cls, x):

@@ -29,8 +29,21 @@ QK = 32                                                # weights per block
 
 
 class LegacyType(QuantType):
-    """Shared fast layer of the 32-weight types (and IQ4_NL): Q8_0/Q8_1 activations."""
+    """What the 32-weight types (and IQ4_NL) share: the formula over fields(), and
+    products with Q8_0/Q8_1 activations.
+
+    ``fields(blocks)`` decodes every field: d (and m) (n, 1) float32, q (n, 32) the
+    integer quants with their offset removed (Q4_0: q - 8).  Per weight (gguf-py's order):
+
+        y = d * q            or, with an offset field m,    y = d * q + m
+    """
     matmul_kernel = fast.matmul_q8_0
+
+    @classmethod
+    def dequantize_blocks(cls, blocks):
+        f = cls.fields(blocks)
+        y = f["d"] * f32(f["q"])
+        return y + f["m"] if "m" in f else y
 
     @classmethod
     def matmul_fast(cls, W, xq, out):
@@ -80,10 +93,8 @@ class Q4_0(LegacyType, ggml_type=GGMLType.Q4_0):
     fp16_offsets = (0,)
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        d = fp16_field(blocks, 0)
-        q = _nibbles(blocks[:, 2:18]).astype(np.int8) - np.int8(8)
-        return d * f32(q)
+    def fields(cls, blocks):
+        return dict(d=fp16_field(blocks, 0), q=_nibbles(blocks[:, 2:18]).astype(np.int8) - np.int8(8))
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -111,10 +122,8 @@ class Q4_1(LegacyType, ggml_type=GGMLType.Q4_1):
     fp16_offsets = (0, 2)
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        d = fp16_field(blocks, 0)
-        m = fp16_field(blocks, 2)
-        return d * f32(_nibbles(blocks[:, 4:20])) + m
+    def fields(cls, blocks):
+        return dict(d=fp16_field(blocks, 0), m=fp16_field(blocks, 2), q=_nibbles(blocks[:, 4:20]))
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -139,10 +148,9 @@ class Q5_0(LegacyType, ggml_type=GGMLType.Q5_0):
     fp16_offsets = (0,)
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        d = fp16_field(blocks, 0)
+    def fields(cls, blocks):
         q = _nibbles(blocks[:, 6:22]) | (_high_bits(blocks[:, 2:6]) << 4)
-        return d * f32(q.astype(np.int8) - np.int8(16))
+        return dict(d=fp16_field(blocks, 0), q=q.astype(np.int8) - np.int8(16))
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -170,11 +178,9 @@ class Q5_1(LegacyType, ggml_type=GGMLType.Q5_1):
     fp16_offsets = (0, 2)
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        d = fp16_field(blocks, 0)
-        m = fp16_field(blocks, 2)
+    def fields(cls, blocks):
         q = _nibbles(blocks[:, 8:24]) | (_high_bits(blocks[:, 4:8]) << 4)
-        return d * f32(q) + m
+        return dict(d=fp16_field(blocks, 0), m=fp16_field(blocks, 2), q=q)
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -203,9 +209,8 @@ class Q8_0(LegacyType, ggml_type=GGMLType.Q8_0):
     quantize_kernel = quantize_q8_0_or_1
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        d = fp16_field(blocks, 0)
-        return f32(blocks[:, 2:34].view(np.int8)) * d
+    def fields(cls, blocks):
+        return dict(d=fp16_field(blocks, 0), q=blocks[:, 2:34].view(np.int8))
 
     @classmethod
     def quantize_blocks(cls, x):

@@ -45,9 +45,14 @@ class Q8_K(QuantType, ggml_type=GGMLType.Q8_K):
     vec_dot_type = GGMLType.Q8_K
 
     @classmethod
+    def fields(cls, blocks):
+        return dict(d=blocks[:, 0:4].view("<f4").astype(np.float32), q=blocks[:, 4:260].view(np.int8),
+                    bsums=blocks[:, 260:292].view("<i2"))
+
+    @classmethod
     def dequantize_blocks(cls, blocks):
-        d = blocks[:, 0:4].view("<f4")
-        return d * f32(blocks[:, 4:260].view(np.int8))
+        f = cls.fields(blocks)
+        return f["d"] * f32(f["q"])
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -70,8 +75,13 @@ class Q8_1(QuantType, ggml_type=GGMLType.Q8_1):
     fp16_offsets = (0, 2)
 
     @classmethod
+    def fields(cls, blocks):
+        return dict(d=fp16_field(blocks, 0), s=fp16_field(blocks, 2), q=blocks[:, 4:36].view(np.int8))
+
+    @classmethod
     def dequantize_blocks(cls, blocks):
-        return fp16_field(blocks, 0) * f32(blocks[:, 4:36].view(np.int8))
+        f = cls.fields(blocks)
+        return f["d"] * f32(f["q"])
 
     @classmethod
     def quantize_blocks(cls, x):

@@ -1,0 +1,93 @@
+"""pyggml.quants.quantize writes llama.cpp's bytes: against ggml_quantize_chunk (what
+llama_model_quantize calls) on adversarial arrays, and tensor by tensor against files
+that llama.cpp quantized from F32 sources."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import pyggml
+import pyggml.quants as quants
+from pyggml.format.constants import GGMLType
+
+from ggml_oracle import quantize_chunk
+
+QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+             "IQ4_NL", "F16", "BF16"]
+
+
+def hard_rows(rng, kind: str, shape) -> np.ndarray:
+    """Float32 rows that exercise the quantizers' corners."""
+    n = int(np.prod(shape))
+    if kind == "normal":
+        x = rng.standard_normal(n) * np.exp(rng.uniform(-8, 4))
+    elif kind == "heavy":                           # a few huge outliers per block
+        x = rng.standard_cauchy(n)
+    elif kind == "sparse":                          # mostly zero: all-zero sub-blocks
+        x = rng.standard_normal(n) * (rng.random(n) < 0.03)
+    elif kind == "levels":                          # exact ties for the rounding
+        x = rng.integers(-8, 8, n) * 0.5
+    elif kind == "constant":                        # max == min in every group
+        x = np.full(n, rng.uniform(-3, 3))
+    elif kind == "positive":                        # min > 0: the affine types' clamp
+        x = rng.random(n) + 0.5
+    elif kind == "tiny":                            # subnormal scales
+        x = rng.standard_normal(n) * 1e-8
+    else:                                           # "wide": exponents over 40 octaves
+        x = rng.standard_normal(n) * np.exp2(rng.uniform(-30, 10, n))
+    return x.astype(np.float32).reshape(shape)
+
+
+@pytest.mark.oracle
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(QUANTIZED), seed=st.integers(0, 2**32 - 1),
+       kind=st.sampled_from(["normal", "heavy", "sparse", "levels", "constant", "positive", "tiny",
+                             "wide"]),
+       n_rows=st.integers(1, 6), blocks_per_row=st.integers(1, 3))
+def test_quantize_equals_ggml_quantize_chunk(name, seed, kind, n_rows, blocks_per_row):
+    t = GGMLType[name]
+    cls = quants.get(t)
+    k = blocks_per_row * max(cls.block_size, 32)
+    x = hard_rows(np.random.default_rng(seed), kind, (n_rows, k))
+    expected = quantize_chunk(t, x, k // cls.block_size * cls.type_size)
+    got = quants.quantize(t, x)
+    assert np.array_equal(got, expected), np.argwhere(got != expected)[:5]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", QUANTIZED)
+def test_reference_quantizer_is_the_fast_one(name):
+    """quantize() may use a numba kernel (Q8_0); the class's numpy quantize_ref must agree."""
+    t = GGMLType[name]
+    cls = quants.get(t)
+    x = hard_rows(np.random.default_rng(1), "normal", (8, 512))
+    blocks = cls.quantize_ref(x.reshape(-1, cls.block_size))
+    assert np.array_equal(blocks.reshape(8, -1), quants.quantize(t, x))
+
+
+# (quantized fixture, its F32 source): every quantized tensor is re-made from the source
+FILES = [("qwen2-tiny-q4_k_m", "qwen2-tiny-f32"), ("qwen2-tiny-q3_k_m", "qwen2-tiny-f32"),
+         ("qwen2-tiny-q8_0", "qwen2-tiny-f32"), ("qwen2-896-q4_k_m", "qwen2-896-f32"),
+         ("qwen2-896-q3_k_m", "qwen2-896-f32"), ("qwen2-896-iq4_nl", "qwen2-896-f32")]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("fixture, source", FILES)
+def test_quantize_reproduces_llama_cpp_files(model_path, fixture, source):
+    """Tensor by tensor, byte for byte: quantize(type, f32 rows) == the file's rows.  A
+    sample of rows per tensor (first, last, random) keeps the numpy reference quick."""
+    rng = np.random.default_rng(0)
+    types = set()
+    with pyggml.open(model_path(source)) as src, pyggml.open(model_path(fixture)) as dst:
+        for name, info in dst.tensors.items():
+            x = src.dequantize(name)
+            raw = dst.raw(name)
+            if x.ndim == 1:
+                x, raw = x[None, :], raw[None, :]
+            raw = raw.reshape(x.shape[0], -1)
+            rows = np.unique(np.r_[0:min(8, len(x)), len(x) - 1, rng.integers(0, len(x), 8)])
+            got = quants.quantize(info.type, x[rows])
+            assert np.array_equal(got, raw[rows]), f"{fixture}: {name} ({info.type_name})"
+            types.add(info.type_name)
+    assert len(types) >= 2, types
