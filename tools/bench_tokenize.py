@@ -19,6 +19,7 @@ checked equal before anything is timed.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -87,7 +88,8 @@ def main() -> None:
                     for f in sorted(p.name for p in CORPUS.glob("*.txt")))
 
     print(f"corpus: {len(text.encode()):,} bytes, {len(text):,} characters, "
-          f"{len(list(CORPUS.glob('*.txt')))} files; medians of {args.repeats}\n")
+          f"{len(list(CORPUS.glob('*.txt')))} files; medians of {args.repeats}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     header = (f"{'vocabulary':<16} {'n_vocab':>8} {'tokens':>7} {'build ms':>9} "
               f"{'first MB/s':>11} {'again MB/s':>11} {'lines MB/s':>11} {'llama.cpp MB/s':>15} "
               f"{'first/llama':>12} {'again/llama':>12}")
