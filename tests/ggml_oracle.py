@@ -17,6 +17,7 @@ import llama_cpp
 LIB_DIR = Path(llama_cpp.__file__).parent / "lib"
 _base = ctypes.CDLL(str(LIB_DIR / "libggml-base.so"))
 _cpu = ctypes.CDLL(str(LIB_DIR / "libggml-cpu.so"))
+_cpu.ggml_cpu_init()                     # fills the fp16 tables the vec_dot kernels read
 
 _base.ggml_quantize_chunk.restype = ctypes.c_size_t
 _base.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,

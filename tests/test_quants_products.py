@@ -1,0 +1,169 @@
+"""pyggml.quants products: activation quantization and matmul_q8.
+
+What is asserted, and why:
+- quantize_activations writes exactly the bytes of ggml's quantize_row_q8_K_ref /
+  q8_0_ref / q8_1_ref (called through ctypes), and of our numpy reference.
+- matmul_q8 equals, bit for bit, a scalar emulation written here from the reference
+  decoders: per block an exact integer dot product, then float32 operations in the
+  kernels' documented order, blocks accumulated left to right.  Exact equality is
+  possible because the kernels keep that order (integer sums are order-free).
+- matmul_q8 agrees with llama.cpp's own ggml_vec_dot_<type>_<act> on the same bytes to
+  float rounding: the integer parts are identical, only ggml's SIMD float summation
+  differs, so the tolerance is a few float32 ulps of the sum of |block terms|.
+- matmul (float activations) is within a computed bound of the float64 product of the
+  exactly dequantized weights: the bound is what 8-bit activation rounding can cost,
+  sum_k |w_k| * step_k / 2 (step = the activation block's scale), plus float rounding.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import pyggml.quants as quants
+from pyggml.format.constants import GGMLType
+
+from ggml_oracle import quantize_row_ref, vec_dot
+from test_quants_reference import patch_scales
+
+QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+FLOATS = ["F32", "F16", "BF16"]
+
+
+def random_weights(name: str, n_rows: int, k: int, rng) -> np.ndarray:
+    """Random blocks (every bit pattern of the quants) with realistic fp16 scales."""
+    cls = quants.get(GGMLType[name])
+    n_blocks = n_rows * k // cls.block_size
+    blocks = rng.integers(0, 256, (n_blocks, cls.type_size), dtype=np.uint8)
+    scales = rng.uniform(-0.02, 0.02, (n_blocks, len(cls.fp16_offsets))).astype(np.float32)
+    return patch_scales(cls, blocks, scales).reshape(n_rows, -1)
+
+
+def activations(rng, t: int, k: int) -> np.ndarray:
+    x = rng.standard_normal((t, k)) * rng.choice([1, 0.01, 30], (t, 1))
+    x[:, : k // 8] *= rng.random(k // 8) < 0.5                     # zero runs
+    return x.astype(np.float32)
+
+
+def emulate(name: str, W: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """The integer Q8 path, written from the reference decoders (see module docstring)."""
+    cls = quants.get(GGMLType[name])
+    act = quants.get(cls.vec_dot_type)
+    N, T = W.shape[0], xq.shape[0]
+    nb = W.shape[1] // cls.type_size
+    bs = cls.block_size
+    w = cls.fields(W.reshape(-1, cls.type_size))
+    a = act.fields(xq.reshape(-1, act.type_size))
+    q = w["q"].astype(np.int64).reshape(N, 1, nb, bs)
+    x = a["q"].astype(np.int64).reshape(1, T, nb, bs)
+    dw = w["d"].reshape(N, 1, nb)
+    dx = a["d"].reshape(1, T, nb)
+    if bs == 256:                                   # K-quants, Q8_K: sub-block scales
+        sub = cls.sub_block
+        prod = (q * x).reshape(N, T, nb, bs // sub, sub).sum(axis=-1)
+        isum = (w["sc"].astype(np.int64).reshape(N, 1, nb, -1) * prod).sum(axis=-1)
+        term = (dw * dx) * isum.astype(np.float32)
+        if "m" in w:
+            xsub = x.reshape(1, T, nb, bs // sub, sub).sum(axis=-1)
+            summs = (w["m"].astype(np.int64).reshape(N, 1, nb, -1) * xsub).sum(axis=-1)
+            term = term - (w["dmin"].reshape(N, 1, nb) * dx) * summs.astype(np.float32)
+    else:                                           # 32-weight blocks, Q8_0 / Q8_1
+        isum = (q * x).sum(axis=-1)
+        term = (dw * dx) * isum.astype(np.float32)
+        if "m" in w:
+            term = term + w["m"].reshape(N, 1, nb) * a["s"].reshape(1, T, nb)
+    sumf = np.zeros((N, T), dtype=np.float32)
+    for b in range(nb):
+        sumf = sumf + term[:, :, b]
+    return sumf.T, np.abs(term).sum(axis=-1).T
+
+
+ACT_REF = {GGMLType.Q8_K: "q8_K", GGMLType.Q8_0: "q8_0", GGMLType.Q8_1: "q8_1"}
+
+
+@pytest.mark.oracle
+@settings(max_examples=30, deadline=None)
+@given(fmt=st.sampled_from([GGMLType.Q8_K, GGMLType.Q8_0, GGMLType.Q8_1]),
+       seed=st.integers(0, 2**32 - 1), t=st.integers(1, 5), blocks=st.integers(1, 4))
+def test_quantize_activations_equals_ggml(fmt, seed, t, blocks):
+    cls = quants.get(fmt)
+    k = blocks * cls.block_size
+    x = activations(np.random.default_rng(seed), t, k)
+    x[0, :cls.block_size] = 0                                     # an all-zero block
+    got = quants.quantize_activations(x, fmt)
+    expected = quantize_row_ref(ACT_REF[fmt], x, got.shape[1])
+    assert np.array_equal(got, expected)
+    assert np.array_equal(got, cls.quantize_ref(x.reshape(-1, cls.block_size)).reshape(t, -1))
+
+
+@pytest.mark.parametrize("name", QUANTIZED)
+@pytest.mark.parametrize("t", [1, 3])
+def test_matmul_q8_equals_the_integer_emulation(name, t):
+    """Bit-exact; 37 rows so that the 4-row and 16-row groupings have a ragged end."""
+    rng = np.random.default_rng(hash(name) % 2**32)
+    k = 512
+    W = random_weights(name, 37, k, rng)
+    xq = quants.quantize_activations(activations(rng, t, k), quants.vec_dot_type(GGMLType[name]))
+    out = np.empty((t, 37), dtype=np.float32)
+    quants.matmul_q8(GGMLType[name], W, xq, out)
+    expected, _ = emulate(name, W, xq)
+    assert np.array_equal(out.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", QUANTIZED)
+def test_matmul_q8_agrees_with_ggml_vec_dot(name):
+    rng = np.random.default_rng(7)
+    k, n, t = 1024, 8, 2
+    W = random_weights(name, n, k, rng)
+    xq = quants.quantize_activations(activations(rng, t, k), quants.vec_dot_type(GGMLType[name]))
+    out = np.empty((t, n), dtype=np.float32)
+    quants.matmul_q8(GGMLType[name], W, xq, out)
+    _, magnitude = emulate(name, W, xq)
+    for i in range(t):
+        for j in range(n):
+            ggml = vec_dot(name, W[j], xq[i], k)
+            assert abs(out[i, j] - ggml) <= 8 * np.finfo(np.float32).eps * magnitude[i, j] + 1e-30
+
+
+def activation_steps(x: np.ndarray, fmt: GGMLType) -> np.ndarray:
+    """Per element, the quantization step of its activation block (|d| of block_q8_*)."""
+    block = quants.get(fmt).block_size
+    amax = np.abs(x.reshape(x.shape[0], -1, block)).max(axis=-1, keepdims=True)
+    return np.broadcast_to(amax / 127, x.shape[:1] + (x.shape[1] // block, block)).reshape(x.shape)
+
+
+@pytest.mark.parametrize("name", QUANTIZED + FLOATS)
+def test_matmul_is_close_to_the_float64_product(name):
+    rng = np.random.default_rng(3)
+    t, n, k = 4, 21, 768
+    if name in FLOATS:
+        W = quants.quantize(GGMLType[name], rng.standard_normal((n, k)).astype(np.float32))
+    else:
+        W = random_weights(name, n, k, rng)
+    x = activations(rng, t, k)
+    got = quants.matmul(GGMLType[name], W, x)
+    exact = quants.matmul_exact(GGMLType[name], W, x).astype(np.float64)
+    w = np.abs(quants.dequantize(GGMLType[name], W, (n, k)).astype(np.float64))
+    fmt = quants.vec_dot_type(GGMLType[name])
+    if name in FLOATS:       # activations rounded to the weight's format: relative step
+        rel = {"F32": 2.0**-24, "F16": 2.0**-11, "BF16": 2.0**-8}[name]
+        step = np.abs(x).astype(np.float64) * 2 * rel
+    else:
+        step = activation_steps(x, fmt).astype(np.float64)
+    bound = (step / 2) @ w.T + 1e-5 * (np.abs(x).astype(np.float64) @ w.T)
+    assert np.all(np.abs(got - exact) <= bound), np.max(np.abs(got - exact) / bound)
+
+
+def test_product_shapes_and_reuse():
+    """One quantized input serves several matrices; T = 0 gives an empty result."""
+    rng = np.random.default_rng(5)
+    x = activations(rng, 2, 512)
+    q4k, q6k = GGMLType.Q4_K, GGMLType.Q6_K
+    xq = quants.quantize_activations(x, quants.vec_dot_type(q4k))
+    for t, n in ((q4k, 7), (q6k, 9)):
+        W = random_weights(t.name, n, 512, rng)
+        out = np.empty((2, n), dtype=np.float32)
+        quants.matmul_q8(t, W, xq, out)
+        assert np.array_equal(out, quants.matmul(t, W, x))
+    assert quants.matmul(q4k, random_weights("Q4_K", 3, 512, rng), x[:0]).shape == (0, 3)
