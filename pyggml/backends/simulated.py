@@ -10,10 +10,17 @@ arrays as "device memory":
     layer_forward           refuses a hidden state or a layer that is not on this device,
                             then runs the block with the same CPU kernels as HostDevice
 
-Because the arithmetic is HostDevice's, a model split across the CPU and this device
-gives bit-identical logits to the all-CPU model: any difference is a bug in the
-boundary logic (a layer run twice or skipped, a kv cache in the wrong place, a
-hidden state not handed over), which is what tests of the split path look for.
+With the CPU kernels, a model split across the CPU and this device gives
+bit-identical logits to the all-CPU model: any difference is a bug in the boundary
+logic (a layer run twice or skipped, a kv cache in the wrong place, a hidden state
+not handed over), which is what tests of the split path look for.
+
+With ``GPUArithmetic`` kernels instead, the device computes what the CUDA kernels
+compute (no 8-bit activation rounding, float products of the exactly dequantized
+weights), so it predicts a CudaDevice's logits to float32 rounding: the reference
+the GPU checks compare against.  (Against the all-CPU model a GPU differs by the
+CPU's activation rounding, a few percent of the logits' range on a 12-layer model:
+each 8-bit rounding that flips compounds through the layers.)
 """
 from __future__ import annotations
 
@@ -22,10 +29,28 @@ import dataclasses
 import numpy as np
 
 from ..errors import BackendError
+from ..format.constants import GGMLType
 from ..model.hparams import HParams
 from ..model.weights import LayerWeights, QMatrix
 from .cuda import Traffic, not_enough_memory
 from .host import HostDevice, HostHead, HostLayer
+
+
+class GPUArithmetic:
+    """Kernels (forward.project's protocol) doing the CUDA kernels' arithmetic on the CPU:
+    activations stay float32, weights are dequantized exactly, products are summed in
+    float64 (pyggml.quants.matmul_exact) -- slow, for reference only."""
+    description = "float64 products of exactly dequantized weights (the CUDA arithmetic)"
+
+    def vec_dot_type(self, ggml_type) -> GGMLType:
+        return GGMLType.F32
+
+    def quantize_activations(self, x: np.ndarray, vec_dot_type) -> np.ndarray:
+        return x
+
+    def matmul_q8(self, ggml_type, W: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+        from .. import quants
+        out[...] = quants.matmul_exact(ggml_type, W, x)
 
 
 @dataclasses.dataclass

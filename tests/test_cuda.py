@@ -1,0 +1,312 @@
+"""The CUDA backend: its sources and ABI (checked anywhere nvcc exists), its kernels and
+whole models (checked on a machine with a CUDA device; skipped, saying why, elsewhere).
+
+On a GPU, every kernel is compared with the CPU reference it stands for:
+    get_rows       == pyggml.quants.dequantize, bit for bit, for every type
+    matmul         float64 product of the dequantized weights, within float32 summation error
+    rms_norm, rope, silu_mul, store_kv, attention   == pyggml.model.forward's numpy code
+and models split at n_gpu_layers 8 / -1 match the same split with the GPU's arithmetic done
+on the CPU in float64 (tools/gpu_check.py explains the bounds; it also measures speed).
+"""
+import dataclasses
+import gc
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import gpu_check
+import numpy as np
+import pytest
+
+from pyggml.backends import cuda
+from pyggml.errors import BackendError
+from pyggml.format.constants import TYPE_TRAITS, GGMLType
+from pyggml.model import forward
+from pyggml.model.hparams import ROPE_NEOX, ROPE_NORM, HParams
+from pyggml.model.weights import QMatrix
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "kernels" / "pyggml_cuda.cu"
+HEADER = ROOT / "kernels" / cuda.HEADER_NAME
+
+
+def abi_functions() -> set[str]:
+    return set(re.findall(r"\b(pyggml_cuda_\w+)\s*\(", cuda._cdef(HEADER)))
+
+
+def find_nvcc() -> str | None:
+    return shutil.which("nvcc") or next(
+        (str(p) for p in (Path("/usr/local/cuda/bin/nvcc"),) if p.exists()), None)
+
+
+# ----------------------------------------------------------------------------- without a GPU
+
+def test_header_cdef_is_plain_c_that_cffi_reads():
+    import cffi
+    text = cuda._cdef(HEADER)
+    assert "#" not in text and "cuda_runtime" not in text
+    cffi.FFI().cdef(text)
+    assert len(abi_functions()) >= 19
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """kernels/pyggml_cuda.cu built for sm_90 (H100/H200) into a shared library as CMake
+    builds it (hidden visibility, static cudart), with ptxas's report."""
+    nvcc = find_nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found: the CUDA sources cannot be compiled here")
+    obj = tmp_path_factory.mktemp("cuda") / "libpyggml_cuda.so"
+    cmd = [nvcc, "-arch=sm_90", "-O3", "-std=c++17", "-Werror", "all-warnings", "-Xptxas", "-v",
+           "-Xcompiler", "-Wall,-Wextra,-fPIC,-fvisibility=hidden", "-cudart", "static", "-shared",
+           "-I", str(SOURCE.parent), str(SOURCE), "-o", str(obj)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout}{result.stderr}"
+    return obj, result.stderr
+
+
+def test_sources_compile_for_sm90_without_warnings(compiled):
+    obj, _ = compiled
+    assert obj.stat().st_size > 0
+
+
+def test_object_exports_exactly_the_abi(compiled):
+    """Every function of the header is defined with C linkage, and nothing else is exported."""
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm (binutils) not found")
+    obj, _ = compiled
+    out = subprocess.run([nm, "-D", "--defined-only", str(obj)], capture_output=True, text=True,
+                         check=True).stdout
+    exported = {line.split()[-1] for line in out.splitlines() if " T " in line}
+    assert exported == abi_functions()
+
+
+def test_product_kernels_keep_decoded_blocks_in_registers(compiled):
+    """A decoded chunk indexed at run time would go to local memory (a stack frame): slow."""
+    _, report = compiled
+    frames = re.findall(r"Function properties for (_Z\d+matmul_kernel\w+)\n\s*(\d+) bytes stack frame",
+                        report)
+    assert len(frames) == 14                       # one instance per supported type
+    assert all(int(size) == 0 for _, size in frames), frames
+
+
+# ----------------------------------------------------------------------------- on a GPU
+
+HP = HParams(arch="qwen2", n_vocab=512, n_ctx_train=512, n_embd=256, n_layer=2, n_head=8,
+             n_head_kv=2, n_ff=512, head_dim=32, n_rot=32, rope_mode=ROPE_NEOX, rope_base=10000.0,
+             rms_eps=1e-6)
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    """A CudaDevice; skips without one, unless PYGGML_REQUIRE_GPU=1 (tools/gpu_check.sh) makes
+    a missing device a failure."""
+    try:
+        return cuda.CudaDevice(HP)
+    except BackendError as exc:
+        if os.environ.get("PYGGML_REQUIRE_GPU") == "1":
+            pytest.fail(f"PYGGML_REQUIRE_GPU=1 but: {exc}")
+        pytest.skip(f"no CUDA device: {exc}")
+
+
+# fp16 fields (byte offsets in a block) that random bytes must not fill with inf/NaN
+FP16_FIELDS = {GGMLType.Q4_0: [0], GGMLType.Q4_1: [0, 2], GGMLType.Q5_0: [0],
+               GGMLType.Q5_1: [0, 2], GGMLType.Q8_0: [0], GGMLType.IQ4_NL: [0],
+               GGMLType.Q2_K: [80, 82], GGMLType.Q3_K: [108], GGMLType.Q4_K: [0, 2],
+               GGMLType.Q5_K: [0, 2], GGMLType.Q6_K: [208]}
+TYPES = [GGMLType.F32, GGMLType.F16, GGMLType.BF16, *FP16_FIELDS]
+
+
+def random_rows(ggml_type: GGMLType, n_rows: int, k: int, seed: int) -> np.ndarray:
+    """uint8 (n_rows, row_bytes): random quants, scales of a sane size (every bit pattern of
+    the packed fields is a valid block)."""
+    rng = np.random.default_rng(seed)
+    if ggml_type == GGMLType.F32:
+        return rng.standard_normal((n_rows, k), dtype=np.float32).view(np.uint8)
+    if ggml_type == GGMLType.F16:
+        return rng.standard_normal((n_rows, k)).astype(np.float16).view(np.uint8)
+    if ggml_type == GGMLType.BF16:
+        f32 = rng.standard_normal((n_rows, k), dtype=np.float32)
+        return (f32.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+    block_size, type_size = TYPE_TRAITS[ggml_type]
+    blocks = rng.integers(0, 256, (n_rows, k // block_size, type_size), dtype=np.uint8)
+    for offset in FP16_FIELDS[ggml_type]:
+        scale = rng.uniform(-0.02, 0.02, blocks.shape[:2]).astype(np.float16)
+        blocks[:, :, offset:offset + 2] = scale.view(np.uint8).reshape(*blocks.shape[:2], 2)
+    return blocks.reshape(n_rows, -1)
+
+
+def dequantized(ggml_type, rows: np.ndarray, k: int) -> np.ndarray:
+    from pyggml import quants
+    return quants.dequantize(int(ggml_type), rows, (rows.shape[0], k))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("ggml_type", TYPES, ids=lambda t: t.name)
+def test_get_rows_equals_the_cpu_dequantization_exactly(gpu, ggml_type):
+    k = 256 * 17
+    raw = random_rows(ggml_type, 37, k, seed=int(ggml_type))
+    m = gpu.upload_matrix(QMatrix("w", int(ggml_type), 37, k, raw))
+    rows = np.array([36, 0, 5, 5, 17])
+    np.testing.assert_array_equal(gpu.get_rows(m, rows), dequantized(ggml_type, raw, k)[rows])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n_tok", [1, 5, 11])                     # MAX_TOK = 8: one and two tiles
+@pytest.mark.parametrize("k", [256 * 3, 256 * 17])                 # fewer and more chunks than lanes
+@pytest.mark.parametrize("ggml_type", TYPES, ids=lambda t: t.name)
+def test_matmul_equals_the_float_product_of_the_dequantized_weights(gpu, ggml_type, k, n_tok):
+    n_out = 67                                                     # not a multiple of 4 warps
+    raw = random_rows(ggml_type, n_out, k, seed=k + int(ggml_type))
+    w = dequantized(ggml_type, raw, k).astype(np.float64)
+    x = np.random.default_rng(n_tok).standard_normal((n_tok, k), dtype=np.float32)
+    m = gpu.upload_matrix(QMatrix("w", int(ggml_type), n_out, k, raw))
+    out = gpu.empty((n_tok, n_out), np.float32, "out")
+    gpu.matmul(m, gpu.upload(x, "x"), out)
+    expected = x.astype(np.float64) @ w.T
+    # float32 accumulation: error << k * 2^-24 * sum |w x|; random signs make it ~sqrt(k)
+    bound = 2e-6 * np.sqrt(k) * (np.abs(x).astype(np.float64) @ np.abs(w).T)
+    assert (np.abs(gpu.download(out) - expected) <= bound).all()
+
+
+@pytest.mark.gpu
+def test_matmul_fuses_bias_and_residual_adds(gpu):
+    k, n_out, n_tok = 512, 40, 3
+    raw = random_rows(GGMLType.Q4_K, n_out, k, seed=1)
+    w = dequantized(GGMLType.Q4_K, raw, k).astype(np.float64)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n_tok, k), dtype=np.float32)
+    bias = rng.standard_normal(n_out, dtype=np.float32)
+    residual = rng.standard_normal((n_tok, n_out), dtype=np.float32)
+    m = gpu.upload_matrix(QMatrix("w", int(GGMLType.Q4_K), n_out, k, raw))
+    out = gpu.upload(residual, "residual")
+    gpu.matmul(m, gpu.upload(x, "x"), out, bias=gpu.upload(bias, "bias"), accumulate=True)
+    np.testing.assert_allclose(gpu.download(out), residual + bias + x @ w.T, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_rms_norm_matches_ggml_numerics(gpu):
+    x = np.random.default_rng(3).standard_normal((5, 896), dtype=np.float32) * 3
+    weight = np.random.default_rng(4).standard_normal(896, dtype=np.float32)
+    out = gpu.empty(x.shape, np.float32, "out")
+    gpu.rms_norm(gpu.upload(x, "x"), gpu.upload(weight, "weight"), out)
+    np.testing.assert_allclose(gpu.download(out), forward.rms_norm(x, weight, HP.rms_eps),
+                               rtol=2e-7, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", [ROPE_NEOX, ROPE_NORM], ids=["neox", "norm"])
+@pytest.mark.parametrize("pos0", [0, 3000])                        # large angles need real sinf/cosf
+def test_rope_matches_the_float32_angle_recurrence(gpu, mode, pos0):
+    n_tok, n_heads, d = 3, 4, HP.head_dim
+    x = np.random.default_rng(5).standard_normal((n_tok, n_heads, d), dtype=np.float32)
+    device = cuda.CudaDevice(dataclasses.replace(HP, rope_mode=mode))     # llama: NORM
+    dev = device.upload(x.reshape(n_tok, n_heads * d), "x")
+    device.rope(dev, n_heads, pos0)
+    cos, sin = forward.rope_cache(d, HP.rope_base, np.arange(pos0, pos0 + n_tok))
+    expected = forward.rope(x.copy(), cos, sin, mode)
+    # sinf/cosf are within 2 ulp on the GPU and numpy's within 1: a few ulp of |x|
+    np.testing.assert_allclose(device.download(dev).reshape(x.shape), expected, rtol=0, atol=2e-6)
+
+
+@pytest.mark.gpu
+def test_silu_mul_matches_numpy(gpu):
+    rng = np.random.default_rng(6)
+    gate, up = rng.standard_normal((2, 3, 512), dtype=np.float32) * 4
+    out = gpu.empty(gate.shape, np.float32, "out")
+    gpu.silu_mul(gpu.upload(gate, "gate"), gpu.upload(up, "up"), out)
+    np.testing.assert_allclose(gpu.download(out), forward.silu_mul(gate, up), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pos0, n_tok", [(0, 1), (0, 7), (20, 1), (20, 6), (600, 3)])
+def test_kv_store_and_causal_gqa_attention(gpu, pos0, n_tok):
+    hp, n_ctx = HP, 640
+    rng = np.random.default_rng(pos0 + n_tok)
+    k_cache = np.zeros((n_ctx, hp.n_head_kv, hp.head_dim), np.float16)
+    v_cache = np.zeros_like(k_cache)
+    k_cache[:pos0] = rng.standard_normal(k_cache[:pos0].shape) * 2     # earlier tokens
+    v_cache[:pos0] = rng.standard_normal(v_cache[:pos0].shape)
+    layer = cuda.CudaLayer(None, gpu.upload(k_cache.reshape(n_ctx, -1), "K"),
+                           gpu.upload(v_cache.reshape(n_ctx, -1), "V"), n_ctx)
+    q = rng.standard_normal((n_tok, hp.n_head, hp.head_dim), dtype=np.float32)
+    k = rng.standard_normal((n_tok, hp.n_embd_gqa), dtype=np.float32) * 2
+    v = rng.standard_normal((n_tok, hp.n_embd_gqa), dtype=np.float32)
+    gpu.store_kv(layer, gpu.upload(k, "k"), gpu.upload(v, "v"), pos0)
+    out = gpu.empty((n_tok, hp.n_embd), np.float32, "out")
+    gpu.attention(layer, gpu.upload(q.reshape(n_tok, -1), "q"), out, pos0)
+
+    k_cache[pos0:pos0 + n_tok] = k.reshape(n_tok, hp.n_head_kv, hp.head_dim)
+    v_cache[pos0:pos0 + n_tok] = v.reshape(n_tok, hp.n_head_kv, hp.head_dim)
+    np.testing.assert_array_equal(gpu.download(layer.k_cache).reshape(k_cache.shape), k_cache)
+    np.testing.assert_array_equal(gpu.download(layer.v_cache).reshape(v_cache.shape), v_cache)
+    expected = forward.attention(q, k_cache, v_cache, pos0)
+    np.testing.assert_allclose(gpu.download(out), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_reserve_names_bytes_needed_and_free(gpu):
+    free, total = gpu.mem_info()
+    with pytest.raises(BackendError, match=r"bytes needed .* bytes free"):
+        gpu.reserve(total)
+    gpu.reserve(1 << 20)
+
+
+@pytest.mark.gpu
+def test_allocation_failure_is_an_error_not_a_crash(gpu):
+    _, total = gpu.mem_info()
+    with pytest.raises(BackendError, match=r"out of GPU memory .*cudaMalloc of [\d]+ bytes"):
+        gpu.empty((2 * total,), np.uint8, "too much")
+    assert gpu.download(gpu.upload(np.arange(8, dtype=np.float32), "after")).sum() == 28   # still usable
+
+
+# ----------------------------------------------------------------------------- whole models, on a GPU
+
+GPU_FIXTURE = "qwen2-512x12-q4_k_m"      # 12 layers: n_gpu_layers 8 is a real split
+
+
+@pytest.fixture(scope="module")
+def gpu_model_file(gpu, model_path):
+    return model_path(GPU_FIXTURE)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n_gpu_layers", [8, -1])
+def test_offloaded_model_matches_its_float_reference(gpu_model_file, n_gpu_layers):
+    """Logits of a model split between the CPU and the GPU against (a) the same split with the
+    GPU's part done on the CPU in float64 (tight: MATCH_BOUND of the logits' range), (b) the
+    all-CPU model, whose 8-bit activations put it a few percent away (ROUNDING_FLOOR)."""
+    model = gpu_check.load(gpu_model_file, n_gpu_layers, "cuda")
+    ids = model.tokenize(gpu_check.PROMPT)
+    got = model.logits(ids)
+    reference = gpu_check.compare(got, gpu_check.load(gpu_model_file, n_gpu_layers, "simulated").logits(ids))
+    assert reference["max_diff"] <= gpu_check.MATCH_BOUND, reference
+    assert reference["top1_clear"] == 1.0 and reference["top1"] >= 0.9, reference
+    cpu = gpu_check.compare(got, gpu_check.load(gpu_model_file, 0, "cpu").logits(ids))
+    assert cpu["max_diff"] <= gpu_check.ROUNDING_FLOOR, cpu
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n_gpu_layers", [8, -1])
+def test_only_the_hidden_state_crosses_the_bus_per_token(gpu_model_file, n_gpu_layers):
+    model = gpu_check.load(gpu_model_file, n_gpu_layers, "cuda")
+    ids = model.tokenize(gpu_check.PROMPT)
+    model.eval(ids)
+    device, hp = model.gpu, model.hparams
+    assert device.traffic.uploaded == model.plan.gpu_weight_bytes      # weights went up once
+    device.traffic.reset()
+    model.eval([ids[0]])                                               # one decode step
+    hidden = hp.n_embd * 4
+    assert device.traffic.to_device == hidden
+    assert (device.traffic.to_host, device.traffic.logits) == (
+        (0, hp.n_vocab * 4) if n_gpu_layers == -1 else (hidden, 0))
+    assert device.traffic.uploaded == model.plan.gpu_weight_bytes
+    assert device.allocated_after_load >= model.plan.gpu_bytes
+    report = device.memory_report()
+    for row in ("GPU memory after load", "GPU memory peak"):
+        assert re.fullmatch(r"[\d,]+ MiB used on the device, [\d,]+ MiB of it pyggml's", report[row])
+    del model, device
+    gc.collect()
