@@ -28,14 +28,30 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 
 
-def warn(message: str) -> None:
-    print(f"pyggml setup: WARNING: {message}; pyggml will use its numba kernels", file=sys.stderr)
+NUMBA_FALLBACK = "pyggml will use its numba kernels"
+
+
+def warn(message: str, consequence: str = NUMBA_FALLBACK) -> None:
+    print(f"pyggml setup: WARNING: {message}; {consequence}", file=sys.stderr)
+
+
+def _run(step: list[str], what: str, consequence: str = NUMBA_FALLBACK) -> bool:
+    try:
+        result = subprocess.run(step, capture_output=True, text=True)
+    except OSError as exc:
+        warn(f"{what}: {step[0]} could not run ({exc})", consequence)
+        return False
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()[-2000:]
+        warn(f"{what} ({' '.join(step)}):\n{output}\n", consequence)
+    return result.returncode == 0
 
 
 def build_kernels(build_dir: Path, lib_dir: Path) -> bool:
-    """Configure and build CMakeLists.txt in build_dir, libraries into lib_dir.
+    """Configure CMakeLists.txt in build_dir and build the libraries into lib_dir:
+    libpyggml_cpu first, then the rest (libpyggml_cuda, when CMake found CUDA).
 
-    Returns False (after one warning) instead of raising when it cannot be done."""
+    Returns whether libpyggml_cpu was built; never raises (a failure is one warning)."""
     cmake = shutil.which("cmake")
     if cmake is None:
         warn("cmake not found, C kernels not built")
@@ -44,16 +60,11 @@ def build_kernels(build_dir: Path, lib_dir: Path) -> bool:
                  f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={lib_dir}",
                  *shlex.split(os.environ.get("PYGGML_CMAKE_ARGS", ""))]
     build = [cmake, "--build", str(build_dir), "--parallel", str(os.cpu_count() or 2)]
-    for step in (configure, build):
-        try:
-            result = subprocess.run(step, capture_output=True, text=True)
-        except OSError as exc:
-            warn(f"{step[0]} could not run ({exc}), C kernels not built")
-            return False
-        if result.returncode != 0:
-            output = (result.stdout + result.stderr).strip()[-2000:]
-            warn(f"building the C kernels failed ({' '.join(step)}):\n{output}\n")
-            return False
+    if not (_run(configure, "configuring the C kernels failed")
+            and _run(build + ["--target", "pyggml_cpu"], "building the C kernels failed")):
+        return False
+    _run(build, "building the other native kernels (CUDA) failed",
+         "pyggml works, without GPU offload")
     return True
 
 

@@ -56,7 +56,8 @@ def portable_lib(tmp_path_factory):
     """A build for any x86-64 (no AVX2, no OpenMP), made with setup.py's own hook."""
     tmp = tmp_path_factory.mktemp("portable")
     mp = pytest.MonkeyPatch()
-    mp.setenv("PYGGML_CMAKE_ARGS", "-DPYGGML_ARCH_FLAGS=-march=x86-64 -DPYGGML_OPENMP=OFF")
+    mp.setenv("PYGGML_CMAKE_ARGS",
+              "-DPYGGML_ARCH_FLAGS=-march=x86-64 -DPYGGML_OPENMP=OFF -DPYGGML_CUDA=OFF")
     try:
         assert _setup_module().build_kernels(tmp / "build", tmp / "lib"), "portable build failed"
     finally:
@@ -464,5 +465,5 @@ def test_failed_build_warns_and_returns(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))            # no cmake on PATH
     assert setup.build_kernels(tmp_path / "build2", tmp_path / "lib") is False
     err = capsys.readouterr().err
-    assert "building the C kernels failed" in err and "cmake not found" in err
+    assert "configuring the C kernels failed" in err and "cmake not found" in err
     assert not (tmp_path / "lib" / "libpyggml_cpu.so").exists()
