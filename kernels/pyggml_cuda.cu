@@ -51,6 +51,14 @@
 
 #define PYGGML_CUDA_ABI_VERSION 1
 
+/* `#pragma unroll` in device code; the host compiler, which also sees the __host__ __device__
+ * helpers, does not know the pragma */
+#ifdef __CUDA_ARCH__
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL
+#endif
+
 constexpr int WARP = 32;
 constexpr int CHUNK = 32;            /* elements a lane decodes at once */
 constexpr int MAX_TOK = 8;           /* activation rows per matmul launch */
@@ -86,37 +94,70 @@ static int fail_cuda(const char *what, cudaError_t err) {
 
 /* ================================================================ small device helpers */
 
-__device__ __forceinline__ float fp16_to_fp32(const ggml_half h) {
+/* The decoding helpers below are __host__ __device__ so that tests can run them on the CPU
+ * (tests/test_cuda.py compiles a host program around them); __CUDA_ARCH__ picks the device
+ * intrinsics in device code. */
+
+__host__ __device__ __forceinline__ float fp16_to_fp32(const ggml_half h) {
     return __half2float(__ushort_as_half(h));
 }
 
-__device__ __forceinline__ float bf16_to_fp32(const uint16_t h) {
-    return __uint_as_float((uint32_t)h << 16);
+__host__ __device__ __forceinline__ float bf16_to_fp32(const uint16_t h) {
+    const uint32_t bits = (uint32_t)h << 16;
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(bits);
+#else
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+#endif
 }
 
 /* little-endian u32 from 4 bytes at any alignment (Q5_0/Q5_1 qh sits at offset 2 or 4) */
-__device__ __forceinline__ uint32_t load_u32(const uint8_t *p) {
+__host__ __device__ __forceinline__ uint32_t load_u32(const uint8_t *p) {
     return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* a * b + c and a * b - c with two roundings, like the C reference (never an FMA) */
-__device__ __forceinline__ float mul_add(float a, float b, float c) { return __fadd_rn(a * b, c); }
-__device__ __forceinline__ float mul_sub(float a, float b, float c) { return __fsub_rn(a * b, c); }
+/* a * b + c and a * b - c with two roundings, like the C reference (never an FMA; host
+ * builds of these helpers use -ffp-contract=off) */
+__host__ __device__ __forceinline__ float mul_add(float a, float b, float c) {
+#ifdef __CUDA_ARCH__
+    return __fadd_rn(a * b, c);
+#else
+    return a * b + c;
+#endif
+}
+__host__ __device__ __forceinline__ float mul_sub(float a, float b, float c) {
+#ifdef __CUDA_ARCH__
+    return __fsub_rn(a * b, c);
+#else
+    return a * b - c;
+#endif
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
+UNROLL
     for (int offset = WARP / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
     return v;
 }
 
 __device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
+UNROLL
     for (int offset = WARP / 2; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
     return v;
 }
 
-__device__ const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                             1, 13, 25, 38, 53, 69, 89, 113};
+#define KVALUES_IQ4NL {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+__device__ const int8_t kvalues_iq4nl_device[16] = KVALUES_IQ4NL;
+[[maybe_unused]] static const int8_t kvalues_iq4nl_host[16] = KVALUES_IQ4NL;     /* host tests */
+
+__host__ __device__ __forceinline__ int kvalue_iq4nl(int q) {
+#ifdef __CUDA_ARCH__
+    return kvalues_iq4nl_device[q];
+#else
+    return kvalues_iq4nl_host[q];
+#endif
+}
 
 /* ================================================================ decoding, one type per struct
  *
@@ -131,9 +172,9 @@ template <int TYPE> struct Block;
 
 template <> struct Block<GGML_TYPE_F32> {
     static constexpr int block_size = 32, type_size = 32 * 4;
-    __device__ static void decode(const uint8_t *b, int, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
         const float4 *x = reinterpret_cast<const float4 *>(b);      /* rows are 16-byte aligned */
-#pragma unroll
+UNROLL
         for (int i = 0; i < 8; i++) {
             const float4 v = x[i];
             y[4 * i] = v.x, y[4 * i + 1] = v.y, y[4 * i + 2] = v.z, y[4 * i + 3] = v.w;
@@ -143,28 +184,28 @@ template <> struct Block<GGML_TYPE_F32> {
 
 template <> struct Block<GGML_TYPE_F16> {
     static constexpr int block_size = 32, type_size = 32 * 2;
-    __device__ static void decode(const uint8_t *b, int, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
         const ggml_half *x = reinterpret_cast<const ggml_half *>(b);
-#pragma unroll
+UNROLL
         for (int i = 0; i < 32; i++) y[i] = fp16_to_fp32(x[i]);
     }
 };
 
 template <> struct Block<GGML_TYPE_BF16> {
     static constexpr int block_size = 32, type_size = 32 * 2;
-    __device__ static void decode(const uint8_t *b, int, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
         const uint16_t *x = reinterpret_cast<const uint16_t *>(b);
-#pragma unroll
+UNROLL
         for (int i = 0; i < 32; i++) y[i] = bf16_to_fp32(x[i]);
     }
 };
 
 template <> struct Block<GGML_TYPE_Q4_0> {           /* y = d * (q - 8) */
     static constexpr int block_size = QK4_0, type_size = sizeof(block_q4_0);
-    __device__ static void decode(const uint8_t *b, int, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
         const block_q4_0 *x = reinterpret_cast<const block_q4_0 *>(b);
         const float d = fp16_to_fp32(x->d);
-#pragma unroll
+UNROLL
         for (int j = 0; j < 16; j++) {
             y[j] = d * ((x->qs[j] & 0x0F) - 8);
             y[j + 16] = d * ((x->qs[j] >> 4) - 8);
@@ -174,10 +215,10 @@ template <> struct Block<GGML_TYPE_Q4_0> {           /* y = d * (q - 8) */
 
 template <> struct Block<GGML_TYPE_Q4_1> {           /* y = d * q + m */
     static constexpr int block_size = QK4_1, type_size = sizeof(block_q4_1);
-    __device__ static void decode(const uint8_t *b, int, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
         const block_q4_1 *x = reinterpret_cast<const block_q4_1 *>(b);
         const float d = fp16_to_fp32(x->d), m = fp16_to_fp32(x->m);
-#pragma unroll
+UNROLL
         for (int j = 0; j < 16; j++) {
             y[j] = mul_add(d, x->qs[j] & 0x0F, m);
             y[j + 16] = mul_add(d, x->qs[j] >> 4, m);
@@ -186,52 +227,52 @@ template <> struct Block<GGML_TYPE_Q4_1> {           /* y = d * q + m */
 };
 
 /* 5-bit quant j (0..31) of a Q5_0/Q5_1 block: nibble of qs, 5th bit j of qh */
-__device__ __forceinline__ int q5_quant(const uint8_t *qs, uint32_t qh, int j) {
+__host__ __device__ __forceinline__ int q5_quant(const uint8_t *qs, uint32_t qh, int j) {
     const int nibble = j < 16 ? (qs[j] & 0x0F) : (qs[j - 16] >> 4);
     return nibble | (int)(((qh >> j) & 1) << 4);
 }
 
 template <> struct Block<GGML_TYPE_Q5_0> {           /* y = d * (q - 16) */
     static constexpr int block_size = QK5_0, type_size = sizeof(block_q5_0);
-    __device__ static void decode(const uint8_t *b, int, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
         const block_q5_0 *x = reinterpret_cast<const block_q5_0 *>(b);
         const float d = fp16_to_fp32(x->d);
         const uint32_t qh = load_u32(x->qh);
-#pragma unroll
+UNROLL
         for (int j = 0; j < 32; j++) y[j] = d * (q5_quant(x->qs, qh, j) - 16);
     }
 };
 
 template <> struct Block<GGML_TYPE_Q5_1> {           /* y = d * q + m */
     static constexpr int block_size = QK5_1, type_size = sizeof(block_q5_1);
-    __device__ static void decode(const uint8_t *b, int, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
         const block_q5_1 *x = reinterpret_cast<const block_q5_1 *>(b);
         const float d = fp16_to_fp32(x->d), m = fp16_to_fp32(x->m);
         const uint32_t qh = load_u32(x->qh);
-#pragma unroll
+UNROLL
         for (int j = 0; j < 32; j++) y[j] = mul_add(d, q5_quant(x->qs, qh, j), m);
     }
 };
 
 template <> struct Block<GGML_TYPE_Q8_0> {           /* y = q * d */
     static constexpr int block_size = QK8_0, type_size = sizeof(block_q8_0);
-    __device__ static void decode(const uint8_t *b, int, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
         const block_q8_0 *x = reinterpret_cast<const block_q8_0 *>(b);
         const float d = fp16_to_fp32(x->d);
-#pragma unroll
+UNROLL
         for (int j = 0; j < 32; j++) y[j] = x->qs[j] * d;
     }
 };
 
 template <> struct Block<GGML_TYPE_IQ4_NL> {         /* y = d * kvalues_iq4nl[q] */
     static constexpr int block_size = QK4_NL, type_size = sizeof(block_iq4_nl);
-    __device__ static void decode(const uint8_t *b, int, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
         const block_iq4_nl *x = reinterpret_cast<const block_iq4_nl *>(b);
         const float d = fp16_to_fp32(x->d);
-#pragma unroll
+UNROLL
         for (int j = 0; j < 16; j++) {
-            y[j] = d * kvalues_iq4nl[x->qs[j] & 0x0F];
-            y[j + 16] = d * kvalues_iq4nl[x->qs[j] >> 4];
+            y[j] = d * kvalue_iq4nl(x->qs[j] & 0x0F);
+            y[j + 16] = d * kvalue_iq4nl(x->qs[j] >> 4);
         }
     }
 };
@@ -242,16 +283,16 @@ template <> struct Block<GGML_TYPE_IQ4_NL> {         /* y = d * kvalues_iq4nl[q]
 
 template <> struct Block<GGML_TYPE_Q2_K> {           /* y = d * (sc & 15) * q - dmin * (sc >> 4) */
     static constexpr int block_size = QK_K, type_size = sizeof(block_q2_K);
-    __device__ static void decode(const uint8_t *b, int s, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
         const block_q2_K *x = reinterpret_cast<const block_q2_K *>(b);
         const float d = fp16_to_fp32(x->d), dmin = fp16_to_fp32(x->dmin);
         const uint8_t *qs = x->qs + 32 * (s / 4);
         const int shift = 2 * (s % 4);
-#pragma unroll
+UNROLL
         for (int half = 0; half < 2; half++) {                   /* 16 elements per scale */
             const int sc = x->scales[2 * s + half];
             const float dl = d * (sc & 0x0F), ml = dmin * (sc >> 4);
-#pragma unroll
+UNROLL
             for (int l = 16 * half; l < 16 * half + 16; l++) y[l] = mul_sub(dl, (qs[l] >> shift) & 3, ml);
         }
     }
@@ -261,20 +302,20 @@ template <> struct Block<GGML_TYPE_Q3_K> {           /* y = d * S * (L - 4), S 6
     static constexpr int block_size = QK_K, type_size = sizeof(block_q3_K);
     /* scale g (0..15): low 4 bits in scales[g % 8] (low nibble if g < 8), 2 high bits
      * at bits 2 (g / 4) of scales[8 + g % 4]; stored +32 */
-    __device__ static int scale(const uint8_t *sc, int g) {
+    __host__ __device__ static int scale(const uint8_t *sc, int g) {
         const int low4 = g < 8 ? (sc[g] & 0x0F) : (sc[g - 8] >> 4);
         const int hi2 = (sc[8 + g % 4] >> (2 * (g / 4))) & 3;
         return (low4 | (hi2 << 4)) - 32;
     }
-    __device__ static void decode(const uint8_t *b, int s, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
         const block_q3_K *x = reinterpret_cast<const block_q3_K *>(b);
         const float d = fp16_to_fp32(x->d);
         const uint8_t *qs = x->qs + 32 * (s / 4);
         const int shift = 2 * (s % 4);
-#pragma unroll
+UNROLL
         for (int half = 0; half < 2; half++) {
             const float dl = d * scale(x->scales, 2 * s + half);
-#pragma unroll
+UNROLL
             for (int l = 16 * half; l < 16 * half + 16; l++) {
                 const int low = (qs[l] >> shift) & 3, hb = (x->hmask[l] >> s) & 1;
                 y[l] = dl * (low + 4 * hb - 4);
@@ -284,7 +325,7 @@ template <> struct Block<GGML_TYPE_Q3_K> {           /* y = d * S * (L - 4), S 6
 };
 
 /* Q4_K/Q5_K: 6-bit scale and min of sub-block s (ggml's get_scale_min_k4) */
-__device__ __forceinline__ void scale_min_k4(int s, const uint8_t *q, int *sc, int *m) {
+__host__ __device__ __forceinline__ void scale_min_k4(int s, const uint8_t *q, int *sc, int *m) {
     if (s < 4) {
         *sc = q[s] & 63;
         *m = q[s + 4] & 63;
@@ -296,28 +337,28 @@ __device__ __forceinline__ void scale_min_k4(int s, const uint8_t *q, int *sc, i
 
 template <> struct Block<GGML_TYPE_Q4_K> {           /* y = d * sc * q - dmin * m */
     static constexpr int block_size = QK_K, type_size = sizeof(block_q4_K);
-    __device__ static void decode(const uint8_t *b, int s, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
         const block_q4_K *x = reinterpret_cast<const block_q4_K *>(b);
         int sc, m;
         scale_min_k4(s, x->scales, &sc, &m);
         const float d1 = fp16_to_fp32(x->d) * sc, m1 = fp16_to_fp32(x->dmin) * m;
         const uint8_t *qs = x->qs + 32 * (s / 2);                  /* low nibbles: even s */
         const int shift = 4 * (s % 2);
-#pragma unroll
+UNROLL
         for (int l = 0; l < 32; l++) y[l] = mul_sub(d1, (qs[l] >> shift) & 0x0F, m1);
     }
 };
 
 template <> struct Block<GGML_TYPE_Q5_K> {           /* as Q4_K with bit s of qh[l] as 5th bit */
     static constexpr int block_size = QK_K, type_size = sizeof(block_q5_K);
-    __device__ static void decode(const uint8_t *b, int s, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
         const block_q5_K *x = reinterpret_cast<const block_q5_K *>(b);
         int sc, m;
         scale_min_k4(s, x->scales, &sc, &m);
         const float d1 = fp16_to_fp32(x->d) * sc, m1 = fp16_to_fp32(x->dmin) * m;
         const uint8_t *qs = x->qs + 32 * (s / 2);
         const int shift = 4 * (s % 2);
-#pragma unroll
+UNROLL
         for (int l = 0; l < 32; l++) {
             const int q = ((qs[l] >> shift) & 0x0F) | (((x->qh[l] >> s) & 1) << 4);
             y[l] = mul_sub(d1, q, m1);
@@ -327,15 +368,15 @@ template <> struct Block<GGML_TYPE_Q5_K> {           /* as Q4_K with bit s of qh
 
 template <> struct Block<GGML_TYPE_Q6_K> {           /* y = d * scales[e / 16] * (q - 32) */
     static constexpr int block_size = QK_K, type_size = sizeof(block_q6_K);
-    __device__ static void decode(const uint8_t *b, int s, float *y) {
+    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
         const block_q6_K *x = reinterpret_cast<const block_q6_K *>(b);
         const float d = fp16_to_fp32(x->d);
         const int h = s / 4, j = s % 4;
         const uint8_t *ql = x->ql + 64 * h + 32 * (j & 1), *qh = x->qh + 32 * h;
-#pragma unroll
+UNROLL
         for (int half = 0; half < 2; half++) {
             const float dl = d * x->scales[2 * s + half];
-#pragma unroll
+UNROLL
             for (int l = 16 * half; l < 16 * half + 16; l++) {
                 const int q = ((ql[l] >> (4 * (j >> 1))) & 0x0F) | (((qh[l] >> (2 * j)) & 3) << 4);
                 y[l] = dl * (q - 32);
@@ -346,7 +387,7 @@ template <> struct Block<GGML_TYPE_Q6_K> {           /* y = d * scales[e / 16] *
 
 /* chunk c of a row: sub-block c % (block_size / 32) of block c / (block_size / 32) */
 template <int TYPE>
-__device__ __forceinline__ void decode_chunk(const uint8_t *row, int64_t c, float *y) {
+__host__ __device__ __forceinline__ void decode_chunk(const uint8_t *row, int64_t c, float *y) {
     constexpr int subs = Block<TYPE>::block_size / CHUNK;
     Block<TYPE>::decode(row + (c / subs) * Block<TYPE>::type_size, (int)(c % subs), y);
 }
@@ -357,7 +398,7 @@ __device__ __forceinline__ void decode_chunk(const uint8_t *row, int64_t c, floa
 __device__ __forceinline__ float dot_chunk(const float *w, const float *x) {
     const float4 *x4 = reinterpret_cast<const float4 *>(x);
     float s = 0.0f;
-#pragma unroll
+UNROLL
     for (int i = 0; i < CHUNK / 4; i++) {
         const float4 v = __ldg(x4 + i);
         s = fmaf(w[4 * i], v.x, s);
@@ -381,11 +422,11 @@ __global__ void matmul_kernel(const uint8_t *__restrict__ w, int64_t w_stride, i
     for (int64_t c = lane; c < n_chunks; c += WARP) {
         float wc[CHUNK];
         decode_chunk<TYPE>(row, c, wc);
-#pragma unroll
+UNROLL
         for (int t = 0; t < MAX_TOK; t++)
             if (t < n_tok) acc[t] += dot_chunk(wc, x + t * ldx + c * CHUNK);
     }
-#pragma unroll
+UNROLL
     for (int t = 0; t < MAX_TOK; t++) {
         if (t >= n_tok) break;                                  /* uniform across the warp */
         const float sum = warp_sum(acc[t]);
@@ -406,7 +447,7 @@ __global__ void get_rows_kernel(const uint8_t *__restrict__ w, int64_t w_stride,
     for (int64_t c = threadIdx.x; c < n_chunks; c += blockDim.x) {
         float wc[CHUNK];
         decode_chunk<TYPE>(row, c, wc);
-#pragma unroll
+UNROLL
         for (int e = 0; e < CHUNK; e++) o[c * CHUNK + e] = wc[e];
     }
 }
@@ -459,7 +500,7 @@ __global__ void rms_norm_kernel(const float *x, const float *weight, float *y, i
     float *yr = y + blockIdx.x * n;
     double sum = 0.0;                                  /* squares in float, summed in double */
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += (double)(xr[i] * xr[i]);
-#pragma unroll
+UNROLL
     for (int offset = WARP / 2; offset > 0; offset >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
     if (threadIdx.x % WARP == 0) partial[threadIdx.x / WARP] = sum;
     __syncthreads();
@@ -515,7 +556,7 @@ __global__ void attention_kernel(const float *q, const __half *k_cache, const __
     const float *qh = q + (t * n_head + h) * head_dim;
 
     float qv[MAX_DPL], o[MAX_DPL];
-#pragma unroll
+UNROLL
     for (int i = 0; i < MAX_DPL; i++) {
         qv[i] = i < dpl ? qh[lane + WARP * i] : 0.0f;
         o[i] = 0.0f;
@@ -525,14 +566,14 @@ __global__ void attention_kernel(const float *q, const __half *k_cache, const __
         const __half *kj = k_cache + j * kv_stride + g * head_dim;
         const __half *vj = v_cache + j * kv_stride + g * head_dim;
         float dot = 0.0f;
-#pragma unroll
+UNROLL
         for (int i = 0; i < MAX_DPL; i++)
             if (i < dpl) dot = fmaf(qv[i], __half2float(kj[lane + WARP * i]), dot);
         const float score = warp_sum(dot) * scale;
         const float m_new = fmaxf(m, score);
         const float correction = expf(m - m_new), p = expf(score - m_new);
         l = l * correction + p;
-#pragma unroll
+UNROLL
         for (int i = 0; i < MAX_DPL; i++)
             if (i < dpl) o[i] = o[i] * correction + p * __half2float(vj[lane + WARP * i]);
         m = m_new;
@@ -541,7 +582,7 @@ __global__ void attention_kernel(const float *q, const __half *k_cache, const __
         warp_m[warp] = m;
         warp_l[warp] = l;
     }
-#pragma unroll
+UNROLL
     for (int i = 0; i < MAX_DPL; i++)
         if (i < dpl) warp_o[warp][lane + WARP * i] = o[i];
     __syncthreads();
@@ -549,7 +590,7 @@ __global__ void attention_kernel(const float *q, const __half *k_cache, const __
     float m_all = -INFINITY;
     for (int w = 0; w < ATTN_WARPS; w++) m_all = fmaxf(m_all, warp_m[w]);
     float l_all = 0.0f, weight[ATTN_WARPS];
-#pragma unroll
+UNROLL
     for (int w = 0; w < ATTN_WARPS; w++) {
         weight[w] = expf(warp_m[w] - m_all);           /* 0 for a warp that saw no position */
         l_all += warp_l[w] * weight[w];
@@ -557,7 +598,7 @@ __global__ void attention_kernel(const float *q, const __half *k_cache, const __
     float *oh = out + (t * n_head + h) * head_dim;
     for (int dim = warp * WARP + lane; dim < head_dim; dim += ATTN_WARPS * WARP) {
         float sum = 0.0f;
-#pragma unroll
+UNROLL
         for (int w = 0; w < ATTN_WARPS; w++) sum += warp_o[w][dim] * weight[w];
         oh[dim] = sum / l_all;
     }

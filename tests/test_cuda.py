@@ -93,25 +93,6 @@ def test_product_kernels_keep_decoded_blocks_in_registers(compiled):
     assert all(int(size) == 0 for _, size in frames), frames
 
 
-# ----------------------------------------------------------------------------- on a GPU
-
-HP = HParams(arch="qwen2", n_vocab=512, n_ctx_train=512, n_embd=256, n_layer=2, n_head=8,
-             n_head_kv=2, n_ff=512, head_dim=32, n_rot=32, rope_mode=ROPE_NEOX, rope_base=10000.0,
-             rms_eps=1e-6)
-
-
-@pytest.fixture(scope="module")
-def gpu():
-    """A CudaDevice; skips without one, unless PYGGML_REQUIRE_GPU=1 (tools/gpu_check.sh) makes
-    a missing device a failure."""
-    try:
-        return cuda.CudaDevice(HP)
-    except BackendError as exc:
-        if os.environ.get("PYGGML_REQUIRE_GPU") == "1":
-            pytest.fail(f"PYGGML_REQUIRE_GPU=1 but: {exc}")
-        pytest.skip(f"no CUDA device: {exc}")
-
-
 # fp16 fields (byte offsets in a block) that random bytes must not fill with inf/NaN
 FP16_FIELDS = {GGMLType.Q4_0: [0], GGMLType.Q4_1: [0, 2], GGMLType.Q5_0: [0],
                GGMLType.Q5_1: [0, 2], GGMLType.Q8_0: [0], GGMLType.IQ4_NL: [0],
@@ -142,6 +123,90 @@ def random_rows(ggml_type: GGMLType, n_rows: int, k: int, seed: int) -> np.ndarr
 def dequantized(ggml_type, rows: np.ndarray, k: int) -> np.ndarray:
     from pyggml import quants
     return quants.dequantize(int(ggml_type), rows, (rows.shape[0], k))
+
+
+# The decoders (Block<TYPE>::decode) are __host__ __device__: this program runs them on the CPU.
+HOST_DECODER = r"""
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include "pyggml_cuda.cu"
+
+template <int TYPE>
+static void decode_row(const uint8_t *row, int64_t k, float *out) {
+    for (int64_t c = 0; c < k / CHUNK; c++) decode_chunk<TYPE>(row, c, out + c * CHUNK);
+}
+
+#define CASE(T) case T: decode_row<T>(row, k, out.data()); break;
+
+/* decode TYPE K N_ROWS: N_ROWS rows of TYPE on stdin -> N_ROWS x K float32 on stdout */
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    const int type = atoi(argv[1]);
+    const int64_t k = atoll(argv[2]), n_rows = atoll(argv[3]);
+    const int64_t row_bytes = pyggml_cuda_row_bytes(type, k);
+    if (row_bytes < 0) return 3;
+    std::vector<uint8_t> rows(n_rows * row_bytes);
+    std::vector<float> out(k);
+    if (fread(rows.data(), 1, rows.size(), stdin) != rows.size()) return 4;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const uint8_t *row = rows.data() + r * row_bytes;
+        switch (type) {
+            CASE(GGML_TYPE_F32) CASE(GGML_TYPE_F16) CASE(GGML_TYPE_BF16) CASE(GGML_TYPE_Q4_0)
+            CASE(GGML_TYPE_Q4_1) CASE(GGML_TYPE_Q5_0) CASE(GGML_TYPE_Q5_1) CASE(GGML_TYPE_Q8_0)
+            CASE(GGML_TYPE_IQ4_NL) CASE(GGML_TYPE_Q2_K) CASE(GGML_TYPE_Q3_K) CASE(GGML_TYPE_Q4_K)
+            CASE(GGML_TYPE_Q5_K) CASE(GGML_TYPE_Q6_K)
+            default: return 5;
+        }
+        fwrite(out.data(), sizeof(float), k, stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def host_decoder(tmp_path_factory):
+    """The CUDA decoders compiled into a CPU program (no GPU needed)."""
+    nvcc = find_nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found: the CUDA sources cannot be compiled here")
+    folder = tmp_path_factory.mktemp("decoder")
+    (folder / "decode.cu").write_text(HOST_DECODER)
+    cmd = [nvcc, "-arch=sm_90", "-std=c++17", "-Xcompiler", "-ffp-contract=off", "-I",
+           str(SOURCE.parent), str(folder / "decode.cu"), "-o", str(folder / "decode")]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout}{result.stderr}"
+    return folder / "decode"
+
+
+
+@pytest.mark.parametrize("ggml_type", TYPES, ids=lambda t: t.name)
+def test_cuda_decoders_equal_the_cpu_dequantization_exactly(host_decoder, ggml_type):
+    """Every type's Block<TYPE>::decode, run on the CPU, is bit-exact with pyggml.quants."""
+    k, n_rows = 256 * 3, 9
+    raw = random_rows(ggml_type, n_rows, k, seed=100 + int(ggml_type))
+    result = subprocess.run([str(host_decoder), str(int(ggml_type)), str(k), str(n_rows)],
+                            input=raw.tobytes(), capture_output=True, check=True)
+    decoded = np.frombuffer(result.stdout, np.float32).reshape(n_rows, k)
+    np.testing.assert_array_equal(decoded, dequantized(ggml_type, raw, k))
+# ----------------------------------------------------------------------------- on a GPU
+
+HP = HParams(arch="qwen2", n_vocab=512, n_ctx_train=512, n_embd=256, n_layer=2, n_head=8,
+             n_head_kv=2, n_ff=512, head_dim=32, n_rot=32, rope_mode=ROPE_NEOX, rope_base=10000.0,
+             rms_eps=1e-6)
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    """A CudaDevice; skips without one, unless PYGGML_REQUIRE_GPU=1 (tools/gpu_check.sh) makes
+    a missing device a failure."""
+    try:
+        return cuda.CudaDevice(HP)
+    except BackendError as exc:
+        if os.environ.get("PYGGML_REQUIRE_GPU") == "1":
+            pytest.fail(f"PYGGML_REQUIRE_GPU=1 but: {exc}")
+        pytest.skip(f"no CUDA device: {exc}")
 
 
 @pytest.mark.gpu
