@@ -5,16 +5,18 @@ threads) and on a portable build made here by setup.py's hook (-march=x86-64, no
 OpenMP: the scalar reference kernels, scalar fp16 conversion), so both code paths
 of each kernel are held to the same oracles:
 
-- dequantization: bit-exact with gguf-py (gguf.quants.dequantize), on random blocks
-  and on every tensor of real llama.cpp-quantized fixture files;
+- dequantization: bit-exact with gguf-py (gguf.quants.dequantize) and with
+  pyggml.quants' numpy reference layer, on random blocks and on every tensor of real
+  llama.cpp-quantized fixture files;
 - activation quantization: byte-identical to a numpy transcription of ggml's
-  quantize_row_q8_K_ref / q8_0_ref / q8_1_ref (and to gguf-py's Q8_0 quantizer),
-  plus hand-checked rounding cases;
+  quantize_row_q8_K_ref / q8_0_ref / q8_1_ref, to gguf-py's Q8_0 quantizer and to
+  pyggml.quants.quantize_activations (numba), plus hand-checked rounding cases;
 - products: within a stated tolerance of the float64 product of the dequantized
   weights and the DEquantized activations (only the float summation order differs),
   within the activation-rounding bound of the float64 product with the original
-  activations, equal to the scalar reference, and independent (bit for bit) of the
-  thread count and of how many activation rows are computed together.
+  activations, equal to the scalar reference and to pyggml.quants.matmul_q8 (numba)
+  up to float summation order, and independent (bit for bit) of the thread count and
+  of how many activation rows are computed together.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import numpy as np
 import pytest
 
 import pyggml
+from pyggml import quants
 from pyggml.backends import cpu_c
 from pyggml.errors import BackendError, UnsupportedTypeError, UsageError
 from pyggml.format.constants import TYPE_TRAITS, GGMLType as G
@@ -191,6 +194,8 @@ def test_dequantize_random_blocks_exactly_as_gguf(build, t):
     expected = gguf_dequantize(t, W, 768)
     got = cpu_c.dequantize_rows(t, W, None)
     np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    reference = quants.get(t).dequantize_ref(W.reshape(-1, TYPE_TRAITS[t][1])).reshape(9, 768)
+    np.testing.assert_array_equal(got.view(np.uint32), reference.view(np.uint32))
     rows = np.array([8, 0, 3, 3, 7])                     # any order, repeats allowed
     np.testing.assert_array_equal(cpu_c.dequantize_rows(t, W, rows, 768), expected[rows])
     assert cpu_c.dequantize(t, W.reshape(3, 3, -1).copy(), (3, 3, 768)).shape == (3, 3, 768)
@@ -239,6 +244,7 @@ def test_quantize_activations_byte_identical_to_ggml_ref(build, fmt):
     expected = q8_K_ref(x) if fmt == G.Q8_K else q8_0_ref(x, with_sum=fmt == G.Q8_1)
     got = cpu_c.quantize_activations(x, fmt)
     np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, quants.quantize_activations(x, fmt))
 
 
 @pytest.mark.oracle
@@ -303,6 +309,12 @@ def test_products_match_float64_of_dequantized_operands(build, t, n_act):
     assert np.all(np.abs(out - x64) <= rounding + 1e-5 * scale + 1e-30)
     # quantize + product in one call gives the same bits
     np.testing.assert_array_equal(cpu_c.matmul(t, W, x), out)
+    # the numba kernels of pyggml.quants compute the same (they pair F16/BF16 weights with
+    # F16/BF16 activations, like ggml; the C kernels keep f32 activations)
+    if t in QUANTS:
+        numba_out = np.empty_like(out)
+        quants.matmul_q8(t, W, xq, numba_out)
+        assert np.all(np.abs(out - numba_out) <= 1e-5 * scale + 1e-30)
     # and the scalar reference agrees
     lib, ffi = cpu_c.load(), cpu_c._state["ffi"]
     ref = ffi.new("float *")

@@ -134,7 +134,7 @@ class Ggml:
             outs.append(out)
 
         def run(n_threads: int):
-            assert self.base.ggml_graph_compute_with_ctx(ctx, graph, n_threads) == 0
+            assert self.cpu.ggml_graph_compute_with_ctx(ctx, graph, n_threads) == 0
 
         def result(i: int) -> np.ndarray:
             ptr = ctypes.cast(self.base.ggml_get_data(outs[i]), ctypes.POINTER(ctypes.c_float))
@@ -226,7 +226,8 @@ def prefill(types, ggml, repeats, n_act=128):
                 gflops = flop / median_time(lambda: run(2), repeats) / 1e9
                 err = np.abs(result(0) - group(x)[0]).max() / np.abs(result(0)).max()
                 free()
-                assert err < 1e-4, f"pyggml and ggml disagree on {t.name} {n}x{k}: {err:.1e}"
+                # (ggml's AVX2 Q8_0 quantizer rounds half to even, the reference away from zero)
+                assert err < 3e-3, f"pyggml and ggml disagree on {t.name} {n}x{k}: {err:.1e}"
                 gg, ratio = f"{gflops:7.1f}", f"{c2 / gflops:9.2f}"
             print(f"{t.name:7} {n:>5}x{k:<5} | {c1:6.1f} {c2:6.1f} {gg} | {ratio}", flush=True)
 
