@@ -29,7 +29,10 @@ class QuantType:
     block_size: int                 # numbers per block
     type_size: int                  # bytes per block
     vec_dot_type: GGMLType          # format the activations are converted to for a product
-    fp16_offsets: tuple[int, ...] = ()   # byte offsets of the block's fp16 fields (d, dmin, m)
+    # the block struct: (ggml field name, byte offset, byte count, what it holds); the
+    # fields holding an fp16 say "fp16" first.  fp16_offsets is derived from it.
+    layout: tuple[tuple[str, int, int, str], ...] = ()
+    fp16_offsets: tuple[int, ...] = ()
 
     # fast layer, set by each concrete type (numba dispatchers)
     dequant_kernel = None           # (W uint8 (n_rows, row_bytes), rows int64, out f32) -> None
@@ -42,6 +45,8 @@ class QuantType:
             cls.ggml_type = ggml_type
             cls.name = ggml_type.name
             cls.block_size, cls.type_size = TYPE_TRAITS[ggml_type]
+        if "layout" in cls.__dict__:
+            cls.fp16_offsets = tuple(o for _, o, _, what in cls.layout if what.startswith("fp16"))
 
     # ------------------------------------------------------------------ reference layer
 

@@ -44,6 +44,7 @@ class FloatType(QuantType):
 class F32(FloatType, ggml_type=GGMLType.F32):
     """IEEE binary32, little-endian."""
     vec_dot_type = GGMLType.F32
+    layout = (("value", 0, 4, "float32"),)
 
     @classmethod
     def dequantize_blocks(cls, blocks):
@@ -58,7 +59,7 @@ class F16(FloatType, ggml_type=GGMLType.F16):
     """IEEE binary16; float32 -> F16 rounds to nearest even (ggml's GGML_FP32_TO_FP16)."""
     vec_dot_type = GGMLType.F16
     view_dtype = np.uint16
-    fp16_offsets = (0,)
+    layout = (("value", 0, 2, "fp16"),)
 
     @classmethod
     def dequantize_blocks(cls, blocks):
@@ -74,6 +75,7 @@ class BF16(FloatType, ggml_type=GGMLType.BF16):
     everything else rounds to nearest even on the 16 bits that are dropped."""
     vec_dot_type = GGMLType.BF16
     view_dtype = np.uint16
+    layout = (("value", 0, 2, "bfloat16"),)
 
     @classmethod
     def dequantize_blocks(cls, blocks):

@@ -44,7 +44,7 @@ class IQ4_NL(LegacyType, ggml_type=GGMLType.IQ4_NL):
     """
     vec_dot_type = GGMLType.Q8_0
     dequant_kernel = fast.dequant_iq4_nl
-    fp16_offsets = (0,)
+    layout = (("d", 0, 2, "fp16 scale"), ("qs", 2, 16, "32 4-bit indices into kvalues"))
 
     @classmethod
     def fields(cls, blocks):

@@ -116,7 +116,8 @@ class Q2_K(KType, ggml_type=GGMLType.Q2_K):
     scales and mins relative to the largest of each).
     """
     dequant_kernel = fast.dequant_q2_K
-    fp16_offsets = (80, 82)
+    layout = (("scales", 0, 16, "4-bit scale | 4-bit min << 4"), ("qs", 16, 64, "2-bit quants"),
+              ("d", 80, 2, "fp16 scale of the scales"), ("dmin", 82, 2, "fp16 scale of the mins"))
     sub_block = 16
 
     @classmethod
@@ -166,7 +167,8 @@ class Q3_K(KType, ggml_type=GGMLType.Q3_K):
     Quantizer: quantize_row_q3_K_ref (make_q3_quants per sub-block, 6-bit scales).
     """
     dequant_kernel = fast.dequant_q3_K
-    fp16_offsets = (108,)
+    layout = (("hmask", 0, 32, "high bits"), ("qs", 32, 64, "low 2 bits"),
+              ("scales", 96, 12, "16 6-bit scales"), ("d", 108, 2, "fp16 scale of the scales"))
     sub_block = 16
 
     @classmethod
@@ -215,7 +217,8 @@ class Q4_K(KType, ggml_type=GGMLType.Q4_K):
     weights av_x + |x|, then 6-bit scales and mins relative to the largest of each).
     """
     dequant_kernel = fast.dequant_q4_K
-    fp16_offsets = (0, 2)
+    layout = (("d", 0, 2, "fp16 scale of the scales"), ("dmin", 2, 2, "fp16 scale of the mins"),
+              ("scales", 4, 12, "8 6-bit scales, 8 6-bit mins"), ("qs", 16, 128, "4-bit quants"))
     sub_block = 32
     nmax, rmin, rdelta, nstep = 15, -1.0, 0.1, 20           # make_qkx2_quants arguments
 
@@ -244,7 +247,9 @@ class Q5_K(KType, ggml_type=GGMLType.Q5_K):
     Quantizer: quantize_row_q5_K_ref (as Q4_K with 31 levels).
     """
     dequant_kernel = fast.dequant_q5_K
-    fp16_offsets = (0, 2)
+    layout = (("d", 0, 2, "fp16 scale of the scales"), ("dmin", 2, 2, "fp16 scale of the mins"),
+              ("scales", 4, 12, "8 6-bit scales, 8 6-bit mins"), ("qh", 16, 32, "5th bits"),
+              ("qs", 48, 128, "low 4 bits"))
     sub_block = 32
     nmax, rmin, rdelta, nstep = 31, -0.5, 0.1, 15
 
@@ -276,7 +281,8 @@ class Q6_K(KType, ggml_type=GGMLType.Q6_K):
     Quantizer: quantize_row_q6_K_ref (make_qx_quants per sub-block, int8 scales).
     """
     dequant_kernel = fast.dequant_q6_K
-    fp16_offsets = (208,)
+    layout = (("ql", 0, 128, "low 4 bits"), ("qh", 128, 64, "high 2 bits"),
+              ("scales", 192, 16, "16 int8 scales"), ("d", 208, 2, "fp16 scale of the scales"))
     sub_block = 16
 
     @classmethod

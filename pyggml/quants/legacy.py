@@ -90,7 +90,7 @@ class Q4_0(LegacyType, ggml_type=GGMLType.Q4_0):
     """
     vec_dot_type = GGMLType.Q8_0
     dequant_kernel = fast.dequant_q4_0
-    fp16_offsets = (0,)
+    layout = (("d", 0, 2, "fp16 scale"), ("qs", 2, 16, "32 4-bit quants"))
 
     @classmethod
     def fields(cls, blocks):
@@ -119,7 +119,8 @@ class Q4_1(LegacyType, ggml_type=GGMLType.Q4_1):
     """
     vec_dot_type = GGMLType.Q8_1
     dequant_kernel = fast.dequant_q4_1
-    fp16_offsets = (0, 2)
+    layout = (("d", 0, 2, "fp16 scale"), ("m", 2, 2, "fp16 minimum"),
+              ("qs", 4, 16, "32 4-bit quants"))
 
     @classmethod
     def fields(cls, blocks):
@@ -145,7 +146,8 @@ class Q5_0(LegacyType, ggml_type=GGMLType.Q5_0):
     """
     vec_dot_type = GGMLType.Q8_0
     dequant_kernel = fast.dequant_q5_0
-    fp16_offsets = (0,)
+    layout = (("d", 0, 2, "fp16 scale"), ("qh", 2, 4, "5th bits, uint32 LE"),
+              ("qs", 6, 16, "low 4 bits"))
 
     @classmethod
     def fields(cls, blocks):
@@ -175,7 +177,8 @@ class Q5_1(LegacyType, ggml_type=GGMLType.Q5_1):
     """
     vec_dot_type = GGMLType.Q8_1
     dequant_kernel = fast.dequant_q5_1
-    fp16_offsets = (0, 2)
+    layout = (("d", 0, 2, "fp16 scale"), ("m", 2, 2, "fp16 minimum"),
+              ("qh", 4, 4, "5th bits, uint32 LE"), ("qs", 8, 16, "low 4 bits"))
 
     @classmethod
     def fields(cls, blocks):
@@ -205,7 +208,7 @@ class Q8_0(LegacyType, ggml_type=GGMLType.Q8_0):
     """
     vec_dot_type = GGMLType.Q8_0
     dequant_kernel = fast.dequant_q8_0
-    fp16_offsets = (0,)
+    layout = (("d", 0, 2, "fp16 scale"), ("qs", 2, 32, "32 int8 quants"))
     quantize_kernel = quantize_q8_0_or_1
 
     @classmethod

@@ -43,6 +43,8 @@ from .jit import f32_to_f16, nearest_int as nearest_int_jit, round_away
 class Q8_K(QuantType, ggml_type=GGMLType.Q8_K):
     """Activations of the K-quant products (never stored in files)."""
     vec_dot_type = GGMLType.Q8_K
+    layout = (("d", 0, 4, "float32 scale"), ("qs", 4, 256, "int8 quants"),
+              ("bsums", 260, 32, "16 int16 sums of 16 qs"))
 
     @classmethod
     def fields(cls, blocks):
@@ -72,7 +74,7 @@ class Q8_K(QuantType, ggml_type=GGMLType.Q8_K):
 class Q8_1(QuantType, ggml_type=GGMLType.Q8_1):
     """Activations of the Q4_1/Q5_1 products (never stored in files)."""
     vec_dot_type = GGMLType.Q8_1
-    fp16_offsets = (0, 2)
+    layout = (("d", 0, 2, "fp16 scale"), ("s", 2, 2, "fp16 d * sum(qs)"), ("qs", 4, 32, "int8 quants"))
 
     @classmethod
     def fields(cls, blocks):

@@ -1,0 +1,125 @@
+"""``pyggml quantize`` against llama.cpp's llama-quantize --pure, and ``pyggml inspect``
+against hand decoding and gguf-py."""
+from __future__ import annotations
+
+import ctypes
+import re
+
+import gguf
+import numpy as np
+import pytest
+
+import pyggml
+from pyggml.cli import main
+
+import make_model
+
+
+def llama_cpp_pure(src, dst, ftype: str):
+    """llama.cpp's quantization with --pure: one type for every weight matrix."""
+    import llama_cpp
+    make_model._quiet_llama()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    params.pure = True
+    params.nthread = 2
+    assert llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(),
+                                          ctypes.byref(params)) == 0
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("target, ftype", [("Q4_K", "Q4_K_M"), ("q3_k", "Q3_K_M")])
+def test_quantize_writes_llama_cpp_pure_bytes(model_path, tmp_path, capsys, target, ftype):
+    """Hidden size 896 exercises the shape fallbacks (Q4_K -> Q5_0, Q3_K -> Q4_0)."""
+    src = model_path("qwen2-896-f32")
+    ours, theirs = tmp_path / "ours.gguf", tmp_path / "theirs.gguf"
+    assert main(["quantize", str(src), str(ours), target]) == 0
+    llama_cpp_pure(src, theirs, ftype)
+    with pyggml.open(ours) as a, pyggml.open(theirs) as b:
+        assert set(a.tensors) == set(b.tensors)
+        for name, info in b.tensors.items():
+            assert a.tensors[name].type == info.type, name
+            assert np.array_equal(a.raw(name), b.raw(name)), name
+        for key in ("general.file_type", "general.quantization_version", "tokenizer.ggml.tokens"):
+            assert a.metadata[key] == b.metadata[key], key
+        assert len({i.type_name for i in a.tensors.values()}) == 3      # F32, TYPE, fallback
+    reader = gguf.GGUFReader(ours)                                       # gguf-py reads it too
+    assert len(reader.tensors) == len(b.tensors)
+
+
+def test_quantize_refuses_to_requantize_silently(model_path, tmp_path, capsys):
+    src = model_path("qwen2-tiny-q4_k_m")
+    assert main(["quantize", str(src), str(tmp_path / "out.gguf"), "Q8_0"]) == 2
+    assert "token_embd.weight is already Q6_K" in capsys.readouterr().err
+    assert not (tmp_path / "out.gguf").exists()
+    assert main(["quantize", str(src), str(tmp_path / "out.gguf"), "Q7_K"]) == 2
+    assert "can quantize to" in capsys.readouterr().err
+
+
+def get_scale_min_k4(j: int, q: bytes) -> tuple[int, int]:
+    """ggml-quants.c's get_scale_min_k4, transcribed (an independent decoding)."""
+    if j < 4:
+        return q[j] & 63, q[j + 4] & 63
+    return (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)
+
+
+def printed_floats(text: str) -> np.ndarray:
+    tail = text.split("floats y")[1].splitlines()[1:]
+    return np.array([float(v) for line in tail for v in line.split(":")[1].split()], np.float32)
+
+
+@pytest.mark.oracle
+def test_inspect_q4_k_block_field_by_field(model_path, capsys):
+    path = model_path("qwen2-tiny-q4_k_m")
+    name, index = "blk.0.ffn_gate.weight", 5                  # Q4_K, rows of 256
+    assert main(["inspect", str(path), name, "--block", str(index)]) == 0
+    out = capsys.readouterr().out
+    with pyggml.open(path) as f:
+        info = f.tensors[name]
+        block = bytes(f.raw(name)[144 * index:144 * index + 144])
+    assert info.type_name == "Q4_K"
+    assert f"block {index} of {info.n_elements // 256}: row 5, columns 0..255" in out
+    assert f"byte offset {info.offset + 144 * index}," in out
+    d = float(np.frombuffer(block[0:2], "<f2")[0])
+    dmin = float(np.frombuffer(block[2:4], "<f2")[0])
+    assert re.search(rf"d\s+@0\s+2 B .* = {d:.8g}\n\s+{block[0]:02x} {block[1]:02x}\n", out)
+    for j in range(8):
+        sc, m = get_scale_min_k4(j, block[4:16])
+        assert re.search(rf"\n\s+{j}: sc\s+{sc} -> \+?{d * sc:.6g}\s+m\s+{m} -> {dmin * m:.6g}\n", out)
+    expected = gguf.quants.dequantize(np.frombuffer(block, np.uint8).reshape(1, -1),
+                                      gguf.GGMLQuantizationType.Q4_K).reshape(-1)
+    np.testing.assert_allclose(printed_floats(out), expected, rtol=1e-5, atol=1e-12)
+    quants = [int(v) for line in out.split("quants q")[1].split("floats y")[0].splitlines()[1:]
+              if ":" in line for v in line.split(":")[1].split()]
+    assert quants[:32] == [b & 15 for b in block[16:48]]          # sub-block 0: low nibbles
+    assert quants[32:64] == [b >> 4 for b in block[16:48]]        # sub-block 1: high nibbles
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("fixture, name, type_name",
+                         [("qwen2-896-iq4_nl", "blk.0.attn_q.weight", "IQ4_NL"),
+                          ("qwen2-tiny-q4_k_m", "output.weight", "Q6_K"),
+                          ("qwen2-tiny-q3_k_m", "blk.0.ffn_up.weight", "Q3_K"),
+                          ("qwen2-896-q4_k_m", "blk.0.attn_q.weight", "Q5_0")])
+def test_inspect_shows_the_floats_gguf_py_decodes(model_path, capsys, fixture, name, type_name):
+    path = model_path(fixture)
+    with pyggml.open(path) as f:
+        if name not in f.tensors:                      # tied embeddings: no output.weight
+            name = "token_embd.weight"
+        info = f.tensors[name]
+        assert info.type_name == type_name
+        n_blocks = info.n_elements // gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[type_name]][0]
+        index = n_blocks - 1
+        assert main(["inspect", str(path), name, "--block", str(index)]) == 0
+        expected = f.dequantize(name).reshape(n_blocks, -1)[index]
+    out = capsys.readouterr().out
+    assert f"{name}  {type_name}" in out
+    np.testing.assert_allclose(printed_floats(out), expected, rtol=1e-5, atol=1e-12)
+
+
+def test_inspect_names_the_valid_block_range(model_path, capsys):
+    path = model_path("qwen2-tiny-q4_k_m")
+    assert main(["inspect", str(path), "blk.0.ffn_down.weight", "--block", "512"]) == 2
+    assert "has blocks 0..511" in capsys.readouterr().err
+    assert main(["inspect", str(path), "no.such.tensor"]) == 2
+    assert "no tensor named 'no.such.tensor'" in capsys.readouterr().err
