@@ -190,6 +190,208 @@ def test_cuda_decoders_equal_the_cpu_dequantization_exactly(host_decoder, ggml_t
                             input=raw.tobytes(), capture_output=True, check=True)
     decoded = np.frombuffer(result.stdout, np.float32).reshape(n_rows, k)
     np.testing.assert_array_equal(decoded, dequantized(ggml_type, raw, k))
+# ----------------------------------------------------------------------------- CudaDevice, without a GPU
+
+class NumpyCudaLib:
+    """libpyggml_cuda's ABI (kernels/pyggml_cuda.h) in numpy, on host memory.
+
+    It implements the header's contract with pyggml's CPU reference code, in the order
+    of pyggml.model.forward, so CudaDevice running on it must reproduce a SimulatedDevice
+    with GPUArithmetic bit for bit: this checks the Python side (which buffers, strides,
+    positions, flags and scales it passes) where there is no GPU.  Fresh allocations are
+    filled with 0xFF bytes (NaN floats), so reading memory nobody wrote shows up."""
+
+    def __init__(self, ffi, total_bytes: int):
+        self.ffi, self.total, self.used = ffi, total_bytes, 0
+        self.buffers = {}                 # address -> (the cdata keeping it alive, nbytes)
+        self.error = ffi.new("char[]", b"")
+
+    def _fail(self, message: str) -> int:
+        self.error = self.ffi.new("char[]", message.encode())
+        return -1
+
+    def _view(self, ptr, rows: int, cols: int, dtype, stride: int | None = None) -> np.ndarray:
+        """(rows, cols) of dtype at device address ptr, `stride` elements between rows."""
+        dtype, stride = np.dtype(dtype), cols if stride is None else stride
+        span = ((rows - 1) * stride + cols) * dtype.itemsize if rows else 0
+        flat = np.frombuffer(self.ffi.buffer(self.ffi.cast("char *", ptr), span), dtype)
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (stride * dtype.itemsize, dtype.itemsize))
+
+    def pyggml_cuda_abi_version(self):
+        return cuda.ABI_VERSION
+
+    def pyggml_cuda_last_error(self):
+        return self.error
+
+    def pyggml_cuda_device_count(self, count):
+        count[0] = 1
+        return 0
+
+    def pyggml_cuda_set_device(self, device, name, name_size, major, minor, n_sm):
+        self.ffi.memmove(name, b"numpy stand-in\0", 15)
+        major[0], minor[0], n_sm[0] = 9, 0, 1
+        return 0
+
+    def pyggml_cuda_mem_info(self, free, total):
+        free[0], total[0] = self.total - self.used, self.total
+        return 0
+
+    def pyggml_cuda_synchronize(self):
+        return 0
+
+    def pyggml_cuda_malloc(self, out, nbytes):
+        if self.used + nbytes > self.total:
+            return self._fail(f"cudaMalloc of {nbytes} bytes ({self.total - self.used} bytes free "
+                              f"of {self.total}): out of memory (cudaErrorMemoryAllocation)")
+        buf = self.ffi.new("char[]", max(nbytes, 1))
+        self.ffi.memmove(buf, b"\xff" * nbytes, nbytes)
+        out[0] = self.ffi.cast("void *", buf)
+        self.buffers[int(self.ffi.cast("uintptr_t", out[0]))] = (buf, nbytes)
+        self.used += nbytes
+        return 0
+
+    def pyggml_cuda_free(self, ptr):
+        self.used -= self.buffers.pop(int(self.ffi.cast("uintptr_t", ptr)))[1]
+        return 0
+
+    def pyggml_cuda_memset(self, ptr, value, nbytes):
+        self.ffi.memmove(ptr, bytes([value]) * nbytes, nbytes)
+        return 0
+
+    def pyggml_cuda_upload(self, dst, src, nbytes):
+        self.ffi.memmove(dst, src, nbytes)
+        return 0
+
+    pyggml_cuda_download = pyggml_cuda_upload
+
+    def pyggml_cuda_row_bytes(self, ggml_type, k):
+        if ggml_type not in {int(t) for t in TYPES} or k % 32:
+            return -1
+        block_size, type_size = TYPE_TRAITS[GGMLType(ggml_type)]
+        return k // block_size * type_size
+
+    def pyggml_cuda_matmul(self, ggml_type, w, w_stride, n_rows, k, x, ldx, n_tok, bias, out, ldo,
+                           accumulate):
+        from pyggml import quants
+        row_bytes = self.pyggml_cuda_row_bytes(ggml_type, k)
+        W = np.ascontiguousarray(self._view(w, n_rows, row_bytes, np.uint8, w_stride))
+        result = quants.matmul_exact(ggml_type, W, self._view(x, n_tok, k, np.float32, ldx))
+        if bias != self.ffi.NULL:
+            result += self._view(bias, 1, n_rows, np.float32)
+        o = self._view(out, n_tok, n_rows, np.float32, ldo)
+        o[...] = o + result if accumulate else result
+        return 0
+
+    def pyggml_cuda_get_rows(self, ggml_type, w, w_stride, n_w_rows, rows, n_rows, k, out, ldo):
+        from pyggml import quants
+        ids = np.frombuffer(self.ffi.buffer(rows, 8 * n_rows), np.int64)
+        row_bytes = self.pyggml_cuda_row_bytes(ggml_type, k)
+        W = np.ascontiguousarray(self._view(w, n_w_rows, row_bytes, np.uint8, w_stride))
+        self._view(out, n_rows, k, np.float32, ldo)[...] = quants.dequantize_rows(ggml_type, W, ids, k)
+        return 0
+
+    def pyggml_cuda_rms_norm(self, x, weight, y, n_rows, n, eps):
+        w = np.float32(1) if weight == self.ffi.NULL else self._view(weight, 1, n, np.float32)[0]
+        self._view(y, n_rows, n, np.float32)[...] = forward.rms_norm(
+            self._view(x, n_rows, n, np.float32).copy(), w, eps)
+        return 0
+
+    def pyggml_cuda_rope(self, x, n_tok, n_heads, head_dim, pos0, theta_scale, mode):
+        factors = np.full((n_tok, head_dim // 2), np.float32(theta_scale), np.float32)
+        factors[:, 0] = np.arange(pos0, pos0 + n_tok)
+        theta = np.cumprod(factors, axis=1, dtype=np.float32)     # the header's recurrence
+        v = self._view(x, n_tok, n_heads * head_dim, np.float32)
+        v[...] = forward.rope(v.reshape(n_tok, n_heads, head_dim).copy(), np.cos(theta),
+                              np.sin(theta), mode).reshape(n_tok, -1)
+        return 0
+
+    def pyggml_cuda_store_kv(self, k, v, k_cache, v_cache, pos0, n_tok, width):
+        for src, cache in ((k, k_cache), (v, v_cache)):
+            rows = self._view(cache, pos0 + n_tok, width, np.float16)[pos0:]
+            rows[...] = self._view(src, n_tok, width, np.float32)
+        return 0
+
+    def pyggml_cuda_attention(self, q, k_cache, v_cache, out, pos0, n_tok, n_head, n_head_kv,
+                              head_dim, scale):
+        if np.float32(scale) != np.float32(1.0 / np.sqrt(head_dim)):
+            return self._fail(f"attention: scale {scale} is not 1/sqrt({head_dim})")
+        n_kv, shape = pos0 + n_tok, (pos0 + n_tok, n_head_kv, head_dim)
+        keys = self._view(k_cache, n_kv, n_head_kv * head_dim, np.float16).reshape(shape)
+        values = self._view(v_cache, n_kv, n_head_kv * head_dim, np.float16).reshape(shape)
+        queries = self._view(q, n_tok, n_head * head_dim, np.float32).reshape(n_tok, n_head, head_dim)
+        self._view(out, n_tok, n_head * head_dim, np.float32)[...] = forward.attention(
+            queries, keys, values, pos0)
+        return 0
+
+    def pyggml_cuda_silu_mul(self, gate, up, out, n):
+        g, u = self._view(gate, 1, n, np.float32).copy(), self._view(up, 1, n, np.float32)
+        self._view(out, 1, n, np.float32)[...] = forward.silu_mul(g, u)
+        return 0
+
+
+@pytest.fixture
+def numpy_cuda(monkeypatch):
+    """Make pyggml.backends.cuda load the numpy stand-in (1 GiB of 'device memory')."""
+    import cffi
+    ffi = cffi.FFI()
+    ffi.cdef(cuda._cdef(HEADER))
+    lib = NumpyCudaLib(ffi, 1 << 30)
+    monkeypatch.setattr(cuda, "_state", {"ffi": ffi, "lib": lib, "path": Path("numpy stand-in")})
+    return lib
+
+
+def float_reference(path, n_gpu_layers):
+    """The same placement, the offloaded part done by a SimulatedDevice with GPUArithmetic."""
+    return gpu_check.load(path, n_gpu_layers, "simulated")
+
+
+@pytest.mark.parametrize("name", ["qwen2-tiny-q4_k_m", "smollm2-q4_1"])   # NEOX + biases, NORM
+def test_cuda_device_on_a_numpy_stand_in_reproduces_the_float_reference(numpy_cuda, model_path, name):
+    path = model_path(name)
+    ids = None
+    for n_gpu_layers in (1, -1):
+        model = gpu_check.load(path, n_gpu_layers, "cuda")
+        assert isinstance(model.gpu, cuda.CudaDevice)
+        ids = ids or model.tokenize(gpu_check.PROMPT)[:24]
+        reference = float_reference(path, n_gpu_layers)
+        np.testing.assert_array_equal(model.logits(ids), reference.logits(ids))
+        for token in ids[:2]:                                          # decode steps after it
+            np.testing.assert_array_equal(model.eval([token]), reference.eval([token]))
+        hp, device = model.hparams, model.gpu
+        assert device.traffic.uploaded == model.plan.gpu_weight_bytes
+        device.traffic.reset()
+        model.eval([ids[2]])
+        hidden = hp.n_embd * 4
+        assert device.traffic.to_device == hidden
+        assert (device.traffic.to_host, device.traffic.logits) == (
+            (0, hp.n_vocab * 4) if n_gpu_layers == -1 else (hidden, 0))
+        assert device.allocated_after_load >= model.plan.gpu_bytes
+        assert device.peak_allocated >= device.allocated_after_load
+        report = device.memory_report()
+        assert report["GPU"].startswith("cuda:0 numpy stand-in (compute 9.0")
+        del model, device, reference
+        gc.collect()
+    assert numpy_cuda.used == 0                                         # every buffer freed
+
+
+def test_cuda_device_reserve_and_allocation_failures_name_bytes(numpy_cuda, model_path):
+    import pyggml
+    from pyggml.model import Model
+    path = model_path("qwen2-tiny-q4_k_m")
+    numpy_cuda.total = 1 << 20                                          # 1 MiB "GPU"
+    with pytest.raises(BackendError) as err:
+        Model(pyggml.open(path), n_ctx=gpu_check.N_CTX, n_gpu_layers=-1)
+    message = str(err.value)
+    assert re.search(r"not enough memory on cuda:0 numpy stand-in for .*: ([\d,]+) bytes needed "
+                     r"\(.*\), ([\d,]+) bytes free", message), message
+    assert "n_gpu_layers" in message
+    hp = HParams.from_metadata(pyggml.open(path).metadata)
+    device = cuda.CudaDevice(hp)
+    with pytest.raises(BackendError, match=r"out of GPU memory for too much: cudaMalloc of "
+                                           r"2097152 bytes \(\d+ bytes free of 1048576\)"):
+        device.empty((1 << 21,), np.uint8, "too much")
+
+
 # ----------------------------------------------------------------------------- on a GPU
 
 HP = HParams(arch="qwen2", n_vocab=512, n_ctx_train=512, n_embd=256, n_layer=2, n_head=8,
