@@ -367,9 +367,13 @@ def test_cuda_device_on_a_numpy_stand_in_reproduces_the_float_reference(numpy_cu
             (0, hp.n_vocab * 4) if n_gpu_layers == -1 else (hidden, 0))
         assert device.allocated_after_load >= model.plan.gpu_bytes
         assert device.peak_allocated >= device.allocated_after_load
+        on_device, in_file = model.layers[-1][1].weights.w_down, model.weights.layers[-1].w_down
+        rows = np.array([3, 0, 3])
+        np.testing.assert_array_equal(device.get_rows(on_device, rows),
+                                      dequantized(in_file.ggml_type, in_file.data, in_file.n_in)[rows])
         report = device.memory_report()
         assert report["GPU"].startswith("cuda:0 numpy stand-in (compute 9.0")
-        del model, device, reference
+        del model, device, reference, on_device
         gc.collect()
     assert numpy_cuda.used == 0                                         # every buffer freed
 
@@ -461,7 +465,7 @@ def test_rms_norm_matches_ggml_numerics(gpu):
     out = gpu.empty(x.shape, np.float32, "out")
     gpu.rms_norm(gpu.upload(x, "x"), gpu.upload(weight, "weight"), out)
     np.testing.assert_allclose(gpu.download(out), forward.rms_norm(x, weight, HP.rms_eps),
-                               rtol=2e-7, atol=0)
+                               rtol=5e-7, atol=0)                  # a few ulp at most
 
 
 @pytest.mark.gpu

@@ -13,7 +13,7 @@
 #      - installs the carried wheels into /tmp/site (no network there) and checks the tools
 #      - builds libpyggml_cpu and libpyggml_cuda (sm_90 only, to save time) into pyggml/lib
 #      - opens the GPU once through pyggml (device name, memory), failing loudly if it cannot
-#      - runs tests/test_cuda.py with PYGGML_REQUIRE_GPU=1 (a missing GPU fails, never skips):
+#      - runs tests/test_cuda.py -m gpu with PYGGML_REQUIRE_GPU=1 (a missing GPU fails, not skips):
 #        every kernel against the CPU reference, models at n_gpu_layers 8 and -1
 #      - runs tools/gpu_check.py on the model for n_gpu_layers 0, 8 and -1: logits against the
 #        float reference (top-1 and bounded difference), decode tok/s, CPU RSS and GPU memory
@@ -94,8 +94,9 @@ print(f"{gpu.name}: compute {gpu.compute_capability}, {gpu.n_sm} SMs, {free / 2*
 EOF
 
     stage "tests/test_cuda.py (GPU required)"
-    PYGGML_REQUIRE_GPU=1 timeout 200 python3 -m pytest tests/test_cuda.py -q -rs --tb=short --maxfail=25 -p no:cacheprovider \
-        --durations=5
+    # -m gpu: the tests that need the device (the rest ran where the fixtures can be made)
+    PYGGML_REQUIRE_GPU=1 timeout 200 python3 -m pytest tests/test_cuda.py -m gpu -q -rs --tb=short \
+        --maxfail=25 -p no:cacheprovider --durations=5
     local tests_rc=$?
 
     stage "tools/gpu_check.py: n_gpu_layers 0, 8, -1"
