@@ -21,7 +21,7 @@
  *     aborts.  After PYGGML_CUDA_ERR_CUDA, pyggml_cuda_last_error() names the
  *     failing runtime call and CUDA's own error name and text.  Kernel
  *     launches are asynchronous: a fault inside a kernel surfaces at the next
- *     call that synchronizes (download, synchronize, mem_info).
+ *     call that synchronizes (download, synchronize, free).
  *   - All work goes to the default stream, in call order.
  */
 #ifndef PYGGML_CUDA_H
@@ -58,7 +58,7 @@ int pyggml_cuda_device_count(int *count);
  * compute capability and multiprocessor count describe it. */
 int pyggml_cuda_set_device(int device, char *name, int name_size, int *cc_major, int *cc_minor,
                            int *n_sm);
-/* cudaMemGetInfo of the current device (synchronizes). */
+/* cudaMemGetInfo of the current device: free and total bytes, all processes counted. */
 int pyggml_cuda_mem_info(uint64_t *free_bytes, uint64_t *total_bytes);
 int pyggml_cuda_synchronize(void);
 int pyggml_cuda_malloc(void **ptr, uint64_t nbytes);
