@@ -92,6 +92,7 @@ def run_one(path: str, n_gpu_layers: int, n_tokens: int, device: str) -> dict:
               "rss_after_load_mib": model.stats.rss_after_load / MIB}
     ids = model.tokenize(PROMPT)
     logits = model.logits(ids)
+    model.reset()                                    # time the whole prompt, not a cached prefix
     list(model.generate_tokens(ids, n_tokens, temperature=0))
     stats = model.stats
     result.update(prompt_tokens=stats.prompt_tokens, decoded_tokens=stats.decoded_tokens,
