@@ -2,7 +2,8 @@
  *
  *   quants_ref.c   scalar reference: dequantize, quantize activations, dot products
  *   quants_avx2.c  AVX2 dot products (and Q8_K quantization), tested against the reference
- *   pyggml_cpu.c   the ABI: type table, argument checks, threads, loop blocking
+ *   pyggml_cpu.c   the ABI: type table, argument checks, loop blocking
+ *   threads.c      the thread pool that shares a job's chunks
  *   ops.c          per-layer helpers: RMS norm, SiLU * up
  */
 #ifndef PYGGML_CPU_INTERNAL_H
@@ -12,6 +13,10 @@
 #include <string.h>
 
 #include "ggml_blocks.h"
+
+#ifndef PYGGML_THREADS
+#define PYGGML_THREADS 0             /* CMake defines it to 1 when pthreads are there */
+#endif
 
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
@@ -85,6 +90,12 @@ void quantize_row_q8_0_ref(const float *x, void *y, int64_t k);
 void quantize_row_q8_1_ref(const float *x, void *y, int64_t k);
 void quantize_row_q8_K_ref(const float *x, void *y, int64_t k);
 const type_traits *ref_traits(int type);      /* NULL if unknown; dot_rows = reference */
+
+/* threads.c: fn(ctx, c) for every c < n_chunks, on the calling thread and up to
+ * n_threads - 1 workers; returns when all are done.  PYGGML_THREADS=0: calling thread only. */
+typedef void (*chunk_fn)(void *ctx, int64_t chunk);
+void run_chunks(int n_threads, int64_t n_chunks, chunk_fn fn, void *ctx);
+int default_threads(void);      /* online CPUs */
 
 /* quants_avx2.c (NULL entries when the build has no AVX2) */
 dot_rows_fn fast_dot_rows(int type);

@@ -2,9 +2,10 @@
  * checks, the choice of kernel per type, threads and loop blocking.
  *
  * How a product is cut up
- *   The weight rows of all jobs are cut into chunks of whole rows; threads
- *   claim chunks one at a time (OpenMP dynamic schedule), so a thread slowed
- *   down by another process does not hold the others back.  Inside a chunk:
+ *   The weight rows of all jobs are cut into chunks of whole rows; the calling
+ *   thread and the pool's workers (threads.c) claim chunks one at a time, so a
+ *   thread slowed down by another process does not hold the others back.
+ *   Inside a chunk:
  *
  *       for each group of up to MAX_ACT_ROWS activation rows t0..t0+R-1
  *           for each weight row n of the chunk
@@ -15,15 +16,9 @@
  *   so that a chunk stays in L1 while every group of activation rows passes
  *   over it, and each weight block is unpacked once per R activation rows.
  *
- *   Products smaller than PARALLEL_MIN_BYTES run on the calling thread: waking
- *   the OpenMP team costs a few microseconds, more than they take.
+ *   Products smaller than PARALLEL_MIN_BYTES run on the calling thread alone:
+ *   handing out chunks costs about a microsecond, more than they save.
  */
-#include <stdlib.h>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "cpu_internal.h"
 #include "pyggml_cpu.h"
 
@@ -57,19 +52,13 @@ const char *pyggml_cpu_features(void) {
 #ifdef __AVX512VL__
            " AVX512VL"
 #endif
-#ifdef _OPENMP
-           " OPENMP"
+#if PYGGML_THREADS
+           " THREADS"
 #endif
         ;
 }
 
-int pyggml_cpu_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
+int pyggml_cpu_max_threads(void) { return default_threads(); }
 
 int pyggml_act_type(int w_type) {
     const type_traits *t = ref_traits(w_type);
@@ -99,17 +88,23 @@ static quantize_row_fn quantize_row_for(int act_type) {
 }
 
 static int threads_for(int64_t work_bytes, int n_threads) {
-#ifdef _OPENMP
     if (work_bytes < PARALLEL_MIN_BYTES) return 1;
-    return n_threads > 0 ? n_threads : omp_get_max_threads();
-#else
-    (void)work_bytes;
-    (void)n_threads;
-    return 1;
-#endif
+    return n_threads > 0 ? n_threads : default_threads();
 }
 
 /* ================================================================ activations */
+
+typedef struct {
+    quantize_row_fn quantize;
+    const float *x;
+    int64_t ldx, k, row_bytes;
+    char *y;
+} quantize_job;
+
+static void quantize_chunk(void *ctx, int64_t t) {
+    const quantize_job *q = ctx;
+    q->quantize(q->x + t * q->ldx, q->y + t * q->row_bytes, q->k);
+}
 
 int pyggml_quantize_act(int act_type, const float *x, int64_t ldx, int64_t n_rows, int64_t k,
                         void *y) {
@@ -119,17 +114,27 @@ int pyggml_quantize_act(int act_type, const float *x, int64_t ldx, int64_t n_row
     if (row_bytes < 0 || n_rows < 0) return PYGGML_ERR_SHAPE;
     if (n_rows == 0) return PYGGML_OK;
     if (!x || !y || (n_rows > 1 && ldx < k)) return PYGGML_ERR_ARG;
-    const int nt = threads_for(n_rows * k * 4, 0);
-    if (nt == 1) {             /* as in pyggml_matmul: no parallel region for small work */
-        for (int64_t t = 0; t < n_rows; t++) quantize(x + t * ldx, (char *)y + t * row_bytes, k);
-        return PYGGML_OK;
-    }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t t = 0; t < n_rows; t++) quantize(x + t * ldx, (char *)y + t * row_bytes, k);
+    quantize_job job = {quantize, x, ldx, k, row_bytes, y};
+    run_chunks(threads_for(n_rows * k * 4, 0), n_rows, quantize_chunk, &job);
     return PYGGML_OK;
 }
 
 /* ================================================================ dequantization */
+
+typedef struct {
+    dequant_row_fn dequant;
+    const char *w;
+    int64_t w_stride;
+    const int64_t *rows;
+    int64_t k;
+    float *out;
+    int64_t ldo;
+} dequant_job;
+
+static void dequant_chunk(void *ctx, int64_t i) {
+    const dequant_job *d = ctx;
+    d->dequant(d->w + (d->rows ? d->rows[i] : i) * d->w_stride, d->out + i * d->ldo, d->k);
+}
 
 int pyggml_dequantize_rows(int type, const void *w, int64_t w_stride, int64_t n_w_rows,
                            const int64_t *rows, int64_t n_rows, int64_t k, float *out, int64_t ldo) {
@@ -146,13 +151,8 @@ int pyggml_dequantize_rows(int type, const void *w, int64_t w_stride, int64_t n_
     } else if (n_rows > n_w_rows) {
         return PYGGML_ERR_INDEX;
     }
-    const int nt = threads_for(n_rows * row_bytes, 0);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < n_rows; i++) {
-        const int64_t row = rows ? rows[i] : i;
-        t->dequant((const char *)w + row * w_stride, out + i * ldo, k);
-    }
-    (void)nt;                                   /* unused without OpenMP */
+    dequant_job job = {t->dequant, w, w_stride, rows, k, out, ldo};
+    run_chunks(threads_for(n_rows * row_bytes, 0), n_rows, dequant_chunk, &job);
     return PYGGML_OK;
 }
 
@@ -176,17 +176,25 @@ typedef struct {
     dot_rows_fn dot_rows;
 } prepared_job;
 
+/* everything a product's chunks need, shared by the threads */
+typedef struct {
+    const prepared_job *prep;
+    int64_t k, act_stride, n_act;
+    const char *act;
+} product_plan;
+
 /* chunk c of the concatenated jobs: all activation rows times its weight rows */
-static void run_chunk(const prepared_job *prep, int64_t c, int64_t k, const char *act,
-                      int64_t act_stride, int64_t n_act) {
-    while (c >= prep->n_chunks) c -= prep++->n_chunks;
-    const int64_t row0 = c * prep->chunk_rows;
-    const int64_t row1 = row0 + prep->chunk_rows < prep->n_rows ? row0 + prep->chunk_rows : prep->n_rows;
-    for (int64_t t0 = 0; t0 < n_act; t0 += MAX_ACT_ROWS) {
-        const int R = (int)(n_act - t0 < MAX_ACT_ROWS ? n_act - t0 : MAX_ACT_ROWS);
+static void product_chunk(void *ctx, int64_t c) {
+    const product_plan *p = ctx;
+    const prepared_job *job = p->prep;
+    while (c >= job->n_chunks) c -= job++->n_chunks;
+    const int64_t row0 = c * job->chunk_rows;
+    const int64_t row1 = row0 + job->chunk_rows < job->n_rows ? row0 + job->chunk_rows : job->n_rows;
+    for (int64_t t0 = 0; t0 < p->n_act; t0 += MAX_ACT_ROWS) {
+        const int R = (int)(p->n_act - t0 < MAX_ACT_ROWS ? p->n_act - t0 : MAX_ACT_ROWS);
         for (int64_t n = row0; n < row1; n++)
-            prep->dot_rows(k, prep->w + n * prep->w_stride, act + t0 * act_stride, act_stride, R,
-                           prep->out + t0 * prep->ldo + n, prep->ldo);
+            job->dot_rows(p->k, job->w + n * job->w_stride, p->act + t0 * p->act_stride,
+                          p->act_stride, R, job->out + t0 * job->ldo + n, job->ldo);
     }
 }
 
@@ -237,20 +245,11 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
     if (!act) return PYGGML_ERR_ARG;
 
     const int nt = threads_for(work * n_act, n_threads);
-    if (nt == 1) {              /* no parallel region at all: it costs even with one thread */
-        for (int64_t t = 0; quantize && t < n_act; t++)
-            quantize(x + t * ldx, (char *)act + t * act_row_bytes, k);
-        for (int64_t c = 0; c < n_chunks; c++) run_chunk(prep, c, k, act, act_stride, n_act);
-        return PYGGML_OK;
+    if (quantize) {             /* every activation row is ready before any product starts */
+        quantize_job q = {quantize, x, ldx, k, act_row_bytes, act};
+        run_chunks(nt, n_act, quantize_chunk, &q);
     }
-#pragma omp parallel num_threads(nt)
-    {
-        if (quantize) {
-#pragma omp for schedule(static)
-            for (int64_t t = 0; t < n_act; t++) quantize(x + t * ldx, (char *)act + t * act_row_bytes, k);
-        } /* the implicit barrier: every activation row is ready */
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < n_chunks; c++) run_chunk(prep, c, k, act, act_stride, n_act);
-    }
+    product_plan plan = {prep, k, act_stride, n_act, act};
+    run_chunks(nt, n_chunks, product_chunk, &plan);
     return PYGGML_OK;
 }

@@ -21,9 +21,9 @@
  *   - Every function returns PYGGML_OK (0) or a negative PYGGML_ERR_* code;
  *     a failing call writes nothing.  Callers (cpu_c.py) validate shapes
  *     first; the codes are a second line of defence, never a substitute.
- *   - n_threads <= 0 means "OpenMP's default" (OMP_NUM_THREADS or the core
- *     count); small products run on the calling thread whatever n_threads says,
- *     because waking a thread costs more than they do.
+ *   - n_threads <= 0 means one thread per online CPU; small products run on the
+ *     calling thread whatever n_threads says, because handing out work costs
+ *     more than they do.  Threads come from a pool started on first use.
  */
 #ifndef PYGGML_CPU_H
 #define PYGGML_CPU_H
@@ -49,7 +49,8 @@ enum pyggml_status {
 };
 
 /* ABI version (bumped on any incompatible change) and the build's features,
- * e.g. "AVX2 FMA F16C AVXVNNI OPENMP". */
+ * e.g. "C99 AVX2 FMA F16C AVXVNNI THREADS"; pyggml_cpu_max_threads() is the
+ * thread count that n_threads <= 0 stands for. */
 int pyggml_cpu_abi_version(void);
 const char *pyggml_cpu_features(void);
 int pyggml_cpu_max_threads(void);

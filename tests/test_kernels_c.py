@@ -1,8 +1,8 @@
 """libpyggml_cpu (kernels/) through pyggml.backends.cpu_c, against oracles.
 
-Every test runs twice: on the installed library (-march=native: AVX2 kernels, OpenMP
-threads) and on a portable build made here by setup.py's hook (-march=x86-64, no
-OpenMP: the scalar reference kernels, scalar fp16 conversion), so both code paths
+Every test runs twice: on the installed library (-march=native: AVX2 kernels, the thread
+pool) and on a portable build made here by setup.py's hook (-march=x86-64, no
+threads: the scalar reference kernels, scalar fp16 conversion), so both code paths
 of each kernel are held to the same oracles:
 
 - dequantization: bit-exact with gguf-py (gguf.quants.dequantize) and with
@@ -56,11 +56,11 @@ def _setup_module():
 
 @pytest.fixture(scope="session")
 def portable_lib(tmp_path_factory):
-    """A build for any x86-64 (no AVX2, no OpenMP), made with setup.py's own hook."""
+    """A build for any x86-64 (no AVX2, no threads), made with setup.py's own hook."""
     tmp = tmp_path_factory.mktemp("portable")
     mp = pytest.MonkeyPatch()
     mp.setenv("PYGGML_CMAKE_ARGS",
-              "-DPYGGML_ARCH_FLAGS=-march=x86-64 -DPYGGML_OPENMP=OFF -DPYGGML_CUDA=OFF")
+              "-DPYGGML_ARCH_FLAGS=-march=x86-64 -DPYGGML_THREADS=OFF -DPYGGML_CUDA=OFF")
     try:
         assert _setup_module().build_kernels(tmp / "build", tmp / "lib"), "portable build failed"
     finally:
@@ -479,3 +479,55 @@ def test_failed_build_warns_and_returns(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "configuring the C kernels failed" in err and "cmake not found" in err
     assert not (tmp_path / "lib" / "libpyggml_cpu.so").exists()
+
+
+# ----------------------------------------------------------------------------- the thread pool
+
+def test_pool_under_concurrent_callers_and_many_jobs(build):
+    """Python threads calling at once (the GIL is released in C), and jobs of changing size
+    back to back: every result equals the single-threaded one."""
+    import threading
+    rng = np.random.default_rng(11)
+    mats = [(t, random_rows(t, n, 1024, rng)) for t, n in
+            [(G.Q4_K, 700), (G.Q6_K, 1500), (G.Q8_0, 900), (G.Q3_K, 2000)]]
+    x = rng.standard_normal((3, 1024)).astype(np.float32)
+    expected = [cpu_c.matmul(t, W, x, n_threads=1) for t, W in mats]
+    failures = []
+
+    def worker(seed):
+        order = np.random.default_rng(seed).integers(0, len(mats), 60)
+        for i in order:
+            t, W = mats[i]
+            if not np.array_equal(cpu_c.matmul(t, W, x, n_threads=2), expected[i]):
+                failures.append((seed, i))
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not failures
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_pool_after_fork(build):
+    """A child forked after the pool ran still computes (alone, or with new workers)."""
+    import os
+    import time
+    rng = np.random.default_rng(12)
+    W = random_rows(G.Q4_K, 2000, 1024, rng)
+    x = rng.standard_normal((2, 1024)).astype(np.float32)
+    expected = cpu_c.matmul(G.Q4_K, W, x, n_threads=2)
+    pid = os.fork()
+    if pid == 0:                                          # the child: exit code is the verdict
+        ok = all(np.array_equal(cpu_c.matmul(G.Q4_K, W, x, n_threads=2), expected) for _ in range(20))
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung in a product")

@@ -14,7 +14,11 @@ In one run, medians of several repeats:
      product through the Python wrapper, through a prepared Products group, and the
      C call alone, next to the time the bytes take at the 1-thread bandwidth;
   4. prefill: 128 activation rows times 1536x1536, 8960x1536 and 1536x8960, GFLOP/s
-     (2 N K T / time, activation quantization included) for pyggml and ggml.
+     (2 N K T / time, activation quantization included) for pyggml and ggml;
+  5. one decode token's products of real model files (SmolLM2-135M Q4_1, the 1.5B
+     Qwen2-shaped Q4_K_M fixture), as the forward pass would run them with Products
+     groups (q/k/v, gate/up): milliseconds per token, i.e. the ceiling the products
+     alone put on decode tokens/s.
 Matrices hold random blocks (finite scales); several copies larger than the last-level
 cache together are cycled through, so that every product streams from memory.
 """
@@ -232,6 +236,48 @@ def prefill(types, ggml, repeats, n_act=128):
             print(f"{t.name:7} {n:>5}x{k:<5} | {c1:6.1f} {c2:6.1f} {gg} | {ratio}", flush=True)
 
 
+def model_token(names, repeats):
+    import pyggml
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import make_model
+    print("\n## One decode token's products of real files (Products groups, median)")
+    print(f"{'model':18} {'MB/token':>8} | {'1T ms':>6} {'2T ms':>6} | {'2T GB/s':>7} {'tok/s ceiling':>13}")
+    rng = np.random.default_rng(3)
+    for name in names:
+        with pyggml.open(make_model.model_path(name)) as f:
+            def matrix(tensor):
+                info = f.tensors[tensor]
+                return info.type, f.raw(tensor).reshape(info.ne[1], -1)
+            layers, n_bytes = [], 0
+            i = 0
+            while f"blk.{i}.attn_q.weight" in f.tensors:
+                mats = {part: matrix(f"blk.{i}.{part}.weight") for part in
+                        ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")}
+                n_bytes += sum(w.nbytes for _, w in mats.values())
+                layers.append((cpu_c.Products([mats["attn_q"], mats["attn_k"], mats["attn_v"]], 1),
+                               cpu_c.Products([mats["attn_output"]], 1),
+                               cpu_c.Products([mats["ffn_gate"], mats["ffn_up"]], 1),
+                               cpu_c.Products([mats["ffn_down"]], 1)))
+                i += 1
+            head = matrix("output.weight" if "output.weight" in f.tensors else "token_embd.weight")
+            n_bytes += head[1].nbytes
+            head = cpu_c.Products([head], 1)
+            n_embd, n_ff = layers[0][0].k, layers[0][3].k
+            x = rng.standard_normal((1, n_embd)).astype(np.float32)
+            h = rng.standard_normal((1, n_ff)).astype(np.float32)
+
+            def token(n_threads):
+                for qkv, o, gate_up, down in layers:
+                    qkv(x, n_threads)
+                    o(x, n_threads)
+                    gate_up(x, n_threads)
+                    down(h, n_threads)
+                head(x, n_threads)
+            t1, t2 = (median_time(lambda: token(n), repeats) for n in (1, 2))
+            print(f"{name:18} {n_bytes / 1e6:8.1f} | {t1 * 1e3:6.2f} {t2 * 1e3:6.2f} | "
+                  f"{n_bytes / t2 / 1e9:7.1f} {1 / t2:13.1f}", flush=True)
+
+
 BANDWIDTH = {}
 
 
@@ -239,7 +285,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer types and repeats")
     parser.add_argument("--no-ggml", action="store_true", help="skip the ggml side")
-    parser.add_argument("--sections", default="decode,small,prefill")
+    parser.add_argument("--sections", default="decode,small,prefill,model")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     types = QUICK_TYPES if args.quick else DECODE_TYPES
@@ -260,6 +306,8 @@ def main():
         small(repeats)
     if "prefill" in sections:
         prefill(types, ggml, repeats)
+    if "model" in sections:
+        model_token(["smollm2-q4_1", "qwen2-1.5b-q4_k_m"], repeats)
 
 
 if __name__ == "__main__":
