@@ -137,13 +137,15 @@ __host__ __device__ __forceinline__ float mul_sub(float a, float b, float c) {
 
 __device__ __forceinline__ float warp_sum(float v) {
 UNROLL
-    for (int offset = WARP / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    for (int offset = WARP / 2; offset > 0; offset >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, offset);
     return v;
 }
 
 __device__ __forceinline__ float warp_max(float v) {
 UNROLL
-    for (int offset = WARP / 2; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    for (int offset = WARP / 2; offset > 0; offset >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
     return v;
 }
 
@@ -293,7 +295,8 @@ UNROLL
             const int sc = x->scales[2 * s + half];
             const float dl = d * (sc & 0x0F), ml = dmin * (sc >> 4);
 UNROLL
-            for (int l = 16 * half; l < 16 * half + 16; l++) y[l] = mul_sub(dl, (qs[l] >> shift) & 3, ml);
+            for (int l = 16 * half; l < 16 * half + 16; l++)
+                y[l] = mul_sub(dl, (qs[l] >> shift) & 3, ml);
         }
     }
 };
@@ -412,8 +415,9 @@ UNROLL
 /* grid (ceil(n_rows / MATMUL_WARPS)), block (32, MATMUL_WARPS): warp y owns row n */
 template <int TYPE>
 __global__ void matmul_kernel(const uint8_t *__restrict__ w, int64_t w_stride, int64_t n_rows,
-                              int64_t n_chunks, const float *__restrict__ x, int64_t ldx, int n_tok,
-                              const float *__restrict__ bias, float *out, int64_t ldo, int accumulate) {
+                              int64_t n_chunks, const float *__restrict__ x, int64_t ldx,
+                              int n_tok, const float *__restrict__ bias, float *out, int64_t ldo,
+                              int accumulate) {
     const int lane = threadIdx.x;
     const int64_t n = (int64_t)blockIdx.x * MATMUL_WARPS + threadIdx.y;
     if (n >= n_rows) return;                                    /* the whole warp leaves */
@@ -453,9 +457,9 @@ UNROLL
 }
 
 template <int TYPE>
-static void launch_matmul(const void *w, int64_t w_stride, int64_t n_rows, int64_t k, const float *x,
-                          int64_t ldx, int n_tok, const float *bias, float *out, int64_t ldo,
-                          int accumulate) {
+static void launch_matmul(const void *w, int64_t w_stride, int64_t n_rows, int64_t k,
+                          const float *x, int64_t ldx, int n_tok, const float *bias, float *out,
+                          int64_t ldo, int accumulate) {
     const dim3 block(WARP, MATMUL_WARPS);
     const unsigned grid = (unsigned)((n_rows + MATMUL_WARPS - 1) / MATMUL_WARPS);
     matmul_kernel<TYPE><<<grid, block>>>((const uint8_t *)w, w_stride, n_rows, k / CHUNK, x, ldx,
@@ -476,7 +480,8 @@ struct TypeEntry {
     decltype(&launch_get_rows<GGML_TYPE_F32>) get_rows;
 };
 
-#define TYPE_ENTRY(T) {T, Block<T>::block_size, Block<T>::type_size, launch_matmul<T>, launch_get_rows<T>}
+#define TYPE_ENTRY(T) \
+    {T, Block<T>::block_size, Block<T>::type_size, launch_matmul<T>, launch_get_rows<T>}
 static const TypeEntry TYPES[] = {
     TYPE_ENTRY(GGML_TYPE_F32),  TYPE_ENTRY(GGML_TYPE_F16),  TYPE_ENTRY(GGML_TYPE_BF16),
     TYPE_ENTRY(GGML_TYPE_Q4_0), TYPE_ENTRY(GGML_TYPE_Q4_1), TYPE_ENTRY(GGML_TYPE_Q5_0),
@@ -494,14 +499,16 @@ static const TypeEntry *find_type(int type) {
 /* ================================================================ the other layer steps */
 
 /* grid (n_rows), block 256: y = x * (1 / sqrt(mean(x^2) + eps)) * weight */
-__global__ void rms_norm_kernel(const float *x, const float *weight, float *y, int64_t n, float eps) {
+__global__ void rms_norm_kernel(const float *x, const float *weight, float *y, int64_t n,
+                                float eps) {
     __shared__ double partial[256 / WARP];
     const float *xr = x + blockIdx.x * n;
     float *yr = y + blockIdx.x * n;
     double sum = 0.0;                                  /* squares in float, summed in double */
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += (double)(xr[i] * xr[i]);
 UNROLL
-    for (int offset = WARP / 2; offset > 0; offset >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    for (int offset = WARP / 2; offset > 0; offset >>= 1)
+        sum += __shfl_xor_sync(0xffffffffu, sum, offset);
     if (threadIdx.x % WARP == 0) partial[threadIdx.x / WARP] = sum;
     __syncthreads();
     double total = 0.0;
@@ -530,7 +537,8 @@ __global__ void rope_kernel(float *x, int n_heads, int head_dim, int64_t pos0, f
 /* grid-stride over n_tok * width elements */
 __global__ void store_kv_kernel(const float *k, const float *v, __half *k_cache, __half *v_cache,
                                 int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride) {
         k_cache[i] = __float2half_rn(k[i]);
         v_cache[i] = __float2half_rn(v[i]);
     }
@@ -605,7 +613,8 @@ UNROLL
 }
 
 __global__ void silu_mul_kernel(const float *gate, const float *up, float *out, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride) {
         const float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
@@ -675,7 +684,8 @@ int pyggml_cuda_malloc(void **ptr, uint64_t nbytes) {
         cudaMemGetInfo(&free_b, &total_b);
         char what[160];
         snprintf(what, sizeof what, "cudaMalloc of %llu bytes (%llu bytes free of %llu)",
-                 (unsigned long long)nbytes, (unsigned long long)free_b, (unsigned long long)total_b);
+                 (unsigned long long)nbytes, (unsigned long long)free_b,
+                 (unsigned long long)total_b);
         return fail_cuda(what, err);
     }
     return PYGGML_CUDA_OK;
@@ -713,12 +723,18 @@ int64_t pyggml_cuda_row_bytes(int type, int64_t k) {
 static int check_weights(const char *fn, int type, const void *w, int64_t w_stride, int64_t k,
                          const TypeEntry **entry) {
     *entry = find_type(type);
-    if (!*entry) return fail(PYGGML_CUDA_ERR_TYPE, "%s: ggml type %d is not supported by the CUDA kernels", fn, type);
+    if (!*entry)
+        return fail(PYGGML_CUDA_ERR_TYPE, "%s: ggml type %d is not supported by the CUDA kernels",
+                    fn, type);
     const int64_t row_bytes = pyggml_cuda_row_bytes(type, k);
-    if (row_bytes < 0) return fail(PYGGML_CUDA_ERR_SHAPE, "%s: k = %lld is not a positive multiple of 32 and of the block size %d", fn, (long long)k, (*entry)->block_size);
+    if (row_bytes < 0)
+        return fail(PYGGML_CUDA_ERR_SHAPE, "%s: k = %lld is not a multiple of 32 and of the "
+                    "block size %d", fn, (long long)k, (*entry)->block_size);
     if (!w) return fail(PYGGML_CUDA_ERR_ARG, "%s: w is NULL", fn);
-    if (w_stride < row_bytes) return fail(PYGGML_CUDA_ERR_ARG, "%s: w_stride %lld < row bytes %lld", fn, (long long)w_stride, (long long)row_bytes);
-    if (((uintptr_t)w | (uintptr_t)w_stride) & 1)          /* blocks hold fp16 fields: 2-byte alignment */
+    if (w_stride < row_bytes)
+        return fail(PYGGML_CUDA_ERR_ARG, "%s: w_stride %lld < row bytes %lld", fn,
+                    (long long)w_stride, (long long)row_bytes);
+    if (((uintptr_t)w | (uintptr_t)w_stride) & 1)     /* blocks hold fp16 fields: 2-aligned */
         return fail(PYGGML_CUDA_ERR_ARG, "%s: w and w_stride must be even", fn);
     if (type == GGML_TYPE_F32 && (!aligned16(w) || w_stride % 16))
         return fail(PYGGML_CUDA_ERR_ARG, "%s: F32 weights need 16-byte aligned rows", fn);
@@ -731,15 +747,17 @@ int pyggml_cuda_matmul(int type, const void *w, int64_t w_stride, int64_t n_rows
     const TypeEntry *entry;
     const int rc = check_weights("matmul", type, w, w_stride, k, &entry);
     if (rc) return rc;
-    if (n_rows < 0 || n_tok < 0) return fail(PYGGML_CUDA_ERR_SHAPE, "matmul: negative n_rows or n_tok");
+    if (n_rows < 0 || n_tok < 0)
+        return fail(PYGGML_CUDA_ERR_SHAPE, "matmul: negative n_rows or n_tok");
     if (!x || !out) return fail(PYGGML_CUDA_ERR_ARG, "matmul: x or out is NULL");
     if (!aligned16(x) || ldx % 4 || ldx < k || (n_tok > 1 && ldo < n_rows))
-        return fail(PYGGML_CUDA_ERR_ARG, "matmul: x must be 16-byte aligned with ldx >= k a multiple of 4, ldo >= n_rows");
+        return fail(PYGGML_CUDA_ERR_ARG, "matmul: x must be 16-byte aligned, ldx >= k a "
+                    "multiple of 4, ldo >= n_rows");
     if (n_rows == 0) return PYGGML_CUDA_OK;
     for (int64_t t0 = 0; t0 < n_tok; t0 += MAX_TOK) {
-        const int64_t tile = n_tok - t0 < MAX_TOK ? n_tok - t0 : MAX_TOK;
-        entry->matmul(w, w_stride, n_rows, k, x + t0 * ldx, ldx, (int)tile, bias, out + t0 * ldo, ldo,
-                      accumulate);
+        const int tile = (int)(n_tok - t0 < MAX_TOK ? n_tok - t0 : MAX_TOK);
+        entry->matmul(w, w_stride, n_rows, k, x + t0 * ldx, ldx, tile, bias, out + t0 * ldo,
+                      ldo, accumulate);
         LAUNCH_CHECK("matmul kernel launch");
     }
     return PYGGML_CUDA_OK;
@@ -750,11 +768,15 @@ int pyggml_cuda_get_rows(int type, const void *w, int64_t w_stride, int64_t n_w_
     const TypeEntry *entry;
     const int rc = check_weights("get_rows", type, w, w_stride, k, &entry);
     if (rc) return rc;
-    if (n_rows < 0 || n_rows > 0x7fffffff) return fail(PYGGML_CUDA_ERR_SHAPE, "get_rows: n_rows = %lld out of range", (long long)n_rows);
-    if (!out || (n_rows && !rows) || ldo < k) return fail(PYGGML_CUDA_ERR_ARG, "get_rows: NULL pointer or ldo < k");
+    if (n_rows < 0 || n_rows > 0x7fffffff)
+        return fail(PYGGML_CUDA_ERR_SHAPE, "get_rows: n_rows = %lld out of range",
+                    (long long)n_rows);
+    if (!out || (n_rows && !rows) || ldo < k)
+        return fail(PYGGML_CUDA_ERR_ARG, "get_rows: NULL pointer or ldo < k");
     for (int64_t i = 0; i < n_rows; i++)
         if (rows[i] < 0 || rows[i] >= n_w_rows)
-            return fail(PYGGML_CUDA_ERR_ARG, "get_rows: row id %lld is outside 0..%lld", (long long)rows[i], (long long)n_w_rows - 1);
+            return fail(PYGGML_CUDA_ERR_ARG, "get_rows: row id %lld is outside 0..%lld",
+                        (long long)rows[i], (long long)n_w_rows - 1);
     if (n_rows == 0) return PYGGML_CUDA_OK;
     int64_t *rows_dev = nullptr;
     CUDA_TRY("cudaMalloc for row ids", cudaMalloc(&rows_dev, n_rows * sizeof(int64_t)));
@@ -772,7 +794,9 @@ int pyggml_cuda_get_rows(int type, const void *w, int64_t w_stride, int64_t n_w_
 int pyggml_cuda_rms_norm(const float *x, const float *weight, float *y, int64_t n_rows, int64_t n,
                          float eps) {
     if (!x || !y) return fail(PYGGML_CUDA_ERR_ARG, "rms_norm: x or y is NULL");
-    if (n_rows < 0 || n <= 0 || n_rows > 0x7fffffff) return fail(PYGGML_CUDA_ERR_SHAPE, "rms_norm: bad shape (%lld, %lld)", (long long)n_rows, (long long)n);
+    if (n_rows < 0 || n <= 0 || n_rows > 0x7fffffff)
+        return fail(PYGGML_CUDA_ERR_SHAPE, "rms_norm: bad shape (%lld, %lld)", (long long)n_rows,
+                    (long long)n);
     if (n_rows == 0) return PYGGML_CUDA_OK;
     rms_norm_kernel<<<(unsigned)n_rows, 256>>>(x, weight, y, n, eps);
     LAUNCH_CHECK("rms_norm kernel launch");
@@ -782,20 +806,25 @@ int pyggml_cuda_rms_norm(const float *x, const float *weight, float *y, int64_t 
 int pyggml_cuda_rope(float *x, int64_t n_tok, int n_heads, int head_dim, int64_t pos0,
                      float theta_scale, int mode) {
     if (!x) return fail(PYGGML_CUDA_ERR_ARG, "rope: x is NULL");
-    if (mode != 0 && mode != 2) return fail(PYGGML_CUDA_ERR_ARG, "rope: mode %d is neither 0 (NORM) nor 2 (NEOX)", mode);
-    if (n_tok < 0 || n_heads <= 0 || head_dim <= 0 || head_dim % 2 || head_dim > 2048 || pos0 < 0 ||
-        n_tok * n_heads > 0x7fffffff)
-        return fail(PYGGML_CUDA_ERR_SHAPE, "rope: bad shape (n_tok %lld, n_heads %d, head_dim %d, pos0 %lld)", (long long)n_tok, n_heads, head_dim, (long long)pos0);
+    if (mode != 0 && mode != 2)
+        return fail(PYGGML_CUDA_ERR_ARG, "rope: mode %d is neither 0 (NORM) nor 2 (NEOX)", mode);
+    if (n_tok < 0 || n_heads <= 0 || head_dim <= 0 || head_dim % 2 || head_dim > 2048 ||
+        pos0 < 0 || n_tok * n_heads > 0x7fffffff)
+        return fail(PYGGML_CUDA_ERR_SHAPE, "rope: bad shape (n_tok %lld, n_heads %d, head_dim %d, "
+                    "pos0 %lld)", (long long)n_tok, n_heads, head_dim, (long long)pos0);
     if (n_tok == 0) return PYGGML_CUDA_OK;
-    rope_kernel<<<(unsigned)(n_tok * n_heads), head_dim / 2>>>(x, n_heads, head_dim, pos0, theta_scale, mode == 2);
+    rope_kernel<<<(unsigned)(n_tok * n_heads), head_dim / 2>>>(x, n_heads, head_dim, pos0,
+                                                                theta_scale, mode == 2);
     LAUNCH_CHECK("rope kernel launch");
     return PYGGML_CUDA_OK;
 }
 
 int pyggml_cuda_store_kv(const float *k, const float *v, uint16_t *k_cache, uint16_t *v_cache,
                          int64_t pos0, int64_t n_tok, int64_t width) {
-    if (!k || !v || !k_cache || !v_cache) return fail(PYGGML_CUDA_ERR_ARG, "store_kv: NULL pointer");
-    if (pos0 < 0 || n_tok < 0 || width <= 0) return fail(PYGGML_CUDA_ERR_SHAPE, "store_kv: bad shape");
+    if (!k || !v || !k_cache || !v_cache)
+        return fail(PYGGML_CUDA_ERR_ARG, "store_kv: NULL pointer");
+    if (pos0 < 0 || n_tok < 0 || width <= 0)
+        return fail(PYGGML_CUDA_ERR_SHAPE, "store_kv: bad shape");
     const int64_t n = n_tok * width;
     if (n == 0) return PYGGML_CUDA_OK;
     __half *kc = reinterpret_cast<__half *>(k_cache) + pos0 * width;
@@ -808,15 +837,21 @@ int pyggml_cuda_store_kv(const float *k, const float *v, uint16_t *k_cache, uint
 int pyggml_cuda_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
                           float *out, int64_t pos0, int64_t n_tok, int n_head, int n_head_kv,
                           int head_dim, float scale) {
-    if (!q || !k_cache || !v_cache || !out) return fail(PYGGML_CUDA_ERR_ARG, "attention: NULL pointer");
+    if (!q || !k_cache || !v_cache || !out)
+        return fail(PYGGML_CUDA_ERR_ARG, "attention: NULL pointer");
     if (head_dim <= 0 || head_dim % WARP || head_dim > MAX_HEAD_DIM)
-        return fail(PYGGML_CUDA_ERR_SHAPE, "attention: head_dim %d is not a multiple of 32 up to %d", head_dim, MAX_HEAD_DIM);
-    if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv || n_tok < 0 || n_tok > 65535 || pos0 < 0)
-        return fail(PYGGML_CUDA_ERR_SHAPE, "attention: bad shape (n_head %d, n_head_kv %d, n_tok %lld, pos0 %lld)", n_head, n_head_kv, (long long)n_tok, (long long)pos0);
+        return fail(PYGGML_CUDA_ERR_SHAPE, "attention: head_dim %d is not a multiple of 32 up to "
+                    "%d", head_dim, MAX_HEAD_DIM);
+    if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv || n_tok < 0 || n_tok > 65535 ||
+        pos0 < 0)
+        return fail(PYGGML_CUDA_ERR_SHAPE, "attention: bad shape (n_head %d, n_head_kv %d, "
+                    "n_tok %lld, pos0 %lld)", n_head, n_head_kv, (long long)n_tok,
+                    (long long)pos0);
     if (n_tok == 0) return PYGGML_CUDA_OK;
+    const __half *kc = reinterpret_cast<const __half *>(k_cache);
+    const __half *vc = reinterpret_cast<const __half *>(v_cache);
     attention_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), dim3(WARP, ATTN_WARPS)>>>(
-        q, reinterpret_cast<const __half *>(k_cache), reinterpret_cast<const __half *>(v_cache), out,
-        pos0, n_head, n_head_kv, head_dim, scale);
+        q, kc, vc, out, pos0, n_head, n_head_kv, head_dim, scale);
     LAUNCH_CHECK("attention kernel launch");
     return PYGGML_CUDA_OK;
 }

@@ -87,8 +87,8 @@ def test_object_exports_exactly_the_abi(compiled):
 def test_product_kernels_keep_decoded_blocks_in_registers(compiled):
     """A decoded chunk indexed at run time would go to local memory (a stack frame): slow."""
     _, report = compiled
-    frames = re.findall(r"Function properties for (_Z\d+matmul_kernel\w+)\n\s*(\d+) bytes stack frame",
-                        report)
+    frames = re.findall(
+        r"Function properties for (_Z\d+matmul_kernel\w+)\n\s*(\d+) bytes stack frame", report)
     assert len(frames) == 14                       # one instance per supported type
     assert all(int(size) == 0 for _, size in frames), frames
 
@@ -190,7 +190,7 @@ def test_cuda_decoders_equal_the_cpu_dequantization_exactly(host_decoder, ggml_t
                             input=raw.tobytes(), capture_output=True, check=True)
     decoded = np.frombuffer(result.stdout, np.float32).reshape(n_rows, k)
     np.testing.assert_array_equal(decoded, dequantized(ggml_type, raw, k))
-# ----------------------------------------------------------------------------- CudaDevice, without a GPU
+# ----------------------------------------------------------------------------- CudaDevice, no GPU
 
 class NumpyCudaLib:
     """libpyggml_cuda's ABI (kernels/pyggml_cuda.h) in numpy, on host memory.
@@ -215,7 +215,8 @@ class NumpyCudaLib:
         dtype, stride = np.dtype(dtype), cols if stride is None else stride
         span = ((rows - 1) * stride + cols) * dtype.itemsize if rows else 0
         flat = np.frombuffer(self.ffi.buffer(self.ffi.cast("char *", ptr), span), dtype)
-        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (stride * dtype.itemsize, dtype.itemsize))
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols),
+                                               (stride * dtype.itemsize, dtype.itemsize))
 
     def pyggml_cuda_abi_version(self):
         return cuda.ABI_VERSION
@@ -287,7 +288,8 @@ class NumpyCudaLib:
         ids = np.frombuffer(self.ffi.buffer(rows, 8 * n_rows), np.int64)
         row_bytes = self.pyggml_cuda_row_bytes(ggml_type, k)
         W = np.ascontiguousarray(self._view(w, n_w_rows, row_bytes, np.uint8, w_stride))
-        self._view(out, n_rows, k, np.float32, ldo)[...] = quants.dequantize_rows(ggml_type, W, ids, k)
+        self._view(out, n_rows, k, np.float32, ldo)[...] = quants.dequantize_rows(
+            ggml_type, W, ids, k)
         return 0
 
     def pyggml_cuda_rms_norm(self, x, weight, y, n_rows, n, eps):
@@ -318,7 +320,8 @@ class NumpyCudaLib:
         n_kv, shape = pos0 + n_tok, (pos0 + n_tok, n_head_kv, head_dim)
         keys = self._view(k_cache, n_kv, n_head_kv * head_dim, np.float16).reshape(shape)
         values = self._view(v_cache, n_kv, n_head_kv * head_dim, np.float16).reshape(shape)
-        queries = self._view(q, n_tok, n_head * head_dim, np.float32).reshape(n_tok, n_head, head_dim)
+        queries = self._view(q, n_tok, n_head * head_dim, np.float32).reshape(
+            n_tok, n_head, head_dim)
         self._view(out, n_tok, n_head * head_dim, np.float32)[...] = forward.attention(
             queries, keys, values, pos0)
         return 0
@@ -346,7 +349,8 @@ def float_reference(path, n_gpu_layers):
 
 
 @pytest.mark.parametrize("name", ["qwen2-tiny-q4_k_m", "smollm2-q4_1"])   # NEOX + biases, NORM
-def test_cuda_device_on_a_numpy_stand_in_reproduces_the_float_reference(numpy_cuda, model_path, name):
+def test_cuda_device_on_a_numpy_stand_in_reproduces_the_float_reference(numpy_cuda, model_path,
+                                                                          name):
     path = model_path(name)
     ids = None
     for n_gpu_layers in (1, -1):
@@ -369,8 +373,8 @@ def test_cuda_device_on_a_numpy_stand_in_reproduces_the_float_reference(numpy_cu
         assert device.peak_allocated >= device.allocated_after_load
         on_device, in_file = model.layers[-1][1].weights.w_down, model.weights.layers[-1].w_down
         rows = np.array([3, 0, 3])
-        np.testing.assert_array_equal(device.get_rows(on_device, rows),
-                                      dequantized(in_file.ggml_type, in_file.data, in_file.n_in)[rows])
+        expected = dequantized(in_file.ggml_type, in_file.data, in_file.n_in)[rows]
+        np.testing.assert_array_equal(device.get_rows(on_device, rows), expected)
         report = device.memory_report()
         assert report["GPU"].startswith("cuda:0 numpy stand-in (compute 9.0")
         del model, device, reference, on_device
@@ -427,7 +431,7 @@ def test_get_rows_equals_the_cpu_dequantization_exactly(gpu, ggml_type):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("n_tok", [1, 5, 11])                     # MAX_TOK = 8: one and two tiles
-@pytest.mark.parametrize("k", [256 * 3, 256 * 17])                 # fewer and more chunks than lanes
+@pytest.mark.parametrize("k", [256 * 3, 256 * 17])         # fewer and more chunks than lanes
 @pytest.mark.parametrize("ggml_type", TYPES, ids=lambda t: t.name)
 def test_matmul_equals_the_float_product_of_the_dequantized_weights(gpu, ggml_type, k, n_tok):
     n_out = 67                                                     # not a multiple of 4 warps
@@ -470,7 +474,7 @@ def test_rms_norm_matches_ggml_numerics(gpu):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("mode", [ROPE_NEOX, ROPE_NORM], ids=["neox", "norm"])
-@pytest.mark.parametrize("pos0", [0, 3000])                        # large angles need real sinf/cosf
+@pytest.mark.parametrize("pos0", [0, 3000])                # large angles need real sinf/cosf
 def test_rope_matches_the_float32_angle_recurrence(gpu, mode, pos0):
     n_tok, n_heads, d = 3, 4, HP.head_dim
     x = np.random.default_rng(5).standard_normal((n_tok, n_heads, d), dtype=np.float32)
@@ -531,10 +535,11 @@ def test_allocation_failure_is_an_error_not_a_crash(gpu):
     _, total = gpu.mem_info()
     with pytest.raises(BackendError, match=r"out of GPU memory .*cudaMalloc of [\d]+ bytes"):
         gpu.empty((2 * total,), np.uint8, "too much")
-    assert gpu.download(gpu.upload(np.arange(8, dtype=np.float32), "after")).sum() == 28   # still usable
+    still_usable = gpu.download(gpu.upload(np.arange(8, dtype=np.float32), "after"))
+    assert still_usable.sum() == 28
 
 
-# ----------------------------------------------------------------------------- whole models, on a GPU
+# ----------------------------------------------------------------------------- models, on a GPU
 
 GPU_FIXTURE = "qwen2-512x12-q4_k_m"      # 12 layers: n_gpu_layers 8 is a real split
 
@@ -553,7 +558,7 @@ def test_offloaded_model_matches_its_float_reference(gpu_model_file, n_gpu_layer
     model = gpu_check.load(gpu_model_file, n_gpu_layers, "cuda")
     ids = model.tokenize(gpu_check.PROMPT)
     got = model.logits(ids)
-    reference = gpu_check.compare(got, gpu_check.load(gpu_model_file, n_gpu_layers, "simulated").logits(ids))
+    reference = gpu_check.compare(got, float_reference(gpu_model_file, n_gpu_layers).logits(ids))
     assert reference["max_diff"] <= gpu_check.MATCH_BOUND, reference
     assert reference["top1_clear"] == 1.0 and reference["top1"] >= 0.9, reference
     cpu = gpu_check.compare(got, gpu_check.load(gpu_model_file, 0, "cpu").logits(ids))
@@ -578,6 +583,7 @@ def test_only_the_hidden_state_crosses_the_bus_per_token(gpu_model_file, n_gpu_l
     assert device.allocated_after_load >= model.plan.gpu_bytes
     report = device.memory_report()
     for row in ("GPU memory after load", "GPU memory peak"):
-        assert re.fullmatch(r"[\d,]+ MiB used on the device, [\d,]+ MiB of it pyggml's", report[row])
+        assert re.fullmatch(r"[\d,]+ MiB used on the device, [\d,]+ MiB of it pyggml's",
+                            report[row])
     del model, device
     gc.collect()

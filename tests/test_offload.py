@@ -44,11 +44,11 @@ def synthetic_weights(tied: bool) -> ModelWeights:
 
     def vector(n):
         return np.ones(n, np.float32)
-    layers = [LayerWeights(attn_norm=vector(256), wq=matrix("q", 256, 256), wk=matrix("k", 128, 256),
-                           wv=matrix("v", 128, 256), bq=vector(256), bk=vector(128), bv=vector(128),
-                           wo=matrix("o", 256, 256), ffn_norm=vector(256),
-                           w_gate=matrix("gate", 512, 256), w_up=matrix("up", 512, 256),
-                           w_down=matrix("down", 256, 512))
+    layers = [LayerWeights(attn_norm=vector(256), wq=matrix("q", 256, 256),
+                           wk=matrix("k", 128, 256), wv=matrix("v", 128, 256), bq=vector(256),
+                           bk=vector(128), bv=vector(128), wo=matrix("o", 256, 256),
+                           ffn_norm=vector(256), w_gate=matrix("gate", 512, 256),
+                           w_up=matrix("up", 512, 256), w_down=matrix("down", 256, 512))
               for _ in range(N_LAYER)]
     embd = matrix("token_embd", 1000, 256, GGMLType.Q6_K, 210)
     output = embd if tied else matrix("output", 1000, 256, GGMLType.Q6_K, 210)
@@ -63,7 +63,8 @@ def synthetic_weights(tied: bool) -> ModelWeights:
 def test_plan_places_the_last_layers_and_counts_bytes(tied, n_gpu_layers, first_gpu, head_on_gpu):
     plan = plan_offload(HP, synthetic_weights(tied), n_gpu_layers, N_CTX)
     n_gpu = N_LAYER - first_gpu
-    assert (plan.first_gpu_layer, plan.n_gpu_layers, plan.output_on_gpu) == (first_gpu, n_gpu, head_on_gpu)
+    assert plan.first_gpu_layer == first_gpu and plan.n_gpu_layers == n_gpu
+    assert plan.output_on_gpu == head_on_gpu
     assert [plan.on_gpu(i) for i in range(N_LAYER)] == [i >= first_gpu for i in range(N_LAYER)]
     head = OUTPUT_BYTES + NORM_BYTES                  # a tied output is copied with the head
     assert plan.gpu_weight_bytes == n_gpu * LAYER_BYTES + (head if head_on_gpu else 0)
@@ -79,7 +80,8 @@ def test_plan_describes_placement():
     weights = synthetic_weights(True)
     assert plan_offload(HP, weights, 0, N_CTX).describe() == "all layers on the CPU"
     assert plan_offload(HP, weights, 2, N_CTX).describe().startswith("layers 2..3 on the GPU")
-    assert plan_offload(HP, weights, -1, N_CTX).describe().startswith("layers 0..3 + output on the GPU")
+    assert plan_offload(HP, weights, -1, N_CTX).describe().startswith(
+        "layers 0..3 + output on the GPU")
 
 
 @pytest.mark.parametrize("n_gpu_layers", [-2, -100])
@@ -104,7 +106,8 @@ def test_cuda_device_without_library_raises_backend_error(fresh_cuda_state, monk
     assert str(missing) in str(err.value) and "n_gpu_layers=0" in str(err.value)
 
 
-def test_cuda_device_with_a_broken_library_raises_backend_error(fresh_cuda_state, monkeypatch, tmp_path):
+def test_cuda_device_with_a_broken_library_raises_backend_error(fresh_cuda_state, monkeypatch,
+                                                                tmp_path):
     bogus = tmp_path / "libpyggml_cuda.so"
     bogus.write_bytes(b"not an ELF file")
     monkeypatch.setenv("PYGGML_CUDA_LIB", str(bogus))
@@ -121,7 +124,8 @@ def test_cuda_device_without_a_gpu_names_the_cuda_error(fresh_cuda_state):
     count = ffi.new("int *")
     if lib.pyggml_cuda_device_count(count) == 0 and count[0] > 0:
         pytest.skip("a CUDA device is present: this test is for machines without one")
-    with pytest.raises(BackendError, match=r"no usable CUDA device: cudaGetDeviceCount: .*\(cuda\w+\)"):
+    with pytest.raises(BackendError,
+                       match=r"no usable CUDA device: cudaGetDeviceCount: .*\(cuda\w+\)"):
         cuda.CudaDevice(HP)
 
 
@@ -231,7 +235,8 @@ def test_out_of_device_memory_names_bytes_needed_and_free(model_file):
     assert small.used == 0                            # refused before anything was uploaded
 
 
-def test_model_without_cuda_raises_backend_error(model_file, fresh_cuda_state, monkeypatch, tmp_path):
+def test_model_without_cuda_raises_backend_error(model_file, fresh_cuda_state, monkeypatch,
+                                                 tmp_path):
     """n_gpu_layers without a device injected and without a usable CUDA library: a clear error."""
     import pyggml
     from pyggml.model import Model

@@ -173,7 +173,8 @@ def main() -> int:
         Path(args.json).write_text("".join(json.dumps(r) + "\n" for r in results))
     print(table(results))
     failed = [r["n_gpu_layers"] for r in results if not r["ok"]]
-    print(f"gpu_check: {'FAILED for n_gpu_layers ' + str(failed) if failed else 'all checks passed'}")
+    print(f"gpu_check: FAILED for n_gpu_layers {failed}" if failed else
+          "gpu_check: all checks passed")
     return 1 if failed else 0
 
 

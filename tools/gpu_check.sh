@@ -32,15 +32,21 @@ WHEEL_PYTHON=3.12
 
 prepare() {
     local venv_python=$ROOT/.venv/bin/python
-    [ -x "$venv_python" ] || { echo "prepare: no $venv_python: make the project's venv first" >&2; return 1; }
+    if [ ! -x "$venv_python" ]; then
+        echo "prepare: no $venv_python: make the project's venv first" >&2
+        return 1
+    fi
     grep -qxF "/.gpucheck/" .git/info/exclude 2>/dev/null || echo "/.gpucheck/" >> .git/info/exclude
     rm -rf "$CARRY"
     mkdir -p "$CARRY/wheels" "$CARRY/cache/test-models"
     local cffi_version pycparser_version
+    # the versions this venv uses, built for the GPU image's CPython
     cffi_version=$("$venv_python" -c "import cffi; print(cffi.__version__)") || return 1
-    pycparser_version=$("$venv_python" -c "import pycparser; print(pycparser.__version__)") || return 1
-    "$venv_python" -m pip download -q --no-deps --only-binary=:all: --python-version "$WHEEL_PYTHON" \
-        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    pycparser_version=$("$venv_python" -c "import pycparser; print(pycparser.__version__)") ||
+        return 1
+    "$venv_python" -m pip download -q --no-deps --only-binary=:all: \
+        --python-version "$WHEEL_PYTHON" --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d "$CARRY/wheels" \
         "cffi==$cffi_version" "pycparser==$pycparser_version" || return 1
     local model
@@ -48,7 +54,8 @@ prepare() {
     cp "$model" "$CARRY/cache/test-models/" || return 1
     echo "prepare: $CARRY holds:"
     du -ah "$CARRY" | sort -k2
-    echo "now, with the device tool: run(command=\"bash tools/gpu_check.sh\", carry=[\".gpucheck\"], timeout_s=480)"
+    echo "now, with the device tool:"
+    echo "    run(command=\"bash tools/gpu_check.sh\", carry=[\".gpucheck\"], timeout_s=480)"
 }
 
 stage() {    # stage NAME: a banner with the seconds since the start
@@ -58,7 +65,11 @@ stage() {    # stage NAME: a banner with the seconds since the start
 check() {    # check OUT_DIR
     local out=$1
     stage "machine"
-    [ -d "$CARRY/wheels" ] || { echo "no $CARRY/wheels: run 'bash tools/gpu_check.sh --prepare' here first, then carry .gpucheck" >&2; return 2; }
+    if [ ! -d "$CARRY/wheels" ]; then
+        echo "no $CARRY/wheels: run 'bash tools/gpu_check.sh --prepare' where pip works," \
+             "then carry .gpucheck" >&2
+        return 2
+    fi
     export PATH=$PATH:/usr/local/cuda/bin
     nvidia-smi -L || echo "nvidia-smi failed"
     command -v nvcc >/dev/null && nvcc --version | tail -n 2
@@ -71,7 +82,11 @@ check() {    # check OUT_DIR
     export PYTHONPATH=/tmp/site:$ROOT
     export PYGGML_CACHE=$CARRY/cache            # model_path() finds the carried fixture here
     export NUMBA_CACHE_DIR=/tmp/numba-cache PYTHONUNBUFFERED=1
-    python3 -c "import cffi, numpy, numba, pytest, jinja2; print('cffi', cffi.__version__, '| numpy', numpy.__version__, '| numba', numba.__version__, '| pytest', pytest.__version__)" || return 3
+    python3 - <<'EOF' || return 3
+import cffi, jinja2, numba, numpy, pytest
+print("cffi", cffi.__version__, "| numpy", numpy.__version__, "| numba", numba.__version__,
+      "| pytest", pytest.__version__, "| jinja2", jinja2.__version__)
+EOF
 
     stage "build (CMake: libpyggml_cpu, libpyggml_cuda for sm_90)"
     mkdir -p build
@@ -90,7 +105,8 @@ hp = HParams(arch="qwen2", n_vocab=32, n_ctx_train=64, n_embd=64, n_layer=1, n_h
              n_ff=128, head_dim=32, n_rot=32, rope_mode=2, rope_base=1e4, rms_eps=1e-6)
 gpu = CudaDevice(hp)
 free, total = gpu.mem_info()
-print(f"{gpu.name}: compute {gpu.compute_capability}, {gpu.n_sm} SMs, {free / 2**20:,.0f} of {total / 2**20:,.0f} MiB free")
+print(f"{gpu.name}: compute {gpu.compute_capability}, {gpu.n_sm} SMs, "
+      f"{free / 2**20:,.0f} of {total / 2**20:,.0f} MiB free")
 EOF
 
     stage "tests/test_cuda.py (GPU required)"

@@ -76,7 +76,8 @@ def _cdef(header: Path) -> str:
     try:
         return text.split("/* cdef: begin */", 1)[1].split("/* cdef: end */", 1)[0]
     except IndexError:
-        raise BackendError(f"{header}: no '/* cdef: begin */ ... /* cdef: end */' section") from None
+        raise BackendError(f"{header}: no '/* cdef: begin */ ... /* cdef: end */' section"
+                           ) from None
 
 
 def library_path() -> Path:
@@ -216,10 +217,10 @@ class CudaDevice:
                                f"run with n_gpu_layers=0 to stay on the CPU")
         if not 0 <= device < count[0]:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            env = f", CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else ""
             raise BackendError(f"GPU layers were asked for, but CUDA device {device} does not "
-                               f"exist ({count[0]} visible"
-                               + (f", CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "")
-                               + "); run with n_gpu_layers=0 to stay on the CPU")
+                               f"exist ({count[0]} visible{env}); run with n_gpu_layers=0 to "
+                               f"stay on the CPU")
         name = self.ffi.new("char[256]")
         major, minor, n_sm = self.ffi.new("int *"), self.ffi.new("int *"), self.ffi.new("int *")
         self._check(self.lib.pyggml_cuda_set_device(device, name, 256, major, minor, n_sm),
@@ -237,8 +238,9 @@ class CudaDevice:
         self.peak_used = 0
         self._workspace: Workspace | None = None
         self._logits: DeviceArray | None = None
-        self._theta_scale = float(np.float32(hp.rope_base) ** np.float32(-2.0 / hp.n_rot))  # as forward.rope_cache
-        self._attn_scale = float(np.float32(1.0 / np.sqrt(hp.head_dim)))                  # as forward.attention
+        # computed as forward.rope_cache and forward.attention compute them
+        self._theta_scale = float(np.float32(hp.rope_base) ** np.float32(-2.0 / hp.n_rot))
+        self._attn_scale = float(np.float32(1.0 / np.sqrt(hp.head_dim)))
         self._note_memory()
 
     @staticmethod
@@ -256,7 +258,8 @@ class CudaDevice:
 
     def _check(self, rc: int, what: str) -> None:
         if rc != 0:
-            raise BackendError(f"{getattr(self, 'name', 'CUDA')}: {what} failed: {self._last_error()}")
+            where = getattr(self, "name", "CUDA")
+            raise BackendError(f"{where}: {what} failed: {self._last_error()}")
 
     def _call(self, op: str, *args) -> None:
         """lib.pyggml_cuda_<op>(*args) with device arrays passed as pointers, None as NULL."""
@@ -323,7 +326,8 @@ class CudaDevice:
             raise UnsupportedTypeError(f"{m.name}: the CUDA kernels cannot multiply ggml type "
                                        f"{type_name(m.ggml_type)} rows of {m.n_in}")
         if m.data.shape != (m.n_out, row_bytes):
-            raise BackendError(f"{m.name}: data shape {m.data.shape} is not ({m.n_out}, {row_bytes})")
+            raise BackendError(f"{m.name}: data shape {m.data.shape} is not "
+                               f"({m.n_out}, {row_bytes})")
         data = self.upload(m.data, m.name)
         self.traffic.uploaded += data.nbytes
         return CudaMatrix(m.name, m.ggml_type, m.n_out, m.n_in, row_bytes, data)
@@ -350,7 +354,8 @@ class CudaDevice:
         k_cache = self.empty(cache_shape, np.float16, "the K cache")
         v_cache = self.empty(cache_shape, np.float16, "the V cache")
         for cache in (k_cache, v_cache):
-            self._check(self.lib.pyggml_cuda_memset(cache.ptr, 0, cache.nbytes), "clearing the kv cache")
+            self._check(self.lib.pyggml_cuda_memset(cache.ptr, 0, cache.nbytes),
+                        "clearing the kv cache")
         self._loaded()
         return CudaLayer(LayerWeights(**fields), k_cache, v_cache, n_ctx)
 
@@ -367,7 +372,8 @@ class CudaDevice:
             self._workspace = None                      # free the old one first
             widths = dict(x=hp.n_embd, h=hp.n_embd, q=hp.n_embd, k=hp.n_embd_gqa,
                           v=hp.n_embd_gqa, att=hp.n_embd, gate=hp.n_ff, up=hp.n_ff)
-            ws = Workspace(n_tok, **{name: self.empty((n_tok, width), np.float32, f"activations ({name})")
+            ws = Workspace(n_tok, **{name: self.empty((n_tok, width), np.float32,
+                                                      f"activations ({name})")
                                      for name, width in widths.items()})
             self._workspace = ws
         return ws
@@ -420,7 +426,7 @@ class CudaDevice:
                    self.ffi.from_buffer("int64_t[]", rows), len(rows), w.n_in, out, w.n_in)
         return self.download(out)
 
-    # ------------------------------------------------------------------ a block, as forward.layer_forward
+    # ------------------------------------------------------------------ a block, as in forward.py
     def layer_forward(self, layer: CudaLayer, x: DeviceArray, pos0: int) -> DeviceArray:
         """One transformer block on the hidden state x (T, n_embd), in place. -> x"""
         n_tok = x.shape[0]
@@ -433,7 +439,8 @@ class CudaDevice:
         return x
 
     def _attention_block(self, layer: CudaLayer, x: DeviceArray, pos0: int, ws: Workspace) -> None:
-        """x += Wo attention(rope(Wq h + bq), rope(Wk h + bk), Wv h + bv), h = rms_norm(x) * attn_norm"""
+        """x += Wo attention(rope(Wq h + bq), rope(Wk h + bk), Wv h + bv),
+        h = rms_norm(x) * attn_norm"""
         w, hp, n_tok = layer.weights, self.hp, x.shape[0]
         h, q, k, v, att = (a.rows(0, n_tok) for a in (ws.h, ws.q, ws.k, ws.v, ws.att))
         self.rms_norm(x, w.attn_norm, h)
@@ -477,9 +484,9 @@ class CudaDevice:
         """GPU memory after load and at peak: device-wide (cudaMemGetInfo) and pyggml's buffers."""
         self._note_memory()
         _, total = self.mem_info()
+        major, minor = self.compute_capability
         return {
-            "GPU": f"{self.name} (compute {self.compute_capability[0]}.{self.compute_capability[1]}, "
-                   f"{total / MIB:,.0f} MiB)",
+            "GPU": f"{self.name} (compute {major}.{minor}, {total / MIB:,.0f} MiB)",
             "GPU memory after load": f"{self.used_after_load / MIB:,.0f} MiB used on the device, "
                                      f"{self.allocated_after_load / MIB:,.0f} MiB of it pyggml's",
             "GPU memory peak": f"{self.peak_used / MIB:,.0f} MiB used on the device, "
