@@ -191,28 +191,35 @@ def dot_q3_K(w, x, xd, bs):
     sumf = np.float32(0)
     for b in range(xd.size):
         o = 110 * b
-        acc = np.int32(0)
-        for h in range(2):
-            # scales of this 128-weight half: a_k for l < 16, b_k for l >= 16 (sub-block 8h+2k+..)
-            a0, b0 = np.int16(scale_q3_K(w, o + 96, 8 * h)), np.int16(scale_q3_K(w, o + 96, 8 * h + 1))
-            a1, b1 = np.int16(scale_q3_K(w, o + 96, 8 * h + 2)), np.int16(scale_q3_K(w, o + 96, 8 * h + 3))
-            a2, b2 = np.int16(scale_q3_K(w, o + 96, 8 * h + 4)), np.int16(scale_q3_K(w, o + 96, 8 * h + 5))
-            a3, b3 = np.int16(scale_q3_K(w, o + 96, 8 * h + 6)), np.int16(scale_q3_K(w, o + 96, 8 * h + 7))
-            acc = np.int32(acc - 4 * bias8(bs, 16 * b + 8 * h, a0, b0, a1, b1, a2, b2, a3, b3))
-            xo = 256 * b + 128 * h
-            shift = 4 * h
-            for l in range(32):
-                first = l < 16
-                q = w[o + 32 + 32 * h + l]
-                m = w[o + l] >> shift
-                L0 = (q & 3) | ((m & 1) << 2)
-                L1 = ((q >> 2) & 3) | (((m >> 1) & 1) << 2)
-                L2 = ((q >> 4) & 3) | (((m >> 2) & 1) << 2)
-                L3 = (q >> 6) | (((m >> 3) & 1) << 2)
-                acc = np.int32(acc + np.int32(np.int16(L0 * (a0 if first else b0))) * np.int32(x[xo + l])
-                               + np.int32(np.int16(L1 * (a1 if first else b1))) * np.int32(x[xo + 32 + l])
-                               + np.int32(np.int16(L2 * (a2 if first else b2))) * np.int32(x[xo + 64 + l])
-                               + np.int32(np.int16(L3 * (a3 if first else b3))) * np.int32(x[xo + 96 + l]))
+        s = o + 96
+        # scales S_g, g = 8h + 2k + (l >= 16): a_hk for weights l < 16, b_hk for l >= 16
+        a00, b00 = np.int16(scale_q3_K(w, s, 0)), np.int16(scale_q3_K(w, s, 1))
+        a01, b01 = np.int16(scale_q3_K(w, s, 2)), np.int16(scale_q3_K(w, s, 3))
+        a02, b02 = np.int16(scale_q3_K(w, s, 4)), np.int16(scale_q3_K(w, s, 5))
+        a03, b03 = np.int16(scale_q3_K(w, s, 6)), np.int16(scale_q3_K(w, s, 7))
+        a10, b10 = np.int16(scale_q3_K(w, s, 8)), np.int16(scale_q3_K(w, s, 9))
+        a11, b11 = np.int16(scale_q3_K(w, s, 10)), np.int16(scale_q3_K(w, s, 11))
+        a12, b12 = np.int16(scale_q3_K(w, s, 12)), np.int16(scale_q3_K(w, s, 13))
+        a13, b13 = np.int16(scale_q3_K(w, s, 14)), np.int16(scale_q3_K(w, s, 15))
+        # q = L - 4 with L = low2 | high << 2 in 0..7: the -4 goes through the bsums
+        acc = np.int32(-4 * (bias8(bs, 16 * b, a00, b00, a01, b01, a02, b02, a03, b03)
+                             + bias8(bs, 16 * b + 8, a10, b10, a11, b11, a12, b12, a13, b13)))
+        xo = 256 * b
+        for l in range(32):                    # weight l of each of the 8 planes (h, k)
+            first = l < 16
+            q0 = w[o + 32 + l]                 # low 2 bits, h = 0: planes k at bits 2k
+            q1 = w[o + 64 + l]                 # low 2 bits, h = 1
+            m = w[o + l]                       # high bits: plane (h, k) at bit 4h + k
+            acc = np.int32(
+                acc
+                + np.int32(np.int16(((q0 & 3) | ((m & 1) << 2)) * (a00 if first else b00))) * np.int32(x[xo + l])
+                + np.int32(np.int16((((q0 >> 2) & 3) | ((m & 2) << 1)) * (a01 if first else b01))) * np.int32(x[xo + 32 + l])
+                + np.int32(np.int16((((q0 >> 4) & 3) | (m & 4)) * (a02 if first else b02))) * np.int32(x[xo + 64 + l])
+                + np.int32(np.int16(((q0 >> 6) | ((m >> 1) & 4)) * (a03 if first else b03))) * np.int32(x[xo + 96 + l])
+                + np.int32(np.int16(((q1 & 3) | ((m >> 2) & 4)) * (a10 if first else b10))) * np.int32(x[xo + 128 + l])
+                + np.int32(np.int16((((q1 >> 2) & 3) | ((m >> 3) & 4)) * (a11 if first else b11))) * np.int32(x[xo + 160 + l])
+                + np.int32(np.int16((((q1 >> 4) & 3) | ((m >> 4) & 4)) * (a12 if first else b12))) * np.int32(x[xo + 192 + l])
+                + np.int32(np.int16(((q1 >> 6) | ((m >> 5) & 4)) * (a13 if first else b13))) * np.int32(x[xo + 224 + l]))
         sumf += (f16(w, o + 108) * xd[b]) * np.float32(acc)
     return sumf
 
@@ -271,28 +278,38 @@ def dot_q6_K(w, x, xd, bs):
     sumf = np.float32(0)
     for b in range(xd.size):
         o = 210 * b
-        acc = np.int32(0)
-        for h in range(2):
-            s = o + 192 + 8 * h
-            a0, b0 = np.int16(np.int8(w[s])), np.int16(np.int8(w[s + 1]))
-            a1, b1 = np.int16(np.int8(w[s + 2])), np.int16(np.int8(w[s + 3]))
-            a2, b2 = np.int16(np.int8(w[s + 4])), np.int16(np.int8(w[s + 5]))
-            a3, b3 = np.int16(np.int8(w[s + 6])), np.int16(np.int8(w[s + 7]))
-            acc = np.int32(acc - 32 * bias8(bs, 16 * b + 8 * h, a0, b0, a1, b1, a2, b2, a3, b3))
-            xo = 256 * b + 128 * h
-            for l in range(32):
-                first = l < 16
-                lo = w[o + 64 * h + l]
-                hi = w[o + 64 * h + 32 + l]
-                hb = w[o + 128 + 32 * h + l]
-                L0 = (lo & 15) | ((hb & 3) << 4)
-                L1 = (hi & 15) | (((hb >> 2) & 3) << 4)
-                L2 = (lo >> 4) | (((hb >> 4) & 3) << 4)
-                L3 = (hi >> 4) | ((hb >> 6) << 4)
-                acc = np.int32(acc + np.int32(np.int16(L0 * (a0 if first else b0))) * np.int32(x[xo + l])
-                               + np.int32(np.int16(L1 * (a1 if first else b1))) * np.int32(x[xo + 32 + l])
-                               + np.int32(np.int16(L2 * (a2 if first else b2))) * np.int32(x[xo + 64 + l])
-                               + np.int32(np.int16(L3 * (a3 if first else b3))) * np.int32(x[xo + 96 + l]))
+        s = o + 192
+        # int8 scales of sub-block g = 8h + 2k + (l >= 16): a_hk for l < 16, b_hk for l >= 16
+        a00, b00 = np.int16(np.int8(w[s])), np.int16(np.int8(w[s + 1]))
+        a01, b01 = np.int16(np.int8(w[s + 2])), np.int16(np.int8(w[s + 3]))
+        a02, b02 = np.int16(np.int8(w[s + 4])), np.int16(np.int8(w[s + 5]))
+        a03, b03 = np.int16(np.int8(w[s + 6])), np.int16(np.int8(w[s + 7]))
+        a10, b10 = np.int16(np.int8(w[s + 8])), np.int16(np.int8(w[s + 9]))
+        a11, b11 = np.int16(np.int8(w[s + 10])), np.int16(np.int8(w[s + 11]))
+        a12, b12 = np.int16(np.int8(w[s + 12])), np.int16(np.int8(w[s + 13]))
+        a13, b13 = np.int16(np.int8(w[s + 14])), np.int16(np.int8(w[s + 15]))
+        # q = L - 32 with L = low4 | high2 << 4 in 0..63: the -32 goes through the bsums
+        acc = np.int32(-32 * (bias8(bs, 16 * b, a00, b00, a01, b01, a02, b02, a03, b03)
+                              + bias8(bs, 16 * b + 8, a10, b10, a11, b11, a12, b12, a13, b13)))
+        xo = 256 * b
+        for l in range(32):                    # weight l of each of the 8 planes (h, k)
+            first = l < 16
+            l0 = w[o + l]                      # h = 0: k = 0 (low nibble), k = 2 (high)
+            l1 = w[o + 32 + l]                 # h = 0: k = 1, k = 3
+            h0 = w[o + 128 + l]                # h = 0: high 2 bits of k at bits 2k
+            l2 = w[o + 64 + l]                 # h = 1, likewise
+            l3 = w[o + 96 + l]
+            h1 = w[o + 160 + l]
+            acc = np.int32(
+                acc
+                + np.int32(np.int16(((l0 & 15) | ((h0 & 3) << 4)) * (a00 if first else b00))) * np.int32(x[xo + l])
+                + np.int32(np.int16(((l1 & 15) | ((h0 & 12) << 2)) * (a01 if first else b01))) * np.int32(x[xo + 32 + l])
+                + np.int32(np.int16(((l0 >> 4) | (h0 & 48)) * (a02 if first else b02))) * np.int32(x[xo + 64 + l])
+                + np.int32(np.int16(((l1 >> 4) | ((h0 >> 2) & 48)) * (a03 if first else b03))) * np.int32(x[xo + 96 + l])
+                + np.int32(np.int16(((l2 & 15) | ((h1 & 3) << 4)) * (a10 if first else b10))) * np.int32(x[xo + 128 + l])
+                + np.int32(np.int16(((l3 & 15) | ((h1 & 12) << 2)) * (a11 if first else b11))) * np.int32(x[xo + 160 + l])
+                + np.int32(np.int16(((l2 >> 4) | (h1 & 48)) * (a12 if first else b12))) * np.int32(x[xo + 192 + l])
+                + np.int32(np.int16(((l3 >> 4) | ((h1 >> 2) & 48)) * (a13 if first else b13))) * np.int32(x[xo + 224 + l]))
         sumf += (f16(w, o + 208) * xd[b]) * np.float32(acc)
     return sumf
 
