@@ -9,20 +9,28 @@
  * worker has actually claimed; a worker that is not running claims nothing, and the
  * caller does its share.  On a quiet machine both behave the same.
  *
- * The job slot
- *   state = generation << 32 | next chunk to claim   (one 64-bit atomic word)
- *   A chunk is claimed by a compare-and-swap of state that keeps the generation, so
- *   a worker that read an older job can never claim a chunk of a newer one.  Between
- *   jobs, next = CLOSED while the caller rewrites the job description; the caller
- *   starts a new job only when every chunk of the last one is done, so a claimed
- *   chunk always runs with the description it was claimed under.
+ * Lanes.  A job's chunks are split into one contiguous lane per thread; a thread
+ * claims the chunks of its own lane in order, then helps with the other lanes.  So
+ * each thread streams through consecutive memory (the hardware prefetcher sees one
+ * long stream; with chunks dealt out alternately, 2 threads read 30 GB/s from DRAM
+ * where their own halves give the full bandwidth).
  *
- * Idle workers spin for a while (decode calls come back within microseconds), then
+ *   lane r holds chunks [r * n / L, (r + 1) * n / L);  its word:
+ *   lane[r] = generation << 32 | next chunk to claim   (one 64-bit atomic)
+ *
+ * A chunk is claimed by a compare-and-swap of its lane word that keeps the
+ * generation, so a thread that read an older job can never claim a chunk of a newer
+ * one.  Between jobs the lanes are CLOSED while the caller rewrites the job
+ * description; it starts a new job only when every chunk of the last one is done, so
+ * a claimed chunk always runs with the description it was claimed under.
+ *
+ * Idle workers spin for 2 ms (decode calls come back within microseconds), then
  * sleep on a condition variable; the caller signals only when someone sleeps.
  * One caller at a time: a second thread calling in while a job runs does its work
- * alone.  After fork() the child has no workers and runs jobs alone.
+ * alone.  After fork() the child has no workers and runs jobs alone until it starts
+ * new ones.
  */
-#define _POSIX_C_SOURCE 200809L     /* pthreads, sysconf, sched_yield under -std=c99 */
+#define _POSIX_C_SOURCE 200809L     /* pthreads, sysconf, sched_yield, clock_gettime in C99 */
 
 #include "cpu_internal.h"
 
@@ -30,11 +38,18 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_WORKERS 63
 #define CLOSED 0xFFFFFFFFu
-#define SPIN_ROUNDS 20000          /* pauses before an idle worker sleeps: ~0.1 to 1 ms */
+#define SPIN_NS 2000000             /* an idle worker spins 2 ms, then sleeps */
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -42,67 +57,78 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+typedef struct {
+    uint64_t word;                  /* atomic: generation << 32 | next chunk */
+    char pad[56];                   /* one cache line per lane: no false sharing */
+} lane;
+
 static struct {
-    pthread_mutex_t caller;        /* held by the one thread running a job */
-    pthread_mutex_t lock;          /* guards sleeping workers and starting workers */
+    pthread_mutex_t caller;         /* held by the one thread running a job */
+    pthread_mutex_t lock;           /* guards sleeping and starting workers */
     pthread_cond_t wake;
     int n_workers;
-    int n_sleeping;                /* atomic */
-    uint64_t state;                /* atomic: generation << 32 | next chunk */
-    int64_t done;                  /* atomic: chunks finished in this generation */
-    /* the job, rewritten only while state's next is CLOSED */
+    int n_sleeping;                 /* atomic */
+    uint32_t published;             /* atomic: generation of the current job */
+    int64_t done;                   /* atomic: chunks finished in this generation */
+    /* the job, rewritten only while every lane is CLOSED */
     chunk_fn fn;
     void *ctx;
     int64_t n_chunks;
-    int n_helpers;                 /* workers 0 .. n_helpers-1 take part */
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          0, 0, CLOSED, 0, NULL, NULL, 0, 0};
+    int n_lanes;                    /* = threads asked for; worker i works from lane i + 1 */
+    int lanes_used;                 /* lanes ever opened: each new job closes them all */
+    lane lanes[MAX_WORKERS + 1];
+} pool = {.caller = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER};
 
-/* claim and run chunks of generation gen until none is left; true if it ran any */
-static int work_on(uint32_t gen) {
-    int ran = 0;
-    uint64_t s = __atomic_load_n(&pool.state, __ATOMIC_ACQUIRE);
-    for (;;) {
-        if ((uint32_t)(s >> 32) != gen) return ran;
-        const uint32_t next = (uint32_t)s;
-        /* reading the job is safe: if it changed, so did state, and the CAS fails */
-        const int64_t n_chunks = __atomic_load_n(&pool.n_chunks, __ATOMIC_RELAXED);
-        if (next == CLOSED || next >= n_chunks) return ran;
-        if (!__atomic_compare_exchange_n(&pool.state, &s, s + 1, 0, __ATOMIC_ACQ_REL,
-                                         __ATOMIC_ACQUIRE))
-            continue;                              /* s now holds the new value */
-        pool.fn(pool.ctx, next);
-        __atomic_add_fetch(&pool.done, 1, __ATOMIC_RELEASE);
-        ran = 1;
-        s = __atomic_load_n(&pool.state, __ATOMIC_ACQUIRE);
+static int64_t lane_start(int64_t n_chunks, int n_lanes, int r) { return n_chunks * r / n_lanes; }
+
+/* claim and run chunks of generation gen, own lane first, then the others */
+static void work_on(uint32_t gen, int home) {
+    const int n_lanes = __atomic_load_n(&pool.n_lanes, __ATOMIC_RELAXED);
+    const int64_t n_chunks = __atomic_load_n(&pool.n_chunks, __ATOMIC_RELAXED);
+    for (int i = 0; i < n_lanes; i++) {
+        const int r = (home + i) % n_lanes;
+        /* n_lanes and n_chunks may belong to a newer job: then the lane's generation
+         * differs and no compare-and-swap below succeeds */
+        const int64_t end = lane_start(n_chunks, n_lanes, r + 1);
+        uint64_t w = __atomic_load_n(&pool.lanes[r].word, __ATOMIC_ACQUIRE);
+        for (;;) {
+            const uint32_t next = (uint32_t)w;
+            if ((uint32_t)(w >> 32) != gen || next == CLOSED || next >= end) break;
+            if (!__atomic_compare_exchange_n(&pool.lanes[r].word, &w, w + 1, 0, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_ACQUIRE))
+                continue;                             /* w now holds the lane's new word */
+            pool.fn(pool.ctx, next);
+            __atomic_add_fetch(&pool.done, 1, __ATOMIC_RELEASE);
+            w = __atomic_load_n(&pool.lanes[r].word, __ATOMIC_ACQUIRE);
+        }
     }
 }
 
 static void *worker_main(void *arg) {
-    const int index = (int)(intptr_t)arg;
-    uint32_t seen = (uint32_t)(__atomic_load_n(&pool.state, __ATOMIC_ACQUIRE) >> 32);
-    int idle = 0;
-    for (;;) {
-        const uint64_t s = __atomic_load_n(&pool.state, __ATOMIC_ACQUIRE);
-        const uint32_t gen = (uint32_t)(s >> 32);
-        if (gen != seen && (uint32_t)s != CLOSED) {
+    const int home = (int)(intptr_t)arg + 1;
+    uint32_t seen = __atomic_load_n(&pool.published, __ATOMIC_ACQUIRE);
+    int64_t idle_since = now_ns();
+    for (unsigned spins = 1;; spins++) {
+        const uint32_t gen = __atomic_load_n(&pool.published, __ATOMIC_ACQUIRE);
+        if (gen != seen) {
             seen = gen;
-            idle = 0;
-            if (index < __atomic_load_n(&pool.n_helpers, __ATOMIC_RELAXED)) work_on(gen);
+            if (home < __atomic_load_n(&pool.n_lanes, __ATOMIC_RELAXED)) work_on(gen, home);
+            idle_since = now_ns();
             continue;
         }
-        if (++idle < SPIN_ROUNDS) {
+        if (spins % 256 || now_ns() - idle_since < SPIN_NS) {
             cpu_relax();
             continue;
         }
-        /* sleep until the state changes; the caller broadcasts when n_sleeping > 0 */
+        /* sleep until a new job; the caller broadcasts when n_sleeping > 0 */
         pthread_mutex_lock(&pool.lock);
         __atomic_add_fetch(&pool.n_sleeping, 1, __ATOMIC_SEQ_CST);
-        while (__atomic_load_n(&pool.state, __ATOMIC_SEQ_CST) == s)
+        while (__atomic_load_n(&pool.published, __ATOMIC_SEQ_CST) == seen)
             pthread_cond_wait(&pool.wake, &pool.lock);
         __atomic_sub_fetch(&pool.n_sleeping, 1, __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&pool.lock);
-        idle = 0;
+        idle_since = now_ns();
     }
     return NULL;
 }
@@ -114,10 +140,9 @@ static void after_fork_in_child(void) {
     pool.n_workers = pool.n_sleeping = 0;
 }
 
-/* start workers up to n (under pool.lock); fewer if the system refuses */
+/* start workers up to n; fewer if the system refuses */
 static void ensure_workers(int n) {
     static int atfork_registered = 0;
-    if (n > MAX_WORKERS) n = MAX_WORKERS;
     if (__atomic_load_n(&pool.n_workers, __ATOMIC_ACQUIRE) >= n) return;
     pthread_mutex_lock(&pool.lock);
     if (!atfork_registered) {
@@ -138,36 +163,37 @@ static void ensure_workers(int n) {
 }
 
 int default_threads(void) {
-#ifdef _SC_NPROCESSORS_ONLN
     const long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 1 ? (int)(n < MAX_WORKERS + 1 ? n : MAX_WORKERS + 1) : 1;
-#else
-    return 1;
-#endif
 }
 
 void run_chunks(int n_threads, int64_t n_chunks, chunk_fn fn, void *ctx) {
+    if (n_threads > MAX_WORKERS + 1) n_threads = MAX_WORKERS + 1;
     if (n_threads <= 1 || n_chunks <= 1 || n_chunks >= CLOSED || pthread_mutex_trylock(&pool.caller)) {
         for (int64_t c = 0; c < n_chunks; c++) fn(ctx, c);    /* alone */
         return;
     }
     ensure_workers(n_threads - 1);
-    /* close the slot, describe the job, open it under a new generation */
-    const uint64_t old = __atomic_load_n(&pool.state, __ATOMIC_RELAXED);
-    const uint32_t gen = (uint32_t)(old >> 32) + 1;
-    __atomic_store_n(&pool.state, (uint64_t)gen << 32 | CLOSED, __ATOMIC_SEQ_CST);
+    /* close every lane under the new generation, describe the job, open the lanes */
+    const uint32_t gen = __atomic_load_n(&pool.published, __ATOMIC_RELAXED) + 1;
+    if (pool.lanes_used < n_threads) pool.lanes_used = n_threads;
+    for (int r = 0; r < pool.lanes_used; r++)
+        __atomic_store_n(&pool.lanes[r].word, (uint64_t)gen << 32 | CLOSED, __ATOMIC_SEQ_CST);
     pool.fn = fn;
     pool.ctx = ctx;
     __atomic_store_n(&pool.n_chunks, n_chunks, __ATOMIC_RELAXED);
-    __atomic_store_n(&pool.n_helpers, n_threads - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.n_lanes, n_threads, __ATOMIC_RELAXED);
     __atomic_store_n(&pool.done, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&pool.state, (uint64_t)gen << 32, __ATOMIC_SEQ_CST);
+    for (int r = 0; r < n_threads; r++)
+        __atomic_store_n(&pool.lanes[r].word, (uint64_t)gen << 32 | (uint64_t)lane_start(n_chunks, n_threads, r),
+                         __ATOMIC_RELEASE);
+    __atomic_store_n(&pool.published, gen, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&pool.n_sleeping, __ATOMIC_SEQ_CST) > 0) {
         pthread_mutex_lock(&pool.lock);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
-    work_on(gen);
+    work_on(gen, 0);
     /* every chunk is claimed; wait for the ones still running elsewhere */
     for (unsigned spins = 0; __atomic_load_n(&pool.done, __ATOMIC_ACQUIRE) < n_chunks; spins++) {
         if (spins < 100000) cpu_relax();
