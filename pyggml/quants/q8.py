@@ -33,7 +33,7 @@ block_q8_1 (36 bytes):                          y = d * qs
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..format.constants import GGMLType
 from .base import QuantType, absmax_signed, f32, fp16_bytes, fp16_field, nearest_int
@@ -109,12 +109,14 @@ def q8_round(x: np.ndarray):
 # ---------------------------------------------------------------------- fast layer (numba)
 # Each kernel writes ggml's structs byte for byte into views of one uint8 buffer
 # (T, n_blocks * block_bytes): d and bsums through float32/uint16/int16 views of it.
+# They run on one thread: for a decode step (T = 1) the work is a few microseconds, less
+# than waking a second thread, and a prefill's products dwarf it.
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def quantize_q8_K(x, out_f32, out_i8, out_i16):
     """x (T, K) float32 -> block_q8_K rows, exactly quantize_row_q8_K_ref."""
     T, K = x.shape
-    for t in prange(T):
+    for t in range(T):
         for b in range(K // 256):
             v = x[t, 256 * b:256 * b + 256]
             amax = np.float32(0)
@@ -142,12 +144,12 @@ def quantize_q8_K(x, out_f32, out_i8, out_i16):
             out_f32[t, 73 * b] = np.float32(1.0) / iscale
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def quantize_q8_0_or_1(x, out_u16, out_i8, with_sum):
     """x (T, K) float32 -> block_q8_0 rows (or block_q8_1 if with_sum): quantize_row_q8_*_ref."""
     T, K = x.shape
     size = 36 if with_sum else 34
-    for t in prange(T):
+    for t in range(T):
         for b in range(K // 32):
             v = x[t, 32 * b:32 * b + 32]
             amax = np.float32(0)
