@@ -41,8 +41,6 @@ LIB_NAMES = {"linux": "libpyggml_cuda.so", "darwin": "libpyggml_cuda.dylib",
 HEADER_NAME = "pyggml_cuda.h"
 PACKAGE_LIB_DIR = Path(__file__).resolve().parents[1] / "lib"       # pyggml/lib, filled by setup.py
 SOURCE_HEADER = Path(__file__).resolve().parents[2] / "kernels" / HEADER_NAME
-SCRATCH_TOKENS = 256         # the model's prompt batch (pyggml.model.N_BATCH): reserve() counts
-                             # activations of this many tokens on top of weights and kv cache
 MIB = 1 << 20
 
 _state: dict = {}            # "ffi", "lib", "path"  or  "error"
@@ -279,8 +277,10 @@ class CudaDevice:
         self.peak_allocated = max(self.peak_allocated, self.allocated)
 
     def reserve(self, nbytes: int) -> None:
-        """Refuse early if weights + kv cache (nbytes) + activations cannot fit in free memory."""
-        scratch = workspace_bytes(self.hp, SCRATCH_TOKENS)
+        """Refuse early if weights + kv cache (nbytes) + the activations of one prompt batch
+        cannot fit in free memory."""
+        from ..model import N_BATCH
+        scratch = workspace_bytes(self.hp, N_BATCH)
         free, _ = self.mem_info()
         if nbytes + scratch > free:
             raise not_enough_memory(self.name, f"{nbytes:,} bytes of weights and kv cache and "
