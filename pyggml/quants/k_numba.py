@@ -187,6 +187,15 @@ def dot_q2_K(w, x, xd, bs):
 
 
 @njit(inline="always")
+def q3_term(low, high, scale, xv):
+    """(low + 4 * high) * scale * xv as two 16-bit products.  One product of the 3-bit
+    value would do; two keep the loop body large enough that LLVM vectorizes the loop
+    in 32-bit lanes instead of unrolling it into 64-bit ones (1.2-1.5x faster)."""
+    v = np.int32(xv)
+    return np.int32(np.int32(np.int16(low * scale)) * v + np.int32(np.int16(high * 4 * scale)) * v)
+
+
+@njit(inline="always")
 def dot_q3_K(w, x, xd, bs):
     sumf = np.float32(0)
     for b in range(xd.size):
@@ -207,19 +216,19 @@ def dot_q3_K(w, x, xd, bs):
         xo = 256 * b
         for l in range(32):                    # weight l of each of the 8 planes (h, k)
             first = l < 16
-            q0 = w[o + 32 + l]                 # low 2 bits, h = 0: planes k at bits 2k
+            q0 = w[o + 32 + l]                 # low 2 bits, h = 0: plane k at bits 2k
             q1 = w[o + 64 + l]                 # low 2 bits, h = 1
             m = w[o + l]                       # high bits: plane (h, k) at bit 4h + k
             acc = np.int32(
                 acc
-                + np.int32(np.int16(((q0 & 3) | ((m & 1) << 2)) * (a00 if first else b00))) * np.int32(x[xo + l])
-                + np.int32(np.int16((((q0 >> 2) & 3) | ((m & 2) << 1)) * (a01 if first else b01))) * np.int32(x[xo + 32 + l])
-                + np.int32(np.int16((((q0 >> 4) & 3) | (m & 4)) * (a02 if first else b02))) * np.int32(x[xo + 64 + l])
-                + np.int32(np.int16(((q0 >> 6) | ((m >> 1) & 4)) * (a03 if first else b03))) * np.int32(x[xo + 96 + l])
-                + np.int32(np.int16(((q1 & 3) | ((m >> 2) & 4)) * (a10 if first else b10))) * np.int32(x[xo + 128 + l])
-                + np.int32(np.int16((((q1 >> 2) & 3) | ((m >> 3) & 4)) * (a11 if first else b11))) * np.int32(x[xo + 160 + l])
-                + np.int32(np.int16((((q1 >> 4) & 3) | ((m >> 4) & 4)) * (a12 if first else b12))) * np.int32(x[xo + 192 + l])
-                + np.int32(np.int16(((q1 >> 6) | ((m >> 5) & 4)) * (a13 if first else b13))) * np.int32(x[xo + 224 + l]))
+                + q3_term(q0 & 3, m & 1, a00 if first else b00, x[xo + l])
+                + q3_term((q0 >> 2) & 3, (m >> 1) & 1, a01 if first else b01, x[xo + 32 + l])
+                + q3_term((q0 >> 4) & 3, (m >> 2) & 1, a02 if first else b02, x[xo + 64 + l])
+                + q3_term(q0 >> 6, (m >> 3) & 1, a03 if first else b03, x[xo + 96 + l])
+                + q3_term(q1 & 3, (m >> 4) & 1, a10 if first else b10, x[xo + 128 + l])
+                + q3_term((q1 >> 2) & 3, (m >> 5) & 1, a11 if first else b11, x[xo + 160 + l])
+                + q3_term((q1 >> 4) & 3, (m >> 6) & 1, a12 if first else b12, x[xo + 192 + l])
+                + q3_term(q1 >> 6, m >> 7, a13 if first else b13, x[xo + 224 + l]))
         sumf += (f16(w, o + 108) * xd[b]) * np.float32(acc)
     return sumf
 
