@@ -22,68 +22,7 @@
 
 #ifdef __AVX2__
 
-#define INLINE static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 8")
-
-/* ---------------------------------------------------------------- helpers */
-
-INLINE float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* 8 x int32, lane i = sum of the products of bytes 4i..4i+3 (u unsigned, s signed) */
-INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
-#ifdef __AVXVNNI__
-    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
-#else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-#endif
-}
-
-/* same, both signed: |a| * (b with a's sign) */
-INLINE __m256i dot_s8s8(__m256i a, __m256i b) {
-    return dot_u8s8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
-
-/* 16 packed bytes -> 32 nibbles in element order: low nibbles (0..15), high (16..31) */
-INLINE __m256i nibbles_32(const uint8_t *qs) {
-    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
-    const __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
-
-/* the 32 bits of a little-endian u32 -> 32 bytes, 0xFF where the bit is set */
-INLINE __m256i bits_32(const uint8_t *qh) {
-    uint32_t u;
-    memcpy(&u, qh, 4);
-    const __m256i byte_of_bit = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
-                                                  0x0101010101010101, 0x0000000000000000);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), byte_of_bit);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
-}
-
-/* bits of every byte moved from position `from` to `to` by one 16-bit shift; the caller
- * masks them (the shift also pulls in bits of the neighbouring byte) */
-INLINE __m256i move_bits(__m256i v, int from, int to) {
-    return from >= to ? _mm256_srli_epi16(v, from - to) : _mm256_slli_epi16(v, to - from);
-}
-
-/* int16 x 16, every lane = s[a], from s16 = [s[0..7] | s[0..7]] as int16: one shuffle */
-INLINE __m256i broadcast_scale(__m256i s16, int a) {
-    return _mm256_shuffle_epi8(s16, _mm256_set1_epi16((short)((2 * a + 1) << 8 | (2 * a))));
-}
-
-/* int16 x 16 = [s[a] x 8, s[a+1] x 8] for even a: the scales of the two 16-element groups
- * of one 32-byte slice, from half = [s[8i..8i+7] | s[8i..8i+7]] (i = a / 8): one shuffle */
-INLINE __m256i pair_scales(__m256i half, int a) {
-    const int e = a % 8;
-    return _mm256_shuffle_epi8(half, _mm256_set_m128i(_mm_set1_epi16((short)((2 * e + 3) << 8 | (2 * e + 2))),
-                                                      _mm_set1_epi16((short)((2 * e + 1) << 8 | (2 * e)))));
-}
+#include "avx2_blocks.h"
 
 #define ACT_ROW(type, act, stride, r) ((const type *)((const char *)(act) + (r) * (stride)))
 
@@ -215,20 +154,6 @@ MIN_32_KERNEL(q5_1, block_q5_1)
  * Q4_K, Q5_K: 8 sub-blocks of 32, 6-bit scale sc_j and min m_j each.
  * A 32-byte load of qs holds sub-blocks 2c (low nibbles) and 2c+1 (high). */
 
-/* unpack the 12 scale bytes (layout in quants_ref.c scale_min_k4) into
- * sc[0..7] (bytes 0..7) and m[0..7] (bytes 8..15) */
-INLINE __m128i scales_mins_k4(const uint8_t *scales) {
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    uint32_t u[4];
-    memcpy(u, scales, 12);
-    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);    /* m 4..7  */
-    const uint32_t m0_3 = u[1] & kmask1;                               /* m 0..3  */
-    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);            /* sc 4..7 */
-    u[2] = m0_3;
-    u[0] &= kmask1;                                                    /* sc 0..3 */
-    return _mm_loadu_si128((const __m128i *)u);
-}
-
 /* Q4_K and Q5_K differ only in how a 32-byte slice of quants is formed */
 #define K4_KERNEL(name, btype, HIGH_BITS)                                                    \
     INLINE void dot_##name(int64_t k, const void *w, const void *act, int64_t act_stride,    \
@@ -274,11 +199,6 @@ INLINE __m128i scales_mins_k4(const uint8_t *scales) {
         UNROLL for (int r = 0; r < R; r++) out[r * ldo] = hsum_ps(acc[r]);                   \
     }
 
-/* the 5th bit of the elements of sub-block j is bit j of qh[l] */
-INLINE __m256i fifth_bit(const uint8_t *qh, int j) {
-    const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-    return _mm256_and_si256(move_bits(h, j, 4), _mm256_set1_epi8(0x10));
-}
 #define Q5_K_HIGH_BITS                                                                       \
     q_lo = _mm256_or_si256(q_lo, fifth_bit(x[i].qh, 2 * c));                                \
     q_hi = _mm256_or_si256(q_hi, fifth_bit(x[i].qh, 2 * c + 1));
@@ -291,39 +211,6 @@ K4_KERNEL(q5_K, block_q5_K, Q5_K_HIGH_BITS)
  * (half h, 32-element slice j) is one register of unsigned quants covering
  * groups 2s and 2s+1.  The quants' bias (Q3_K: 4, Q6_K: 32) is taken out with
  * the bsums: sum_g S_g sum (q - b) y = sum_g S_g sum q y - b sum_g S_g bsum_g. */
-
-/* Q3_K's sixteen 6-bit scales (layout in quants_ref.c q3_K_scales), minus 32:
- *   low 4 bits of scale j: b[j] & 15 (j < 8), b[j - 8] >> 4 (j >= 8)
- *   high 2 bits: b[8 + j % 4] >> 2 * (j / 4), i.e. byte j of [u32 b[8..11] >> 0, 2, 4, 6] */
-INLINE __m128i scales_q3_K(const uint8_t *b) {
-    uint32_t high;
-    memcpy(&high, b + 8, 4);
-    const __m128i lo8 = _mm_loadl_epi64((const __m128i *)b);
-    const __m128i low4 = _mm_and_si128(_mm_unpacklo_epi64(lo8, _mm_srli_epi16(lo8, 4)), _mm_set1_epi8(0x0F));
-    const __m128i hi2 = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)high), _mm_setr_epi32(0, 2, 4, 6)),
-                                      _mm_set1_epi8(3));
-    return _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(hi2, 4)), _mm_set1_epi8(32));
-}
-
-/* quants of slice s = 4h + j, each type's bits (see quants_ref.c) */
-INLINE __m256i slice_q2_K(const block_q2_K *b, int h, int j) {
-    const __m256i qs = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * h));
-    return _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), _mm256_set1_epi8(3));
-}
-INLINE __m256i slice_q3_K(const block_q3_K *b, int h, int j) {
-    const __m256i qs = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * h));
-    const __m256i hm = _mm256_loadu_si256((const __m256i *)b->hmask);
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), _mm256_set1_epi8(3));
-    const __m256i hb = _mm256_and_si256(move_bits(hm, 4 * h + j, 2), _mm256_set1_epi8(4));
-    return _mm256_or_si256(low, hb);
-}
-INLINE __m256i slice_q6_K(const block_q6_K *b, int h, int j) {
-    const __m256i ql = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * (j & 1)));
-    const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (j >> 1)), _mm256_set1_epi8(0x0F));
-    const __m256i hi2 = _mm256_and_si256(move_bits(qh, 2 * j, 4), _mm256_set1_epi8(0x30));
-    return _mm256_or_si256(low, hi2);
-}
 
 /* SCALES: __m128i of the 16 scales (int8 if SIGNED, else uint8); BIAS_SHIFT: log2 of
  * the quants' bias (0: none).  MIN_TERM: Q2_K alone has mins, subtracted with dmin

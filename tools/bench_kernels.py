@@ -122,9 +122,11 @@ class Ggml:
         """A function running out_i = W_i @ x for every W_i (one graph), and its outputs."""
         k, n_act = x.shape[1], x.shape[0]
         n = weights[0].shape[0]
-        size = (sum(w.nbytes for w in weights) + 3 * x.nbytes * len(weights) + (n * n_act * 4 + 4096)
-                * len(weights) + (2 * len(weights) + 2) * self.base.ggml_tensor_overhead()
-                + self.base.ggml_graph_overhead() + (64 << 20))
+        # weights, x, outputs, and room for ggml's objects and the work buffer (x quantized),
+        # which ggml_graph_compute_with_ctx allocates in the context again on every run
+        size = (sum(w.nbytes for w in weights) + 4 * x.nbytes + (n * n_act * 4 + 4096) * len(weights)
+                + (2 * len(weights) + 2) * self.base.ggml_tensor_overhead()
+                + self.base.ggml_graph_overhead() + (128 << 20))
         ctx = self.base.ggml_init(self.InitParams(size, None, False))
         xt = self.base.ggml_new_tensor_2d(ctx, int(G.F32), k, n_act)
         ctypes.memmove(self.base.ggml_get_data(xt), x.ctypes.data, x.nbytes)
