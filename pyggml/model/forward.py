@@ -119,11 +119,12 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int
     values = v_cache[:n_kv].astype(np.float32).transpose(1, 0, 2)      # (n_head_kv, n_kv, d)
     # (n_head_kv, group*T, d): the query heads that share a kv head, stacked
     qg = q.reshape(T, n_head_kv, group, d).transpose(1, 2, 0, 3).reshape(n_head_kv, group * T, d)
+    qg = qg.astype(np.float16).astype(np.float32)
     scores = (qg @ keys) * np.float32(1.0 / np.sqrt(d))                # (n_head_kv, group*T, n_kv)
     if T > 1:                                                          # causal mask
         query_pos = pos0 + np.tile(np.arange(T), group)
         scores[:, np.arange(n_kv)[None, :] > query_pos[:, None]] = -np.inf
-    out = softmax(scores) @ values                                     # (n_head_kv, group*T, d)
+    out = softmax(scores).astype(np.float16).astype(np.float32) @ values                                     # (n_head_kv, group*T, d)
     return out.reshape(n_head_kv, group, T, d).transpose(2, 0, 1, 3).reshape(T, n_head * d)
 
 
