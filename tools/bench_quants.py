@@ -8,7 +8,8 @@ Three tables, all from the same run (medians of --repeat timings):
 1. read bandwidth: a numba kernel summing uint64 words of a 256 MiB buffer, split over
    1 and 2 threads -- the ceiling for a product that reads each weight once.
 2. dequantization: pyggml.quants.dequantize vs gguf.quants.dequantize on the same bytes
-   (a 4 Mi-weight tensor of random blocks with finite fp16 scales); M weights/s, ratio.
+   (a 4 Mi-weight tensor of random blocks with finite fp16 scales); M weights/s, ratio,
+   at each thread count.
 3. matvec: matmul_q8 of a ~96 MiB weight matrix (bigger than the caches) with one
    pre-quantized activation row (T = 1, the decode case); GB/s of weight bytes read and
    the percentage of the read bandwidth at the same thread count.  Also the cost of
@@ -19,9 +20,13 @@ Targets (issue 3): dequant >= 30x gguf-py; Q4_K, Q3_K, Q6_K matvec >= 60% of the
 timing.  The read bandwidth is measured again right before each type's matvec, at the
 same thread count, so that both see the same machine (other processes, turbo).
 
-The script re-executes itself once with glibc's mmap threshold raised: otherwise whether
-a 16 MiB result array is recycled or page-faulted anew on every call depends on the
-allocation history, and the first types timed would pay ~8 ms of page faults per call.
+The script re-executes itself once with glibc's mmap and trim thresholds raised:
+otherwise whether a 16 MiB result array is recycled or page-faulted anew on every call
+depends on the allocation history, and some types would pay ~8 ms of page faults per call.
+
+Run it on an idle machine: with another process on the second core, every 2-thread
+parallel region can wait a scheduler time slice (~8 ms) for its second thread.  The
+script prints the load average it started with.
 """
 from __future__ import annotations
 
@@ -89,23 +94,27 @@ def read_bandwidth(n_threads: int, repeat: int) -> float:
     return WORDS.nbytes / median_time(lambda: stream_sum(WORDS, n_threads), repeat) / 1e9
 
 
-def bench_dequant(names, repeat, rng):
+def bench_dequant(names, threads, repeat, rng):
     import gguf
-    print("\n## dequantization (4 Mi weights, 2 threads for pyggml; gguf-py is numpy)")
-    print(f"{'type':7s} {'pyggml Mw/s':>12s} {'gguf-py Mw/s':>13s} {'ratio':>7s}")
-    numba.set_num_threads(max(THREADS))
+    print("\n## dequantization (4 Mi weights): M weights/s; ratio = pyggml / gguf-py (numpy)")
+    head = " ".join(f"{f'{n} thr':>8s} {'ratio':>6s}" for n in threads)
+    print(f"{'type':7s} {'gguf-py':>8s} {head}")
     for name in names:
         cls = quants.get(GGMLType[name])
         n = 4 * 1024 * 1024
-        K = 4096 if cls.block_size > 1 else 4096
+        K = 4096
         raw = random_blocks(cls, n // cls.block_size, rng).reshape(-1)
         shape = (n // K, K)
-        ours = median_time(lambda: quants.dequantize(cls.ggml_type, raw, shape), repeat)
-        qtype = gguf.GGMLQuantizationType[name]
         data = raw.reshape(n // K, -1)
+        qtype = gguf.GGMLQuantizationType[name]
         theirs = median_time(lambda: gguf.quants.dequantize(data, qtype), max(3, repeat // 3))
-        ratio = "   view" if name == "F32" else f"{theirs / ours:6.1f}x"   # gguf-py: no work
-        print(f"{name:7s} {n / ours / 1e6:12.0f} {n / theirs / 1e6:13.0f} {ratio}")
+        cells = []
+        for t in threads:
+            numba.set_num_threads(t)
+            ours = median_time(lambda: quants.dequantize(cls.ggml_type, raw, shape), repeat)
+            ratio = "view" if name == "F32" else f"{theirs / ours:.1f}x"   # gguf-py: no work
+            cells.append(f"{n / ours / 1e6:8.0f} {ratio:>6s}")
+        print(f"{name:7s} {n / theirs / 1e6:8.0f} {' '.join(cells)}")
 
 
 def bench_matvec(names, threads, repeat, rng):
@@ -149,6 +158,7 @@ def main():
     global THREADS
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ:             # see the module docstring
         os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 30)
+        os.environ["MALLOC_TRIM_THRESHOLD_"] = str(1 << 32)
         os.execv(sys.executable, [sys.executable] + sys.argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("types", nargs="*", default=quants.supported_types())
@@ -161,12 +171,13 @@ def main():
     print(f"numba {numba.__version__}, threading layer: ", end="")
     numba.set_num_threads(1)
     stream_sum(np.ones(8, dtype=np.uint64), 1)
-    print(numba.threading_layer(), f"; CPU {numba.config.CPU_NAME or 'host'}")
+    print(numba.threading_layer(), f"; CPU {numba.config.CPU_NAME or 'host'}; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print("\n## read bandwidth (numba, sum of uint64 words, 256 MiB)")
     for n in THREADS:
         print(f"{n} thread(s): {read_bandwidth(n, args.repeat):.1f} GB/s")
     if not args.skip_dequant:
-        bench_dequant(args.types, args.repeat, rng)
+        bench_dequant(args.types, THREADS, args.repeat, rng)
     bench_matvec(args.types, THREADS, args.repeat, rng)
 
 
