@@ -77,6 +77,15 @@ def _row_length(cls, n_per_row: int, what: str) -> None:
                          f"{cls.block_size} numbers, got {n_per_row}")
 
 
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view.  numba compiles a kernel separately for read-only and writable
+    arrays; weights usually come read-only from a file's map, so every input is passed
+    read-only and each kernel is compiled (and cached) once."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def _byte_rows(cls, W: np.ndarray, what: str) -> int:
     """Check W is uint8 (N, row_bytes) with whole blocks; return K, the numbers per row."""
     if not isinstance(W, np.ndarray) or W.dtype != np.uint8 or W.ndim != 2:
@@ -113,9 +122,9 @@ def dequantize(ggml_type: int, raw: np.ndarray, shape) -> np.ndarray:
     # then one block per row (blocks are independent).
     k = shape[-1] if n // shape[-1] >= 16 else cls.block_size
     out = np.empty((n // k, k), dtype=np.float32)
-    W = raw.reshape(n // k, k // cls.block_size * cls.type_size)
+    W = _readonly(raw.reshape(n // k, k // cls.block_size * cls.type_size))
     announce_compile(cls.dequant_kernel, f"{cls.name} dequantization")
-    cls.dequantize_rows_fast(W, np.arange(n // k, dtype=np.int64), out)
+    cls.dequantize_rows_fast(W, _readonly(np.arange(n // k, dtype=np.int64)), out)
     return out.reshape(shape)
 
 
@@ -136,7 +145,7 @@ def dequantize_rows(ggml_type: int, W: np.ndarray, rows, n_per_row: int) -> np.n
     out = np.empty((rows.size, n_per_row), dtype=np.float32)
     if rows.size:
         announce_compile(cls.dequant_kernel, f"{cls.name} dequantization")
-        cls.dequantize_rows_fast(W, rows, out)
+        cls.dequantize_rows_fast(_readonly(W), _readonly(rows), out)
     return out
 
 
@@ -156,7 +165,7 @@ def quantize(ggml_type: int, x: np.ndarray) -> np.ndarray:
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
         raise UsageError(f"quantize: cannot quantize to {cls.name}: x{list(bad)} is {x[bad]}")
     rows = x.reshape(-1, x.shape[-1])
-    out = cls.quantize_fast(rows) if rows.size else np.empty((0, 0), np.uint8)
+    out = cls.quantize_fast(_readonly(rows)) if rows.size else np.empty((0, 0), np.uint8)
     return out.reshape(x.shape[:-1] + (x.shape[-1] // cls.block_size * cls.type_size,))
 
 
@@ -179,7 +188,7 @@ def quantize_activations(x: np.ndarray, vec_dot_type: int) -> np.ndarray:
         raise UsageError(f"quantize_activations: x must be (T, K), got shape {x.shape}")
     _row_length(fmt, x.shape[1], "quantize_activations")
     announce_compile(fmt.quantize_kernel, f"{fmt.name} activation")
-    return fmt.quantize_fast(x)
+    return fmt.quantize_fast(_readonly(x))
 
 
 def matmul_q8(ggml_type: int, W: np.ndarray, xq: np.ndarray, out: np.ndarray) -> None:
@@ -197,7 +206,7 @@ def matmul_q8(ggml_type: int, W: np.ndarray, xq: np.ndarray, out: np.ndarray) ->
         raise UsageError(f"matmul_q8({cls.name}): out must be C-contiguous float32 "
                          f"{(xq.shape[0], W.shape[0])}, got {out.dtype} {out.shape}")
     announce_compile(cls.matmul_kernel, f"{cls.name} product")
-    cls.matmul_fast(W, np.ascontiguousarray(xq), out)
+    cls.matmul_fast(_readonly(W), _readonly(np.ascontiguousarray(xq)), out)
 
 
 def matmul(ggml_type: int, W: np.ndarray, X: np.ndarray) -> np.ndarray:
