@@ -11,6 +11,9 @@
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 8")
 
+/* activation row r of rows `stride` bytes apart, as blocks of `type` */
+#define ACT_ROW(type, act, stride, r) ((const type *)((const char *)(act) + (r) * (stride)))
+
 /* ---------------------------------------------------------------- helpers */
 
 INLINE float hsum_ps(__m256 v) {

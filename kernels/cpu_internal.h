@@ -2,6 +2,8 @@
  *
  *   quants_ref.c   scalar reference: dequantize, quantize activations, dot products
  *   quants_avx2.c  AVX2 dot products (and Q8_K quantization), tested against the reference
+ *   panels_avx2.c  prefill: K-quant rows packed 8 at a time for VNNI dot products
+ *   avx2_blocks.h  the AVX2 unpacking of blocks both use
  *   pyggml_cpu.c   the ABI: type table, argument checks, loop blocking
  *   threads.c      the thread pool that shares a job's chunks
  *   ops.c          per-layer helpers: RMS norm, SiLU * up
@@ -100,5 +102,13 @@ int default_threads(void);      /* online CPUs */
 /* quants_avx2.c (NULL entries when the build has no AVX2) */
 dot_rows_fn fast_dot_rows(int type);
 quantize_row_fn fast_quantize_row(int act_type);
+
+/* panels_avx2.c (NULL without VNNI): out[t * ldo + j] = dot(W row j, act row t) for
+ * j < n_rows <= PANEL_ROWS and every t < n_act; the rows are unpacked once into a
+ * panel that serves all activation rows (prefill).  Returns 0 if out of memory. */
+#define PANEL_ROWS 8
+typedef int (*panel_fn)(int64_t k, const void *w, int64_t w_stride, int n_rows, const void *act,
+                        int64_t act_stride, int64_t n_act, float *out, int64_t ldo);
+panel_fn fast_panel(int type);
 
 #endif /* PYGGML_CPU_INTERNAL_H */

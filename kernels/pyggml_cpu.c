@@ -24,6 +24,7 @@
 
 #define ABI_VERSION 1
 #define DECODE_CHUNK_BYTES (64 * 1024)
+#define PANEL_MIN_ACT 12                   /* measured: panels win from about 12 activation rows */
 #define PREFILL_CHUNK_BYTES (16 * 1024)
 #ifndef PARALLEL_MIN_BYTES                 /* (a -D for experiments) */
 #define PARALLEL_MIN_BYTES (128 * 1024)    /* weight bytes x activation rows; measured break-even ~100 KB */
@@ -176,6 +177,7 @@ typedef struct {
     float *out;
     int64_t ldo;
     dot_rows_fn dot_rows;
+    panel_fn panel;            /* prefill with many activation rows: chunks are one panel */
 } prepared_job;
 
 /* everything a product's chunks need, shared by the threads */
@@ -192,6 +194,9 @@ static void product_chunk(void *ctx, int64_t c) {
     while (c >= job->n_chunks) c -= job++->n_chunks;
     const int64_t row0 = c * job->chunk_rows;
     const int64_t row1 = row0 + job->chunk_rows < job->n_rows ? row0 + job->chunk_rows : job->n_rows;
+    if (job->panel && job->panel(p->k, job->w + row0 * job->w_stride, job->w_stride, (int)(row1 - row0),
+                                 p->act, p->act_stride, p->n_act, job->out + row0, job->ldo))
+        return;                /* (else out of memory for the panel: the dot kernels instead) */
     for (int64_t t0 = 0; t0 < p->n_act; t0 += MAX_ACT_ROWS) {
         const int R = (int)(p->n_act - t0 < MAX_ACT_ROWS ? p->n_act - t0 : MAX_ACT_ROWS);
         for (int64_t n = row0; n < row1; n++)
@@ -229,7 +234,8 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
         p->out = job->out;
         p->ldo = job->ldo;
         p->dot_rows = dot_rows_for(t);
-        p->chunk_rows = chunk_bytes / row_bytes > 1 ? chunk_bytes / row_bytes : 1;
+        p->panel = n_act >= PANEL_MIN_ACT ? fast_panel(t->type) : NULL;
+        p->chunk_rows = p->panel ? PANEL_ROWS : chunk_bytes / row_bytes > 1 ? chunk_bytes / row_bytes : 1;
         p->n_chunks = (job->n_rows + p->chunk_rows - 1) / p->chunk_rows;
         n_chunks += p->n_chunks;
         work += job->n_rows * row_bytes;

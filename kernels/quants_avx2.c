@@ -24,8 +24,6 @@
 
 #include "avx2_blocks.h"
 
-#define ACT_ROW(type, act, stride, r) ((const type *)((const char *)(act) + (r) * (stride)))
-
 /* The dispatcher of one kernel: n_act known only at run time, R a constant inside. */
 #define DOT_ROWS(name)                                                                       \
     static void name##_rows(int64_t k, const void *w, const void *act, int64_t act_stride,    \

@@ -293,7 +293,7 @@ def product_reference(t: G, W: np.ndarray, x: np.ndarray, k: int):
 
 
 @pytest.mark.parametrize("t", WEIGHT_TYPES, ids=lambda t: t.name)
-@pytest.mark.parametrize("n_act", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("n_act", [1, 2, 3, 4, 7, 13])     # 13: K-quants' prefill panels
 def test_products_match_float64_of_dequantized_operands(build, t, n_act):
     rng = np.random.default_rng(100 * int(t) + n_act)
     k = 768 if t not in FLOATS else 771                  # float rows: a tail after 16-wide steps
@@ -334,24 +334,32 @@ def test_products_of_real_tensors(build, model_path, name):
                 continue
             k, n = info.ne
             W, t = f.raw(info.name).reshape(n, -1), G(info.type)
-            x = rng.standard_normal((5, k)).astype(np.float32)
+            x = rng.standard_normal((12, k)).astype(np.float32)
             xq, exact, scale, rounding = product_reference(t, W, x, k)
             out = cpu_c.matmul(t, W, x)
             assert np.all(np.abs(out - exact) <= 1e-5 * scale + 1e-30), info.name
 
 
-@pytest.mark.parametrize("t", [G.Q4_K, G.Q6_K, G.Q8_0, G.Q4_1, G.F16], ids=lambda t: t.name)
+@pytest.mark.parametrize("t", [G.Q4_K, G.Q6_K, G.Q3_K, G.Q8_0, G.Q4_1, G.F16], ids=lambda t: t.name)
 def test_products_do_not_depend_on_threads_or_blocking(build, t):
-    """Large enough to run in parallel chunks; each output is computed alone or with 3
-    other activation rows, by 1 or 2 threads: the same float operations, the same bits."""
+    """Large enough to run in parallel chunks.  Decode-sized calls (T < 8): each output
+    computed alone or with up to 3 other activation rows, by 1 or 2 threads, is the same
+    float arithmetic, hence the same bits.  Prefill-sized calls (T >= 8, K-quant panels):
+    the same bits for 1 and 2 threads and whatever other rows come along."""
     rng = np.random.default_rng(4)
-    W = random_rows(t, 1100, 1024, rng)
-    x = rng.standard_normal((9, 1024)).astype(np.float32)
+    W = random_rows(t, 1100, 1024, rng)                 # 1100 rows: a last, partial panel
+    x = rng.standard_normal((16, 1024)).astype(np.float32)
     xq = cpu_c.quantize_activations(x, cpu_c.vec_dot_type(t))
-    together = cpu_c.matmul_q8(t, W, xq, np.empty((9, 1100), np.float32), n_threads=2)
-    alone = np.concatenate([cpu_c.matmul_q8(t, W, xq[i:i + 1], np.empty((1, 1100), np.float32),
-                                            n_threads=1) for i in range(9)])
+
+    def product(rows, n_threads):
+        return cpu_c.matmul_q8(t, W, xq[rows], np.empty((rows.stop - rows.start, 1100), np.float32),
+                               n_threads=n_threads)
+    together = product(slice(0, 7), 2)
+    alone = np.concatenate([product(slice(i, i + 1), 1) for i in range(7)])
     np.testing.assert_array_equal(together, alone)
+    prefill = product(slice(0, 13), 1)
+    np.testing.assert_array_equal(product(slice(0, 13), 2), prefill)
+    np.testing.assert_array_equal(product(slice(0, 16), 2)[:13], prefill)
 
 
 def test_products_group_and_strided_views(build):
