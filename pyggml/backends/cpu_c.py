@@ -12,7 +12,7 @@ The same products as the numba layer of pyggml.quants, with the same names:
 and what a layer's CPU fast path wants on top:
 
     Products([(ggml_type, W), ...], max_rows)   products sharing one input (q/k/v, gate/up),
-                                                prepared once; products(x) -> [f32 (T, N_i)]
+                                                prepared once; products(x) -> (f32 (T, N_i), ...)
     rms_norm(x, weight, eps, out=None)          ggml's numerics (sum of squares in double)
     silu_mul(gate, up, out=None)                silu(gate) * up
 
@@ -331,8 +331,9 @@ class Products:
         q, k, v = p(x)          # x float32 (T, K), T <= max_rows -> views (T, N_i) of p's buffers
 
     All matrices must share K and the activation format.  The outputs are p's own
-    buffers, overwritten by the next call.  One C call quantizes x once and runs
-    every product in one parallel region.
+    buffers (max_rows x N_i floats each: for the output head, ask for the rows you need),
+    overwritten by the next call.  One C call quantizes x once and runs every product
+    as one job of the thread pool.
     """
 
     def __init__(self, weights, max_rows: int):
