@@ -12,9 +12,11 @@
  *               out[t0..t0+R-1][n] = dot_rows(W[n], act[t0..t0+R-1])
  *
  *   Decode (one activation row): chunks of ~64 KB of weights, long enough
- *   for the hardware prefetcher to stream them.  Prefill: chunks of ~16 KB,
- *   so that a chunk stays in L1 while every group of activation rows passes
- *   over it, and each weight block is unpacked once per R activation rows.
+ *   for the hardware prefetcher to stream them.  A few activation rows: chunks
+ *   of ~16 KB, so that a chunk stays in L1 while every group of activation rows
+ *   passes over it, and each weight block is unpacked once per R activation rows.
+ *   Prefill of K-quants (PANEL_MIN_ACT rows or more, VNNI builds): chunks of 8
+ *   rows, unpacked once into a panel that all activation rows use (panels_avx2.c).
  *
  *   Products smaller than PARALLEL_MIN_BYTES run on the calling thread alone:
  *   handing out chunks costs about a microsecond, more than they save.
