@@ -539,3 +539,34 @@ def test_pool_after_fork(build):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung in a product")
+
+
+# ----------------------------------------------------------------------------- backend choice
+
+def test_cpu_kernels_choose_c_or_numba(monkeypatch, tmp_path, capsys):
+    from pyggml.backends import cpu_kernels
+    rng = np.random.default_rng(13)
+    W = random_rows(G.Q4_K, 40, 512, rng)
+    x = rng.standard_normal((2, 512)).astype(np.float32)
+    c, numba_kernels = cpu_kernels("c", 1), cpu_kernels("numba")
+    assert (c.name, numba_kernels.name) == ("c", "numba") and cpu_kernels().name == "c"
+    fmt = c.vec_dot_type(G.Q4_K)
+    assert fmt == numba_kernels.vec_dot_type(G.Q4_K) == G.Q8_K
+    xq = c.quantize_activations(x, fmt)
+    outs = [np.empty((2, 40), np.float32) for _ in range(2)]
+    c.matmul_q8(G.Q4_K, W, xq, outs[0])
+    numba_kernels.matmul_q8(G.Q4_K, W, xq, outs[1])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5 * np.abs(outs[1]).max())
+    np.testing.assert_array_equal(c.dequantize_rows(G.Q4_K, W, [3, 1], 512),
+                                  numba_kernels.dequantize_rows(G.Q4_K, W, [3, 1], 512))
+    with pytest.raises(UsageError, match="unknown CPU backend"):
+        cpu_kernels("fortran")
+    with pytest.raises(UsageError, match="positive"):
+        cpu_kernels("c", 0)
+    # without the library: the default falls back to numba and says so once; "c" refuses
+    monkeypatch.setenv("PYGGML_CPU_LIB", str(tmp_path / "missing.so"))
+    monkeypatch.setattr(cpu_c, "_state", {})
+    assert cpu_kernels().name == "numba" and cpu_kernels().name == "numba"
+    assert capsys.readouterr().err.count("using the numba kernels") == 1
+    with pytest.raises(BackendError):
+        cpu_kernels("c")
