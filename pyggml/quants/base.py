@@ -4,9 +4,10 @@ A type stores ``block_size`` numbers in ``type_size`` bytes; a row of K numbers 
 K / block_size blocks back to back, and a block never spans two rows.  Each type is
 one subclass of ``QuantType`` written in two layers:
 
-    reference   numpy, one block per row of a (n_blocks, type_size) uint8 array;
-                ``dequantize_blocks`` / ``quantize_blocks`` read like ggml's C structs
-                and are the documentation of the format (bit layout in the docstring)
+    reference   numpy, one block per row of a (n_blocks, type_size) uint8 array:
+                the struct as a ``layout`` table and a byte map in the docstring,
+                ``fields()`` decoding every field by ggml's name, the formula
+                (``dequantize_blocks``) and llama.cpp's quantizer (``quantize_blocks``)
     fast        numba kernels in the family's ``*_numba`` module, wired to the class
                 by ``dequant_kernel`` and ``matmul_kernel``; tested against the reference
 
