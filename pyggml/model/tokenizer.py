@@ -30,6 +30,7 @@ from heapq import heapify, heappop, heappush
 import numpy as np
 
 from ..errors import TokenizerError, UsageError
+from .bpe import MergeTable
 from .pretokenize import PreTokenizer
 
 # ----------------------------------------------------------------------------- byte level
@@ -115,6 +116,7 @@ _SPECIAL_KEYS = [
 ]
 
 _WORD_CACHE_LIMIT = 1 << 16     # words remembered per tokenizer before the cache starts over
+_SHORT_WORD = 64                # words of up to this many UTF-8 bytes go to the compiled BPE
 
 
 class Tokenizer:
@@ -167,6 +169,7 @@ class Tokenizer:
         if merges and set(map(type, merges)) != {str}:
             raise TokenizerError("tokenizer.ggml.merges must be an array of strings")
         self.merge_rank = dict(zip(reversed(merges), range(len(merges) - 1, -1, -1)))
+        self._merge_table = MergeTable.build(merges, token_to_id, BYTE_TO_CHAR)
 
         if token_types is None:
             attrs = np.full(n_vocab, ATTR_NORMAL, dtype=np.int64)
@@ -266,18 +269,27 @@ class Tokenizer:
         if not isinstance(text, str):
             raise UsageError(f"encode() takes a str, got {type(text).__name__}")
         out = [self.bos_id] if add_special and self.add_bos else []
-        cache = self._word_ids
+        pieces = []                                   # words and special token ids, in order
         for fragment in self._partition(text, parse_special):
             if type(fragment) is int:
-                out.append(fragment)
-                continue
-            for word in self.pretokenizer.split(fragment):
-                ids = cache.get(word)
-                if ids is None:
-                    if len(cache) >= _WORD_CACHE_LIMIT:
-                        cache.clear()
-                    ids = cache[word] = self._encode_word(word)
-                out += ids
+                pieces.append(fragment)
+            else:
+                pieces += self.pretokenizer.split(fragment)
+        cache = self._word_ids
+        words = {p for p in pieces if type(p) is str}
+        new_words = words - cache.keys()
+        if new_words:
+            fresh = self._encode_words(new_words)
+            if len(cache) + len(fresh) > _WORD_CACHE_LIMIT:      # start over, keeping this text's
+                kept = {word: cache[word] for word in words - new_words}
+                cache.clear()
+                cache.update(kept)
+            cache.update(fresh)
+        for piece in pieces:
+            if type(piece) is int:
+                out.append(piece)
+            else:
+                out += cache[piece]
         if add_special and self.add_eos:
             out.append(self.eos_id)
         return out
@@ -300,6 +312,22 @@ class Tokenizer:
                         cut.append(part)
             fragments = cut
         return fragments
+
+    def _encode_words(self, words) -> dict[str, tuple[int, ...]]:
+        """Pre-token words -> ids; short words in one compiled batch (bpe.py) when the
+        vocabulary allows it, the others one by one through _encode_word."""
+        table = self._merge_table
+        result, batch = {}, []
+        for word in words:
+            data = word.encode("utf-8", "surrogatepass")
+            if table is None or len(data) > _SHORT_WORD or self.ignore_merges:
+                result[word] = self._encode_word(word)
+            else:
+                batch.append((word, data))
+        if batch:
+            encoded = table.encode_words([data for _, data in batch])
+            result.update(zip((word for word, _ in batch), encoded))
+        return result
 
     def _encode_word(self, word: str) -> tuple[int, ...]:
         """One pre-token word -> ids: byte-level text, BPE merges, vocabulary lookup."""

@@ -1,0 +1,114 @@
+"""BPE merges on token ids, compiled: the tokenizer's inner loop.
+
+tokenizer.py says what BPE does (lowest merge rank first, leftmost on ties, as
+llama.cpp's llm_tokenizer_bpe_session); this module does it fast for the words most
+texts are made of.  In Python each merge costs two lookups in a 150k-entry dict
+(~0.3 us each, cache misses on a big table), which capped tokenization near 1 MB/s.
+
+The merges become one sorted table of int64 pairs, searched by bisection:
+
+    key   = left id << 20 | right id
+    value = rank << 20 | merged id          (a rank names one merge, hence one merged id)
+
+so that min() over the values of a word's adjacent pairs finds the lowest rank, and
+the merged id comes with it.  Each word is a short array of ids; finding the leftmost
+lowest pair is a scan, O(n^2) per word, which beats a heap for the short words this
+path takes (long words keep tokenizer.py's heap).
+"""
+from __future__ import annotations
+
+from itertools import repeat
+from operator import itemgetter
+
+import numpy as np
+from numba import njit
+
+ID_BITS = 20
+ID_MASK = (1 << ID_BITS) - 1
+NO_MERGE = np.int64(1) << 62
+
+
+@njit(cache=True)
+def _lookup(keys, values, key):
+    """values[i] where keys[i] == key (keys sorted), else NO_MERGE: a binary search."""
+    i = np.searchsorted(keys, key)
+    if i < len(keys) and keys[i] == key:
+        return values[i]
+    return NO_MERGE
+
+
+@njit(cache=True)
+def _merge_words(ids, starts, lengths, keys, values):
+    """BPE each word ids[starts[w] : starts[w] + lengths[w]] in place; lengths shrink."""
+    pairs = np.empty(ids.shape[0], np.int64)
+    for w in range(len(starts)):
+        s, n = starts[w], lengths[w]
+        for i in range(n - 1):
+            pairs[s + i] = _lookup(keys, values,
+                                   (np.int64(ids[s + i]) << ID_BITS) | ids[s + i + 1])
+        while n > 1:
+            best, at = NO_MERGE, -1
+            for i in range(n - 1):                      # leftmost lowest: strict <
+                if pairs[s + i] < best:
+                    best, at = pairs[s + i], i
+            if at < 0:
+                break
+            merged = best & ID_MASK
+            ids[s + at] = merged
+            for i in range(at + 1, n - 1):              # close the gap
+                ids[s + i] = ids[s + i + 1]
+                pairs[s + i] = pairs[s + i + 1]
+            n -= 1
+            if at > 0:
+                pairs[s + at - 1] = _lookup(keys, values,
+                                            (np.int64(ids[s + at - 1]) << ID_BITS) | merged)
+            if at < n - 1:
+                pairs[s + at] = _lookup(keys, values,
+                                        (np.int64(merged) << ID_BITS) | ids[s + at + 1])
+        lengths[w] = n
+
+
+class MergeTable:
+    """The merges of a vocabulary as an id-pair hash table, and the byte -> id table."""
+
+    def __init__(self, keys, values, byte_ids):
+        self.keys, self.values = keys, values    # sorted pair keys and their merges
+        self.byte_ids = byte_ids                 # uint8 byte -> id of its byte-level token
+        self.drops_bytes = bool((byte_ids < 0).any())
+
+    @classmethod
+    def build(cls, merges: list[str], token_to_id: dict[str, int],
+              byte_level_alphabet: list[str]) -> MergeTable | None:
+        """None when this vocabulary needs the general path: a merge whose parts or result
+        are not tokens, a merge starting with a space (llama.cpp splits at the first space
+        after position 0), or more than 2^20 tokens."""
+        if len(token_to_id) > ID_MASK or not merges:
+            return None
+        # a byte that is not a token (SmolLM2 lacks some) gets id -1: no merge takes it in
+        # (every pair key is >= 0), and llama.cpp drops such a symbol at the end
+        byte_ids = [token_to_id.get(c, -1) for c in byte_level_alphabet]
+        parts = list(map(str.partition, merges, repeat(" ")))
+        lefts, rights = list(map(itemgetter(0), parts)), list(map(itemgetter(2), parts))
+        if "" in lefts or not all(map(itemgetter(1), parts)):
+            return None
+        n, get = len(merges), token_to_id.get
+        a = np.fromiter(map(get, lefts, repeat(-1)), np.int64, n)
+        b = np.fromiter(map(get, rights, repeat(-1)), np.int64, n)
+        c = np.fromiter(map(get, map(str.__add__, lefts, rights), repeat(-1)), np.int64, n)
+        if (a < 0).any() or (b < 0).any() or (c < 0).any():
+            return None
+        keys, first = np.unique(a << ID_BITS | b, return_index=True)    # the first merge counts
+        return cls(keys, first << ID_BITS | c[first], np.array(byte_ids, np.int32))
+
+    def encode_words(self, words: list[bytes]) -> list[tuple[int, ...]]:
+        """The ids of each word (given as UTF-8 bytes), all in one compiled call."""
+        lengths = np.fromiter(map(len, words), np.int64, len(words))
+        starts = np.zeros(len(words), np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        ids = self.byte_ids[np.frombuffer(b"".join(words), np.uint8)]
+        _merge_words(ids, starts, lengths, self.keys, self.values)
+        flat = ids.tolist()
+        words_ids = [flat[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())]
+        if self.drops_bytes:
+            return [tuple(i for i in word if i >= 0) for word in words_ids]
+        return list(map(tuple, words_ids))
