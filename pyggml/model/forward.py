@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .hparams import ROPE_NEOX, HParams
+from .numerics import cos_sin, silu_mul, softmax
 from .weights import LayerWeights, QMatrix
 
 
@@ -38,11 +39,6 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return (x * scale[:, None]) * weight
 
 
-def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """silu(gate) * up, elementwise: ggml's swiglu (x / (1 + e^-x)) * g."""
-    return gate / (np.float32(1.0) + np.exp(-gate)) * up
-
-
 def rope_cache(n_rot: int, base: float, positions: np.ndarray):
     """cos, sin (T, n_rot/2) of the angles pos * base^(-2i/n_rot).
 
@@ -53,7 +49,7 @@ def rope_cache(n_rot: int, base: float, positions: np.ndarray):
     factors = np.full((len(positions), n_rot // 2), theta_scale, dtype=np.float32)
     factors[:, 0] = positions.astype(np.float32)
     theta = np.cumprod(factors, axis=1, dtype=np.float32)
-    return np.cos(theta), np.sin(theta)
+    return cos_sin(theta)
 
 
 def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, mode: int) -> np.ndarray:
@@ -73,14 +69,6 @@ def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, mode: int) -> np.ndarr
         x[..., 0::2] = x0 * c - x1 * s
         x[..., 1::2] = x0 * s + x1 * c
     return x
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis; masked entries are -inf."""
-    scores = scores - scores.max(axis=-1, keepdims=True)
-    np.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True)
-    return scores
 
 
 # ----------------------------------------------------------------------------- products
