@@ -6,7 +6,7 @@
  *   avx2_blocks.h  the AVX2 unpacking of blocks both use
  *   pyggml_cpu.c   the ABI: type table, argument checks, loop blocking
  *   threads.c      the thread pool that shares a job's chunks
- *   ops.c          per-layer helpers: RMS norm, SiLU * up
+ *   ops.c          per-layer helpers: RMS norm, SiLU * up, softmax
  */
 #ifndef PYGGML_CPU_INTERNAL_H
 #define PYGGML_CPU_INTERNAL_H
@@ -88,10 +88,17 @@ typedef struct {
 } type_traits;
 
 /* quants_ref.c */
-void quantize_row_q8_0_ref(const float *x, void *y, int64_t k);
-void quantize_row_q8_1_ref(const float *x, void *y, int64_t k);
+/* activations as llama.cpp's x86 CPU backend quantizes them: ggml-cpu's quantize_row_q8_0
+ * and q8_1 (run time, not the _ref functions of files) and quantize_row_q8_K_ref */
+void quantize_row_q8_0(const float *x, void *y, int64_t k);
+void quantize_row_q8_1(const float *x, void *y, int64_t k);
 void quantize_row_q8_K_ref(const float *x, void *y, int64_t k);
 const type_traits *ref_traits(int type);      /* NULL if unknown; dot_rows = reference */
+
+/* ops.c: softmax of a row of n scores in place, with ggml's bits for the row as llama.cpp
+ * has it, padded with masked entries to a multiple of 16 (its n_kv is one of 256): every
+ * entry through ggml's exp (pyggml_softmax says more) */
+void softmax_row(float *x, int64_t n);
 
 /* threads.c: fn(ctx, c) for every c < n_chunks, on the calling thread and up to
  * n_threads - 1 workers; returns when all are done.  PYGGML_THREADS=0: calling thread only. */

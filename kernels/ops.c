@@ -1,6 +1,6 @@
-/* ops.c -- per-layer helpers for the CPU fast path: RMS norm and SiLU(gate) * up.
- * Both are cheap next to the products; they live in C so that a layer's
- * float work does not bounce between numpy temporaries. */
+/* ops.c -- per-layer helpers for the CPU fast path: RMS norm, SiLU(gate) * up, softmax.
+ * They are cheap next to the products; they live in C so that a layer's float work
+ * does not bounce between numpy temporaries, and they give ggml's float32 bits. */
 #include <math.h>
 
 #include "cpu_internal.h"
@@ -28,44 +28,154 @@ int pyggml_rms_norm(const float *x, int64_t ldx, const float *weight, float *y, 
     return PYGGML_OK;
 }
 
+/* ================================================================ ggml's exponential
+ * SiLU and softmax must give ggml's float32 bits, not merely accurate ones: a quantized
+ * model is chaotic at the last bit (pyggml/model/numerics.py says why).  ggml's exp is
+ * ggml_v_expf (ggml-cpu/vec.h), here in its AVX-512 form, the one llama.cpp runs on
+ * AVX-512 machines (numerics.expf is the same in numpy):
+ *
+ *     n = round(x * log2e)             z = fma(x, log2e, 1.5 * 2^23), n = z - 1.5 * 2^23
+ *     b = x - n * ln2                  two fnmadd, ln2 = LN2_HI + LN2_LO
+ *     j = 1 + c1 b + ... + c5 b^5      ggml's tree of fma in b and u = b * b
+ *     e = j * 2^n, rounded once        (scalef); |n| > 192: 0 if n <= 0, inf otherwise
+ *
+ * The power of two is applied in two halves, j * 2^h * 2^(n - h) with h = n / 2: both
+ * are normal floats for |n| <= 192, j * 2^h is exact, and the second product rounds once,
+ * like scalef, also where e is subnormal or overflows to inf.
+ * ggml leaves the last n % 16 elements of a row to the C library's expf (its loops go 16
+ * at a time), and so do these functions. */
+#define EXP_SHIFT 0x1.8p23f
+#define EXP_LOG2E 0x1.715476p+0f
+#define EXP_LN2_HI 0x1.62e4p-1f
+#define EXP_LN2_LO 0x1.7f7d1cp-20f
+#define EXP_C1 0x1.ffffecp-1f
+#define EXP_C2 0x1.fffdb6p-2f
+#define EXP_C3 0x1.555e66p-3f
+#define EXP_C4 0x1.573e2ep-5f
+#define EXP_C5 0x1.0e4020p-7f
+#define GGML_SIMD_WIDTH 16               /* ggml's AVX-512 loops; the rest goes to expf */
+
+/* 2^e for |e| <= 126, from its exponent bits */
+static inline float pow2i(int e) { return bits_to_fp32((uint32_t)(e + 127) << 23); }
+
+static float ggml_expf(float x) {
+    const float n = fmaf(x, EXP_LOG2E, EXP_SHIFT) - EXP_SHIFT;
+    const float b = fmaf(-n, EXP_LN2_LO, fmaf(-n, EXP_LN2_HI, x));
+    if (!(fabsf(n) <= 192)) return n > 192 ? INFINITY : n < -192 ? 0.0f : n;  /* NaN stays */
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(EXP_C5, b, EXP_C4), u, fmaf(EXP_C3, b, EXP_C2)), u,
+                         fmaf(EXP_C1, b, 1.0f));
+    const int ni = (int)n, h = ni / 2;
+    return j * pow2i(h) * pow2i(ni - h);
+}
+
+/* float sum of 16 values in _mm512_reduce_add_ps's order (GCC): halves, quarters, ... */
+static inline float sum16(const float *e) {
+    float t[8];
+    for (int i = 0; i < 8; i++) t[i] = e[8 + i] + e[i];
+    for (int i = 0; i < 4; i++) t[i] = t[4 + i] + t[i];
+    return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
 #ifdef __AVX2__
-/* e^x: x = n ln2 + r, |r| <= ln2 / 2, e^r by Cephes' degree-6 polynomial, 2^n into the
- * exponent bits; computed on x clamped to [-87.3, 88] (where e^x is a normal float), then
- * inf above 88.72 and 0 below -87.3, as expf overflows and (nearly) underflows there. */
-static inline __m256 exp_ps(__m256 x) {
-    const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);     /* ln2 in two parts */
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    const __m256 e_r = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-    const __m256i two_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    const __m256 e = _mm256_mul_ps(e_r, _mm256_castsi256_ps(two_n));
-    const __m256 over = _mm256_cmp_ps(x, _mm256_set1_ps(88.72f), _CMP_GT_OQ);
-    const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
-    return _mm256_andnot_ps(under, _mm256_blendv_ps(e, _mm256_set1_ps(__builtin_inff()), over));
+static inline __m256 ggml_expf_ps(__m256 x) {
+    const __m256 shift = _mm256_set1_ps(EXP_SHIFT);
+    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(EXP_LOG2E), shift), shift);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(EXP_C5), b, _mm256_set1_ps(EXP_C4)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(EXP_C3), b, _mm256_set1_ps(EXP_C2))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(EXP_C1), b, _mm256_set1_ps(1.0f)));
+    /* lanes with |n| > 192 get garbage powers here and are replaced below; NaN stays NaN */
+    const __m256i ni = _mm256_cvtps_epi32(n), h = _mm256_srai_epi32(ni, 1);
+    const __m256i bias = _mm256_set1_epi32(127), rest = _mm256_sub_epi32(ni, h);
+    const __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, bias), 23));
+    const __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(rest, bias), 23));
+    const __m256 e = _mm256_mul_ps(_mm256_mul_ps(j, p1), p2);
+    const __m256 beyond = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), n),
+                                        _mm256_set1_ps(192), _CMP_GT_OQ);
+    const __m256 not_positive = _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ);
+    const __m256 alt = _mm256_andnot_ps(not_positive, _mm256_set1_ps(INFINITY));    /* 0 or inf */
+    return _mm256_blendv_ps(e, alt, beyond);
+}
+
+static inline float sum16_ps(__m256 lo, __m256 hi) {       /* sum16's order */
+    const __m256 t = _mm256_add_ps(hi, lo);
+    __m128 q = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
 }
 #endif
 
-int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n) {
-    if (n < 0) return PYGGML_ERR_SHAPE;
-    if (n == 0) return PYGGML_OK;
+/* ggml_vec_swiglu_f32 on each row: x / (1 + exp(0 - x)) * up */
+int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n_rows, int64_t n) {
+    if (n_rows < 0 || n < 0) return PYGGML_ERR_SHAPE;
+    if (n_rows == 0 || n == 0) return PYGGML_OK;
     if (!gate || !up || !out) return PYGGML_ERR_ARG;
-    int64_t i = 0;
+    const int64_t n_simd = n - n % GGML_SIMD_WIDTH;
+    for (int64_t t = 0; t < n_rows; t++, gate += n, up += n, out += n) {
+        int64_t i = 0;
 #ifdef __AVX2__
-    for (; i + 8 <= n; i += 8) {
-        const __m256 g = _mm256_loadu_ps(gate + i);
-        const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
-        const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
-    }
+        for (; i < n_simd; i += 8) {
+            const __m256 g = _mm256_loadu_ps(gate + i);
+            const __m256 e = ggml_expf_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
+            const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+            _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+        }
+#else
+        for (; i < n_simd; i++) out[i] = gate[i] / (1.0f + ggml_expf(0.0f - gate[i])) * up[i];
 #endif
-    for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+        for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    }
+    return PYGGML_OK;
+}
+
+/* ggml_compute_forward_soft_max's row (after scale and mask): y = softmax(x), n entries of
+ * a row whose first n_simd go through ggml's SIMD loop (16 at a time; entries past n in
+ * it are ggml's -inf padding) and the rest through expf */
+static void softmax_row_of(const float *x, float *y, int64_t n, int64_t n_simd) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
+    double sum = 0.0;
+    int64_t i = 0;
+    for (; i < n_simd; i += GGML_SIMD_WIDTH) {
+        const int64_t m = n_simd - i < GGML_SIMD_WIDTH ? n_simd - i : GGML_SIMD_WIDTH;
+#ifdef __AVX2__
+        if (m == GGML_SIMD_WIDTH) {
+            const __m256 vmax = _mm256_set1_ps(max);
+            const __m256 lo = ggml_expf_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+            const __m256 hi = ggml_expf_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vmax));
+            _mm256_storeu_ps(y + i, lo);
+            _mm256_storeu_ps(y + i + 8, hi);
+            sum += (double)sum16_ps(lo, hi);
+            continue;
+        }
+#endif
+        float e[GGML_SIMD_WIDTH];
+        for (int l = 0; l < GGML_SIMD_WIDTH; l++) e[l] = l < m ? ggml_expf(x[i + l] - max) : 0.0f;
+        memcpy(y + i, e, (size_t)m * sizeof(float));
+        sum += (double)sum16(e);
+    }
+    for (; i < n; i++) {
+        const float e = expf(x[i] - max);
+        y[i] = e;
+        sum += (double)e;
+    }
+    const float scale = (float)(1.0 / sum);
+    for (i = 0; i < n; i++) y[i] *= scale;
+}
+
+void softmax_row(float *x, int64_t n) { softmax_row_of(x, x, n, n); }
+
+int pyggml_softmax(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t n_rows, int64_t n,
+                   int64_t n_kv) {
+    if (n_rows < 0 || n < 1 || n_kv < n) return PYGGML_ERR_SHAPE;
+    if (n_rows == 0) return PYGGML_OK;
+    if (!x || !y || (n_rows > 1 && (ldx < n || ldy < n))) return PYGGML_ERR_ARG;
+    const int64_t simd_end = n_kv - n_kv % GGML_SIMD_WIDTH;
+    const int64_t n_simd = simd_end < n ? simd_end : n;
+    for (int64_t t = 0; t < n_rows; t++) softmax_row_of(x + t * ldx, y + t * ldy, n, n_simd);
     return PYGGML_OK;
 }

@@ -24,7 +24,7 @@
 #include "cpu_internal.h"
 #include "pyggml_cpu.h"
 
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 #define DECODE_CHUNK_BYTES (64 * 1024)
 #define PANEL_MIN_ACT 12                   /* measured: panels win from about 12 activation rows */
 #define PREFILL_CHUNK_BYTES (16 * 1024)
@@ -85,8 +85,8 @@ static quantize_row_fn quantize_row_for(int act_type) {
     const quantize_row_fn fast = fast_quantize_row(act_type);
     if (fast) return fast;
     switch (act_type) {
-    case GGML_TYPE_Q8_0: return quantize_row_q8_0_ref;
-    case GGML_TYPE_Q8_1: return quantize_row_q8_1_ref;
+    case GGML_TYPE_Q8_0: return quantize_row_q8_0;
+    case GGML_TYPE_Q8_1: return quantize_row_q8_1;
     case GGML_TYPE_Q8_K: return quantize_row_q8_K_ref;
     default: return NULL;
     }

@@ -63,8 +63,10 @@ int pyggml_act_type(int w_type);
 int64_t pyggml_row_bytes(int type, int64_t k);
 
 /* Quantize n_rows rows of k floats (row t at x + t * ldx floats) into
- * act_type blocks at y, rows back to back; exactly ggml's
- * quantize_row_q8_K_ref / q8_0_ref / q8_1_ref.  act_type: Q8_K, Q8_0, Q8_1. */
+ * act_type blocks at y, rows back to back; exactly what llama.cpp's x86 CPU
+ * backend does to activations: ggml-cpu's quantize_row_q8_K (= _ref),
+ * quantize_row_q8_0 and quantize_row_q8_1 (run time: q = rint(x * 127 / max),
+ * unlike the _ref functions that write Q8_0 weights).  act_type: Q8_K, Q8_0, Q8_1. */
 int pyggml_quantize_act(int act_type, const float *x, int64_t ldx, int64_t n_rows, int64_t k,
                         void *y);
 
@@ -106,10 +108,22 @@ int pyggml_vec_dot_ref(int w_type, const void *w_row, const void *act_row, int64
 int pyggml_rms_norm(const float *x, int64_t ldx, const float *weight, float *y, int64_t ldy,
                     int64_t n_rows, int64_t n, float eps);
 
-/* out[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i]
- * (with AVX2, exp is a Cephes-style polynomial within a few ulp of expf).
+/* out = silu(gate) * up = gate / (1 + exp(-gate)) * up on n_rows contiguous rows of n,
+ * with ggml's float32 bits (ggml_vec_swiglu_f32): exp is ggml_v_expf's AVX-512 form,
+ * except for the last n % 16 elements of each row, where ggml (and this) calls expf.
  * out may equal gate or up. */
-int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n);
+int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n_rows, int64_t n);
+
+/* Softmax of n_rows rows of n scores (already scaled and masked; row t at x + t * ldx,
+ * result at y + t * ldy; y may equal x), with the float32 bits of ggml_soft_max's row
+ * loop on a row of n_kv >= n entries whose last n_kv - n are masked (-inf): llama.cpp
+ * pads its kv positions so; pass n_kv = n for rows of their own length.
+ *     max; e = exp(x - max): ggml_v_expf for the first n_kv - n_kv % 16 entries, expf
+ *     after; the float sum of each 16 (_mm512_reduce_add_ps's order) and then each
+ *     expf value added in double; y = e * (float)(1 / sum).
+ * -inf entries give 0; a row needs one finite entry. */
+int pyggml_softmax(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t n_rows, int64_t n,
+                   int64_t n_kv);
 /* cdef: end */
 
 #if defined(__GNUC__)

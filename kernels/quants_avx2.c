@@ -310,7 +310,7 @@ INLINE float hmax_ps(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-/* 32 int32 in four registers -> 32 int8 in element order (values already in int8 range) */
+/* 32 int32 in four registers -> 32 int8 in element order (saturating, as ggml's packs) */
 INLINE __m256i pack_32(__m256i a, __m256i b, __m256i c, __m256i d) {
     const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
     /* lanes now hold 4-element groups in the order a0 b0 c0 d0 a1 b1 c1 d1 */
@@ -348,15 +348,9 @@ static void quantize_row_q8_K_avx2(const float *x, void *vy, int64_t k) {
     }
 }
 
-/* roundf (half away from zero), exact: trunc(v) plus the sign where |v - trunc(v)| >= 0.5 */
-INLINE __m256 roundf_ps(__m256 v) {
-    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m256 away = _mm256_cmp_ps(abs_ps(_mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-    const __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, _mm256_set1_ps(-0.0f)));
-    return _mm256_add_ps(t, _mm256_and_ps(away, one));
-}
-
-/* Q8_0 and Q8_1 blocks; with_sum adds Q8_1's s = fp16(d * sum(qs)) */
+/* Q8_0 and Q8_1 blocks with ggml-cpu's x86 instructions (quantize_row_q8_0 / q8_1, the
+ * run-time activation quantizers; the scalar version in quants_ref.c says what they do
+ * with extreme blocks); with_sum adds Q8_1's s = fp16(d * sum(lanes)) */
 INLINE void quantize_row_q8_01(const float *x, void *vy, int64_t k, const int with_sum) {
     for (int64_t i = 0; i < k / 32; i++, x += 32) {
         __m256 v[4];
@@ -365,10 +359,15 @@ INLINE void quantize_row_q8_01(const float *x, void *vy, int64_t k, const int wi
             v[u] = _mm256_loadu_ps(x + 8 * u);
             vmax = _mm256_max_ps(abs_ps(v[u]), vmax);
         }
-        const float d = hmax_ps(vmax) / 127;
-        const float id = d ? 1.0f / d : 0.0f;
+        const float amax = hmax_ps(vmax);
+        const float d = amax / 127;
+        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
         __m256i q[4];
-        for (int u = 0; u < 4; u++) q[u] = _mm256_cvttps_epi32(roundf_ps(_mm256_mul_ps(v[u], _mm256_set1_ps(id))));
+        for (int u = 0; u < 4; u++) {
+            const __m256 r = _mm256_round_ps(_mm256_mul_ps(v[u], id),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            q[u] = _mm256_cvtps_epi32(r);                /* inf, NaN -> INT32_MIN */
+        }
         const __m256i packed = pack_32(q[0], q[1], q[2], q[3]);
         if (with_sum) {
             block_q8_1 *y = (block_q8_1 *)vy + i;
@@ -377,7 +376,7 @@ INLINE void quantize_row_q8_01(const float *x, void *vy, int64_t k, const int wi
             s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
             s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
             y->d = fp32_to_fp16(d);
-            y->s = fp32_to_fp16(_mm_cvtsi128_si32(s) * d);
+            y->s = fp32_to_fp16(d * (float)_mm_cvtsi128_si32(s));
             _mm256_storeu_si256((__m256i *)y->qs, packed);
         } else {
             block_q8_0 *y = (block_q8_0 *)vy + i;

@@ -227,32 +227,40 @@ static inline float max_abs(const float *x, int n) {
     return amax;
 }
 
-/* d = amax / 127 (stored fp16), q = roundf(x / d) (half away from zero) */
-void quantize_row_q8_0_ref(const float *x, void *vy, int64_t k) {
-    block_q8_0 *y = vy;
-    for (int64_t i = 0; i < k / QK8_0; i++, x += QK8_0) {
-        const float d = max_abs(x, QK8_0) / 127;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = fp32_to_fp16(d);
-        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+/* Q8_0 and Q8_1 activations as llama.cpp makes them at run time on x86: ggml-cpu's
+ * quantize_row_q8_0 / q8_1 (arch/x86/quants.c), not the _ref functions that write Q8_0
+ * weights (those use id = 1 / d and roundf; pyggml/quants/q8.py explains why it matters):
+ *     d = max / 127 (stored fp16), id = 127 / max (0 if max is 0), q = rint(x * id)
+ * with its instructions' answers for extreme blocks: a lane that is inf or NaN (127 / max
+ * overflows when max < ~3.7e-37; inf in x) converts to INT32_MIN (cvtps_epi32) and packs
+ * to -128; Q8_1's s = fp16(d * (float)sum) sums those int32 lanes with wrap-around. */
+static inline int32_t cvtps_lane(float v) {
+    return fabsf(v) <= 127.0f ? (int32_t)v : INT32_MIN;       /* v is integral, inf or NaN */
+}
+
+static void quantize_row_q8_01(const float *x, void *vy, int64_t k, int with_sum) {
+    for (int64_t i = 0; i < k / 32; i++, x += 32) {
+        const float amax = max_abs(x, 32);
+        const float d = amax / 127;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int8_t *qs = with_sum ? ((block_q8_1 *)vy)[i].qs : ((block_q8_0 *)vy)[i].qs;
+        uint32_t sum = 0;                                      /* wraps like vpaddd */
+        for (int j = 0; j < 32; j++) {
+            const int32_t lane = cvtps_lane(rintf(x[j] * id));
+            qs[j] = (int8_t)(lane < -128 ? -128 : lane);       /* packs saturate */
+            sum += (uint32_t)lane;
+        }
+        if (with_sum) {
+            ((block_q8_1 *)vy)[i].d = fp32_to_fp16(d);
+            ((block_q8_1 *)vy)[i].s = fp32_to_fp16(d * (float)(int32_t)sum);
+        } else {
+            ((block_q8_0 *)vy)[i].d = fp32_to_fp16(d);
+        }
     }
 }
 
-/* as Q8_0, plus s = fp16(d * sum(qs)) for the weight's min term */
-void quantize_row_q8_1_ref(const float *x, void *vy, int64_t k) {
-    block_q8_1 *y = vy;
-    for (int64_t i = 0; i < k / QK8_1; i++, x += QK8_1) {
-        const float d = max_abs(x, QK8_1) / 127;
-        const float id = d ? 1.0f / d : 0.0f;
-        int sum = 0;
-        y[i].d = fp32_to_fp16(d);
-        for (int j = 0; j < QK8_1; j++) {
-            y[i].qs[j] = (int8_t)roundf(x[j] * id);
-            sum += y[i].qs[j];
-        }
-        y[i].s = fp32_to_fp16(sum * d);
-    }
-}
+void quantize_row_q8_0(const float *x, void *y, int64_t k) { quantize_row_q8_01(x, y, k, 0); }
+void quantize_row_q8_1(const float *x, void *y, int64_t k) { quantize_row_q8_01(x, y, k, 1); }
 
 /* ggml's nearest_int: round half to even through the float mantissa (|f| < 2^22) */
 static inline int nearest_int(float f) {

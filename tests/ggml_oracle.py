@@ -1,9 +1,19 @@
 """ggml's own C functions as test oracles, through ctypes on llama-cpp-python's libraries.
 
 llama-cpp-python ships libggml-base (the reference quantizers: ggml_quantize_chunk, what
-llama_model_quantize calls; quantize_row_q8_*_ref) and libggml-cpu (the vec_dot kernels
-llama.cpp multiplies with).  Calling them directly lets property tests feed any array,
-not just the tensors of a model file.
+llama_model_quantize calls; quantize_row_q8_*_ref; the graph API) and libggml-cpu (what
+llama.cpp runs: the vec_dot kernels, the run-time activation quantizers quantize_row_q8_0 /
+q8_1, the vector functions and the graph executor).  Calling them directly lets property
+tests feed any array, not just the tensors of a model file:
+
+    quantize_chunk(type, x, row_bytes)        llama_model_quantize's bytes (weights)
+    quantize_row_ref(name, x, row_bytes)      quantize_row_<name>_ref (files)
+    quantize_row_run_time(name, x, row_bytes) ggml-cpu's quantize_row_<name> (activations)
+    vec_dot(type, w_row, xq_row, k)           ggml_vec_dot_<type>_<vec_dot_type>
+    vec_soft_max(x, max) -> (y, sum)          ggml_vec_soft_max_f32: y = exp(x - max), sum
+    swiglu(gate, up)                          a one-node graph: ggml_swiglu_split
+    soft_max(x, mask, scale)                  a one-node graph: ggml_soft_max_ext
+    cpu_has_avx512()                          whether libggml-cpu was built for AVX-512
 """
 from __future__ import annotations
 
@@ -25,6 +35,8 @@ _base.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_vo
 _base.ggml_quantize_init.argtypes = [ctypes.c_int]
 for _name in ("quantize_row_q8_K_ref", "quantize_row_q8_0_ref", "quantize_row_q8_1_ref"):
     getattr(_base, _name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+for _name in ("quantize_row_q8_0", "quantize_row_q8_1"):
+    getattr(_cpu, _name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
 
 # weight type -> (vec_dot function name, activation block bytes)
 VEC_DOT = {
@@ -47,14 +59,23 @@ def quantize_chunk(ggml_type: int, x: np.ndarray, row_bytes: int) -> np.ndarray:
     return out
 
 
-def quantize_row_ref(name: str, x: np.ndarray, row_bytes: int) -> np.ndarray:
-    """quantize_row_<name>_ref (name: q8_K, q8_0, q8_1) applied to each row of x (n, K)."""
+def _rows(fn, x: np.ndarray, row_bytes: int) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.zeros((x.shape[0], row_bytes), dtype=np.uint8)
-    fn = getattr(_base, f"quantize_row_{name}_ref")
     for i in range(x.shape[0]):
         fn(x[i].ctypes.data, out[i].ctypes.data, x.shape[1])
     return out
+
+
+def quantize_row_ref(name: str, x: np.ndarray, row_bytes: int) -> np.ndarray:
+    """quantize_row_<name>_ref (name: q8_K, q8_0, q8_1) applied to each row of x (n, K)."""
+    return _rows(getattr(_base, f"quantize_row_{name}_ref"), x, row_bytes)
+
+
+def quantize_row_run_time(name: str, x: np.ndarray, row_bytes: int) -> np.ndarray:
+    """ggml-cpu's quantize_row_<name> (q8_0, q8_1), what llama.cpp runs on activations on
+    x86 (the AVX code of arch/x86/quants.c), applied to each row of x (n, K)."""
+    return _rows(getattr(_cpu, f"quantize_row_{name}"), x, row_bytes)
 
 
 def vec_dot(type_name: str, w_row: np.ndarray, xq_row: np.ndarray, k: int) -> float:
@@ -67,3 +88,83 @@ def vec_dot(type_name: str, w_row: np.ndarray, xq_row: np.ndarray, k: int) -> fl
     xq_row = np.ascontiguousarray(xq_row)
     fn(k, ctypes.byref(result), 0, w_row.ctypes.data, 0, xq_row.ctypes.data, 0, 1)
     return result.value
+
+
+# ------------------------------------------------------------------ exp-based vector ops
+
+_cpu.ggml_vec_soft_max_f32.restype = ctypes.c_double
+_cpu.ggml_vec_soft_max_f32.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_float]
+_cpu.ggml_cpu_has_avx512.restype = ctypes.c_int
+
+
+def cpu_has_avx512() -> bool:
+    """Whether libggml-cpu was compiled for AVX-512 (then its exp is ggml_v_expf's AVX-512 form)."""
+    return bool(_cpu.ggml_cpu_has_avx512())
+
+
+def vec_soft_max(x: np.ndarray, max_value: float) -> tuple[np.ndarray, float]:
+    """ggml_vec_soft_max_f32 on a 1-D row: (y = exp(x - max) float32, sum of y in double).
+    With max_value = 0 and len(x) % 16 == 0, y is ggml_v_expf(x) itself."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.empty_like(x)
+    total = _cpu.ggml_vec_soft_max_f32(x.size, y.ctypes.data, x.ctypes.data, max_value)
+    return y, total
+
+
+# ------------------------------------------------------------------ one-node ggml graphs
+
+class _InitParams(ctypes.Structure):
+    _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p),
+                ("no_alloc", ctypes.c_bool)]
+
+
+GGML_TYPE_F32 = 0
+_p = ctypes.c_void_p
+for _fn, _res, _args in (
+        (_base.ggml_init, _p, [_InitParams]), (_base.ggml_free, None, [_p]),
+        (_base.ggml_new_tensor_2d, _p, [_p, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]),
+        (_base.ggml_get_data, _p, [_p]),
+        (_base.ggml_swiglu_split, _p, [_p, _p, _p]),
+        (_base.ggml_soft_max_ext, _p, [_p, _p, _p, ctypes.c_float, ctypes.c_float]),
+        (_base.ggml_new_graph, _p, [_p]), (_base.ggml_build_forward_expand, None, [_p, _p]),
+        (_cpu.ggml_graph_compute_with_ctx, ctypes.c_int, [_p, _p, ctypes.c_int])):
+    _fn.restype, _fn.argtypes = _res, _args
+
+
+def _run_graph(build, *inputs: np.ndarray) -> np.ndarray:
+    """Put float32 (rows, n) inputs into a fresh ggml context, build(ctx, *tensors) -> the
+    result tensor, compute the graph on one thread and return the result (rows, n)."""
+    inputs = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
+    size = 64 * 2**20 + 4 * sum(a.nbytes for a in inputs)       # tensors, graph, work buffer
+    ctx = _base.ggml_init(_InitParams(size, None, False))
+    assert ctx, "ggml_init failed"
+    try:
+        tensors = []
+        for a in inputs:
+            t = _base.ggml_new_tensor_2d(ctx, GGML_TYPE_F32, a.shape[1], a.shape[0])
+            ctypes.memmove(_base.ggml_get_data(t), a.ctypes.data, a.nbytes)
+            tensors.append(t)
+        result = build(ctx, *tensors)
+        graph = _base.ggml_new_graph(ctx)
+        _base.ggml_build_forward_expand(graph, result)
+        assert _cpu.ggml_graph_compute_with_ctx(ctx, graph, 1) == 0, "ggml graph failed"
+        out = np.empty(inputs[0].shape, np.float32)
+        ctypes.memmove(out.ctypes.data, _base.ggml_get_data(result), out.nbytes)
+        return out
+    finally:
+        _base.ggml_free(ctx)
+
+
+def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """silu(gate) * up for (rows, n) float32, as llama.cpp's FFN computes it
+    (ggml_swiglu_split: ggml_vec_swiglu_f32 on each row)."""
+    return _run_graph(lambda ctx, g, u: _base.ggml_swiglu_split(ctx, g, u), gate, up)
+
+
+def soft_max(x: np.ndarray, mask: np.ndarray | None, scale: float) -> np.ndarray:
+    """softmax(x * scale + mask) over each row of (rows, n) float32, as llama.cpp's attention
+    computes it without flash attention (ggml_soft_max_ext with an F32 mask, no ALiBi)."""
+    if mask is None:
+        return _run_graph(lambda ctx, a: _base.ggml_soft_max_ext(ctx, a, None, scale, 0.0), x)
+    return _run_graph(lambda ctx, a, m: _base.ggml_soft_max_ext(ctx, a, m, scale, 0.0), x, mask)

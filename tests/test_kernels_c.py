@@ -8,9 +8,13 @@ of each kernel are held to the same oracles:
 - dequantization: bit-exact with gguf-py (gguf.quants.dequantize) and with
   pyggml.quants' numpy reference layer, on random blocks and on every tensor of real
   llama.cpp-quantized fixture files;
-- activation quantization: byte-identical to a numpy transcription of ggml's
-  quantize_row_q8_K_ref / q8_0_ref / q8_1_ref, to gguf-py's Q8_0 quantizer and to
-  pyggml.quants.quantize_activations (numba), plus hand-checked rounding cases;
+- activation quantization: byte-identical to a numpy transcription of what llama.cpp
+  runs on x86 (quantize_row_q8_K_ref; ggml-cpu's run-time quantize_row_q8_0 / q8_1), to
+  those functions themselves in libggml-cpu (also on hard blocks: ties, tiny, huge, inf)
+  and to pyggml.quants.quantize_activations (numba), plus hand-checked rounding cases;
+- SiLU * up and softmax: bit-identical to ggml's own ops (one-node graphs on
+  llama-cpp-python's libggml) and to pyggml.model.numerics, with and without a tail of
+  row length % 16 (where ggml calls expf), with -inf masks, and padded rows (n_kv);
 - products: within a stated tolerance of the float64 product of the dequantized
   weights and the DEquantized activations (only the float summation order differs),
   within the activation-rounding bound of the float64 product with the original
@@ -27,12 +31,18 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import pyggml
 from pyggml import quants
 from pyggml.backends import cpu_c
 from pyggml.errors import BackendError, UnsupportedTypeError, UsageError
 from pyggml.format.constants import TYPE_TRAITS, GGMLType as G
+from pyggml.model import numerics
+
+from ggml_oracle import soft_max, swiglu
+from test_numerics import gate_up, scores_and_mask
+from test_quants_products import BLOCK_KINDS, ggml_activations, hard_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOATS = [G.F32, G.F16, G.BF16]
@@ -42,6 +52,9 @@ WEIGHT_TYPES = FLOATS + QUANTS
 FP16_FIELDS = {G.Q4_0: [0], G.Q4_1: [0, 2], G.Q5_0: [0], G.Q5_1: [0, 2], G.Q8_0: [0],
                G.IQ4_NL: [0], G.Q2_K: [80, 82], G.Q3_K: [108], G.Q4_K: [0, 2], G.Q5_K: [0, 2],
                G.Q6_K: [208]}
+# hypothesis with the `build` fixture: it is set up once per test, which is what we want
+EXAMPLES = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 FIXTURES = ["qwen2-tiny-q4_k_m", "qwen2-tiny-q3_k_m", "qwen2-896-q4_k_m", "qwen2-896-iq4_nl"]
 
 
@@ -114,19 +127,15 @@ def fp16(raw: np.ndarray, offset: int, type_size: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- ggml's activation quantizers in numpy
 
-def roundf(v: np.ndarray) -> np.ndarray:
-    """C roundf: halves away from zero."""
-    a = np.abs(v)
-    return np.sign(v) * (np.floor(a) + np.floor(2 * (a - np.floor(a))))
-
-
-def q8_0_ref(x: np.ndarray, with_sum: bool) -> np.ndarray:
-    """quantize_row_q8_0_ref (with_sum: q8_1_ref) of x float32 (T, K) -> uint8 (T, row_bytes)."""
+def q8_0_run_time(x: np.ndarray, with_sum: bool) -> np.ndarray:
+    """ggml-cpu's x86 quantize_row_q8_0 (with_sum: q8_1) of finite x float32 (T, K) -> uint8
+    (T, row_bytes): d = amax / 127, q = rint(x * (127 / amax)), s = fp16(d * sum(q))."""
     blocks = x.reshape(-1, 32)
-    d = (np.abs(blocks).max(axis=1, keepdims=True) / np.float32(127)).astype(np.float32)
+    amax = np.abs(blocks).max(axis=1, keepdims=True)
+    d = (amax / np.float32(127)).astype(np.float32)
     with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d).astype(np.float32)
-    qs = roundf((blocks * inv).astype(np.float32)).astype(np.int8)
+        inv = np.where(amax == 0, np.float32(0), np.float32(127) / amax).astype(np.float32)
+    qs = np.rint((blocks * inv).astype(np.float32)).astype(np.int8)
     fields = [d.astype(np.float16).view(np.uint8)]
     if with_sum:                     # (s overflows fp16 to inf for huge blocks, in ggml too)
         s = (qs.astype(np.int32).sum(axis=1, keepdims=True).astype(np.float32) * d).astype(np.float32)
@@ -239,35 +248,46 @@ def activation_rows(rng) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", [G.Q8_0, G.Q8_1, G.Q8_K], ids=lambda t: t.name)
-def test_quantize_activations_byte_identical_to_ggml_ref(build, fmt):
+def test_quantize_activations_byte_identical_to_numpy_transcription(build, fmt):
     x = activation_rows(np.random.default_rng(1))
-    expected = q8_K_ref(x) if fmt == G.Q8_K else q8_0_ref(x, with_sum=fmt == G.Q8_1)
+    expected = q8_K_ref(x) if fmt == G.Q8_K else q8_0_run_time(x, with_sum=fmt == G.Q8_1)
     got = cpu_c.quantize_activations(x, fmt)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(got, quants.quantize_activations(x, fmt))
 
 
 @pytest.mark.oracle
-def test_q8_0_activations_equal_gguf_quantizer(build):
-    x = activation_rows(np.random.default_rng(2))
-    expected = gguf.quants.quantize(np.ascontiguousarray(x), gguf.GGMLQuantizationType.Q8_0)
-    np.testing.assert_array_equal(cpu_c.quantize_activations(x, G.Q8_0), expected)
+@EXAMPLES
+@given(fmt=st.sampled_from([G.Q8_0, G.Q8_1]),
+       kinds=st.lists(st.sampled_from(BLOCK_KINDS), min_size=1, max_size=12),
+       seed=st.integers(0, 2**32 - 1))
+def test_q8_0_and_q8_1_activations_equal_ggml_cpu(build, fmt, kinds, seed):
+    """libggml-cpu's own quantize_row_q8_0 / q8_1 on blocks built to be hard (see hard_blocks)."""
+    x = hard_blocks(kinds, seed).reshape(1, -1)
+    got = cpu_c.quantize_activations(x, fmt)
+    np.testing.assert_array_equal(got, ggml_activations(fmt, x))
+    np.testing.assert_array_equal(got, quants.quantize_activations(x, fmt))
 
 
 def test_activation_rounding_hand_checked(build):
-    # Q8_0: amax 127 -> d = 1: 2.5 and -3.5 round away from zero (roundf)
+    # Q8_0: amax 127 -> d = 1, id = 127/127 = 1: 2.5 and -3.5 round half to even (rint)
     x = np.zeros((1, 256), np.float32)
     x[0, :4] = [127, 2.5, -3.5, 0.49]
     q8_0 = cpu_c.quantize_activations(x, G.Q8_0)
     assert q8_0[0, :2].view(np.float16)[0] == 1.0
-    assert list(q8_0[0, 2:6].view(np.int8)) == [127, 3, -4, 0]
-    # Q8_1 of the same: s = d * sum(q) = 126
-    assert cpu_c.quantize_activations(x, G.Q8_1)[0, 2:4].view(np.float16)[0] == 126.0
+    assert list(q8_0[0, 2:6].view(np.int8)) == [127, 2, -4, 0]
+    # Q8_1 of the same: s = d * sum(q) = 125
+    assert cpu_c.quantize_activations(x, G.Q8_1)[0, 2:4].view(np.float16)[0] == 125.0
     # Q8_K: max = +127 -> iscale = -1, d = -1; 2.5 -> -2.5 -> -2 (half to even), -3.5 -> 4
     q8_K = cpu_c.quantize_activations(x, G.Q8_K)
     assert q8_K[0, :4].view(np.float32)[0] == -1.0
     assert list(q8_K[0, 4:8].view(np.int8)) == [-127, -2, 4, 0]
     assert q8_K[0, 260:262].view(np.int16)[0] == -125              # bsums[0]
+    # a block whose max is below 127 / FLT_MAX: 127/max is inf, every lane INT32_MIN -> -128
+    x[0, 32:64] = 1e-38
+    q8_0 = cpu_c.quantize_activations(x, G.Q8_0)
+    assert q8_0[0, 34:36].view(np.float16)[0] == 0.0
+    assert (q8_0[0, 36:68].view(np.int8) == -128).all()
 
 
 # ----------------------------------------------------------------------------- products
@@ -392,14 +412,36 @@ def test_rms_norm_like_ggml(build):
     np.testing.assert_array_max_ulp(cpu_c.rms_norm(x[1], None, eps), x[1] * scale[1], maxulp=1)
 
 
-def test_silu_mul(build):
-    rng = np.random.default_rng(7)
-    gate = np.concatenate([rng.standard_normal(1000) * 8, [0, -90, 90, 1e-30, -1e4, 1e4]]).astype(np.float32)
-    up = rng.standard_normal(gate.shape).astype(np.float32)
-    g = gate.astype(np.float64)
-    with np.errstate(over="ignore"):
-        expected = g / (1 + np.exp(-g)) * up
-    np.testing.assert_allclose(cpu_c.silu_mul(gate, up), expected, rtol=2e-6, atol=1e-37)
+@pytest.mark.oracle
+@EXAMPLES
+@given(rows=st.integers(1, 3), n=st.sampled_from([1, 7, 16, 31, 48, 77, 512]),
+       seed=st.integers(0, 2**32 - 1))
+def test_silu_mul_bit_identical_to_ggml(build, rows, n, seed):
+    gate, up = gate_up(np.random.default_rng(seed), rows, n)
+    got = cpu_c.silu_mul(gate, up)
+    np.testing.assert_array_equal(got.view(np.uint32), swiglu(gate, up).view(np.uint32))
+    np.testing.assert_array_equal(got.view(np.uint32), numerics.silu_mul(gate, up).view(np.uint32))
+    same = gate.copy()
+    cpu_c.silu_mul(same, up, out=same)                  # in place
+    np.testing.assert_array_equal(same.view(np.uint32), got.view(np.uint32))
+
+
+@pytest.mark.oracle
+@EXAMPLES
+@given(rows=st.integers(1, 4), n=st.sampled_from([1, 5, 16, 33, 64, 100, 257]),
+       pad=st.sampled_from([0, 3, 16, 40]), seed=st.integers(0, 2**32 - 1))
+def test_softmax_bit_identical_to_ggml(build, rows, n, pad, seed):
+    """ggml_soft_max_ext(x, mask, scale) on rows of n + pad, the last pad masked (as llama.cpp
+    pads its kv positions); ours sees the n scores and n_kv = n + pad."""
+    x, mask, scale = scores_and_mask(np.random.default_rng(seed), rows, n, pad)
+    expected = soft_max(x, mask, scale)[:, :n]
+    scores = (x * np.float32(scale) + mask)[:, :n]
+    got = cpu_c.softmax(scores, n_kv=n + pad)
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    np.testing.assert_array_equal(
+        got.view(np.uint32), numerics.softmax(scores, n_kv=n + pad).view(np.uint32))
+    np.testing.assert_array_equal(cpu_c.softmax(scores).view(np.uint32),
+                                  numerics.softmax(scores).view(np.uint32))
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -438,6 +480,8 @@ def test_bad_arguments_raise_typed_errors(build):
         cpu_c.Products([(G.Q4_K, W), (G.Q4_K, random_rows(G.Q4_K, 2, 512, rng))], max_rows=2)
     with pytest.raises(UsageError, match="T <= 1"):
         cpu_c.Products([(G.Q4_K, W)], max_rows=1)(x)
+    with pytest.raises(UsageError, match="n_kv"):
+        cpu_c.softmax(x, n_kv=255)
 
 
 def test_c_entry_points_refuse_bad_arguments_without_writing(build):
@@ -463,6 +507,11 @@ def test_c_entry_points_refuse_bad_arguments_without_writing(build):
     assert lib.pyggml_matmul(jobs, 17, ffi.NULL, 0, act, 1, 256, 1) == lib.PYGGML_ERR_ARG
     jobs[0].w_stride = 100                               # rows would overlap
     assert lib.pyggml_matmul(jobs, 1, ffi.NULL, 0, act, 1, 256, 1) == lib.PYGGML_ERR_ARG
+    assert not out.any()
+    scores = ffi.from_buffer("float[]", np.ones((2, 256), np.float32))
+    assert lib.pyggml_softmax(scores, 256, o, 256, 2, 256, 255) == lib.PYGGML_ERR_SHAPE
+    assert lib.pyggml_softmax(scores, 100, o, 256, 2, 256, 256) == lib.PYGGML_ERR_ARG
+    assert lib.pyggml_silu_mul(scores, scores, o, -1, 256) == lib.PYGGML_ERR_SHAPE
     assert not out.any()
 
 

@@ -1,8 +1,12 @@
 """pyggml.quants products: activation quantization and matmul_q8.
 
 What is asserted, and why:
-- quantize_activations writes exactly the bytes of ggml's quantize_row_q8_K_ref /
-  q8_0_ref / q8_1_ref (called through ctypes), and of our numpy reference.
+- quantize_activations writes exactly the bytes llama.cpp's x86 CPU backend makes of
+  activations -- ggml-cpu's quantize_row_q8_0 / q8_1 (run time, rint(x * 127/max)) and
+  quantize_row_q8_K (= _ref), called through ctypes -- and of our numpy reference, on
+  ordinary rows and on blocks built to be hard: exact ties (x * 127/max = k + 0.5),
+  zeros, tiny blocks where 127/max overflows, huge ones where d overflows fp16, infs.
+  They differ from the _ref functions (which write Q8_0 weights) on ties and roundings.
 - matmul_q8 equals, bit for bit, a scalar emulation written here from the reference
   decoders: per block an exact integer dot product, then float32 operations in the
   kernels' documented order, blocks accumulated left to right.  Exact equality is
@@ -23,7 +27,8 @@ from hypothesis import given, settings, strategies as st
 import pyggml.quants as quants
 from pyggml.format.constants import GGMLType
 
-from ggml_oracle import quantize_row_ref, vec_dot
+from ggml_oracle import quantize_row_ref, quantize_row_run_time, vec_dot
+from pyggml.quants.q8 import q8_blocks_run_time
 from test_quants_reference import patch_scales
 
 QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
@@ -78,7 +83,56 @@ def emulate(name: str, W: np.ndarray, xq: np.ndarray) -> np.ndarray:
     return sumf.T, np.abs(term).sum(axis=-1).T
 
 
-ACT_REF = {GGMLType.Q8_K: "q8_K", GGMLType.Q8_0: "q8_0", GGMLType.Q8_1: "q8_1"}
+def ggml_activations(fmt: GGMLType, x: np.ndarray) -> np.ndarray:
+    """What llama.cpp's x86 CPU backend makes of activation rows x (T, K) for fmt."""
+    row_bytes = x.shape[1] // quants.get(fmt).block_size * quants.get(fmt).type_size
+    if fmt == GGMLType.Q8_K:
+        return quantize_row_ref("q8_K", x, row_bytes)       # quantize_row_q8_K is the _ref
+    return quantize_row_run_time(fmt.name.lower(), x, row_bytes)
+
+
+def reference_activations(fmt: GGMLType, x: np.ndarray) -> np.ndarray:
+    """pyggml's numpy reference of the activation quantizer of fmt, on rows x (T, K)."""
+    cls = quants.get(fmt)
+    blocks = x.reshape(-1, cls.block_size)
+    with np.errstate(all="ignore"):
+        out = (q8_blocks_run_time(blocks, with_sum=False) if fmt == GGMLType.Q8_0
+               else cls.quantize_blocks(blocks))
+    return out.reshape(x.shape[0], -1)
+
+
+BLOCK_KINDS = ["normal", "ties", "zeros", "tiny", "huge", "inf", "equal"]
+
+
+def hard_blocks(kinds: list[str], seed: int) -> np.ndarray:
+    """float32 (len(kinds), 32) blocks, one per kind:
+    normal  Gaussian at a scale from 1e-30 to 1e30
+    ties    max = 127 * 2^e and half-integer multiples of 2^e: x * (127/max) = k + 0.5 exactly
+    zeros   all zero (d = 0, id = 0)
+    tiny    max below 127 / FLT_MAX (~3.7e-37, subnormals too): 127/max overflows to inf
+    huge    up to FLT_MAX: d and Q8_1's s overflow fp16
+    inf     a Gaussian block with a +-inf in it (d = inf, NaN lanes)
+    equal   one value repeated, +-"""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(kinds), 32), np.float32)
+    for i, kind in enumerate(kinds):
+        if kind == "normal":
+            out[i] = rng.standard_normal(32) * 10.0 ** rng.uniform(-30, 30)
+        elif kind == "ties":
+            e = float(rng.integers(-20, 20))
+            out[i] = (rng.integers(-127, 127, 32) + 0.5) * 2.0**e
+            out[i, rng.integers(32)] = 127 * 2.0**e * rng.choice([-1, 1])
+        elif kind == "tiny":
+            out[i] = rng.standard_normal(32) * 10.0 ** rng.uniform(-44, -37)
+        elif kind == "huge":
+            huge = rng.standard_normal(32) * 10.0 ** rng.uniform(34, 38.5)
+            out[i] = np.clip(huge, -3.4e38, 3.4e38)
+        elif kind == "inf":
+            out[i] = rng.standard_normal(32)
+            out[i, rng.integers(32, size=rng.integers(1, 4))] = rng.choice([-np.inf, np.inf])
+        elif kind == "equal":
+            out[i] = np.float32(rng.standard_normal()) * rng.choice([-1, 1], 32)
+    return out
 
 
 @pytest.mark.oracle
@@ -91,9 +145,32 @@ def test_quantize_activations_equals_ggml(fmt, seed, t, blocks):
     x = activations(np.random.default_rng(seed), t, k)
     x[0, :cls.block_size] = 0                                     # an all-zero block
     got = quants.quantize_activations(x, fmt)
-    expected = quantize_row_ref(ACT_REF[fmt], x, got.shape[1])
-    assert np.array_equal(got, expected)
-    assert np.array_equal(got, cls.quantize_ref(x.reshape(-1, cls.block_size)).reshape(t, -1))
+    assert np.array_equal(got, ggml_activations(fmt, x))
+    assert np.array_equal(got, reference_activations(fmt, x))
+
+
+@pytest.mark.oracle
+@settings(max_examples=60, deadline=None)
+@given(fmt=st.sampled_from([GGMLType.Q8_0, GGMLType.Q8_1]),
+       kinds=st.lists(st.sampled_from(BLOCK_KINDS), min_size=1, max_size=12),
+       seed=st.integers(0, 2**32 - 1))
+def test_q8_0_and_q8_1_activations_equal_ggml_on_hard_blocks(fmt, kinds, seed):
+    x = hard_blocks(kinds, seed).reshape(1, -1)
+    got = quants.quantize_activations(x, fmt)
+    assert np.array_equal(got, ggml_activations(fmt, x))
+    assert np.array_equal(got, reference_activations(fmt, x))
+
+
+def test_activations_round_half_to_even_weights_half_away():
+    """Hand-checked: max 127 -> d = 1, id = 1: 2.5 and -3.5 are ties.  Activations (rint):
+    2, -4; Q8_0 weights (quantize_row_q8_0_ref, roundf): 3, -4."""
+    x = np.zeros((1, 32), np.float32)
+    x[0, :4] = [127, 2.5, -3.5, 0.5]
+    act = quants.quantize_activations(x, GGMLType.Q8_0)
+    assert act[0, :2].view(np.float16)[0] == 1.0
+    assert list(act[0, 2:6].view(np.int8)) == [127, 2, -4, 0]
+    assert list(quants.quantize(GGMLType.Q8_0, x)[0, 2:6].view(np.int8)) == [127, 3, -4, 1]
+    assert quants.quantize_activations(x, GGMLType.Q8_1)[0, 2:4].view(np.float16)[0] == 125.0
 
 
 @pytest.mark.parametrize("name", QUANTIZED)

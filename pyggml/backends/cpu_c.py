@@ -14,7 +14,8 @@ and what a layer's CPU fast path wants on top:
     Products([(ggml_type, W), ...], max_rows)   products sharing one input (q/k/v, gate/up),
                                                 prepared once; products(x) -> (f32 (T, N_i), ...)
     rms_norm(x, weight, eps, out=None)          ggml's numerics (sum of squares in double)
-    silu_mul(gate, up, out=None)                silu(gate) * up
+    silu_mul(gate, up, out=None)                silu(gate) * up, ggml's float32 bits
+    softmax(scores, n_kv=None, out=None)        ggml_soft_max's float32 bits, row by row
 
 Everything is checked here before it reaches C (dtype, shape, contiguity, row
 indices): a wrong argument raises UsageError or UnsupportedTypeError, never a
@@ -36,7 +37,7 @@ import numpy as np
 from ..errors import BackendError, UnsupportedTypeError, UsageError
 from ..format.constants import TYPE_TRAITS, GGMLType
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 LIB_NAMES = {"linux": "libpyggml_cpu.so", "darwin": "libpyggml_cpu.dylib", "win32": "pyggml_cpu.dll"}
 HEADER_NAME = "pyggml_cpu.h"
 PACKAGE_LIB_DIR = Path(__file__).resolve().parents[1] / "lib"       # pyggml/lib, filled by setup.py
@@ -249,7 +250,9 @@ def vec_dot_type(ggml_type) -> GGMLType:
 
 def quantize_activations(x: np.ndarray, vec_dot_type, out: np.ndarray | None = None) -> np.ndarray:
     """x float32 (T, K) -> uint8 (T, act_row_bytes): ggml's block_q8_K / q8_0 / q8_1 rows,
-    byte for byte as quantize_row_q8_*_ref; for F32 the float rows' bytes."""
+    byte for byte as llama.cpp's x86 CPU backend makes them (quantize_row_q8_K_ref, and
+    ggml-cpu's run-time quantize_row_q8_0 / q8_1: see pyggml/quants/q8.py); for F32 the
+    float rows' bytes."""
     lib, ffi = load(), _state["ffi"]
     _array("x", x, F32, 2)
     if vec_dot_type == F32_ID:
@@ -472,7 +475,9 @@ def rms_norm(x: np.ndarray, weight: np.ndarray | None, eps: float,
 
 
 def silu_mul(gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """silu(gate) * up = gate / (1 + exp(-gate)) * up, elementwise; same-shape float32 arrays."""
+    """silu(gate) * up = gate / (1 + exp(-gate)) * up, elementwise on same-shape C-contiguous
+    float32 arrays, with ggml_vec_swiglu_f32's bits on each row (the last axis): ggml's
+    exp, and the C library's expf for the last (row length % 16) elements of a row."""
     lib, ffi = load(), _state["ffi"]
     for arg, a in (("gate", gate), ("up", up)):
         if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous:
@@ -484,8 +489,36 @@ def silu_mul(gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) ->
     elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != gate.shape
           or not out.flags.c_contiguous or not out.flags.writeable):
         raise UsageError(f"out must be a writable C-contiguous float32 array of shape {gate.shape}")
+    n = gate.shape[-1] if gate.ndim else 1
     _call("pyggml_silu_mul", lib.pyggml_silu_mul(ffi.from_buffer("float[]", gate),
                                                  ffi.from_buffer("float[]", up),
                                                  ffi.from_buffer("float[]", out, require_writable=True),
-                                                 gate.size))
+                                                 gate.size // n if n else 0, n))
+    return out
+
+
+def softmax(scores: np.ndarray, n_kv: int | None = None,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """Softmax over the last axis of float32 scores (..., n), already scaled and masked
+    (-inf entries give 0), with the bits of ggml_soft_max on rows of n_kv >= n entries whose
+    last n_kv - n are masked, as llama.cpp pads its kv positions: ggml's exp for the first
+    n_kv - n_kv % 16 entries, the C library's expf after them.  The default n_kv, n rounded
+    up to a multiple of 16, is llama.cpp's case (its n_kv is a multiple of 256), and
+    pyggml.model.numerics.softmax's."""
+    lib, ffi = load(), _state["ffi"]
+    if not isinstance(scores, np.ndarray) or scores.dtype != np.float32 or scores.ndim < 1:
+        raise UsageError("scores must be a float32 array of at least one dimension")
+    n = scores.shape[-1]
+    n_kv = -(-n // 16) * 16 if n_kv is None else int(n_kv)
+    if n < 1 or n_kv < n:
+        raise UsageError(f"softmax: rows of {n} scores need n >= 1 and n_kv >= n, got n_kv={n_kv}")
+    if out is None:
+        out = np.empty(scores.shape, np.float32)
+    elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != scores.shape
+          or not out.flags.c_contiguous):
+        raise UsageError(f"out must be a C-contiguous float32 array of shape {scores.shape}")
+    x2 = scores if scores.ndim == 2 else scores.reshape(-1, n)      # a view when contiguous
+    xp, ldx = _rows_view("scores", x2)
+    op, ldy = _rows_view("out", out.reshape(-1, n), writable=True)
+    _call("pyggml_softmax", lib.pyggml_softmax(xp, ldx, op, ldy, x2.shape[0], n, n_kv))
     return out

@@ -89,7 +89,8 @@ def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     """silu(gate) * up as ggml's swiglu on each row (last axis): gate / (1 + exp(-gate)) * up
     in float32, exp = expf on the first n - n % 16 elements, the C library's on the rest."""
     n = gate.shape[-1]
-    return gate / (_f(1.0) + _row_exp(-gate, n - n % SIMD_WIDTH)) * up
+    with np.errstate(over="ignore"):                 # inf where ggml's is inf too
+        return gate / (_f(1.0) + _row_exp(-gate, n - n % SIMD_WIDTH)) * up
 
 
 def softmax(scores: np.ndarray, n_kv: int | None = None) -> np.ndarray:

@@ -6,7 +6,7 @@ It takes byte arrays and shapes and knows nothing of files.  Types and where the
     legacy.py    Q4_0 Q4_1 Q5_0 Q5_1 Q8_0          (fast kernels: legacy_numba.py)
     k.py         Q2_K Q3_K Q4_K Q5_K Q6_K          (fast kernels: k_numba.py)
     iq.py        IQ4_NL                            (fast kernels: legacy_numba.py)
-    q8.py        Q8_K Q8_1 (and Q8_0's numba quantizer): the activation formats
+    q8.py        Q8_K Q8_1 (and Q8_0's numba quantizers): the activation formats
 
 Public API (docs/quant-formats.md explains the formats):
 
@@ -36,7 +36,7 @@ from .iq import IQ4_NL
 from .jit import announce_compile
 from .k import Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
 from .legacy import Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
-from .q8 import Q8_1, Q8_K
+from .q8 import Q8_1, Q8_K, quantize_activations_q8_0
 
 __all__ = ["QuantType", "TYPES", "get", "dequantize", "dequantize_rows", "quantize", "vec_dot_type",
            "quantize_activations", "matmul_q8", "matmul", "matmul_exact", "supported_types"]
@@ -177,8 +177,10 @@ def vec_dot_type(ggml_type: int) -> GGMLType:
 
 
 def quantize_activations(x: np.ndarray, vec_dot_type: int) -> np.ndarray:
-    """float32 (T, K) -> uint8 (T, act_row_bytes) in ggml's block layout for vec_dot_type
-    (quantize_row_q8_K_ref / q8_0_ref / q8_1_ref; F32/F16/BF16: the numbers converted)."""
+    """float32 (T, K) -> uint8 (T, act_row_bytes) in ggml's block layout for vec_dot_type,
+    as llama.cpp's x86 CPU backend quantizes activations: quantize_row_q8_K (= _ref),
+    quantize_row_q8_0 and quantize_row_q8_1 of ggml-cpu, which round unlike the _ref
+    functions that write Q8_0 weights (see q8.py); F32/F16/BF16: the numbers converted."""
     fmt = ACTIVATION_TYPES.get(vec_dot_type)
     if fmt is None:
         raise UsageError(f"quantize_activations: {type_name(int(vec_dot_type))} is not an "
@@ -188,6 +190,8 @@ def quantize_activations(x: np.ndarray, vec_dot_type: int) -> np.ndarray:
         raise UsageError(f"quantize_activations: x must be (T, K), got shape {x.shape}")
     _row_length(fmt, x.shape[1], "quantize_activations")
     announce_compile(fmt.quantize_kernel, f"{fmt.name} activation")
+    if fmt is Q8_0:                 # a weight type too, whose quantize_fast is the _ref one
+        return quantize_activations_q8_0(_readonly(x))
     return fmt.quantize_fast(_readonly(x))
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..format.constants import GGMLType
 from .base import QuantType, absmax_signed, f32, fp16_bytes, fp16_field
 from . import legacy_numba as fast
-from .q8 import q8_round, quantize_activations_q8_0, quantize_q8_0_or_1
+from .q8 import q8_round_ref, quantize_q8_0_or_1, quantize_rows_q8_0_ref
 
 QK = 32                                                # weights per block
 
@@ -204,7 +204,8 @@ class Q8_0(LegacyType, ggml_type=GGMLType.Q8_0):
              +------+-------------------------------------------+
 
     Quantizer (quantize_row_q8_0_ref): d = max|w| / 127, q = roundf(w / d) (halves away
-    from zero), computed as w * (1/d).
+    from zero), computed as w * (1/d).  Activations use ggml-cpu's run-time quantize_row_q8_0
+    instead (q = rint(x * 127/max)): q8.py explains the difference.
     """
     vec_dot_type = GGMLType.Q8_0
     dequant_kernel = fast.dequant_q8_0
@@ -217,12 +218,12 @@ class Q8_0(LegacyType, ggml_type=GGMLType.Q8_0):
 
     @classmethod
     def quantize_blocks(cls, x):
-        d, q = q8_round(x)
+        d, q = q8_round_ref(x)
         return np.concatenate([fp16_bytes(d), q.view(np.uint8)], axis=1)
 
     @classmethod
     def quantize_fast(cls, x):
-        return quantize_activations_q8_0(x)       # the activation quantizer is the same code
+        return quantize_rows_q8_0_ref(x)    # activations round otherwise: see q8.py
 
 
 def _min_and_step(x: np.ndarray, levels: int):

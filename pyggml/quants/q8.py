@@ -12,6 +12,33 @@ and the dot product of a block is an integer sum, scaled once per block.  pyggml
 same (``quantize_activations`` then ``matmul_q8``), so one quantized input serves every
 matrix that reads it (q/k/v, gate/up), and results stay close to llama.cpp's.
 
+Two quantizers of Q8_0: files and run time
+------------------------------------------
+ggml has two functions for each of Q8_0 and Q8_1, and they round differently:
+
+    quantize_row_q8_0_ref   (ggml-base; files)   d = max|x| / 127,  id = 1 / d
+                                                 q = roundf(x * id)       halves away from 0
+    quantize_row_q8_0       (ggml-cpu x86; run   d = max|x| / 127,  id = 127 / max|x|
+                             time activations)   q = rint(x * id)         halves to even
+
+``llama_model_quantize`` writes Q8_0 WEIGHTS with the _ref function, so
+``quants.quantize(Q8_0, ...)`` (legacy.Q8_0) is the _ref arithmetic.  But when llama.cpp
+runs a model, the activations go through ggml-cpu's ``from_float``, which on x86 is the
+AVX code of quantize_row_q8_0 / q8_1 (ggml-cpu/arch/x86/quants.c); its 127/max and
+round-half-to-even differ from the _ref bytes in about one element in a thousand, and a
+model is chaotic enough that such a difference changes later tokens.  So pyggml's
+ACTIVATIONS (``quantize_activations``, the C library's ``pyggml_quantize_act``) follow the
+run-time function, bit for bit, including what its instructions do with extreme blocks:
+
+    - 127 / max overflows to inf when max < ~3.7e-37: every lane is then +-inf or NaN,
+      which cvtps_epi32 turns into INT32_MIN and the saturating packs into -128 (d is 0);
+    - inf in a block gives d = inf (fp16 inf), NaN lanes for the infs (-> -128), 0 elsewhere;
+    - Q8_1's s = fp16(d * (float)sum), d the float32 before its fp16 rounding, sum the
+      int32 sum of the lanes with wrap-around (INT32_MIN lanes included).
+    NaN inputs are not covered (ggml's result then depends on its max's lane order).
+
+Q8_K has one function: on x86, quantize_row_q8_K is quantize_row_q8_K_ref.
+
 block_q8_K (292 bytes):                         y = d * qs
     byte 0        4                                  260                  292
          +--------+----------------------------------+--------------------+
@@ -21,7 +48,7 @@ block_q8_K (292 bytes):                         y = d * qs
     quantize_row_q8_K_ref: max = the value of largest |x| (signed), iscale = -127/max,
     qs = min(127, nearest_int(iscale * x)), d = 1/iscale (d may be negative).
 
-block_q8_0 (34 bytes): see legacy.Q8_0; d = amax/127, qs = roundf(x/d).
+block_q8_0 (34 bytes): see legacy.Q8_0 (fp16 d, then qs[32]).
 
 block_q8_1 (36 bytes):                          y = d * qs
     byte 0      2      4                                            36
@@ -38,6 +65,8 @@ from numba import njit
 from ..format.constants import GGMLType
 from .base import QuantType, absmax_signed, f32, fp16_bytes, fp16_field, nearest_int
 from .jit import f32_to_f16, nearest_int as nearest_int_jit, round_away
+
+INT32_MIN = -2**31            # what cvtps_epi32 makes of inf, NaN and out-of-range lanes
 
 
 class Q8_K(QuantType, ggml_type=GGMLType.Q8_K):
@@ -71,8 +100,10 @@ class Q8_K(QuantType, ggml_type=GGMLType.Q8_K):
     def quantize_fast(cls, x):
         return quantize_activations_q8_K(x)
 
+
 class Q8_1(QuantType, ggml_type=GGMLType.Q8_1):
-    """Activations of the Q4_1/Q5_1 products (never stored in files)."""
+    """Activations of the Q4_1/Q5_1 products (never stored in files): ggml-cpu's run-time
+    quantize_row_q8_1 (see the module docstring), not quantize_row_q8_1_ref."""
     vec_dot_type = GGMLType.Q8_1
     layout = (("d", 0, 2, "fp16 scale"), ("s", 2, 2, "fp16 d * sum(qs)"), ("qs", 4, 32, "int8 quants"))
 
@@ -87,23 +118,39 @@ class Q8_1(QuantType, ggml_type=GGMLType.Q8_1):
 
     @classmethod
     def quantize_blocks(cls, x):
-        d, q = q8_round(x)
-        s = f32(q.astype(np.int32).sum(axis=1, keepdims=True)) * d
-        return np.concatenate([fp16_bytes(d), fp16_bytes(s), q.view(np.uint8)], axis=1)
+        return q8_blocks_run_time(x, with_sum=True)
 
     @classmethod
     def quantize_fast(cls, x):
         return quantize_activations_q8_1(x)
 
 
-def q8_round(x: np.ndarray):
-    """quantize_row_q8_0_ref's arithmetic on (n, 32) blocks: d = amax / 127 and
-    q = roundf(x * (1/d)) as int8 (halves away from zero; exact when done in float64)."""
+def q8_round_ref(x: np.ndarray):
+    """quantize_row_q8_0_ref's arithmetic on (n, 32) blocks (Q8_0 weights): d = amax / 127
+    and q = roundf(x * (1/d)) as int8 (halves away from zero; exact when done in float64)."""
     d = np.abs(x).max(axis=1, keepdims=True) / np.float32(127)
     with np.errstate(divide="ignore"):
         inv = np.where(d != 0, np.float32(1) / d, np.float32(0))
     v = (x * inv).astype(np.float64)
     return d, (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int8)
+
+
+def q8_blocks_run_time(x: np.ndarray, with_sum: bool) -> np.ndarray:
+    """ggml-cpu's x86 quantize_row_q8_0 (with_sum: q8_1) on (n, 32) float32 blocks -> uint8
+    (n, 34 or 36), instruction by instruction: the reference of the activation kernels."""
+    amax = np.abs(x).max(axis=1, keepdims=True)
+    d = amax / np.float32(127)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        inv = np.where(amax != 0, np.float32(127) / amax, np.float32(0))     # inf if amax tiny
+        r = np.rint(x * inv)                                                 # _mm256_round_ps
+        lanes = np.where(np.abs(r) <= 127, r, INT32_MIN).astype(np.int64)    # _mm256_cvtps_epi32
+    fields = [fp16_bytes(d)]
+    if with_sum:                          # int32 lanes summed with wrap-around, then d * float
+        total = lanes.sum(axis=1, keepdims=True).astype(np.uint32).view(np.int32)
+        with np.errstate(invalid="ignore", over="ignore"):
+            fields.append(fp16_bytes(d * total.astype(np.float32)))
+    fields.append(np.maximum(lanes, -128).astype(np.int8).view(np.uint8))    # saturating packs
+    return np.concatenate(fields, axis=1)
 
 
 # ---------------------------------------------------------------------- fast layer (numba)
@@ -145,8 +192,11 @@ def quantize_q8_K(x, out_f32, out_i8, out_i16):
 
 
 @njit(cache=True)
-def quantize_q8_0_or_1(x, out_u16, out_i8, with_sum):
-    """x (T, K) float32 -> block_q8_0 rows (or block_q8_1 if with_sum): quantize_row_q8_*_ref."""
+def quantize_q8_0_or_1(x, out_u16, out_i8, with_sum, run_time):
+    """x (T, K) float32 -> block_q8_0 rows (block_q8_1 if with_sum).
+
+    run_time: ggml-cpu's x86 quantize_row_q8_0 / q8_1 (activations; see the module
+    docstring); otherwise the _ref arithmetic (quantize_row_q8_0_ref: Q8_0 weights)."""
     T, K = x.shape
     size = 36 if with_sum else 34
     for t in range(T):
@@ -156,16 +206,24 @@ def quantize_q8_0_or_1(x, out_u16, out_i8, with_sum):
             for j in range(32):
                 amax = max(amax, abs(v[j]))
             d = amax / np.float32(127)
-            inv = np.float32(1) / d if d != 0 else np.float32(0)
             qs = size * b + size - 32
             total = 0
-            for j in range(32):
-                q = np.int8(round_away(v[j] * inv))
-                out_i8[t, qs + j] = q
-                total += q
+            if run_time:
+                inv = np.float32(127) / amax if amax != 0 else np.float32(0)
+                for j in range(32):
+                    r = np.rint(v[j] * inv)
+                    lane = np.int32(r) if abs(r) <= 127 else np.int32(INT32_MIN)
+                    out_i8[t, qs + j] = max(lane, -128)
+                    total += lane
+            else:
+                inv = np.float32(1) / d if d != 0 else np.float32(0)
+                for j in range(32):
+                    q = np.int8(round_away(v[j] * inv))
+                    out_i8[t, qs + j] = q
+                    total += q
             out_u16[t, size // 2 * b] = f32_to_f16(d)
             if with_sum:
-                out_u16[t, size // 2 * b + 1] = f32_to_f16(np.float32(total) * d)
+                out_u16[t, size // 2 * b + 1] = f32_to_f16(np.float32(np.int32(total)) * d)
 
 
 def quantize_activations_q8_K(x: np.ndarray) -> np.ndarray:
@@ -174,18 +232,25 @@ def quantize_activations_q8_K(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def quantize_activations_q8_0(x: np.ndarray) -> np.ndarray:
-    out = np.empty((x.shape[0], x.shape[1] // 32 * 34), dtype=np.uint8)
-    quantize_q8_0_or_1(x, out.view(np.uint16), out.view(np.int8), False)
+def _q8_0_or_1(x: np.ndarray, with_sum: bool, run_time: bool) -> np.ndarray:
+    out = np.empty((x.shape[0], x.shape[1] // 32 * (36 if with_sum else 34)), dtype=np.uint8)
+    quantize_q8_0_or_1(x, out.view(np.uint16), out.view(np.int8), with_sum, run_time)
     return out
+
+
+def quantize_rows_q8_0_ref(x: np.ndarray) -> np.ndarray:
+    """Q8_0 weights, as llama_model_quantize writes them (quantize_row_q8_0_ref)."""
+    return _q8_0_or_1(x, False, False)
+
+
+def quantize_activations_q8_0(x: np.ndarray) -> np.ndarray:
+    """Q8_0 activations, as llama.cpp's x86 CPU backend makes them (quantize_row_q8_0)."""
+    return _q8_0_or_1(x, False, True)
 
 
 def quantize_activations_q8_1(x: np.ndarray) -> np.ndarray:
-    out = np.empty((x.shape[0], x.shape[1] // 32 * 36), dtype=np.uint8)
-    quantize_q8_0_or_1(x, out.view(np.uint16), out.view(np.int8), True)
-    return out
-
-
+    """Q8_1 activations, as llama.cpp's x86 CPU backend makes them (quantize_row_q8_1)."""
+    return _q8_0_or_1(x, True, True)
 
 
 Q8_K.quantize_kernel = quantize_q8_K
