@@ -7,6 +7,7 @@
  *   pyggml_cpu.c   the ABI: type table, argument checks, loop blocking
  *   threads.c      the thread pool that shares a job's chunks
  *   ops.c          per-layer helpers: RMS norm, SiLU * up, softmax
+ *   layer.c        a whole transformer block in one call (the fast path of model/forward.py)
  */
 #ifndef PYGGML_CPU_INTERNAL_H
 #define PYGGML_CPU_INTERNAL_H

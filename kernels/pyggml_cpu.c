@@ -24,7 +24,7 @@
 #include "cpu_internal.h"
 #include "pyggml_cpu.h"
 
-#define ABI_VERSION 2
+#define ABI_VERSION 3
 #define DECODE_CHUNK_BYTES (64 * 1024)
 #define PANEL_MIN_ACT 12                   /* measured: panels win from about 12 activation rows */
 #define PREFILL_CHUNK_BYTES (16 * 1024)

@@ -124,6 +124,37 @@ int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n_ro
  * -inf entries give 0; a row needs one finite entry. */
 int pyggml_softmax(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t n_rows, int64_t n,
                    int64_t n_kv);
+
+/* One weight matrix of a layer: N = n_rows rows, row n at w + n * w_stride bytes. */
+typedef struct {
+    int32_t type;
+    int64_t n_rows;
+    const void *w;
+    int64_t w_stride;
+} pyggml_weight;
+
+/* One transformer block (Qwen2 / llama), as pyggml.model.forward.layer_forward describes
+ * it; filled once per layer by pyggml/backends/c_layer.py.  bq/bk/bv may be NULL.  The kv
+ * cache is fp16 (n_ctx, n_head_kv, head_dim), rows back to back. */
+typedef struct {
+    int64_t n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
+    int32_t rope_neox;         /* 1: NEOX (x[i], x[i + d/2]); 0: NORM (x[2i], x[2i + 1]) */
+    float rms_eps;
+    const float *attn_norm, *ffn_norm, *bq, *bk, *bv;
+    pyggml_weight wq, wk, wv, wo, w_gate, w_up, w_down;
+    uint16_t *k_cache, *v_cache;
+} pyggml_layer;
+
+/* Bytes of scratch pyggml_layer_forward needs for n_tokens tokens. */
+int64_t pyggml_layer_scratch_bytes(const pyggml_layer *layer, int64_t n_tokens);
+
+/* x (n_tokens, n_embd) floats -> the block's output, in place, for tokens at positions
+ * pos0 .. pos0 + n_tokens - 1; writes their K and V into the cache and attends causally
+ * over positions 0 .. pos0 + t.  rope_cos / rope_sin: (n_tokens, head_dim / 2) angles'
+ * cosines and sines (pyggml.model.forward.rope_cache).  See kernels/layer.c. */
+int pyggml_layer_forward(const pyggml_layer *layer, float *x, int64_t n_tokens, int64_t pos0,
+                         const float *rope_cos, const float *rope_sin, void *scratch,
+                         int64_t scratch_bytes, int n_threads);
 /* cdef: end */
 
 #if defined(__GNUC__)

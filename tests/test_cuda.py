@@ -23,7 +23,7 @@ import pytest
 from pyggml.backends import cuda
 from pyggml.errors import BackendError
 from pyggml.format.constants import TYPE_TRAITS, GGMLType
-from pyggml.model import forward
+from pyggml.model import forward, numerics
 from pyggml.model.hparams import ROPE_NEOX, ROPE_NORM, HParams
 from pyggml.model.weights import QMatrix
 
@@ -303,8 +303,9 @@ class NumpyCudaLib:
         factors[:, 0] = np.arange(pos0, pos0 + n_tok)
         theta = np.cumprod(factors, axis=1, dtype=np.float32)     # the header's recurrence
         v = self._view(x, n_tok, n_heads * head_dim, np.float32)
-        v[...] = forward.rope(v.reshape(n_tok, n_heads, head_dim).copy(), np.cos(theta),
-                              np.sin(theta), mode).reshape(n_tok, -1)
+        cos, sin = numerics.cos_sin(theta)
+        v[...] = forward.rope(v.reshape(n_tok, n_heads, head_dim).copy(), cos, sin,
+                              mode).reshape(n_tok, -1)
         return 0
 
     def pyggml_cuda_store_kv(self, k, v, k_cache, v_cache, pos0, n_tok, width):

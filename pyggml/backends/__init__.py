@@ -39,15 +39,36 @@ class CKernels:
         self.vec_dot_type = cpu_c.vec_dot_type
         self.quantize_activations = cpu_c.quantize_activations
         self.dequantize_rows = cpu_c.dequantize_rows
+        self._scratch = None
 
     def matmul_q8(self, ggml_type, W, xq, out):
         return self._c.matmul_q8(ggml_type, W, xq, out, n_threads=self.n_threads)
+
+    def block_forward(self, hp, layer, x, pos0, cos, sin):
+        """One transformer block in one C call (kernels/layer.c); the layer's C description
+        is made on first use and kept on it."""
+        from .c_layer import CBlock, Scratch
+        if layer.native is None:
+            layer.native = CBlock(hp, layer.weights, layer.k_cache, layer.v_cache)
+        if self._scratch is None:
+            self._scratch = Scratch()
+        return layer.native(x, pos0, cos, sin, self._scratch, self.n_threads)
 
     def matmul(self, ggml_type, W, X):
         return self._c.matmul(ggml_type, W, X, n_threads=self.n_threads)
 
 
-class NumbaKernels:
+class NumpyBlocks:
+    """block_forward for kernels whose blocks run as forward.layer_forward's numpy steps
+    around the kernels' own products (numba, and the GPU-arithmetic reference)."""
+
+    def block_forward(self, hp, layer, x, pos0, cos, sin):
+        from ..model.forward import layer_forward
+        return layer_forward(self, hp, layer.weights, x, pos0, layer.k_cache, layer.v_cache,
+                             cos, sin)
+
+
+class NumbaKernels(NumpyBlocks):
     """pyggml.quants' numba products (numba's own thread pool, set to n_threads)."""
     name = "numba"
 

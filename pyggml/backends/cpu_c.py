@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import BackendError, UnsupportedTypeError, UsageError
 from ..format.constants import TYPE_TRAITS, GGMLType
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 LIB_NAMES = {"linux": "libpyggml_cpu.so", "darwin": "libpyggml_cpu.dylib", "win32": "pyggml_cpu.dll"}
 HEADER_NAME = "pyggml_cpu.h"
 PACKAGE_LIB_DIR = Path(__file__).resolve().parents[1] / "lib"       # pyggml/lib, filled by setup.py
@@ -177,6 +177,15 @@ def _type(ggml_type) -> tuple:
 def _call(name: str, rc: int) -> None:
     if rc != 0:     # the checks here should make this unreachable: a bug, not a user error
         raise BackendError(f"libpyggml_cpu: {name} returned {STATUS_NAMES.get(rc, rc)}")
+
+
+check = _call       # for modules that build their own calls (c_layer.py)
+
+
+def ffi():
+    """The cffi FFI object of the loaded library (load() first)."""
+    load()
+    return _state["ffi"]
 
 
 U8, F32 = np.dtype(np.uint8), np.dtype(np.float32)

@@ -9,9 +9,9 @@ only the hidden state x (T, n_embd) float32 between devices:
                      x = device.layer_forward(layer, x, pos0)
     logits = head_device.head_forward(head, x, all_logits)   CPU or GPU
 
-``HostDevice`` runs blocks with the numpy code of pyggml.model.forward and the CPU
-kernels (numba or C); its weights are the file's mmap views, so "uploading" copies
-nothing.  pyggml.backends.cuda.CudaDevice keeps the same methods on a GPU, and
+``HostDevice`` runs blocks with the CPU kernels: the numba backend through the numpy
+code of pyggml.model.forward, the C backend in one call per block (kernels/layer.c);
+its weights are the file's mmap views, so "uploading" copies nothing.  pyggml.backends.cuda.CudaDevice keeps the same methods on a GPU, and
 pyggml.backends.simulated.SimulatedDevice stands in for it in tests.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from ..model.forward import layer_forward, project, rms_norm, rope_cache
+from ..model.forward import project, rms_norm, rope_cache
 from ..model.hparams import HParams
 from ..model.weights import LayerWeights, QMatrix
 
@@ -30,6 +30,7 @@ class HostLayer:
     weights: LayerWeights
     k_cache: np.ndarray          # (n_ctx, n_head_kv, head_dim) fp16
     v_cache: np.ndarray
+    native: object = None        # the C backend's description of this layer, made on first use
 
 
 @dataclasses.dataclass
@@ -73,8 +74,7 @@ class HostDevice:
 
     def layer_forward(self, layer: HostLayer, x: np.ndarray, pos0: int) -> np.ndarray:
         cos, sin = self._rope_for(pos0, x.shape[0])
-        return layer_forward(self.kernels, self.hp, layer.weights, x, pos0,
-                             layer.k_cache, layer.v_cache, cos, sin)
+        return self.kernels.block_forward(self.hp, layer, x, pos0, cos, sin)
 
     def head_forward(self, head: HostHead, x: np.ndarray, all_logits: bool) -> np.ndarray:
         """logits (T, n_vocab) of the hidden states x (T, n_embd), or (1, n_vocab) of the last."""

@@ -33,10 +33,11 @@ from ..format.constants import GGMLType
 from ..model.hparams import HParams
 from ..model.weights import LayerWeights, QMatrix
 from .cuda import Traffic, not_enough_memory
+from . import NumpyBlocks
 from .host import HostDevice, HostHead, HostLayer
 
 
-class GPUArithmetic:
+class GPUArithmetic(NumpyBlocks):
     """Kernels (forward.project's protocol) doing the CUDA kernels' arithmetic on the CPU:
     activations stay float32, weights are dequantized exactly, products are summed in
     float64 (pyggml.quants.matmul_exact) -- slow, for reference only."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .hparams import ROPE_NEOX, HParams
-from .numerics import cos_sin, silu_mul, softmax
+from .numerics import cos_sin, dot, rope_pairs, silu_mul, softmax
 from .weights import LayerWeights, QMatrix
 
 
@@ -58,16 +58,11 @@ def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, mode: int) -> np.ndarr
     NEOX (qwen2) rotates the pairs (x[i], x[i + d/2]); NORM (llama) rotates (x[2i], x[2i+1]).
     """
     half = x.shape[-1] // 2
+    c, s = cos[:, None, :], sin[:, None, :]
     if mode == ROPE_NEOX:
-        x0, x1 = x[..., :half].copy(), x[..., half:].copy()
-        c, s = cos[:, None, :], sin[:, None, :]
-        x[..., :half] = x0 * c - x1 * s
-        x[..., half:] = x0 * s + x1 * c
+        x[..., :half], x[..., half:] = rope_pairs(x[..., :half], x[..., half:], c, s)
     else:
-        x0, x1 = x[..., 0::2].copy(), x[..., 1::2].copy()
-        c, s = cos[:, None, :], sin[:, None, :]
-        x[..., 0::2] = x0 * c - x1 * s
-        x[..., 1::2] = x0 * s + x1 * c
+        x[..., 0::2], x[..., 1::2] = rope_pairs(x[..., 0::2], x[..., 1::2], c, s)
     return x
 
 
@@ -103,16 +98,19 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int
     n_kv = pos0 + T
     n_head_kv = k_cache.shape[1]
     group = n_head // n_head_kv
-    keys = k_cache[:n_kv].astype(np.float32).transpose(1, 2, 0)        # (n_head_kv, d, n_kv)
-    values = v_cache[:n_kv].astype(np.float32).transpose(1, 0, 2)      # (n_head_kv, n_kv, d)
-    # (n_head_kv, group*T, d): the query heads that share a kv head, stacked
+    keys = k_cache[:n_kv].astype(np.float32).transpose(1, 0, 2)        # (n_head_kv, n_kv, d)
+    values = v_cache[:n_kv].astype(np.float32).transpose(1, 2, 0)      # (n_head_kv, d, n_kv)
+    # (n_head_kv, group*T, d): the query heads that share a kv head, stacked; llama.cpp
+    # multiplies fp16 K by Q converted to fp16, and fp16 V by the probabilities in fp16
     qg = q.reshape(T, n_head_kv, group, d).transpose(1, 2, 0, 3).reshape(n_head_kv, group * T, d)
     qg = qg.astype(np.float16).astype(np.float32)
-    scores = (qg @ keys) * np.float32(1.0 / np.sqrt(d))                # (n_head_kv, group*T, n_kv)
+    prompt = T > 1                              # which of ggml's two product paths (numerics.dot)
+    scores = dot(qg[:, :, None, :], keys[:, None, :, :], prompt=prompt) * np.float32(1.0 / np.sqrt(d))
     if T > 1:                                                          # causal mask
         query_pos = pos0 + np.tile(np.arange(T), group)
         scores[:, np.arange(n_kv)[None, :] > query_pos[:, None]] = -np.inf
-    out = softmax(scores).astype(np.float16).astype(np.float32) @ values                                     # (n_head_kv, group*T, d)
+    probs = softmax(scores).astype(np.float16).astype(np.float32)     # (n_head_kv, group*T, n_kv)
+    out = dot(probs[:, :, None, :], values[:, None, :, :], prompt=prompt, padded=True)
     return out.reshape(n_head_kv, group, T, d).transpose(2, 0, 1, 3).reshape(T, n_head * d)
 
 

@@ -15,8 +15,19 @@ same float32 bits as ggml's, not merely accurate ones:
   ggml's loops take 16 elements at a time; the last n % 16 of a row go to the C
   library's expf, which ``libm_expf`` calls (glibc's expf is not correctly rounded: it
   differs from float32(exp(double)) for 170648 of the 2^32 inputs).
-- ``cos_sin``: rope's angles go through libm's cosf/sinf; computing in double and
-  rounding once gives the correctly rounded value those return.
+- ``cos_sin``: rope's angles go through the C library's cosf/sinf, which (glibc) are not
+  correctly rounded either: 23 of the 1280 angles of a 40-token SmolLM2 prompt differ
+  from float32(cos(double)), so we call them.
+- ``rope_pairs``: ggml-cpu is C++ compiled with GCC's default -ffp-contract=fast, so its
+  ``x0*cos - x1*sin`` is fma(x0, cos, -(x1*sin)) and ``x0*sin + x1*cos`` is
+  fma(x0, sin, x1*cos): one rounding fewer than numpy's, and a different last bit.
+- ``dot``: the attention products (K.q and V.p, fp16 operands) take one of two paths in
+  ggml's mul_mat.  A single token (decode) goes to ggml_vec_dot_f16: with AVX-512, four
+  accumulators of 16 lanes take 64 elements per step, then (acc0 + acc2) + (acc1 + acc3),
+  then _mm512_reduce_add_ps's pairing of the lanes.  Two or more tokens (a prompt) go to
+  llamafile's tinyBLAS, which llama.cpp enables "only for prompt processing": each of 16
+  lanes is one FMA chain over every 16th element, then the same pairing.  V.p runs over
+  llama.cpp's padded kv length (a multiple of 256): zero padding adds nothing either way.
 
 FMA is emulated in float64: a*b is exact in double, so float32(a*b + c) rounds once
 except in vanishingly rare double-rounding cases (none for expf: it equals ggml's
@@ -42,10 +53,12 @@ _C5, _C4, _C3, _C2, _C1 = (_f(float.fromhex(h)) for h in (
 
 SIMD_WIDTH = 16          # ggml's AVX-512 loops; what is left of a row goes through expf
 _libm = ctypes.CDLL(ctypes.util.find_library("m"))
-_libm.expf.restype, _libm.expf.argtypes = ctypes.c_float, [ctypes.c_float]
+for _name in ("expf", "cosf", "sinf"):
+    getattr(_libm, _name).restype = ctypes.c_float
+    getattr(_libm, _name).argtypes = [ctypes.c_float]
 
 
-def _fma(a, b, c) -> np.ndarray:
+def fma(a, b, c) -> np.ndarray:
     return (np.asarray(a, np.float64) * b + np.asarray(c, np.float64)).astype(np.float32)
 
 
@@ -59,11 +72,11 @@ def expf(x: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore"):    # -inf gives NaN in b: masked below
-        z = _fma(x, _LOG2E, _SHIFT)
+        z = fma(x, _LOG2E, _SHIFT)
         n = z - _SHIFT
-        b = _fma(-n, _LN2_LO, _fma(-n, _LN2_HI, x))
+        b = fma(-n, _LN2_LO, fma(-n, _LN2_HI, x))
         u = b * b
-        poly = _fma(_fma(_fma(_C5, b, _C4), u, _fma(_C3, b, _C2)), u, _fma(_C1, b, _f(1.0)))
+        poly = fma(fma(fma(_C5, b, _C4), u, fma(_C3, b, _C2)), u, fma(_C1, b, _f(1.0)))
         scaled = np.ldexp(poly.astype(np.float64), np.nan_to_num(n).astype(np.int32))
         out = scaled.astype(np.float32)
     beyond = np.abs(n) > 192                         # also -inf inputs (n = -inf)
@@ -72,10 +85,15 @@ def expf(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def libm_expf(x: np.ndarray) -> np.ndarray:
-    """The C library's expf, element by element: what ggml computes the tail of a row with."""
+def _libm_map(function, x: np.ndarray) -> np.ndarray:
+    """A float32 function of the C library, element by element (ctypes: ~0.3 us each)."""
     x = np.asarray(x, dtype=np.float32)
-    return np.array([_libm.expf(v) for v in x.ravel().tolist()], np.float32).reshape(x.shape)
+    return np.array(list(map(function, x.ravel().tolist())), np.float32).reshape(x.shape)
+
+
+def libm_expf(x: np.ndarray) -> np.ndarray:
+    """The C library's expf: what ggml computes the tail of a row with."""
+    return _libm_map(_libm.expf, x)
 
 
 def _row_exp(x: np.ndarray, n_simd: int) -> np.ndarray:
@@ -112,15 +130,65 @@ def softmax(scores: np.ndarray, n_kv: int | None = None) -> np.ndarray:
     e = _row_exp(scores - scores.max(axis=-1, keepdims=True), n_simd)
     lanes = np.zeros(e.shape[:-1] + (-(-n_simd // SIMD_WIDTH), SIMD_WIDTH), np.float32)
     lanes.reshape(e.shape[:-1] + (-1,))[..., :n_simd] = e[..., :n_simd]
-    while lanes.shape[-1] > 1:                       # halves, quarters, ...: 8, 4, 2, 1
-        half = lanes.shape[-1] // 2
-        lanes = lanes[..., half:] + lanes[..., :half]
-    terms = np.concatenate([lanes[..., 0], e[..., n_simd:]], axis=-1).astype(np.float64)
+    terms = np.concatenate([reduce_lanes(lanes), e[..., n_simd:]], axis=-1).astype(np.float64)
     total = np.cumsum(terms, axis=-1)[..., -1:]      # one double accumulator, left to right
     return e * (1.0 / total).astype(np.float32)
 
 
 def cos_sin(theta: np.ndarray):
-    """cosf(theta), sinf(theta) correctly rounded to float32 (theta float32)."""
-    t = theta.astype(np.float64)
-    return np.cos(t).astype(np.float32), np.sin(t).astype(np.float32)
+    """The C library's cosf(theta), sinf(theta), as ggml's rope cache calls them."""
+    return _libm_map(_libm.cosf, theta), _libm_map(_libm.sinf, theta)
+
+
+def reduce_lanes(lanes: np.ndarray) -> np.ndarray:
+    """Sum the 16 lanes of the last axis as _mm512_reduce_add_ps does (GCC): lane l + l+8,
+    then + l+4, then + l+2, then the last pair."""
+    while lanes.shape[-1] > 1:
+        half = lanes.shape[-1] // 2
+        lanes = lanes[..., half:] + lanes[..., :half]
+    return lanes[..., 0]
+
+
+def dot(a: np.ndarray, b: np.ndarray, *, prompt: bool, padded: bool = False) -> np.ndarray:
+    """Dot products over the last axis (a and b broadcast), in the order ggml sums them.
+
+    prompt=False (one token, ggml_vec_dot_f16): the first n - n % 64 elements go through
+
+        acc[k][l] += a[i] * b[i]   for i = 64 s + 16 k + l      (FMA; k < 4, l < 16)
+        sum = reduce_lanes((acc[0] + acc[2]) + (acc[1] + acc[3]))
+
+    and the last n % 64 are added to the sum one by one in double.
+    prompt=True (several tokens, tinyBLAS; n a multiple of 16):
+
+        lane[l] += a[i] * b[i]     for i = 16 s + l              (FMA)
+        sum = reduce_lanes(lane)
+
+    padded=True treats the operands as zero-padded to a multiple of 64 (V.p: llama.cpp's
+    padded kv length puts every real element in the lanes).
+    """
+    n = a.shape[-1]
+    step = SIMD_WIDTH if prompt else 64
+    if padded and n % step:
+        pad = [(0, 0)] * (a.ndim - 1) + [(0, step - n % step)]
+        a, b = np.pad(a, pad), np.pad(b, [(0, 0)] * (b.ndim - 1) + pad[-1:])
+        n = a.shape[-1]
+    n_simd = n - n % step
+    if prompt and n_simd != n:
+        raise ValueError(f"tinyBLAS dot products take a multiple of 16 elements, got {n}")
+    shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    acc = np.zeros((step // SIMD_WIDTH,) + shape + (SIMD_WIDTH,), np.float32)
+    for start in range(0, n_simd, SIMD_WIDTH):
+        k = (start // SIMD_WIDTH) % len(acc)
+        lanes = slice(start, start + SIMD_WIDTH)
+        acc[k] = fma(a[..., lanes], b[..., lanes], acc[k])
+    total = reduce_lanes(acc[0] if prompt else (acc[0] + acc[2]) + (acc[1] + acc[3]))
+    if n_simd == n:
+        return total
+    tail = (a[..., n_simd:] * b[..., n_simd:]).astype(np.float32).astype(np.float64)
+    return np.cumsum(np.concatenate([total[..., None].astype(np.float64), tail], axis=-1),
+                     axis=-1)[..., -1].astype(np.float32)
+
+
+def rope_pairs(x0: np.ndarray, x1: np.ndarray, cos: np.ndarray, sin: np.ndarray):
+    """The rotated pair (x0 cos - x1 sin, x0 sin + x1 cos) as ggml's contracted code rounds it."""
+    return fma(x0, cos, -(x1 * sin)), fma(x0, sin, x1 * cos)

@@ -1,0 +1,85 @@
+"""A whole transformer block in one C call: pyggml_layer_forward (kernels/layer.c).
+
+forward.layer_forward is the readable definition of a block: 15 numpy and kernel steps.
+For a small model those steps' Python overhead is most of a decode step's time
+(SmolLM2-135M: 30 layers x 15 steps per token), so the C backend runs the same steps
+inside one call.  This module only describes a layer to C: a ``pyggml_layer`` struct
+filled once per layer with pointers to the weights (the file's mmap views, not copies),
+norms, biases and the layer's kv cache, kept alive by references held here.
+
+    block = CBlock(hp, layer_weights, k_cache, v_cache)
+    x = block(x, pos0, cos, sin, scratch, n_threads)     # x (T, n_embd) float32, in place
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BackendError
+from ..model.hparams import ROPE_NEOX, HParams
+from ..model.weights import LayerWeights, QMatrix
+from . import cpu_c
+
+
+class Scratch:
+    """One growable work buffer shared by the blocks of a model (they run one at a time)."""
+
+    def __init__(self):
+        self.buffer = np.empty(0, np.uint8)
+
+    def get(self, nbytes: int) -> np.ndarray:
+        if self.buffer.nbytes < nbytes:
+            self.buffer = np.empty(nbytes, np.uint8)
+        return self.buffer
+
+
+class CBlock:
+    def __init__(self, hp: HParams, w: LayerWeights, k_cache: np.ndarray, v_cache: np.ndarray):
+        lib, ffi = cpu_c.load(), cpu_c.ffi()
+        for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
+            if (cache.dtype != np.float16 or not cache.flags.c_contiguous
+                    or cache.shape[1:] != (hp.n_head_kv, hp.head_dim)):
+                raise BackendError(f"{name} must be C-contiguous fp16 (n_ctx, n_head_kv, head_dim)")
+        self.lib, self.ffi = lib, ffi
+        self.keep = [k_cache, v_cache]              # what the struct points into
+        L = self.layer = ffi.new("pyggml_layer *")
+        L.n_embd, L.n_head, L.n_head_kv = hp.n_embd, hp.n_head, hp.n_head_kv
+        L.head_dim, L.n_ff, L.n_ctx = hp.head_dim, hp.n_ff, k_cache.shape[0]
+        L.rope_neox = int(hp.rope_mode == ROPE_NEOX)
+        L.rms_eps = hp.rms_eps
+        L.attn_norm, L.ffn_norm = self._floats(w.attn_norm), self._floats(w.ffn_norm)
+        L.bq, L.bk, L.bv = (self._floats(b) if b is not None else ffi.NULL for b in (w.bq, w.bk, w.bv))
+        for field, matrix in (("wq", w.wq), ("wk", w.wk), ("wv", w.wv), ("wo", w.wo),
+                              ("w_gate", w.w_gate), ("w_up", w.w_up), ("w_down", w.w_down)):
+            self._weight(getattr(L, field), matrix)
+        L.k_cache = ffi.cast("uint16_t *", ffi.from_buffer(k_cache))
+        L.v_cache = ffi.cast("uint16_t *", ffi.from_buffer(v_cache))
+        self.scratch_bytes = {}                     # T -> bytes, asked of C once per T
+
+    def _floats(self, a: np.ndarray):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        self.keep.append(a)
+        return self.ffi.cast("float *", self.ffi.from_buffer(a))
+
+    def _weight(self, slot, m: QMatrix) -> None:
+        if m.data.strides[1] != 1:
+            raise BackendError(f"{m.name}: rows must be contiguous bytes")
+        self.keep.append(m.data)
+        slot.type, slot.n_rows, slot.w_stride = m.ggml_type, m.n_out, m.data.strides[0]
+        slot.w = self.ffi.from_buffer(m.data)
+
+    def __call__(self, x: np.ndarray, pos0: int, cos: np.ndarray, sin: np.ndarray,
+                 scratch: Scratch, n_threads: int | None) -> np.ndarray:
+        """x (T, n_embd) float32 -> the block's output, computed in place in x."""
+        T = x.shape[0]
+        x = np.require(x, np.float32, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
+        nbytes = self.scratch_bytes.get(T)
+        if nbytes is None:
+            nbytes = self.scratch_bytes[T] = self.lib.pyggml_layer_scratch_bytes(self.layer, T)
+        buf = scratch.get(nbytes)
+        ffi = self.ffi
+        cpu_c.check("pyggml_layer_forward", self.lib.pyggml_layer_forward(
+            self.layer, ffi.cast("float *", ffi.from_buffer(x)), T, pos0,
+            ffi.cast("float *", ffi.from_buffer(np.ascontiguousarray(cos))),
+            ffi.cast("float *", ffi.from_buffer(np.ascontiguousarray(sin))),
+            ffi.from_buffer(buf), buf.nbytes, n_threads or 0))
+        return x
