@@ -18,7 +18,7 @@
  *
  * Numerics follow forward.py and numerics.py, which follow llama.cpp's CPU code bit for
  * bit: rope's rotation with the FMAs GCC makes of ggml's expression, Q rounded to fp16
- * before the scores, the attention dots in ggml_vec_dot_f16's AVX-512 order (dot_f16),
+ * before the scores, the attention dots in ggml's orders (dot_key, weighted_values),
  * scores scaled after the dot, softmax
  * through ggml's exp (softmax_row, ops.c), probabilities rounded to fp16.
  */
@@ -37,7 +37,8 @@ static int64_t scratch_floats(const pyggml_layer *L, int64_t T) {
                 + L->n_embd        /* att */
                 + 2 * L->n_ff      /* gate, up */
                 + 2 * k_max)       /* quantized activations (<= 1.14 bytes per element) */
-           + L->n_head * L->n_ctx; /* attention scores, one row per head */
+           + L->n_head * L->n_ctx   /* attention scores, one row per head */
+           + L->n_head * 64 * L->head_dim;   /* V.p's lane accumulators, per head */
 }
 
 int64_t pyggml_layer_scratch_bytes(const pyggml_layer *L, int64_t n_tokens) {
@@ -72,27 +73,53 @@ static float reduce16(const float *lane) {
     return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
-/* The attention products, in the order ggml sums them (pyggml/model/numerics.py, dot):
- * over n elements (x[i * x_stride], y[i]), elements from n_simd on added one by one in
- * double.  prompt = 0 (one token): ggml_vec_dot_f16 with AVX-512, four accumulators of 16
- * lanes taking 64 elements per step, then (acc0 + acc2) + (acc1 + acc3) and reduce16;
- * ggml's n_simd is n - n % 64.  prompt = 1 (several tokens): llamafile's tinyBLAS, one FMA
- * chain per lane over every 16th element, then reduce16.  n_simd = n stands for a row
- * zero-padded to a whole step, which is what V.p sees (llama.cpp pads its kv length). */
-static float dot_f16(const ggml_half *x, int64_t x_stride, const float *y, int64_t n,
-                     int64_t n_simd, int prompt) {
+/* The attention products, in the order ggml sums them (pyggml/model/numerics.py, dot).
+ *   one token (ggml_vec_dot_f16, AVX-512): four accumulators of 16 lanes take 64
+ *     elements per step, then (acc0 + acc2) + (acc1 + acc3), then reduce16; elements
+ *     past the last whole 64 are added one by one in double;
+ *   a prompt (llamafile's tinyBLAS): one FMA chain per lane over every 16th element,
+ *     then reduce16.
+ * fp16 x fp16 products are exact in float, so fmaf only rounds the sums.  An element's
+ * accumulator is (i / 16) % n_acc with n_acc = 4 (one token) or 1 (a prompt). */
+
+/* K.q: the score of one key row (d fp16 values) against q16 (d floats) */
+static float dot_key(const ggml_half *key, const float *q16, int64_t d, int prompt) {
+    prompt = prompt && d % 16 == 0;             /* tinyBLAS declines other lengths */
+    const int64_t n_acc = prompt ? 1 : 4, n_simd = prompt ? d : d - d % 64;
     float acc[4][16] = {{0}};
-    const int64_t n_acc = prompt ? 1 : 4;
-    for (int64_t i = 0; i < n_simd; i++) {
-        float *lane = &acc[(i / 16) % n_acc][i % 16];
-        *lane = fmaf(fp16_to_fp32(x[i * x_stride]), y[i], *lane);
+    for (int64_t i0 = 0; i0 < n_simd; i0 += 16) {
+        float *lane = acc[(i0 / 16) % n_acc];
+        for (int l = 0; l < 16; l++) lane[l] = fmaf(fp16_to_fp32(key[i0 + l]), q16[i0 + l], lane[l]);
     }
     float lanes[16];
     for (int l = 0; l < 16; l++)
         lanes[l] = prompt ? acc[0][l] : (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
     double sum = reduce16(lanes);
-    for (int64_t i = n_simd; i < n; i++) sum += (double)(fp16_to_fp32(x[i * x_stride]) * y[i]);
+    for (int64_t i = n_simd; i < d; i++) sum += (double)(fp16_to_fp32(key[i]) * q16[i]);
     return (float)sum;
+}
+
+/* V.p: out[i] = sum over j < n_kv of p[j] * V[j][i], for the d values of one head.  The
+ * sum runs over kv positions (llama.cpp's padded kv length: no tail), so position j goes
+ * to lane j % 16 of accumulator (j / 16) % n_acc; acc holds those lanes for every i
+ * (i innermost, so the loop over a value row vectorizes). */
+static void weighted_values(const ggml_half *v, int64_t v_stride, const float *p, int64_t n_kv,
+                            int64_t d, int prompt, float *acc /* 4 * 16 * d */, float *out) {
+    const int64_t n_acc = prompt ? 1 : 4;
+    for (int64_t k = 0; k < n_acc * 16 * d; k++) acc[k] = 0.0f;
+    for (int64_t j = 0; j < n_kv; j++) {
+        float *lane = acc + (((j / 16) % n_acc) * 16 + j % 16) * d;
+        const ggml_half *row = v + j * v_stride;
+        for (int64_t i = 0; i < d; i++) lane[i] = fmaf(fp16_to_fp32(row[i]), p[j], lane[i]);
+    }
+    for (int64_t i = 0; i < d; i++) {
+        float lanes[16];
+        for (int l = 0; l < 16; l++) {
+            const float *a = acc + l * d + i;
+            lanes[l] = prompt ? a[0] : (a[0] + a[2 * 16 * d]) + (a[16 * d] + a[3 * 16 * d]);
+        }
+        out[i] = reduce16(lanes);
+    }
 }
 
 typedef struct {
@@ -100,6 +127,7 @@ typedef struct {
     const float *q;          /* (T, n_embd) after rope */
     float *att;              /* (T, n_embd) */
     float *scores;           /* n_head rows of n_ctx */
+    float *acc;              /* n_head blocks of 4 * 16 * head_dim: V.p's accumulators */
     int64_t T, pos0;
 } attention_job;
 
@@ -118,13 +146,11 @@ static void attention_head(void *ctx, int64_t h) {
         const float *q = job->q + t * L->n_embd + h * d;
         for (int64_t i = 0; i < d; i++) q16[i] = fp16_to_fp32(fp32_to_fp16(q[i]));
         for (int64_t j = 0; j < n_kv; j++)
-            scores[j] = dot_f16(L->k_cache + j * kv_stride + g * d, 1, q16, d,
-                                prompt ? d : d - d % 64, prompt) * scale;
+            scores[j] = dot_key(L->k_cache + j * kv_stride + g * d, q16, d, prompt) * scale;
         softmax_row(scores, n_kv);
         for (int64_t j = 0; j < n_kv; j++) scores[j] = fp16_to_fp32(fp32_to_fp16(scores[j]));
-        float *out = job->att + t * L->n_embd + h * d;
-        for (int64_t i = 0; i < d; i++)
-            out[i] = dot_f16(L->v_cache + g * d + i, kv_stride, scores, n_kv, n_kv, prompt);
+        weighted_values(L->v_cache + g * d, kv_stride, scores, n_kv, d, prompt, job->acc + h * 64 * d,
+                        job->att + t * L->n_embd + h * d);
     }
 }
 
@@ -173,8 +199,8 @@ int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos
     const int64_t n_gqa = L->n_head_kv * d;
     float *h = scratch, *q = h + T * n_embd, *k = q + T * n_embd, *v = k + T * n_gqa;
     float *att = v + T * n_gqa, *gate = att + T * n_embd, *up = gate + T * n_ff;
-    float *scores = up + T * n_ff;
-    void *act = scores + L->n_head * L->n_ctx;
+    float *scores = up + T * n_ff, *acc = scores + L->n_head * L->n_ctx;
+    void *act = acc + L->n_head * 64 * d;
     int rc;
 
     /* attention */
@@ -195,7 +221,7 @@ int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos
         L->k_cache[pos0 * n_gqa + i] = fp32_to_fp16(k[i]);
         L->v_cache[pos0 * n_gqa + i] = fp32_to_fp16(v[i]);
     }
-    attention_job job = {L, q, att, scores, T, pos0};
+    attention_job job = {L, q, att, scores, acc, T, pos0};
     run_chunks(T * (pos0 + T) * n_embd > (1 << 16) ? n_threads : 1, L->n_head, attention_head, &job);
     if ((rc = product(&L->wo, att, T, n_embd, h, act, n_threads))) return rc;
     add_rows(x, h, T * n_embd);

@@ -38,11 +38,14 @@ PROMPT = ("The history of the printing press begins in the fifteenth century, wh
 MIB = 1 << 20
 
 
-def model_file(name: str, workdir: Path) -> Path:
-    """A fixture path; '<name>-split3' is that model split into 3 shards by pyggml (shard 2)."""
+def model_files(name: str, workdir: Path) -> tuple[Path, Path]:
+    """(the path pyggml opens, the path llama.cpp opens) of a fixture.  '<name>-split3' is
+    that model split into 3 shards by pyggml: pyggml opens shard 2 (any shard works),
+    llama.cpp needs shard 1."""
     import make_model
     if not name.endswith("-split3"):
-        return make_model.model_path(name)
+        path = make_model.model_path(name)
+        return path, path
     source = make_model.model_path(name[:-len("-split3")])
     prefix = workdir / f"{source.stem}-split3"
     shards = sorted(workdir.glob(f"{prefix.name}-*-of-00003.gguf"))
@@ -52,7 +55,7 @@ def model_file(name: str, workdir: Path) -> Path:
         with pyggml.open(source) as f:
             per_shard = -(-len(f.tensors) // 3)
         shards = split_gguf(source, prefix, max_tensors=per_shard, overwrite=True)
-    return Path(shards[1])           # pyggml opens a split set from any shard
+    return Path(shards[1]), Path(shards[0])
 
 
 # ----------------------------------------------------------------------------- one process
@@ -60,9 +63,9 @@ def model_file(name: str, workdir: Path) -> Path:
 def run_engine(engine: str, path: str, n_ctx: int, n_prompt: int, n_decode: int, runs: int,
                threads: int) -> dict:
     """Measure one engine on one file in this process; returns a dict of figures."""
-    import resource
-
     import numpy as np
+
+    from pyggml.model.stats import peak_rss_bytes, rss_bytes
     started = time.perf_counter()
     if engine == "pyggml":
         import pyggml
@@ -94,7 +97,7 @@ def run_engine(engine: str, path: str, n_ctx: int, n_prompt: int, n_decode: int,
             return np.asarray(llm.scores[llm.n_tokens - 1])
         kv_bytes = 0
     load_s = time.perf_counter() - started
-    rss_after_load = _rss()
+    rss_after_load = rss_bytes()
     prefill_rates, decode_rates = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -107,13 +110,9 @@ def run_engine(engine: str, path: str, n_ctx: int, n_prompt: int, n_decode: int,
     return dict(engine=engine, load_s=load_s, prompt_tokens=len(ids),
                 prefill=statistics.median(prefill_rates), decode=statistics.median(decode_rates),
                 prefill_all=prefill_rates, decode_all=decode_rates, kv_bytes=kv_bytes,
-                rss_after_load=rss_after_load,
-                peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+                rss_after_load=rss_after_load, peak_rss=peak_rss_bytes())
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def cold_start() -> dict:
@@ -175,9 +174,9 @@ def main() -> None:
     print("-" * len(header))
     rows = []
     for name in args.models:
-        path = model_file(name, workdir)
+        path, llama_path = model_files(name, workdir)
         size = sum(p.stat().st_size for p in _shards_of(path))
-        ours, ref = measure("pyggml", path, args), measure("llama.cpp", path, args)
+        ours, ref = measure("pyggml", path, args), measure("llama.cpp", llama_path, args)
         budget = size + ours["kv_bytes"] + 300 * MIB
         rows.append(dict(model=name, file_bytes=size, pyggml=ours, llama_cpp=ref,
                          budget_bytes=budget))

@@ -12,7 +12,7 @@ import sys
 from ..errors import PyggmlError
 
 # modules under pyggml.cli, each with add_parser(subparsers) setting args.run
-COMMAND_MODULES: list[str] = ["info", "split_merge", "quant"]
+COMMAND_MODULES: list[str] = ["info", "split_merge", "quant", "generate"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,8 @@ from operator import itemgetter
 import numpy as np
 from numba import njit
 
+from ..quants.jit import announce_compile
+
 ID_BITS = 20
 ID_MASK = (1 << ID_BITS) - 1
 NO_MERGE = np.int64(1) << 62
@@ -106,6 +108,7 @@ class MergeTable:
         starts = np.zeros(len(words), np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
         ids = self.byte_ids[np.frombuffer(b"".join(words), np.uint8)]
+        announce_compile(_merge_words, "tokenizer's BPE")
         _merge_words(ids, starts, lengths, self.keys, self.values)
         flat = ids.tolist()
         words_ids = [flat[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())]

@@ -33,8 +33,10 @@ from .weights import LayerWeights, QMatrix
 # ----------------------------------------------------------------------------- small ops
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    """x (T, n) -> x / sqrt(mean(x^2) + eps) * weight.  ggml sums the squares in double."""
-    mean = (np.square(x).sum(axis=-1, dtype=np.float64) / x.shape[-1]).astype(np.float32)
+    """x (T, n) -> x / sqrt(mean(x^2) + eps) * weight.  ggml sums the float squares in
+    double, left to right (cumsum keeps that order; sum() would pair them)."""
+    total = np.cumsum(np.square(x), axis=-1, dtype=np.float64)[:, -1]
+    mean = (total / x.shape[-1]).astype(np.float32)
     scale = np.float32(1.0) / np.sqrt(mean + np.float32(eps))
     return (x * scale[:, None]) * weight
 
@@ -105,13 +107,20 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int
     qg = q.reshape(T, n_head_kv, group, d).transpose(1, 2, 0, 3).reshape(n_head_kv, group * T, d)
     qg = qg.astype(np.float16).astype(np.float32)
     prompt = T > 1                              # which of ggml's two product paths (numerics.dot)
-    scores = dot(qg[:, :, None, :], keys[:, None, :, :], prompt=prompt) * np.float32(1.0 / np.sqrt(d))
-    if T > 1:                                                          # causal mask
-        query_pos = pos0 + np.tile(np.arange(T), group)
-        scores[:, np.arange(n_kv)[None, :] > query_pos[:, None]] = -np.inf
-    probs = softmax(scores).astype(np.float16).astype(np.float32)     # (n_head_kv, group*T, n_kv)
-    out = dot(probs[:, :, None, :], values[:, None, :, :], prompt=prompt, padded=True)
+    query_pos = pos0 + np.tile(np.arange(T), group)
+    out = np.empty((n_head_kv, group * T, d), np.float32)
+    for rows in _chunks(group * T, 32):         # bounds dot()'s lane buffers on long contexts
+        qc = qg[:, rows, None, :]                                      # (n_head_kv, r, 1, d)
+        scores = dot(qc, keys[:, None, :, :], prompt=prompt and d % 16 == 0)
+        scores *= np.float32(1.0 / np.sqrt(d))                         # (n_head_kv, r, n_kv)
+        scores[:, np.arange(n_kv)[None, :] > query_pos[rows, None]] = -np.inf    # causal
+        probs = softmax(scores).astype(np.float16).astype(np.float32)
+        out[:, rows] = dot(probs[:, :, None, :], values[:, None, :, :], prompt=prompt, padded=True)
     return out.reshape(n_head_kv, group, T, d).transpose(2, 0, 1, 3).reshape(T, n_head * d)
+
+
+def _chunks(n: int, size: int):
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def layer_forward(kernels, hp: HParams, w: LayerWeights, x: np.ndarray, pos0: int,
