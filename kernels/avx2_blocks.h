@@ -23,6 +23,16 @@ INLINE float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* the sum of 8 or 4 int32 lanes (wrapping, like any order of vpaddd) */
+INLINE int32_t hsum_epi32_4(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1));
+    return _mm_cvtsi128_si32(v);
+}
+INLINE int32_t hsum_epi32(__m256i v) {
+    return hsum_epi32_4(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+}
+
 /* 8 x int32, lane i = sum of the products of bytes 4i..4i+3 (u unsigned, s signed) */
 INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
 #ifdef __AVXVNNI__

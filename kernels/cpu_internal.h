@@ -68,24 +68,37 @@ extern const int8_t kvalues_iq4nl[16];
 typedef void (*dequant_row_fn)(const void *w, float *y, int64_t k);
 /* quantize one row of k floats into activation blocks */
 typedef void (*quantize_row_fn)(const float *x, void *y, int64_t k);
-/* the scalar reference dot product of one weight row and one activation row */
-typedef float (*dot_ref_fn)(int64_t k, const void *w, const void *act);
-/* Fast kernel: out[r * ldo] = dot(w, act + r * act_stride) for r < n_act,
- * 1 <= n_act <= MAX_ACT_ROWS: one weight row against a few activation rows, so that
- * each weight block is unpacked once and used n_act times (prefill). */
-typedef void (*dot_rows_fn)(int64_t k, const void *w, const void *act, int64_t act_stride,
-                            int n_act, float *out, int64_t ldo);
+
+/* The float order of a product: which of llama.cpp's CPU kernels it reproduces, bit for
+ * bit (ggml_order.c says which one ggml takes when, and what each sums in which order). */
+typedef enum {
+    ORDER_VEC_DOT,     /* ggml_vec_dot_<type>_<act> of arch/x86/quants.c (its AVX2 code) */
+    ORDER_TINYBLAS,    /* llamafile's tinyBLAS_Q0_AVX (prompts of Q4_0 Q5_0 Q8_0 IQ4_NL) */
+    ORDER_GEMV,        /* repack.cpp's gemv on 8 interleaved rows (CPU_REPACK buffer) */
+    ORDER_GEMM,        /* repack.cpp's gemm: the same matrices, activation rows 4 at a time */
+    ORDER_TILED,       /* tiled/tiled.cpp: K-quant prompts of 8 tokens or more */
+    N_ORDERS
+} product_order;
+
+/* Products of a few weight rows and a few activation rows in one order:
+ *     out[t * ldo + j] = dot(W row j, activation row t),  j < n_rows, t < n_act
+ * W row j at w + j * w_stride bytes, activation row t at act + t * act_stride bytes;
+ * n_rows <= ROW_GROUP, n_act <= MAX_ACT_ROWS.  Each weight block is unpacked once for
+ * all n_act activation rows (prefill).  Every output depends only on its two rows:
+ * how they are grouped never changes a bit. */
+typedef void (*product_fn)(int64_t k, const void *w, int64_t w_stride, int n_rows, const void *act,
+                           int64_t act_stride, int n_act, float *out, int64_t ldo);
 
 #define MAX_ACT_ROWS 4
+#define ROW_GROUP 8
 
 typedef struct {
     int type;
     int block_size;
     int type_size;
-    int act_type;              /* -1: not a weight type (Q8_1, Q8_K) */
+    int act_type;                       /* -1: not a weight type (Q8_1, Q8_K) */
     dequant_row_fn dequant;
-    dot_ref_fn dot_ref;
-    dot_rows_fn dot_rows;      /* fast kernel, or the reference looped over rows */
+    product_fn product[N_ORDERS];       /* the scalar reference of each order */
 } type_traits;
 
 /* quants_ref.c */
@@ -94,7 +107,13 @@ typedef struct {
 void quantize_row_q8_0(const float *x, void *y, int64_t k);
 void quantize_row_q8_1(const float *x, void *y, int64_t k);
 void quantize_row_q8_K_ref(const float *x, void *y, int64_t k);
-const type_traits *ref_traits(int type);      /* NULL if unknown; dot_rows = reference */
+const type_traits *ref_traits(int type);      /* NULL if unknown */
+float ref_dot(int type, product_order order, int64_t k, const void *w, const void *act);
+
+/* ggml_order.c: the order llama.cpp's CPU backend gives activation row t of a product
+ * of n_act rows with a weight matrix of n_rows rows of `type`, on an x86 machine with
+ * AVX-512 (as llama-cpp-python builds it there) */
+product_order ggml_product_order(int type, int64_t n_rows, int64_t n_act, int64_t t);
 
 /* ops.c: softmax of a row of n scores in place, with ggml's bits for the row as llama.cpp
  * has it, padded with masked entries to a multiple of 16 (its n_kv is one of 256): every
@@ -107,16 +126,18 @@ typedef void (*chunk_fn)(void *ctx, int64_t chunk);
 void run_chunks(int n_threads, int64_t n_chunks, chunk_fn fn, void *ctx);
 int default_threads(void);      /* online CPUs */
 
-/* quants_avx2.c (NULL entries when the build has no AVX2) */
-dot_rows_fn fast_dot_rows(int type);
+/* quants_avx2.c (NULL when the build has no AVX2): the fast kernel of a type and order,
+ * bit-identical to the reference; activation quantizers */
+product_fn fast_product(int type, product_order order);
 quantize_row_fn fast_quantize_row(int act_type);
 
 /* panels_avx2.c (NULL without VNNI): out[t * ldo + j] = dot(W row j, act row t) for
- * j < n_rows <= PANEL_ROWS and every t < n_act; the rows are unpacked once into a
- * panel that serves all activation rows (prefill).  Returns 0 if out of memory. */
+ * j < n_rows <= PANEL_ROWS and every t < n_act, K-quants in the GEMV, GEMM or TILED order;
+ * the rows are unpacked once into a panel that serves all activation rows (prefill).
+ * Returns 0 if out of memory. */
 #define PANEL_ROWS 8
 typedef int (*panel_fn)(int64_t k, const void *w, int64_t w_stride, int n_rows, const void *act,
                         int64_t act_stride, int64_t n_act, float *out, int64_t ldo);
-panel_fn fast_panel(int type);
+panel_fn fast_panel(int type, product_order order);
 
 #endif /* PYGGML_CPU_INTERNAL_H */

@@ -1,31 +1,36 @@
 /* panels_avx2.c -- prefill products of K-quants: 8 weight rows unpacked once into an
  * integer panel, then multiplied with every activation row by VNNI dot products.
  *
- * Why: the dot-product kernels (quants_avx2.c) unpack each weight block again for
- * every group of 4 activation rows and apply sub-block scales with
- * _mm256_madd_epi16, about 6 products per instruction.  A panel lays 4 consecutive
- * quants of 8 rows side by side in one register,
+ * Why: the row kernels (quants_avx2.c) unpack each weight block again for every group
+ * of 4 activation rows and apply sub-block scales with _mm256_madd_epi16, about 6
+ * products per instruction.  A panel lays 4 consecutive quants of 8 rows side by side
+ * in one register,
  *
  *     panel register k4 of a super-block:  | row 0: q[4k4 .. 4k4+3] | row 1 | ... | row 7 |
  *
  * so that one _mm256_dpbusd with 4 activation bytes broadcast makes 32 products for
  * 8 rows, and a group's integer scale is applied once per 16 elements and 8 rows
  * (one _mm256_mullo_epi32).  Packing costs about as much as 3 activation rows; the
- * panel then serves all of them.  The integer sums are exactly those of the dot
- * kernels; only the order of the float additions differs.
+ * panel then serves all of them.
  *
  * One super-block of a panel (2880 bytes):
  *   q[64][8][4]  unsigned quants: Q2_K 0..3, Q3_K 0..7, Q4_K 0..15, Q5_K 0..31, Q6_K 0..63
  *   sc[16][8]    int32 scale of each 16-element group g, per row
  *   m[8][8][2]   int16 m of groups 2p, 2p+1 per row, what multiplies the activation bsums:
  *                the mins (Q2_K, Q4_K, Q5_K) or the bias times the scale (Q3_K 4 S, Q6_K 32 S)
- *   d[8], dm[8]  per row: d, and the scale of the m term (dmin, or d for biased quants)
+ *   d[8], dm[8]  per row: d, and dmin (mins) or d (biased quants)
  *
- *   dot(row, y) = sum over super-blocks of
- *                 d dy sum_g sc_g sum_{e in g} q_e y_e  -  dm dy sum_g m_g bsum_g
+ * Per super-block and row the exact integers isum = sum_g sc_g sum_{e in g} q_e y_e and
+ * msum = sum_g m_g bsum_g, the 8 rows in the 8 lanes of a register, whose float chains
+ * then advance side by side in ggml's orders (ggml_order.c):
+ *   GEMV, GEMM (Q2_K, Q4_K)  acc = fma(isum, d dy, acc); acc_min = fma(msum, dmin dy, acc_min)
+ *                        per super-block (GEMV) or per 64 (Q4_K) or 128 (Q2_K) elements
+ *                        (GEMM); out = acc - acc_min
+ *   TILED, mins          r = isum d; r = fma(-dmin, msum, r); acc = fma(r, dy, acc)
+ *   TILED, biased        r = (isum - msum) d; acc = fma(r, dy, acc)
  *
  * Needs VNNI (AVX-VNNI, or AVX512-VNNI with VL); without it fast_panel() is NULL and
- * the dot kernels serve prefill too.
+ * the row kernels serve prefill too.
  */
 #include <stdlib.h>
 
@@ -185,68 +190,94 @@ static void pack_block(unpack_fn unpack, const char *w, int64_t w_stride, size_t
 
 /* ---------------------------------------------------------------- the product */
 
-/* out[r * ldo + j] = dot(panel row j, activation row r), j < 8, r < R */
+/* out[r * ldo + j] = dot(panel row j, activation row r), j < 8, r < R, in the order
+ * TILED (tiled = 1) or GEMV/GEMM in `steps` chain steps per super-block; biased: Q3_K
+ * and Q6_K (msum is the bias, not a min) */
 INLINE void panel_dot(const panel_block *p, int64_t nb, const void *act, int64_t act_stride,
-                      float *out, int64_t ldo, const int R) {
-    __m256 acc[MAX_ACT_ROWS];
-    UNROLL for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+                      float *out, int64_t ldo, const int R, const int steps, const int tiled,
+                      const int biased) {
+    __m256 acc[MAX_ACT_ROWS], acc_min[MAX_ACT_ROWS];
+    UNROLL for (int r = 0; r < R; r++) acc[r] = acc_min[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const panel_block *pb = p + i;
-        __m256i isum[MAX_ACT_ROWS];
-        UNROLL for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
-        for (int g0 = 0; g0 < 16; g0 += 2) {     /* two groups at once: 2R independent sums */
-            __m256i gsum[2][MAX_ACT_ROWS];
-            UNROLL for (int h = 0; h < 2; h++)
-                UNROLL for (int r = 0; r < R; r++) gsum[h][r] = _mm256_setzero_si256();
-            UNROLL for (int s = 0; s < 4; s++) {
-                UNROLL for (int h = 0; h < 2; h++) {
-                    const int g = g0 + h;
-                    const __m256i wq = _mm256_loadu_si256((const __m256i *)pb->q[4 * g + s]);
-                    UNROLL for (int r = 0; r < R; r++) {
-                        int32_t y4;
-                        memcpy(&y4, (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 16 * g + 4 * s, 4);
-                        gsum[h][r] = dpbusd(gsum[h][r], wq, _mm256_set1_epi32(y4));
+        const __m256 d = _mm256_loadu_ps(pb->d), dm = _mm256_loadu_ps(pb->dm);
+        for (int step = 0; step < steps; step++) {  /* groups g_begin .. g_end - 1 */
+            const int g_begin = 16 * step / steps, g_end = 16 * (step + 1) / steps;
+            __m256i isum[MAX_ACT_ROWS];
+            UNROLL for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
+            for (int g0 = g_begin; g0 < g_end; g0 += 2) {   /* two groups at once: 2R independent sums */
+                __m256i gsum[2][MAX_ACT_ROWS];
+                UNROLL for (int h = 0; h < 2; h++)
+                    UNROLL for (int r = 0; r < R; r++) gsum[h][r] = _mm256_setzero_si256();
+                UNROLL for (int s = 0; s < 4; s++) {
+                    UNROLL for (int h = 0; h < 2; h++) {
+                        const int g = g0 + h;
+                        const __m256i wq = _mm256_loadu_si256((const __m256i *)pb->q[4 * g + s]);
+                        UNROLL for (int r = 0; r < R; r++) {
+                            int32_t y4;
+                            memcpy(&y4, (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 16 * g + 4 * s, 4);
+                            gsum[h][r] = dpbusd(gsum[h][r], wq, _mm256_set1_epi32(y4));
+                        }
                     }
                 }
+                UNROLL for (int h = 0; h < 2; h++) {
+                    const __m256i scale = _mm256_loadu_si256((const __m256i *)pb->sc[g0 + h]);
+                    UNROLL for (int r = 0; r < R; r++)
+                        isum[r] = _mm256_add_epi32(isum[r], _mm256_mullo_epi32(gsum[h][r], scale));
+                }
             }
-            UNROLL for (int h = 0; h < 2; h++) {
-                const __m256i scale = _mm256_loadu_si256((const __m256i *)pb->sc[g0 + h]);
-                UNROLL for (int r = 0; r < R; r++)
-                    isum[r] = _mm256_add_epi32(isum[r], _mm256_mullo_epi32(gsum[h][r], scale));
+            UNROLL for (int r = 0; r < R; r++) {
+                const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;
+                __m256i msum = _mm256_setzero_si256();
+                for (int pair = g_begin / 2; pair < g_end / 2; pair++) {
+                    int32_t b2;                              /* bsums 2 pair, 2 pair + 1 */
+                    memcpy(&b2, y->bsums + 2 * pair, 4);
+                    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(
+                        _mm256_loadu_si256((const __m256i *)pb->m[pair]), _mm256_set1_epi32(b2)));
+                }
+                const __m256 dy = _mm256_set1_ps(y->d);
+                if (tiled && biased) {
+                    const __m256 rr = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], msum)), d);
+                    acc[r] = _mm256_fmadd_ps(rr, dy, acc[r]);
+                } else if (tiled) {
+                    __m256 rr = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[r]), d);
+                    rr = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(msum), rr);
+                    acc[r] = _mm256_fmadd_ps(rr, dy, acc[r]);
+                } else {
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_mul_ps(d, dy), acc[r]);
+                    acc_min[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, dy), acc_min[r]);
+                }
             }
-        }
-        const __m256 d = _mm256_loadu_ps(pb->d), dm = _mm256_loadu_ps(pb->dm);
-        UNROLL for (int r = 0; r < R; r++) {
-            const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;
-            __m256i msum = _mm256_setzero_si256();
-            UNROLL for (int pair = 0; pair < 8; pair++) {
-                int32_t b2;                                  /* bsums 2 pair, 2 pair + 1 */
-                memcpy(&b2, y->bsums + 2 * pair, 4);
-                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(
-                    _mm256_loadu_si256((const __m256i *)pb->m[pair]), _mm256_set1_epi32(b2)));
-            }
-            const __m256 dy = _mm256_set1_ps(y->d);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_mul_ps(d, dy), acc[r]);
-            acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, dy), acc[r]);
         }
     }
-    UNROLL for (int r = 0; r < R; r++) _mm256_storeu_ps(out + r * ldo, acc[r]);
+    UNROLL for (int r = 0; r < R; r++)
+        _mm256_storeu_ps(out + r * ldo, tiled ? acc[r] : _mm256_sub_ps(acc[r], acc_min[r]));
 }
 
-static void panel_dot_rows(const panel_block *p, int64_t nb, const void *act, int64_t act_stride,
-                           int n_act, float *out, int64_t ldo) {
-    switch (n_act) {
-    case 1: panel_dot(p, nb, act, act_stride, out, ldo, 1); break;
-    case 2: panel_dot(p, nb, act, act_stride, out, ldo, 2); break;
-    case 3: panel_dot(p, nb, act, act_stride, out, ldo, 3); break;
-    default: panel_dot(p, nb, act, act_stride, out, ldo, 4); break;
+/* the orders a panel computes: chain steps per super-block, tiled, biased (Q3_K, Q6_K) */
+#define PANEL_ORDER(name, STEPS, TILED, BIASED)                                              \
+    static void name(const panel_block *p, int64_t nb, const void *act, int64_t act_stride,  \
+                     int n_act, float *out, int64_t ldo) {                                   \
+        switch (n_act) {                                                                     \
+        case 1: panel_dot(p, nb, act, act_stride, out, ldo, 1, STEPS, TILED, BIASED); break; \
+        case 2: panel_dot(p, nb, act, act_stride, out, ldo, 2, STEPS, TILED, BIASED); break; \
+        case 3: panel_dot(p, nb, act, act_stride, out, ldo, 3, STEPS, TILED, BIASED); break; \
+        default: panel_dot(p, nb, act, act_stride, out, ldo, 4, STEPS, TILED, BIASED); break; \
+        }                                                                                    \
     }
-}
+PANEL_ORDER(panel_gemv, 1, 0, 0)
+PANEL_ORDER(panel_gemm_q2_K, 2, 0, 0)
+PANEL_ORDER(panel_gemm_q4_K, 4, 0, 0)
+PANEL_ORDER(panel_tiled_min, 1, 1, 0)
+PANEL_ORDER(panel_tiled_biased, 1, 1, 1)
+
+typedef void (*panel_dot_fn)(const panel_block *p, int64_t nb, const void *act, int64_t act_stride,
+                             int n_act, float *out, int64_t ldo);
 
 /* Pack the rows, then every activation row against the panel; false if out of memory */
-static int panel_product(unpack_fn unpack, size_t block_bytes, int64_t k, const void *w,
-                         int64_t w_stride, int n_rows, const void *act, int64_t act_stride,
-                         int64_t n_act, float *out, int64_t ldo) {
+static int panel_product(unpack_fn unpack, panel_dot_fn panel_dot_rows, size_t block_bytes, int64_t k,
+                         const void *w, int64_t w_stride, int n_rows, const void *act,
+                         int64_t act_stride, int64_t n_act, float *out, int64_t ldo) {
     const int64_t nb = k / QK_K;
     panel_block *panel = malloc((size_t)nb * sizeof *panel);
     if (!panel) return 0;
@@ -267,32 +298,42 @@ static int panel_product(unpack_fn unpack, size_t block_bytes, int64_t k, const 
     return 1;
 }
 
-#define PANEL_TYPE(name)                                                                     \
-    static int panel_##name(int64_t k, const void *w, int64_t w_stride, int n_rows,         \
-                            const void *act, int64_t act_stride, int64_t n_act, float *out, \
-                            int64_t ldo) {                                                   \
-        return panel_product(unpack_##name, sizeof(block_##name), k, w, w_stride, n_rows,   \
-                             act, act_stride, n_act, out, ldo);                             \
+#define PANEL_TYPE(name, ORDER_NAME, DOT)                                                    \
+    static int panel_##name##_##ORDER_NAME(int64_t k, const void *w, int64_t w_stride,       \
+                                           int n_rows, const void *act, int64_t act_stride,  \
+                                           int64_t n_act, float *out, int64_t ldo) {         \
+        return panel_product(unpack_##name, DOT, sizeof(block_##name), k, w, w_stride, n_rows, \
+                             act, act_stride, n_act, out, ldo);                              \
     }
-PANEL_TYPE(q2_K)
-PANEL_TYPE(q3_K)
-PANEL_TYPE(q4_K)
-PANEL_TYPE(q5_K)
-PANEL_TYPE(q6_K)
+PANEL_TYPE(q2_K, gemv, panel_gemv)
+PANEL_TYPE(q4_K, gemv, panel_gemv)
+PANEL_TYPE(q2_K, gemm, panel_gemm_q2_K)
+PANEL_TYPE(q4_K, gemm, panel_gemm_q4_K)
+PANEL_TYPE(q2_K, tiled, panel_tiled_min)
+PANEL_TYPE(q3_K, tiled, panel_tiled_biased)
+PANEL_TYPE(q4_K, tiled, panel_tiled_min)
+PANEL_TYPE(q5_K, tiled, panel_tiled_min)
+PANEL_TYPE(q6_K, tiled, panel_tiled_biased)
 
-panel_fn fast_panel(int type) {
-    switch (type) {
-    case GGML_TYPE_Q2_K: return panel_q2_K;
-    case GGML_TYPE_Q3_K: return panel_q3_K;
-    case GGML_TYPE_Q4_K: return panel_q4_K;
-    case GGML_TYPE_Q5_K: return panel_q5_K;
-    case GGML_TYPE_Q6_K: return panel_q6_K;
+panel_fn fast_panel(int type, product_order order) {
+    switch (order) {
+    case ORDER_GEMV: return type == GGML_TYPE_Q2_K ? panel_q2_K_gemv : type == GGML_TYPE_Q4_K ? panel_q4_K_gemv : NULL;
+    case ORDER_GEMM: return type == GGML_TYPE_Q2_K ? panel_q2_K_gemm : type == GGML_TYPE_Q4_K ? panel_q4_K_gemm : NULL;
+    case ORDER_TILED:
+        switch (type) {
+        case GGML_TYPE_Q2_K: return panel_q2_K_tiled;
+        case GGML_TYPE_Q3_K: return panel_q3_K_tiled;
+        case GGML_TYPE_Q4_K: return panel_q4_K_tiled;
+        case GGML_TYPE_Q5_K: return panel_q5_K_tiled;
+        case GGML_TYPE_Q6_K: return panel_q6_K_tiled;
+        default: return NULL;
+        }
     default: return NULL;
     }
 }
 
 #else /* no VNNI */
 
-panel_fn fast_panel(int type) { (void)type; return NULL; }
+panel_fn fast_panel(int type, product_order order) { (void)type; (void)order; return NULL; }
 
 #endif

@@ -1,15 +1,20 @@
 /* pyggml_cpu.c -- the ABI of libpyggml_cpu (documented in pyggml_cpu.h): argument
  * checks, the choice of kernel per type, threads and loop blocking.
  *
+ * Which kernel: each product follows the float order llama.cpp's CPU backend gives
+ * it (ggml_order.c: ggml_product_order of the type, the matrix's row count and the
+ * number of activation rows), with the fast kernel of that order (quants_avx2.c,
+ * panels_avx2.c) or, without one, the scalar reference -- the same bits either way.
+ *
  * How a product is cut up
- *   The weight rows of all jobs are cut into chunks of whole rows; the calling
- *   thread and the pool's workers (threads.c) claim chunks one at a time, so a
- *   thread slowed down by another process does not hold the others back.
+ *   The weight rows of all jobs are cut into chunks of whole groups of ROW_GROUP (8)
+ *   rows; the calling thread and the pool's workers (threads.c) claim chunks one at a
+ *   time, so a thread slowed down by another process does not hold the others back.
  *   Inside a chunk:
  *
  *       for each group of up to MAX_ACT_ROWS activation rows t0..t0+R-1
- *           for each weight row n of the chunk
- *               out[t0..t0+R-1][n] = dot_rows(W[n], act[t0..t0+R-1])
+ *           for each group of up to 8 weight rows n..n+7 of the chunk
+ *               out[t0..t0+R-1][n..n+7] = product(W[n..n+7], act[t0..t0+R-1])
  *
  *   Decode (one activation row): chunks of ~64 KB of weights, long enough
  *   for the hardware prefetcher to stream them.  A few activation rows: chunks
@@ -20,13 +25,17 @@
  *
  *   Products smaller than PARALLEL_MIN_BYTES run on the calling thread alone:
  *   handing out chunks costs about a microsecond, more than they save.
+ *
+ * A job's activation rows may come in two parts of different orders: a repacked
+ * matrix takes the first n_act - n_act % 4 rows 4 at a time (ORDER_GEMM), the rest
+ * one by one (ORDER_GEMV).  Activations are quantized once per call, for all its jobs.
  */
 #include "cpu_internal.h"
 #include "pyggml_cpu.h"
 
 #define ABI_VERSION 3
 #define DECODE_CHUNK_BYTES (64 * 1024)
-#define PANEL_MIN_ACT 12                   /* measured: panels win from about 12 activation rows */
+#define PANEL_MIN_ACT 8                    /* measured: panels win from about 8 activation rows */
 #define PREFILL_CHUNK_BYTES (16 * 1024)
 #ifndef PARALLEL_MIN_BYTES                 /* (a -D for experiments) */
 #define PARALLEL_MIN_BYTES (128 * 1024)    /* weight bytes x activation rows; measured break-even ~100 KB */
@@ -76,9 +85,9 @@ int64_t pyggml_row_bytes(int type, int64_t k) {
     return k / t->block_size * t->type_size;
 }
 
-static dot_rows_fn dot_rows_for(const type_traits *t) {
-    const dot_rows_fn fast = fast_dot_rows(t->type);
-    return fast ? fast : t->dot_rows;
+static product_fn product_for(const type_traits *t, product_order order) {
+    const product_fn fast = fast_product(t->type, order);
+    return fast ? fast : t->product[order];
 }
 
 static quantize_row_fn quantize_row_for(int act_type) {
@@ -165,31 +174,32 @@ int pyggml_dequantize_rows(int type, const void *w, int64_t w_stride, int64_t n_
 
 int pyggml_vec_dot_ref(int w_type, const void *w_row, const void *act_row, int64_t k, float *out) {
     const type_traits *t = ref_traits(w_type);
-    if (!t || !t->dot_ref) return PYGGML_ERR_TYPE;
+    if (!t || t->act_type < 0) return PYGGML_ERR_TYPE;
     if (k <= 0 || k % t->block_size) return PYGGML_ERR_SHAPE;
     if (!w_row || !act_row || !out) return PYGGML_ERR_ARG;
-    *out = t->dot_ref(k, w_row, act_row);
+    *out = ref_dot(w_type, ORDER_VEC_DOT, k, w_row, act_row);
     return PYGGML_OK;
 }
 
-/* what a checked job needs in the hot loop */
+/* what a checked job needs in the hot loop: its weights and activation rows t0..t1-1,
+ * all in one order */
 typedef struct {
     const char *w;
-    int64_t w_stride, n_rows, chunk_rows, n_chunks;
+    int64_t w_stride, n_rows, chunk_rows, n_chunks, t0, t1;
     float *out;
     int64_t ldo;
-    dot_rows_fn dot_rows;
+    product_fn product;
     panel_fn panel;            /* prefill with many activation rows: chunks are one panel */
 } prepared_job;
 
 /* everything a product's chunks need, shared by the threads */
 typedef struct {
     const prepared_job *prep;
-    int64_t k, act_stride, n_act;
+    int64_t k, act_stride;
     const char *act;
 } product_plan;
 
-/* chunk c of the concatenated jobs: all activation rows times its weight rows */
+/* chunk c of the concatenated jobs: its activation rows times its weight rows */
 static void product_chunk(void *ctx, int64_t c) {
     const product_plan *p = ctx;
     const prepared_job *job = p->prep;
@@ -197,14 +207,25 @@ static void product_chunk(void *ctx, int64_t c) {
     const int64_t row0 = c * job->chunk_rows;
     const int64_t row1 = row0 + job->chunk_rows < job->n_rows ? row0 + job->chunk_rows : job->n_rows;
     if (job->panel && job->panel(p->k, job->w + row0 * job->w_stride, job->w_stride, (int)(row1 - row0),
-                                 p->act, p->act_stride, p->n_act, job->out + row0, job->ldo))
-        return;                /* (else out of memory for the panel: the dot kernels instead) */
-    for (int64_t t0 = 0; t0 < p->n_act; t0 += MAX_ACT_ROWS) {
-        const int R = (int)(p->n_act - t0 < MAX_ACT_ROWS ? p->n_act - t0 : MAX_ACT_ROWS);
-        for (int64_t n = row0; n < row1; n++)
-            job->dot_rows(p->k, job->w + n * job->w_stride, p->act + t0 * p->act_stride,
-                          p->act_stride, R, job->out + t0 * job->ldo + n, job->ldo);
+                                 p->act + job->t0 * p->act_stride, p->act_stride, job->t1 - job->t0,
+                                 job->out + job->t0 * job->ldo + row0, job->ldo))
+        return;                /* (else out of memory for the panel: the row kernels instead) */
+    for (int64_t t0 = job->t0; t0 < job->t1; t0 += MAX_ACT_ROWS) {
+        const int R = (int)(job->t1 - t0 < MAX_ACT_ROWS ? job->t1 - t0 : MAX_ACT_ROWS);
+        for (int64_t n = row0; n < row1; n += ROW_GROUP)
+            job->product(p->k, job->w + n * job->w_stride, job->w_stride,
+                         (int)(row1 - n < ROW_GROUP ? row1 - n : ROW_GROUP), p->act + t0 * p->act_stride,
+                         p->act_stride, R, job->out + t0 * job->ldo + n, job->ldo);
     }
+}
+
+/* the parts of all jobs, in one parallel region */
+static void run_products(const prepared_job *prep, int n, int nt, int64_t k, const char *act,
+                         int64_t act_stride) {
+    int64_t n_chunks = 0;
+    for (int j = 0; j < n; j++) n_chunks += prep[j].n_chunks;
+    product_plan plan = {prep, k, act_stride, act};
+    run_chunks(nt, n_chunks, product_chunk, &plan);
 }
 
 #define MAX_JOBS 16
@@ -214,9 +235,10 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
     if (!jobs || n_jobs < 1 || n_jobs > MAX_JOBS) return PYGGML_ERR_ARG;
     if (n_act < 1 || k < 1) return PYGGML_ERR_SHAPE;
 
-    prepared_job prep[MAX_JOBS];
-    int act_type = -1;
-    int64_t work = 0, n_chunks = 0;
+    /* each job's activation rows in at most two parts of one order each (GEMM, GEMV) */
+    prepared_job prep[2 * MAX_JOBS];
+    int act_type = -1, n_parts = 0;
+    int64_t work = 0;
     const int64_t chunk_bytes = n_act > 1 ? PREFILL_CHUNK_BYTES : DECODE_CHUNK_BYTES;
     for (int j = 0; j < n_jobs; j++) {
         const pyggml_matmul_job *job = &jobs[j];
@@ -229,18 +251,26 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
         if (job->n_rows > 0 && (!job->w || !job->out)) return PYGGML_ERR_ARG;
         if (job->n_rows > 1 && job->w_stride < row_bytes) return PYGGML_ERR_ARG;
         if (n_act > 1 && job->ldo < job->n_rows) return PYGGML_ERR_ARG;
-        prepared_job *p = &prep[j];
-        p->w = job->w;
-        p->w_stride = job->w_stride;
-        p->n_rows = job->n_rows;
-        p->out = job->out;
-        p->ldo = job->ldo;
-        p->dot_rows = dot_rows_for(t);
-        p->panel = n_act >= PANEL_MIN_ACT ? fast_panel(t->type) : NULL;
-        p->chunk_rows = p->panel ? PANEL_ROWS : chunk_bytes / row_bytes > 1 ? chunk_bytes / row_bytes : 1;
-        p->n_chunks = (job->n_rows + p->chunk_rows - 1) / p->chunk_rows;
-        n_chunks += p->n_chunks;
         work += job->n_rows * row_bytes;
+        for (int64_t t0 = 0; t0 < n_act;) {
+            const product_order order = ggml_product_order(job->type, job->n_rows, n_act, t0);
+            int64_t t1 = t0 + 1;
+            while (t1 < n_act && ggml_product_order(job->type, job->n_rows, n_act, t1) == order) t1++;
+            prepared_job *p = &prep[n_parts++];
+            p->w = job->w;
+            p->w_stride = job->w_stride;
+            p->n_rows = job->n_rows;
+            p->t0 = t0;
+            p->t1 = t1;
+            p->out = job->out;
+            p->ldo = job->ldo;
+            p->product = product_for(t, order);
+            p->panel = t1 - t0 >= PANEL_MIN_ACT ? fast_panel(t->type, order) : NULL;
+            const int64_t rows = chunk_bytes / row_bytes > ROW_GROUP ? chunk_bytes / row_bytes : ROW_GROUP;
+            p->chunk_rows = p->panel ? PANEL_ROWS : rows / ROW_GROUP * ROW_GROUP;
+            p->n_chunks = (job->n_rows + p->chunk_rows - 1) / p->chunk_rows;
+            t0 = t1;
+        }
     }
 
     /* where the activation rows are, and whether they must be quantized first */
@@ -259,7 +289,6 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
         quantize_job q = {quantize, x, ldx, k, act_row_bytes, act};
         run_chunks(nt, n_act, quantize_chunk, &q);
     }
-    product_plan plan = {prep, k, act_stride, n_act, act};
-    run_chunks(nt, n_chunks, product_chunk, &plan);
+    run_products(prep, n_parts, nt, k, act, act_stride);
     return PYGGML_OK;
 }

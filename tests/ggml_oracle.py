@@ -10,6 +10,8 @@ tests feed any array, not just the tensors of a model file:
     quantize_row_ref(name, x, row_bytes)      quantize_row_<name>_ref (files)
     quantize_row_run_time(name, x, row_bytes) ggml-cpu's quantize_row_<name> (activations)
     vec_dot(type, w_row, xq_row, k)           ggml_vec_dot_<type>_<vec_dot_type>
+    mul_mat(type, W, x)                       ggml_mul_mat as llama.cpp runs it: the CPU
+                                              backend, W repacked where llama.cpp would
     vec_soft_max(x, max) -> (y, sum)          ggml_vec_soft_max_f32: y = exp(x - max), sum
     swiglu(gate, up)                          a one-node graph: ggml_swiglu_split
     soft_max(x, mask, scale)                  a one-node graph: ggml_soft_max_ext
@@ -168,3 +170,75 @@ def soft_max(x: np.ndarray, mask: np.ndarray | None, scale: float) -> np.ndarray
     if mask is None:
         return _run_graph(lambda ctx, a: _base.ggml_soft_max_ext(ctx, a, None, scale, 0.0), x)
     return _run_graph(lambda ctx, a, m: _base.ggml_soft_max_ext(ctx, a, m, scale, 0.0), x, mask)
+
+
+# ------------------------------------------------------------------ products as llama.cpp runs them
+
+_P = ctypes.c_void_p
+for _lib, _fn, _res, _args in (
+        (_base, "ggml_mul_mat", _P, [_P, _P, _P]),
+        (_base, "ggml_backend_alloc_ctx_tensors_from_buft", _P, [_P, _P]),
+        (_base, "ggml_backend_tensor_set", None, [_P, _P, ctypes.c_size_t, ctypes.c_size_t]),
+        (_base, "ggml_backend_tensor_get", None, [_P, _P, ctypes.c_size_t, ctypes.c_size_t]),
+        (_base, "ggml_backend_graph_compute", ctypes.c_int, [_P, _P]),
+        (_base, "ggml_backend_buffer_free", None, [_P]),
+        (_base, "ggml_backend_get_device", _P, [_P]),
+        (_base, "ggml_backend_dev_supports_op", ctypes.c_bool, [_P, _P]),
+        (_cpu, "ggml_backend_cpu_init", _P, []),
+        (_cpu, "ggml_backend_cpu_set_n_threads", None, [_P, ctypes.c_int]),
+        (_cpu, "ggml_backend_cpu_buffer_type", _P, []),
+        (_cpu, "_Z35ggml_backend_cpu_repack_buffer_typev", _P, [])):   # C++: no C name
+    getattr(_lib, _fn).restype, getattr(_lib, _fn).argtypes = _res, _args
+_backend = []
+# ggml logs each repacked tensor ("repack: repack tensor ..."): a callback that drops it
+_LOG = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+
+
+def mul_mat(ggml_type: int, W: np.ndarray, x: np.ndarray, n_threads: int = 2) -> np.ndarray:
+    """x (T, K) float32 times the quantized rows W uint8 (N, row_bytes) -> (T, N), exactly as
+    llama.cpp computes a model's product: one ggml_mul_mat on the CPU backend, with W in the
+    CPU_REPACK buffer when the backend takes it there (what llama.cpp's loader asks, through
+    the device's supports_op) and in a plain CPU buffer otherwise.  The backend then picks
+    its kernel as in a model: repacked gemv/gemm, the tiled K-quant matmul, llamafile's
+    tinyBLAS or the vec_dot kernels, by type and number of rows."""
+    if not _backend:
+        llama_cpp.llama_log_set(_LOG, ctypes.c_void_p(0))
+        _backend.append(_cpu.ggml_backend_cpu_init())
+    backend = _backend[0]
+    _cpu.ggml_backend_cpu_set_n_threads(backend, n_threads)
+    W = np.ascontiguousarray(W)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    (n, _), (t, k) = W.shape, x.shape
+    ctx_w = _base.ggml_init(_InitParams(1 << 20, None, True))
+    ctx_x = _base.ggml_init(_InitParams(1 << 20, None, True))
+    buffers = []
+    try:
+        w = _base.ggml_new_tensor_2d(ctx_w, int(ggml_type), k, n)
+        xt = _base.ggml_new_tensor_2d(ctx_x, GGML_TYPE_F32, k, t)
+        out = _base.ggml_mul_mat(ctx_x, w, xt)
+        buffers.append(_base.ggml_backend_alloc_ctx_tensors_from_buft(
+            ctx_w, _cpu._Z35ggml_backend_cpu_repack_buffer_typev()))
+        if not _base.ggml_backend_dev_supports_op(_base.ggml_backend_get_device(backend), out):
+            _base.ggml_backend_buffer_free(buffers.pop())       # not repacked: a plain buffer
+            ctx_w2 = _base.ggml_init(_InitParams(1 << 20, None, True))
+            _base.ggml_free(ctx_w)
+            ctx_w = ctx_w2
+            w = _base.ggml_new_tensor_2d(ctx_w, int(ggml_type), k, n)
+            out = _base.ggml_mul_mat(ctx_x, w, xt)
+            buffers.append(_base.ggml_backend_alloc_ctx_tensors_from_buft(
+                ctx_w, _cpu.ggml_backend_cpu_buffer_type()))
+        graph = _base.ggml_new_graph(ctx_x)
+        _base.ggml_build_forward_expand(graph, out)
+        buffers.append(_base.ggml_backend_alloc_ctx_tensors_from_buft(
+            ctx_x, _cpu.ggml_backend_cpu_buffer_type()))
+        _base.ggml_backend_tensor_set(w, W.ctypes.data, 0, W.nbytes)      # repacks, if so
+        _base.ggml_backend_tensor_set(xt, x.ctypes.data, 0, x.nbytes)
+        assert _base.ggml_backend_graph_compute(backend, graph) == 0, "ggml graph failed"
+        result = np.empty((t, n), np.float32)
+        _base.ggml_backend_tensor_get(out, result.ctypes.data, 0, result.nbytes)
+        return result
+    finally:
+        for b in buffers:
+            _base.ggml_backend_buffer_free(b)
+        _base.ggml_free(ctx_w)
+        _base.ggml_free(ctx_x)

@@ -15,12 +15,15 @@ of each kernel are held to the same oracles:
 - SiLU * up and softmax: bit-identical to ggml's own ops (one-node graphs on
   llama-cpp-python's libggml) and to pyggml.model.numerics, with and without a tail of
   row length % 16 (where ggml calls expf), with -inf masks, and padded rows (n_kv);
-- products: within a stated tolerance of the float64 product of the dequantized
-  weights and the DEquantized activations (only the float summation order differs),
-  within the activation-rounding bound of the float64 product with the original
-  activations, equal to the scalar reference and to pyggml.quants.matmul_q8 (numba)
-  up to float summation order, and independent (bit for bit) of the thread count and
-  of how many activation rows are computed together.
+- products: bit-identical to ggml_mul_mat as llama.cpp's CPU backend runs it
+  (ggml_oracle.mul_mat: matrices repacked where llama.cpp repacks them), for every
+  quantized type, for decode and prompt sizes that take each of ggml's kernels (vec_dot,
+  tinyBLAS, repacked gemv/gemm, tiled), on random blocks and on each kind of matrix of
+  real files; within a stated tolerance of the float64 product of the dequantized weights
+  and the DEquantized activations, within the activation-rounding bound of the float64
+  product with the original activations, equal to the scalar reference's vec_dot and to
+  pyggml.quants.matmul_q8 (numba) up to float summation order, and independent (bit for
+  bit) of the thread count and of how a matrix's rows are cut into chunks.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ from pyggml.errors import BackendError, UnsupportedTypeError, UsageError
 from pyggml.format.constants import TYPE_TRAITS, GGMLType as G
 from pyggml.model import numerics
 
-from ggml_oracle import soft_max, swiglu
+from ggml_oracle import cpu_has_avx512, mul_mat as ggml_mul_mat, soft_max, swiglu
 from test_numerics import gate_up, scores_and_mask
 from test_quants_products import BLOCK_KINDS, ggml_activations, hard_blocks
 
@@ -345,41 +348,85 @@ def test_products_match_float64_of_dequantized_operands(build, t, n_act):
             assert abs(ref[0] - out[ti, ni]) <= 1e-5 * scale[ti, ni] + 1e-30
 
 
-@pytest.mark.parametrize("name", ["qwen2-tiny-q4_k_m", "qwen2-896-iq4_nl"])
-def test_products_of_real_tensors(build, model_path, name):
+# ----------------------------------------------------------------------------- products: llama.cpp's bits
+
+# activation rows that take each of ggml's kernels (kernels/ggml_order.c): 1 decode (vec_dot,
+# repacked gemv); 2, 3 (vec_dot, tinyBLAS, gemv); 4, 6 (repacked gemm, then gemv for the
+# rest); 8, 9, 13 (tiled K-quants, gemm; our panels)
+ORDER_ROWS = [1, 2, 3, 4, 6, 8, 9, 13]
+
+
+def needs_reference_build():
+    """The oracle must be llama.cpp's AVX-512 build: the kernels pyggml reproduces."""
+    if not cpu_has_avx512():
+        pytest.skip("llama-cpp-python here is not the AVX-512 build whose kernels pyggml reproduces")
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("t", QUANTS, ids=lambda t: t.name)
+def test_products_bit_identical_to_llama_cpp(build, t):
+    """Every output equal, bit for bit, to ggml_mul_mat on llama.cpp's CPU backend.  40 rows:
+    Q4_0, IQ4_NL, Q4_K and Q2_K are repacked (rows % 8 == 0); 36: not.  IQ4_NL with an odd
+    number of blocks: its vec_dot adds the last one apart.  Activations quantized in the
+    call, or beforehand: the same bits."""
+    needs_reference_build()
+    rng = np.random.default_rng(200 + int(t))
+    k = 32 * 23 if t == G.IQ4_NL else 768
+    for n in (40, 36):
+        W = random_rows(t, n, k, rng)
+        for T in ORDER_ROWS:
+            x = (rng.standard_normal((T, k)) * rng.uniform(0.1, 10, (T, 1))).astype(np.float32)
+            expected = ggml_mul_mat(int(t), W, x)
+            got = cpu_c.matmul(t, W, x)
+            assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (n, T)
+            xq = cpu_c.quantize_activations(x, cpu_c.vec_dot_type(t))
+            again = cpu_c.matmul_q8(t, W, xq, np.empty_like(got))
+            assert np.array_equal(again.view(np.uint32), got.view(np.uint32)), (n, T)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", ["qwen2-tiny-q4_k_m", "qwen2-tiny-q3_k_m", "qwen2-896-q3_k_m",
+                                  "qwen2-896-iq4_nl", "smollm2-q4_k_m"])
+def test_products_of_real_tensors_bit_identical_to_llama_cpp(build, model_path, name):
+    """One matrix of each kind (type and shape) of a file, for decode and prompts: exactly
+    what llama.cpp's products of that model compute (the token embedding, 151,936 rows of
+    the output head, is left to the forward-pass tests)."""
+    needs_reference_build()
     rng = np.random.default_rng(3)
+    seen = set()
     with pyggml.open(model_path(name)) as f:
         for info in f.tensors.values():
-            if len(info.ne) != 2 or not info.name.startswith("blk.0."):
+            k, n = info.ne if len(info.ne) == 2 else (0, 0)
+            if not n or info.name == "token_embd.weight" or (info.type, k, n) in seen:
                 continue
-            k, n = info.ne
+            seen.add((info.type, k, n))
             W, t = f.raw(info.name).reshape(n, -1), G(info.type)
-            x = rng.standard_normal((12, k)).astype(np.float32)
-            xq, exact, scale, rounding = product_reference(t, W, x, k)
-            out = cpu_c.matmul(t, W, x)
-            assert np.all(np.abs(out - exact) <= 1e-5 * scale + 1e-30), info.name
+            for T in (1, 5, 12):
+                x = rng.standard_normal((T, k)).astype(np.float32)
+                expected = ggml_mul_mat(int(t), W, x)
+                got = cpu_c.matmul(t, W, x)
+                assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (info.name, T)
+    assert len({t for t, _, _ in seen}) >= 2, seen
 
 
-@pytest.mark.parametrize("t", [G.Q4_K, G.Q6_K, G.Q3_K, G.Q8_0, G.Q4_1, G.F16], ids=lambda t: t.name)
-def test_products_do_not_depend_on_threads_or_blocking(build, t):
-    """Large enough to run in parallel chunks.  Decode-sized calls (T < 8): each output
-    computed alone or with up to 3 other activation rows, by 1 or 2 threads, is the same
-    float arithmetic, hence the same bits.  Prefill-sized calls (T >= 8, K-quant panels):
-    the same bits for 1 and 2 threads and whatever other rows come along."""
+@pytest.mark.parametrize("t", [G.Q4_K, G.Q6_K, G.Q3_K, G.Q8_0, G.Q4_1, G.IQ4_NL, G.F16],
+                         ids=lambda t: t.name)
+def test_products_do_not_depend_on_threads_or_chunks(build, t):
+    """Large enough to run in parallel chunks (1104 rows: repacked Q4_K and IQ4_NL in
+    llama.cpp).  For each number of activation rows, which picks ggml's kernel: the same
+    bits from 1 and 2 threads, and from the matrix's first 552 rows alone (each output
+    depends on its own weight and activation rows only)."""
     rng = np.random.default_rng(4)
-    W = random_rows(t, 1100, 1024, rng)                 # 1100 rows: a last, partial panel
+    W = random_rows(t, 1104, 1024, rng)
     x = rng.standard_normal((16, 1024)).astype(np.float32)
     xq = cpu_c.quantize_activations(x, cpu_c.vec_dot_type(t))
-
-    def product(rows, n_threads):
-        return cpu_c.matmul_q8(t, W, xq[rows], np.empty((rows.stop - rows.start, 1100), np.float32),
-                               n_threads=n_threads)
-    together = product(slice(0, 7), 2)
-    alone = np.concatenate([product(slice(i, i + 1), 1) for i in range(7)])
-    np.testing.assert_array_equal(together, alone)
-    prefill = product(slice(0, 13), 1)
-    np.testing.assert_array_equal(product(slice(0, 13), 2), prefill)
-    np.testing.assert_array_equal(product(slice(0, 16), 2)[:13], prefill)
+    for T in (1, 3, 7, 13, 16):
+        def product(W, n_threads):
+            return cpu_c.matmul_q8(t, W, xq[:T], np.empty((T, W.shape[0]), np.float32),
+                                   n_threads=n_threads)
+        one = product(W, 1)
+        np.testing.assert_array_equal(product(W, 2), one)
+        np.testing.assert_array_equal(product(W[:552], 2), one[:, :552])
 
 
 def test_products_group_and_strided_views(build):

@@ -1,0 +1,106 @@
+/* ggml_order.c -- which of llama.cpp's CPU kernels multiplies a quantized matrix, and
+ * in which order each sums its floats: what libpyggml_cpu reproduces bit for bit.
+ *
+ * Why it matters: every product quantizes its input to 8 bits, so a 1-ulp difference
+ * in one output can flip a rounding in the next product and grow.  The integer dot
+ * products inside a block are exact in any order; only WHICH integer sums meet the
+ * float scales, and in which float order, decides the bits.
+ *
+ * The machine: llama-cpp-python 0.3.36 built for an x86 CPU with AVX-512 (AVX2,
+ * AVX512F/BW/DQ/VL/VNNI, AVX-VNNI; llama.cpp's system info there: AVX2 AVX512
+ * AVX512_VNNI AVX_VNNI LLAMAFILE REPACK OPENMP), default settings.  The orders below
+ * are that build's, whatever CPU runs pyggml: the AVX2 kernels and the scalar
+ * reference (quants_ref.c) compute the same bits.
+ *
+ * Which kernel, for W (N rows of K) times T activation rows (ggml-cpu.c,
+ * ggml_compute_forward_mul_mat, and the buffer a weight was loaded into):
+ *
+ *   1. CPU_REPACK (repack.cpp): at load, llama.cpp interleaves the rows of Q4_0,
+ *      IQ4_NL, Q4_K (AVX2) and Q2_K (AVX-512) matrices 8 at a time, when N % 8 == 0;
+ *      not token_embd (get_rows reads it), so not a tied output head.  A product of
+ *      such a matrix takes the first T - T % 4 activation rows 4 at a time (gemm) and
+ *      the rest one by one (gemv), each output a float chain of its own:
+ *
+ *          acc = 0;  acc_min = 0
+ *          for each step s (gemv: a block of 32 or 256; gemm: a block of 32, or 64
+ *                           elements of Q4_K, or 128 of Q2_K):
+ *              acc     = fma((float) isum_s, d_w * d_y, acc)
+ *              acc_min = fma((float) imin_s, dmin_w * d_y, acc_min)   (Q4_K, Q2_K)
+ *          out = acc - acc_min
+ *
+ *      isum_s: the step's exact integer dot, sub-block scales applied; imin_s:
+ *      sum_j m_j * (sum of the activation quants of sub-block j) over its sub-blocks.
+ *      The gemm quantizes its activations 4 rows at a time: ggml_quantize_mat_q8_0_4x8
+ *      equals quantize_row_q8_0; ggml_quantize_mat_q8_K_4x8 differs from
+ *      quantize_row_q8_K_ref only in the sign it gives d and q when +max and -max both
+ *      occur in a block, which cancels exactly in every product.
+ *
+ *   2. Tiled (tiled/tiled.cpp): K-quants not repacked (Q2_K..Q6_K) with T >= 8 take
+ *      the tiled matmul; its AVX-512 VNNI microtile forms, per output and block,
+ *
+ *          s1 = sum_s sc_s * (raw_s - bias * bsum_s)     exact int, bias: Q3_K 4, Q6_K 32
+ *          s2 = sum_s m_s * bsum_s                        exact int (Q2_K, Q4_K, Q5_K)
+ *          r  = (float) s1 * d_w;  r = fma(-dmin_w, (float) s2, r)
+ *          acc = fma(r, d_y, acc)                         blocks in order, acc from 0
+ *
+ *   3. tinyBLAS (llamafile/sgemm.cpp, tinyBLAS_Q0_AVX): Q8_0, Q4_0, Q5_0 and IQ4_NL
+ *      not repacked, T >= 2.  Per output 8 float lanes, lane l holding the exact dot
+ *      of bytes 4l..4l+3 of each block (one _mm256_dpbusd_epi32):
+ *
+ *          lanes = fma(d_w * d_y, (float) dot_lanes_b, lanes)   for each block b
+ *          out = hsum(lanes) = ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7))
+ *
+ *   4. vec_dot (arch/x86/quants.c, ggml_vec_dot_<type>_<act>, AVX2 code): everything
+ *      else -- one token of a matrix not repacked, K-quants with T < 8, Q4_1 and Q5_1
+ *      always.  The same 8 integer lanes per block (lane l: elements e of the block
+ *      with (e % 32) / 4 == l, the sub-block scales applied by _mm256_madd_epi16),
+ *      each type with its own float tail:
+ *
+ *          Q4_0 Q5_0 Q8_0  lanes = fma(d_w d_y, lanes_b, lanes); hsum      (as tinyBLAS)
+ *          Q4_1 Q5_1       lanes = fma(lanes_b, d_w d_y, lanes); s += m_w s_y; hsum + s
+ *          IQ4_NL          two lane sets, even and odd blocks; hsum of their sum;
+ *                          an odd last block + d (float) its sum, not fused
+ *          Q3_K Q6_K       lanes = fma(d_y d_w, lanes_b, lanes); hsum   (the bias of
+ *                          Q3_K per element, Q6_K's 32 through 8 lanes of bsums)
+ *          Q2_K            lanes = fma(-d_y dmin_w, min_lanes_b, lanes) first, then
+ *                          lanes = fma(d_y d_w, lanes_b, lanes); hsum
+ *          Q4_K            lanes as Q3_K; 4 min lanes (m_2p bsum32_2p + m_2p+1
+ *                          bsum32_2p+1) = fma(-d_y dmin_w, ., .); hsum(lanes) +
+ *                          ((m0 + m2) + (m1 + m3))
+ *          Q5_K            lanes as Q3_K; s = fma(-d_y dmin_w, (float) sum of the 4
+ *                          min lanes, s); hsum(lanes) + s
+ *
+ * None of these depends on how ggml splits the work between threads: each output is
+ * computed by one kernel call from its own weight row and activation row.  Checked
+ * against ggml_mul_mat on llama-cpp-python's CPU backend (tests/ggml_oracle.py).
+ *
+ * F32, F16 and BF16 weights are not covered: pyggml multiplies them with float32
+ * activations (ggml converts the activations to the weight type first).
+ */
+#include "cpu_internal.h"
+
+static int repacked(int type, int64_t n_rows) {
+    switch (type) {
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_IQ4_NL:
+    case GGML_TYPE_Q4_K:
+    case GGML_TYPE_Q2_K: return n_rows % 8 == 0;
+    default: return 0;
+    }
+}
+
+product_order ggml_product_order(int type, int64_t n_rows, int64_t n_act, int64_t t) {
+    if (repacked(type, n_rows)) return t < n_act - n_act % 4 ? ORDER_GEMM : ORDER_GEMV;
+    switch (type) {
+    case GGML_TYPE_Q2_K:
+    case GGML_TYPE_Q3_K:
+    case GGML_TYPE_Q4_K:
+    case GGML_TYPE_Q5_K:
+    case GGML_TYPE_Q6_K: return n_act >= 8 ? ORDER_TILED : ORDER_VEC_DOT;
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_Q5_0:
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_IQ4_NL: return n_act >= 2 ? ORDER_TINYBLAS : ORDER_VEC_DOT;
+    default: return ORDER_VEC_DOT;
+    }
+}
