@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from ..errors import ModelError
+from ..errors import ModelError, TokenizerError
 
 ROPE_NORM, ROPE_NEOX = 0, 2            # ggml's rope modes
 
@@ -83,6 +83,9 @@ class HParams:
                 scaling == "linear" and float(metadata.get(f"{arch}.rope.scaling.factor", 1.0)) != 1.0):
             raise ModelError(f"{path}: rope scaling {scaling!r} is not supported")
         tokens = metadata.get("tokenizer.ggml.tokens")
+        if tokens is None and f"{arch}.vocab_size" not in metadata:
+            raise TokenizerError(f"{path}: the file has no vocabulary (tokenizer.ggml.tokens), "
+                                 "so pyggml can neither tokenize nor size the output")
         n_vocab = get("vocab_size", len(tokens) if tokens is not None else None)
         return cls(arch=arch, n_vocab=n_vocab, n_ctx_train=get("context_length"),
                    n_embd=n_embd, n_layer=get("block_count"), n_head=n_head, n_head_kv=n_head_kv,
