@@ -7,13 +7,11 @@ What is asserted, and why:
   ordinary rows and on blocks built to be hard: exact ties (x * 127/max = k + 0.5),
   zeros, tiny blocks where 127/max overflows, huge ones where d overflows fp16, infs.
   They differ from the _ref functions (which write Q8_0 weights) on ties and roundings.
-- matmul_q8 equals, bit for bit, a scalar emulation written here from the reference
-  decoders: per block an exact integer dot product, then float32 operations in the
-  kernels' documented order, blocks accumulated left to right.  Exact equality is
-  possible because the kernels keep that order (integer sums are order-free).
-- matmul_q8 agrees with llama.cpp's own ggml_vec_dot_<type>_<act> on the same bytes to
-  float rounding: the integer parts are identical, only ggml's SIMD float summation
-  differs, so the tolerance is a few float32 ulps of the sum of |block terms|.
+- matmul_q8 equals, bit for bit, what llama.cpp's CPU backend computes: ggml_mul_mat on
+  its CPU backend (the matrix repacked where llama.cpp repacks it), for decode and for
+  prompt sizes that take each of ggml's kernels (vec_dot, tinyBLAS, repacked gemv/gemm,
+  tiled; kernels/ggml_order.c), and for one token ggml_vec_dot_<type>_<act> itself.  The
+  integer sums are order-free; the kernels keep ggml's float order.
 - matmul (float activations) is within a computed bound of the float64 product of the
   exactly dequantized weights: the bound is what 8-bit activation rounding can cost,
   sum_k |w_k| * step_k / 2 (step = the activation block's scale), plus float rounding.
@@ -27,7 +25,7 @@ from hypothesis import given, settings, strategies as st
 import pyggml.quants as quants
 from pyggml.format.constants import GGMLType
 
-from ggml_oracle import quantize_row_ref, quantize_row_run_time, vec_dot
+from ggml_oracle import cpu_has_avx512, mul_mat, quantize_row_ref, quantize_row_run_time, vec_dot
 from pyggml.quants.q8 import q8_blocks_run_time
 from test_quants_reference import patch_scales
 
@@ -48,39 +46,6 @@ def activations(rng, t: int, k: int) -> np.ndarray:
     x = rng.standard_normal((t, k)) * rng.choice([1, 0.01, 30], (t, 1))
     x[:, : k // 8] *= rng.random(k // 8) < 0.5                     # zero runs
     return x.astype(np.float32)
-
-
-def emulate(name: str, W: np.ndarray, xq: np.ndarray) -> np.ndarray:
-    """The integer Q8 path, written from the reference decoders (see module docstring)."""
-    cls = quants.get(GGMLType[name])
-    act = quants.get(cls.vec_dot_type)
-    N, T = W.shape[0], xq.shape[0]
-    nb = W.shape[1] // cls.type_size
-    bs = cls.block_size
-    w = cls.fields(W.reshape(-1, cls.type_size))
-    a = act.fields(xq.reshape(-1, act.type_size))
-    q = w["q"].astype(np.int64).reshape(N, 1, nb, bs)
-    x = a["q"].astype(np.int64).reshape(1, T, nb, bs)
-    dw = w["d"].reshape(N, 1, nb)
-    dx = a["d"].reshape(1, T, nb)
-    if bs == 256:                                   # K-quants, Q8_K: sub-block scales
-        sub = cls.sub_block
-        prod = (q * x).reshape(N, T, nb, bs // sub, sub).sum(axis=-1)
-        isum = (w["sc"].astype(np.int64).reshape(N, 1, nb, -1) * prod).sum(axis=-1)
-        term = (dw * dx) * isum.astype(np.float32)
-        if "m" in w:
-            xsub = x.reshape(1, T, nb, bs // sub, sub).sum(axis=-1)
-            summs = (w["m"].astype(np.int64).reshape(N, 1, nb, -1) * xsub).sum(axis=-1)
-            term = term - (w["dmin"].reshape(N, 1, nb) * dx) * summs.astype(np.float32)
-    else:                                           # 32-weight blocks, Q8_0 / Q8_1
-        isum = (q * x).sum(axis=-1)
-        term = (dw * dx) * isum.astype(np.float32)
-        if "m" in w:
-            term = term + w["m"].reshape(N, 1, nb) * a["s"].reshape(1, T, nb)
-    sumf = np.zeros((N, T), dtype=np.float32)
-    for b in range(nb):
-        sumf = sumf + term[:, :, b]
-    return sumf.T, np.abs(term).sum(axis=-1).T
 
 
 def ggml_activations(fmt: GGMLType, x: np.ndarray) -> np.ndarray:
@@ -173,34 +138,27 @@ def test_activations_round_half_to_even_weights_half_away():
     assert quants.quantize_activations(x, GGMLType.Q8_1)[0, 2:4].view(np.float16)[0] == 125.0
 
 
-@pytest.mark.parametrize("name", QUANTIZED)
-@pytest.mark.parametrize("t", [1, 3])
-def test_matmul_q8_equals_the_integer_emulation(name, t):
-    """Bit-exact; 37 rows so that the 4-row and 16-row groupings have a ragged end."""
-    rng = np.random.default_rng(hash(name) % 2**32)
-    k = 512
-    W = random_weights(name, 37, k, rng)
-    xq = quants.quantize_activations(activations(rng, t, k), quants.vec_dot_type(GGMLType[name]))
-    out = np.empty((t, 37), dtype=np.float32)
-    quants.matmul_q8(GGMLType[name], W, xq, out)
-    expected, _ = emulate(name, W, xq)
-    assert np.array_equal(out.view(np.uint32), expected.view(np.uint32))
-
-
 @pytest.mark.oracle
 @pytest.mark.parametrize("name", QUANTIZED)
-def test_matmul_q8_agrees_with_ggml_vec_dot(name):
-    rng = np.random.default_rng(7)
-    k, n, t = 1024, 8, 2
-    W = random_weights(name, n, k, rng)
-    xq = quants.quantize_activations(activations(rng, t, k), quants.vec_dot_type(GGMLType[name]))
-    out = np.empty((t, n), dtype=np.float32)
-    quants.matmul_q8(GGMLType[name], W, xq, out)
-    _, magnitude = emulate(name, W, xq)
-    for i in range(t):
-        for j in range(n):
-            ggml = vec_dot(name, W[j], xq[i], k)
-            assert abs(out[i, j] - ggml) <= 8 * np.finfo(np.float32).eps * magnitude[i, j] + 1e-30
+@pytest.mark.parametrize("t", [1, 3, 6, 9])
+def test_matmul_q8_bit_identical_to_llama_cpp(name, t):
+    """37 rows (llama.cpp repacks none) and 40 (Q4_0, IQ4_NL, Q4_K and Q2_K repacked);
+    t: one token (vec_dot, gemv), 3 (tinyBLAS), 6 (gemm and gemv), 9 (tiled K-quants)."""
+    if not cpu_has_avx512():
+        pytest.skip("llama-cpp-python here is not the AVX-512 build whose kernels pyggml reproduces")
+    rng = np.random.default_rng(hash(name) % 2**32 + t)
+    k = 512 if name != "IQ4_NL" else 32 * 15        # an odd number of IQ4_NL blocks
+    x = activations(rng, t, k)
+    xq = quants.quantize_activations(x, quants.vec_dot_type(GGMLType[name]))
+    for n in (37, 40):
+        W = random_weights(name, n, k, rng)
+        out = np.empty((t, n), dtype=np.float32)
+        quants.matmul_q8(GGMLType[name], W, xq, out)
+        expected = mul_mat(int(GGMLType[name]), W, x)
+        assert np.array_equal(out.view(np.uint32), expected.view(np.uint32)), n
+        if t == 1 and n == 37:
+            ggml = np.array([vec_dot(name, W[j], xq[0], k) for j in range(n)], np.float32)
+            assert np.array_equal(out[0].view(np.uint32), ggml.view(np.uint32))
 
 
 def activation_steps(x: np.ndarray, fmt: GGMLType) -> np.ndarray:

@@ -4,6 +4,8 @@ Kernels take byte arrays (``uint8``) exactly as they lie in a GGUF file and read
 block fields themselves, so that nothing is copied or converted before a product.
 The helpers here are the few things plain numba cannot say directly:
 
+    fma32(a, b, c)     a * b + c in float32 with one rounding (LLVM ``llvm.fma``), as
+                       ggml's kernels do with _mm256_fmadd_ps
     f16_to_f32(bits)   IEEE half -> float32 (LLVM ``fpext half``: one vcvtph2ps on x86)
     f32_to_f16(x)      float32 -> IEEE half bits, round to nearest even (``fptrunc``)
     bits_to_f32(u)     uint32 bits -> float32 (a bfloat16 is the top half of these bits)
@@ -32,6 +34,19 @@ from llvmlite import ir
 from numba import njit
 from numba.core import types
 from numba.extending import intrinsic
+
+
+@intrinsic
+def fma32(typingctx, a, b, c):
+    """float32 a * b + c rounded once (a fused multiply-add on any CPU: LLVM falls back
+    to libm's fmaf where there is no FMA instruction)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fma = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32] * 3))
+        return builder.call(fma, args)
+    return sig, codegen
 
 
 @intrinsic
@@ -96,6 +111,36 @@ def round_away(x):
     """C roundf(x) for a float32 x: exact in float64, where x + 0.5 cannot round."""
     v = np.float64(x)
     return math.floor(v + 0.5) if v >= 0 else -math.floor(-v + 0.5)
+
+
+@njit(inline="always")
+def hsum8(a):
+    """The float32 sum of a[0..7] as ggml's hsum_float_8 pairs them (arch/x86/quants.c):
+    the two halves added, then pairs, then the last two."""
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+
+
+# The float orders of llama.cpp's CPU kernels (kernels/ggml_order.c explains each and says
+# which one ggml takes when; order() picks it as llama.cpp's AVX-512 x86 build does)
+VEC_DOT, TINYBLAS, GEMV, GEMM, TILED = range(5)
+_REPACKED = (2, 20, 12, 10)            # Q4_0, IQ4_NL, Q4_K, Q2_K: interleaved at load
+_K_QUANTS = (10, 11, 12, 13, 14)       # Q2_K .. Q6_K
+_Q0_TYPES = (2, 6, 8, 20)              # Q4_0, Q5_0, Q8_0, IQ4_NL: tinyBLAS for prompts
+
+
+@njit(inline="always")
+def order(kind, n_rows, n_act, t):
+    """The order of activation row t of a product of n_act rows with a matrix of n_rows
+    rows of ggml type `kind`: repacked matrices (rows % 8 == 0) take rows 4 at a time
+    (GEMM) and the last n_act % 4 alone (GEMV); other K-quants the tiled matmul from 8
+    rows; other Q4_0 Q5_0 Q8_0 IQ4_NL tinyBLAS from 2; everything else vec_dot."""
+    if kind in _REPACKED and n_rows % 8 == 0:
+        return GEMM if t < n_act - n_act % 4 else GEMV
+    if kind in _K_QUANTS and n_act >= 8:
+        return TILED
+    if kind in _Q0_TYPES and n_act >= 2:
+        return TINYBLAS
+    return VEC_DOT
 
 
 # Rows of the weight matrix handled by one parallel work item in the products: enough

@@ -4,20 +4,16 @@ Reference and layouts: ``k.py``.  Per type, in the same order:
 
     dequant_<type>(W, rows, out)   out[i] = row rows[i] of W decoded, float for float
                                    identical to the reference (same float32 operations)
-    dot_<type>(w, x, xd, bs)       weight row w (bytes) times one Q8_K activation row
-                                   (x: qs widened to int16, xd: d, bs: bsums), float32
+    ints_<type>(w, b, x, bs, ...)  super-block b of weight row w (bytes) times one Q8_K
+                                   activation row (x: qs widened to int16, bs: bsums):
+                                   the exact integer products in ggml's lanes
 
 ``matmul_q8_K`` runs out[t, n] = W[n] . X[t] from activations in ggml's block_q8_K
-layout.  Per super-block, as ggml_vec_dot_<type>_q8_K:
-
-    isum  = sum_j sc_j * sum_{i in j} q_i * q8_i       exact, int32
-    summs = sum_j m_j * bsums_j                        (affine types only)
-    sumf += (d_w * d_x) * isum - (dmin_w * d_x) * summs
-
-with float32 accumulation over super-blocks in order (ggml's C fallback keeps eight float
-lanes instead, and its SIMD kernels use FMA, so llama.cpp agrees to rounding only).  The
-bias of the symmetric types is taken out of the inner loop with the bsums:
-sum_i (L_i - 32) q8_i = sum_i L_i q8_i - 32 * bsum (Q6_K; Q3_K likewise with 4).
+layout, with the float32 bits of llama.cpp's CPU backend: per super-block the exact
+integer products, kept in the 8 lanes of ggml's AVX2 kernels (``ints_<type>``), then
+combined in the order of the kernel llama.cpp runs for that product (``dot_row``: the
+vec_dot's lanes, repack.cpp's gemv/gemm chains or the tiled matmul's; the C kernels and
+kernels/ggml_order.c say more).
 """
 from __future__ import annotations
 
@@ -25,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..format.constants import GGMLType
-from .jit import ROWS_PER_TASK, f16
+from .jit import GEMM, GEMV, ROWS_PER_TASK, TILED, f16, fma32, hsum8, order
 
 Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = (int(GGMLType.Q2_K), int(GGMLType.Q3_K), int(GGMLType.Q4_K),
                                 int(GGMLType.Q5_K), int(GGMLType.Q6_K))
@@ -46,15 +42,6 @@ def scale_q3_K(w, s, g):
     low = np.int32(w[s + g] & 0xF) if g < 8 else np.int32(w[s + g - 8] >> 4)
     high = np.int32(w[s + 8 + g % 4] >> (2 * (g // 4))) & 3
     return np.int32((low | (high << 4)) - 32)
-
-
-@njit(inline="always")
-def bias8(bs, g, a0, b0, a1, b1, a2, b2, a3, b3):
-    """sum of scale * bsum over the 8 sub-blocks g..g+7 of a 128-weight half, in the order
-    (k, first/second 16) that the scales a_k, b_k are named in the dot products."""
-    return np.int32(np.int32(a0) * bs[g] + np.int32(b0) * bs[g + 1] + np.int32(a1) * bs[g + 2]
-                    + np.int32(b1) * bs[g + 3] + np.int32(a2) * bs[g + 4] + np.int32(b2) * bs[g + 5]
-                    + np.int32(a3) * bs[g + 6] + np.int32(b3) * bs[g + 7])
 
 
 # ---------------------------------------------------------------------- dequantization
@@ -155,190 +142,256 @@ def dequant_q6_K(W, rows, out):
                         out[i, 256 * b + 128 * h + 32 * k + l] = (dla if l < 16 else dlb) * q
 
 
-# ---------------------------------------------------------------------- row dot products
-# x: one activation row, qs widened to int16; xd: its d per super-block; bs: its bsums.
+# ---------------------------------------------------------------------- block integers
+# ints_<type>(w, b, x, bs, pos, mins, parts): super-block b of weight row w (bytes) times
+# one Q8_K activation row (x: qs widened to int16, bs: bsums), the exact integer products:
+#   pos[l]    the scaled products of position l (0..31) of the 8 slices of 32 weights,
+#             summed over the slices -- folded 4 by 4 into the 8 int32 lanes ggml's AVX2
+#             vec_dot holds (lanes()); accumulating by position keeps LLVM's vectorizer
+#             at work, as a per-lane accumulation would not
+#   parts[c]  the same products summed by 64 weights (the gemm steps of Q4_K and Q2_K)
+#   mins[l]   the min term in ggml's lanes: Q2_K m_2l bsum_2l + m_2l+1 bsum_2l+1 (l < 8);
+#             Q4_K, Q5_K m_2p bsum32_2p + m_2p+1 bsum32_2p+1 (p < 4; bsum32: two bsums)
+# The quants' bias (Q3_K 4, Q6_K 32) leaves each lane as ggml takes it out: Q3_K per
+# weight, Q6_K through the bsums (lane l: 32 (S_2l bsum_2l + S_2l+1 bsum_2l+1), in pos).
 
 @njit(inline="always")
-def dot_q2_K(w, x, xd, bs):
-    sumf = np.float32(0)
-    for b in range(xd.size):
-        o = 84 * b
-        summs = np.int32(0)
-        for g in range(16):
-            summs = np.int32(summs + np.int32(bs[16 * b + g]) * np.int32(w[o + g] >> 4))
-        acc = np.int32(0)
-        for h in range(2):
-            # sub-block scales of this 128-weight half: sc_k_first (l < 16), sc_k_second
-            s = o + 8 * h
-            a0, b0 = np.int16(w[s] & 15), np.int16(w[s + 1] & 15)
-            a1, b1 = np.int16(w[s + 2] & 15), np.int16(w[s + 3] & 15)
-            a2, b2 = np.int16(w[s + 4] & 15), np.int16(w[s + 5] & 15)
-            a3, b3 = np.int16(w[s + 6] & 15), np.int16(w[s + 7] & 15)
-            xo = 256 * b + 128 * h
-            for l in range(32):
-                first = l < 16
-                q = w[o + 16 + 32 * h + l]
-                acc = np.int32(acc + np.int32(np.int16((q & 3) * (a0 if first else b0))) * np.int32(x[xo + l])
-                               + np.int32(np.int16(((q >> 2) & 3) * (a1 if first else b1))) * np.int32(x[xo + 32 + l])
-                               + np.int32(np.int16(((q >> 4) & 3) * (a2 if first else b2))) * np.int32(x[xo + 64 + l])
-                               + np.int32(np.int16((q >> 6) * (a3 if first else b3))) * np.int32(x[xo + 96 + l]))
-        sumf += (f16(w, o + 80) * xd[b]) * np.float32(acc) - (f16(w, o + 82) * xd[b]) * np.float32(summs)
-    return sumf
+def ints_q2_K(w, b, x, bs, pos, mins, parts):
+    o = 84 * b
+    # scales of the 8 planes (h, k): a for weights l < 16, b for l >= 16
+    a00, b00 = np.int16(w[o] & 15), np.int16(w[o + 1] & 15)
+    a01, b01 = np.int16(w[o + 2] & 15), np.int16(w[o + 3] & 15)
+    a02, b02 = np.int16(w[o + 4] & 15), np.int16(w[o + 5] & 15)
+    a03, b03 = np.int16(w[o + 6] & 15), np.int16(w[o + 7] & 15)
+    a10, b10 = np.int16(w[o + 8] & 15), np.int16(w[o + 9] & 15)
+    a11, b11 = np.int16(w[o + 10] & 15), np.int16(w[o + 11] & 15)
+    a12, b12 = np.int16(w[o + 12] & 15), np.int16(w[o + 13] & 15)
+    a13, b13 = np.int16(w[o + 14] & 15), np.int16(w[o + 15] & 15)
+    p0 = p1 = p2 = p3 = np.int32(0)
+    xo = 256 * b
+    for l in range(32):                        # weight l of each of the 8 planes
+        first = l < 16
+        q0 = w[o + 16 + l]
+        q1 = w[o + 48 + l]
+        v0 = np.int32(np.int32(np.int16((q0 & 3) * (a00 if first else b00))) * np.int32(x[xo + l])
+                      + np.int32(np.int16(((q0 >> 2) & 3) * (a01 if first else b01))) * np.int32(x[xo + 32 + l]))
+        v1 = np.int32(np.int32(np.int16(((q0 >> 4) & 3) * (a02 if first else b02))) * np.int32(x[xo + 64 + l])
+                      + np.int32(np.int16((q0 >> 6) * (a03 if first else b03))) * np.int32(x[xo + 96 + l]))
+        v2 = np.int32(np.int32(np.int16((q1 & 3) * (a10 if first else b10))) * np.int32(x[xo + 128 + l])
+                      + np.int32(np.int16(((q1 >> 2) & 3) * (a11 if first else b11))) * np.int32(x[xo + 160 + l]))
+        v3 = np.int32(np.int32(np.int16(((q1 >> 4) & 3) * (a12 if first else b12))) * np.int32(x[xo + 192 + l])
+                      + np.int32(np.int16((q1 >> 6) * (a13 if first else b13))) * np.int32(x[xo + 224 + l]))
+        pos[l] = np.int32(pos[l] + v0 + v1 + v2 + v3)
+        p0, p1, p2, p3 = np.int32(p0 + v0), np.int32(p1 + v1), np.int32(p2 + v2), np.int32(p3 + v3)
+    parts[0], parts[1], parts[2], parts[3] = p0, p1, p2, p3
+    for l in range(8):
+        mins[l] = (np.int32(w[o + 2 * l] >> 4) * np.int32(bs[16 * b + 2 * l])
+                   + np.int32(w[o + 2 * l + 1] >> 4) * np.int32(bs[16 * b + 2 * l + 1]))
 
 
 @njit(inline="always")
 def q3_term(low, high, scale, xv):
-    """(low + 4 * high) * scale * xv as two 16-bit products.  One product of the 3-bit
-    value would do; two keep the loop body large enough that LLVM vectorizes the loop
-    in 32-bit lanes instead of unrolling it into 64-bit ones (1.2-1.5x faster)."""
+    """(low + 4 * high - 4) * scale * xv as two 16-bit products.  One product of the
+    3-bit value would do; two keep the loop body large enough that LLVM vectorizes the
+    loop in 32-bit lanes instead of unrolling it into 64-bit ones (1.2-1.5x faster)."""
     v = np.int32(xv)
-    return np.int32(np.int32(np.int16(low * scale)) * v + np.int32(np.int16(high * 4 * scale)) * v)
+    return np.int32(np.int32(np.int16(low * scale)) * v + np.int32(np.int16((high * 4 - 4) * scale)) * v)
 
 
 @njit(inline="always")
-def dot_q3_K(w, x, xd, bs):
-    sumf = np.float32(0)
-    for b in range(xd.size):
-        o = 110 * b
-        s = o + 96
-        # scales S_g, g = 8h + 2k + (l >= 16): a_hk for weights l < 16, b_hk for l >= 16
-        a00, b00 = np.int16(scale_q3_K(w, s, 0)), np.int16(scale_q3_K(w, s, 1))
-        a01, b01 = np.int16(scale_q3_K(w, s, 2)), np.int16(scale_q3_K(w, s, 3))
-        a02, b02 = np.int16(scale_q3_K(w, s, 4)), np.int16(scale_q3_K(w, s, 5))
-        a03, b03 = np.int16(scale_q3_K(w, s, 6)), np.int16(scale_q3_K(w, s, 7))
-        a10, b10 = np.int16(scale_q3_K(w, s, 8)), np.int16(scale_q3_K(w, s, 9))
-        a11, b11 = np.int16(scale_q3_K(w, s, 10)), np.int16(scale_q3_K(w, s, 11))
-        a12, b12 = np.int16(scale_q3_K(w, s, 12)), np.int16(scale_q3_K(w, s, 13))
-        a13, b13 = np.int16(scale_q3_K(w, s, 14)), np.int16(scale_q3_K(w, s, 15))
-        # q = L - 4 with L = low2 | high << 2 in 0..7: the -4 goes through the bsums
-        acc = np.int32(-4 * (bias8(bs, 16 * b, a00, b00, a01, b01, a02, b02, a03, b03)
-                             + bias8(bs, 16 * b + 8, a10, b10, a11, b11, a12, b12, a13, b13)))
-        xo = 256 * b
-        for l in range(32):                    # weight l of each of the 8 planes (h, k)
-            first = l < 16
-            q0 = w[o + 32 + l]                 # low 2 bits, h = 0: plane k at bits 2k
-            q1 = w[o + 64 + l]                 # low 2 bits, h = 1
-            m = w[o + l]                       # high bits: plane (h, k) at bit 4h + k
-            acc = np.int32(
-                acc
-                + q3_term(q0 & 3, m & 1, a00 if first else b00, x[xo + l])
-                + q3_term((q0 >> 2) & 3, (m >> 1) & 1, a01 if first else b01, x[xo + 32 + l])
-                + q3_term((q0 >> 4) & 3, (m >> 2) & 1, a02 if first else b02, x[xo + 64 + l])
-                + q3_term(q0 >> 6, (m >> 3) & 1, a03 if first else b03, x[xo + 96 + l])
-                + q3_term(q1 & 3, (m >> 4) & 1, a10 if first else b10, x[xo + 128 + l])
-                + q3_term((q1 >> 2) & 3, (m >> 5) & 1, a11 if first else b11, x[xo + 160 + l])
-                + q3_term((q1 >> 4) & 3, (m >> 6) & 1, a12 if first else b12, x[xo + 192 + l])
-                + q3_term(q1 >> 6, m >> 7, a13 if first else b13, x[xo + 224 + l]))
-        sumf += (f16(w, o + 108) * xd[b]) * np.float32(acc)
-    return sumf
+def ints_q3_K(w, b, x, bs, pos, mins, parts):
+    o = 110 * b
+    s = o + 96
+    # scales S_g, g = 8h + 2k + (l >= 16): a_hk for weights l < 16, b_hk for l >= 16
+    a00, b00 = np.int16(scale_q3_K(w, s, 0)), np.int16(scale_q3_K(w, s, 1))
+    a01, b01 = np.int16(scale_q3_K(w, s, 2)), np.int16(scale_q3_K(w, s, 3))
+    a02, b02 = np.int16(scale_q3_K(w, s, 4)), np.int16(scale_q3_K(w, s, 5))
+    a03, b03 = np.int16(scale_q3_K(w, s, 6)), np.int16(scale_q3_K(w, s, 7))
+    a10, b10 = np.int16(scale_q3_K(w, s, 8)), np.int16(scale_q3_K(w, s, 9))
+    a11, b11 = np.int16(scale_q3_K(w, s, 10)), np.int16(scale_q3_K(w, s, 11))
+    a12, b12 = np.int16(scale_q3_K(w, s, 12)), np.int16(scale_q3_K(w, s, 13))
+    a13, b13 = np.int16(scale_q3_K(w, s, 14)), np.int16(scale_q3_K(w, s, 15))
+    xo = 256 * b
+    for l in range(32):                        # weight l of each of the 8 planes (h, k)
+        first = l < 16
+        q0 = w[o + 32 + l]                     # low 2 bits, h = 0: plane k at bits 2k
+        q1 = w[o + 64 + l]                     # low 2 bits, h = 1
+        m = w[o + l]                           # high bits: plane (h, k) at bit 4h + k
+        pos[l] = np.int32(
+            pos[l]
+            + q3_term(q0 & 3, m & 1, a00 if first else b00, x[xo + l])
+            + q3_term((q0 >> 2) & 3, (m >> 1) & 1, a01 if first else b01, x[xo + 32 + l])
+            + q3_term((q0 >> 4) & 3, (m >> 2) & 1, a02 if first else b02, x[xo + 64 + l])
+            + q3_term(q0 >> 6, (m >> 3) & 1, a03 if first else b03, x[xo + 96 + l])
+            + q3_term(q1 & 3, (m >> 4) & 1, a10 if first else b10, x[xo + 128 + l])
+            + q3_term((q1 >> 2) & 3, (m >> 5) & 1, a11 if first else b11, x[xo + 160 + l])
+            + q3_term((q1 >> 4) & 3, (m >> 6) & 1, a12 if first else b12, x[xo + 192 + l])
+            + q3_term(q1 >> 6, m >> 7, a13 if first else b13, x[xo + 224 + l]))
 
 
 @njit(inline="always")
-def dot_q4_K(w, x, xd, bs):
-    sumf = np.float32(0)
-    for b in range(xd.size):
-        o = 144 * b
-        isum = np.int32(0)
-        summs = np.int32(0)
-        for c in range(4):
-            s0 = np.int32(0)
-            s1 = np.int32(0)
-            for l in range(32):
-                a = w[o + 16 + 32 * c + l]
-                s0 = np.int32(s0 + np.int32(np.int16(a & 15) * x[256 * b + 64 * c + l]))
-                s1 = np.int32(s1 + np.int32(np.int16(a >> 4) * x[256 * b + 64 * c + 32 + l]))
-            sc0, m0 = scale_min_k4(w, o + 4, 2 * c)
-            sc1, m1 = scale_min_k4(w, o + 4, 2 * c + 1)
-            isum = np.int32(isum + sc0 * s0 + sc1 * s1)
-            summs = np.int32(summs + m0 * np.int32(bs[16 * b + 4 * c] + bs[16 * b + 4 * c + 1])
-                             + m1 * np.int32(bs[16 * b + 4 * c + 2] + bs[16 * b + 4 * c + 3]))
-        sumf += (f16(w, o) * xd[b]) * np.float32(isum) - (f16(w, o + 2) * xd[b]) * np.float32(summs)
-    return sumf
+def k4_mins(w, s, bs, b, mins):
+    for p in range(4):
+        _, m0 = scale_min_k4(w, s, 2 * p)
+        _, m1 = scale_min_k4(w, s, 2 * p + 1)
+        mins[p] = (m0 * np.int32(bs[16 * b + 4 * p] + bs[16 * b + 4 * p + 1])
+                   + m1 * np.int32(bs[16 * b + 4 * p + 2] + bs[16 * b + 4 * p + 3]))
 
 
 @njit(inline="always")
-def dot_q5_K(w, x, xd, bs):
-    sumf = np.float32(0)
-    for b in range(xd.size):
-        o = 176 * b
-        isum = np.int32(0)
-        summs = np.int32(0)
-        for c in range(4):
-            s0 = np.int32(0)
-            s1 = np.int32(0)
-            for l in range(32):
-                a = w[o + 48 + 32 * c + l]
-                h = w[o + 16 + l]
-                q0 = (a & 15) | (((h >> (2 * c)) & 1) << 4)
-                q1 = (a >> 4) | (((h >> (2 * c + 1)) & 1) << 4)
-                s0 = np.int32(s0 + np.int32(np.int16(q0) * x[256 * b + 64 * c + l]))
-                s1 = np.int32(s1 + np.int32(np.int16(q1) * x[256 * b + 64 * c + 32 + l]))
-            sc0, m0 = scale_min_k4(w, o + 4, 2 * c)
-            sc1, m1 = scale_min_k4(w, o + 4, 2 * c + 1)
-            isum = np.int32(isum + sc0 * s0 + sc1 * s1)
-            summs = np.int32(summs + m0 * np.int32(bs[16 * b + 4 * c] + bs[16 * b + 4 * c + 1])
-                             + m1 * np.int32(bs[16 * b + 4 * c + 2] + bs[16 * b + 4 * c + 3]))
-        sumf += (f16(w, o) * xd[b]) * np.float32(isum) - (f16(w, o + 2) * xd[b]) * np.float32(summs)
-    return sumf
+def ints_q4_K(w, b, x, bs, pos, mins, parts):
+    o = 144 * b
+    for c in range(4):
+        sc0, _ = scale_min_k4(w, o + 4, 2 * c)
+        sc1, _ = scale_min_k4(w, o + 4, 2 * c + 1)
+        part = np.int32(0)
+        for l in range(32):
+            a = w[o + 16 + 32 * c + l]
+            v = np.int32(sc0 * np.int32(np.int16(a & 15) * x[256 * b + 64 * c + l])
+                         + sc1 * np.int32(np.int16(a >> 4) * x[256 * b + 64 * c + 32 + l]))
+            pos[l] = np.int32(pos[l] + v)
+            part = np.int32(part + v)
+        parts[c] = part
+    k4_mins(w, o + 4, bs, b, mins)
 
 
 @njit(inline="always")
-def dot_q6_K(w, x, xd, bs):
-    sumf = np.float32(0)
-    for b in range(xd.size):
-        o = 210 * b
-        s = o + 192
-        # int8 scales of sub-block g = 8h + 2k + (l >= 16): a_hk for l < 16, b_hk for l >= 16
-        a00, b00 = np.int16(np.int8(w[s])), np.int16(np.int8(w[s + 1]))
-        a01, b01 = np.int16(np.int8(w[s + 2])), np.int16(np.int8(w[s + 3]))
-        a02, b02 = np.int16(np.int8(w[s + 4])), np.int16(np.int8(w[s + 5]))
-        a03, b03 = np.int16(np.int8(w[s + 6])), np.int16(np.int8(w[s + 7]))
-        a10, b10 = np.int16(np.int8(w[s + 8])), np.int16(np.int8(w[s + 9]))
-        a11, b11 = np.int16(np.int8(w[s + 10])), np.int16(np.int8(w[s + 11]))
-        a12, b12 = np.int16(np.int8(w[s + 12])), np.int16(np.int8(w[s + 13]))
-        a13, b13 = np.int16(np.int8(w[s + 14])), np.int16(np.int8(w[s + 15]))
-        # q = L - 32 with L = low4 | high2 << 4 in 0..63: the -32 goes through the bsums
-        acc = np.int32(-32 * (bias8(bs, 16 * b, a00, b00, a01, b01, a02, b02, a03, b03)
-                              + bias8(bs, 16 * b + 8, a10, b10, a11, b11, a12, b12, a13, b13)))
-        xo = 256 * b
-        for l in range(32):                    # weight l of each of the 8 planes (h, k)
-            first = l < 16
-            l0 = w[o + l]                      # h = 0: k = 0 (low nibble), k = 2 (high)
-            l1 = w[o + 32 + l]                 # h = 0: k = 1, k = 3
-            h0 = w[o + 128 + l]                # h = 0: high 2 bits of k at bits 2k
-            l2 = w[o + 64 + l]                 # h = 1, likewise
-            l3 = w[o + 96 + l]
-            h1 = w[o + 160 + l]
-            acc = np.int32(
-                acc
-                + np.int32(np.int16(((l0 & 15) | ((h0 & 3) << 4)) * (a00 if first else b00))) * np.int32(x[xo + l])
-                + np.int32(np.int16(((l1 & 15) | ((h0 & 12) << 2)) * (a01 if first else b01))) * np.int32(x[xo + 32 + l])
-                + np.int32(np.int16(((l0 >> 4) | (h0 & 48)) * (a02 if first else b02))) * np.int32(x[xo + 64 + l])
-                + np.int32(np.int16(((l1 >> 4) | ((h0 >> 2) & 48)) * (a03 if first else b03))) * np.int32(x[xo + 96 + l])
-                + np.int32(np.int16(((l2 & 15) | ((h1 & 3) << 4)) * (a10 if first else b10))) * np.int32(x[xo + 128 + l])
-                + np.int32(np.int16(((l3 & 15) | ((h1 & 12) << 2)) * (a11 if first else b11))) * np.int32(x[xo + 160 + l])
-                + np.int32(np.int16(((l2 >> 4) | (h1 & 48)) * (a12 if first else b12))) * np.int32(x[xo + 192 + l])
-                + np.int32(np.int16(((l3 >> 4) | ((h1 >> 2) & 48)) * (a13 if first else b13))) * np.int32(x[xo + 224 + l]))
-        sumf += (f16(w, o + 208) * xd[b]) * np.float32(acc)
-    return sumf
+def ints_q5_K(w, b, x, bs, pos, mins, parts):
+    o = 176 * b
+    for c in range(4):
+        sc0, _ = scale_min_k4(w, o + 4, 2 * c)
+        sc1, _ = scale_min_k4(w, o + 4, 2 * c + 1)
+        for l in range(32):
+            a = w[o + 48 + 32 * c + l]
+            h = w[o + 16 + l]
+            q0 = (a & 15) | (((h >> (2 * c)) & 1) << 4)
+            q1 = (a >> 4) | (((h >> (2 * c + 1)) & 1) << 4)
+            pos[l] = np.int32(pos[l] + sc0 * np.int32(np.int16(q0) * x[256 * b + 64 * c + l])
+                              + sc1 * np.int32(np.int16(q1) * x[256 * b + 64 * c + 32 + l]))
+    k4_mins(w, o + 4, bs, b, mins)
 
 
 @njit(inline="always")
-def dot_row(kind, w, x, xd, bs):
+def ints_q6_K(w, b, x, bs, pos, mins, parts):
+    o = 210 * b
+    s = o + 192
+    # int8 scales of sub-block g = 8h + 2k + (l >= 16): a_hk for l < 16, b_hk for l >= 16
+    a00, b00 = np.int16(np.int8(w[s])), np.int16(np.int8(w[s + 1]))
+    a01, b01 = np.int16(np.int8(w[s + 2])), np.int16(np.int8(w[s + 3]))
+    a02, b02 = np.int16(np.int8(w[s + 4])), np.int16(np.int8(w[s + 5]))
+    a03, b03 = np.int16(np.int8(w[s + 6])), np.int16(np.int8(w[s + 7]))
+    a10, b10 = np.int16(np.int8(w[s + 8])), np.int16(np.int8(w[s + 9]))
+    a11, b11 = np.int16(np.int8(w[s + 10])), np.int16(np.int8(w[s + 11]))
+    a12, b12 = np.int16(np.int8(w[s + 12])), np.int16(np.int8(w[s + 13]))
+    a13, b13 = np.int16(np.int8(w[s + 14])), np.int16(np.int8(w[s + 15]))
+    xo = 256 * b
+    for l in range(32):                        # weight l of each of the 8 planes (h, k)
+        first = l < 16
+        l0 = w[o + l]                          # h = 0: k = 0 (low nibble), k = 2 (high)
+        l1 = w[o + 32 + l]                     # h = 0: k = 1, k = 3
+        h0 = w[o + 128 + l]                    # h = 0: high 2 bits of k at bits 2k
+        l2 = w[o + 64 + l]                     # h = 1, likewise
+        l3 = w[o + 96 + l]
+        h1 = w[o + 160 + l]
+        pos[l] = np.int32(
+            pos[l]
+            + np.int32(np.int16(((l0 & 15) | ((h0 & 3) << 4)) * (a00 if first else b00))) * np.int32(x[xo + l])
+            + np.int32(np.int16(((l1 & 15) | ((h0 & 12) << 2)) * (a01 if first else b01))) * np.int32(x[xo + 32 + l])
+            + np.int32(np.int16(((l0 >> 4) | (h0 & 48)) * (a02 if first else b02))) * np.int32(x[xo + 64 + l])
+            + np.int32(np.int16(((l1 >> 4) | ((h0 >> 2) & 48)) * (a03 if first else b03))) * np.int32(x[xo + 96 + l])
+            + np.int32(np.int16(((l2 & 15) | ((h1 & 3) << 4)) * (a10 if first else b10))) * np.int32(x[xo + 128 + l])
+            + np.int32(np.int16(((l3 & 15) | ((h1 & 12) << 2)) * (a11 if first else b11))) * np.int32(x[xo + 160 + l])
+            + np.int32(np.int16(((l2 >> 4) | (h1 & 48)) * (a12 if first else b12))) * np.int32(x[xo + 192 + l])
+            + np.int32(np.int16(((l3 >> 4) | ((h1 >> 2) & 48)) * (a13 if first else b13))) * np.int32(x[xo + 224 + l]))
+    for l in range(8):          # the bias: lane l gets -32 (S_2l bsum_2l + S_2l+1 bsum_2l+1)
+        pos[4 * l] -= 32 * (np.int32(np.int8(w[s + 2 * l])) * np.int32(bs[16 * b + 2 * l])
+                            + np.int32(np.int8(w[s + 2 * l + 1])) * np.int32(bs[16 * b + 2 * l + 1]))
+
+
+@njit(inline="always")
+def block_ints(kind, w, b, x, bs, pos, mins, parts):
+    pos[:] = 0
+    mins[:] = 0
     if kind == Q4_K:
-        return dot_q4_K(w, x, xd, bs)
-    if kind == Q6_K:
-        return dot_q6_K(w, x, xd, bs)
-    if kind == Q3_K:
-        return dot_q3_K(w, x, xd, bs)
-    if kind == Q5_K:
-        return dot_q5_K(w, x, xd, bs)
-    return dot_q2_K(w, x, xd, bs)
+        ints_q4_K(w, b, x, bs, pos, mins, parts)
+    elif kind == Q6_K:
+        ints_q6_K(w, b, x, bs, pos, mins, parts)
+    elif kind == Q3_K:
+        ints_q3_K(w, b, x, bs, pos, mins, parts)
+    elif kind == Q5_K:
+        ints_q5_K(w, b, x, bs, pos, mins, parts)
+    else:
+        ints_q2_K(w, b, x, bs, pos, mins, parts)
+
+
+@njit(inline="always")
+def lanes(pos, out):
+    """out[l] = pos[4l] + .. + pos[4l + 3]: the 8 lanes of ggml's registers"""
+    for l in range(8):
+        out[l] = np.int32(pos[4 * l] + pos[4 * l + 1] + pos[4 * l + 2] + pos[4 * l + 3])
+
+
+# ---------------------------------------------------------------------- the float orders
+
+@njit(inline="always")
+def dot_row(kind, how, w, x, xd, bs, pos, lane, mins, parts, acc):
+    """Weight row w times one activation row (x: qs as int16, xd: d per super-block, bs:
+    bsums) in the float order `how` (jit.py; kernels/ggml_order.c draws each).  Scratch:
+    pos int32 (32), lane, mins, parts int32 (8), acc float32 (12)."""
+    size = 84 if kind == Q2_K else 110 if kind == Q3_K else 144 if kind == Q4_K else 176 if kind == Q5_K else 210
+    d_off = 80 if kind == Q2_K else 108 if kind == Q3_K else 208 if kind == Q6_K else 0
+    with_min = kind == Q2_K or kind == Q4_K or kind == Q5_K
+    acc[:] = 0
+    chain = chain_min = extra = np.float32(0)
+    for b in range(xd.size):
+        block_ints(kind, w, b, x, bs, pos, mins, parts)
+        lanes(pos, lane)
+        dx = f16(w, size * b + d_off)
+        dmin = f16(w, size * b + d_off + 2) if with_min else np.float32(0)
+        dy = xd[b]
+        if how == GEMV or how == GEMM:                  # repack.cpp: a chain by steps
+            steps = 1 if how == GEMV else 4 if kind == Q4_K else 2
+            for s in range(steps):
+                if steps == 1:
+                    isum, imin = np.int32(lane.sum()), np.int32(mins.sum())
+                elif steps == 4:                        # 64 weights: sub-blocks 2s, 2s + 1
+                    isum, imin = parts[s], mins[s]
+                else:                                   # 128 weights: groups 8s .. 8s + 7
+                    isum = np.int32(parts[2 * s] + parts[2 * s + 1])
+                    imin = np.int32(mins[4 * s] + mins[4 * s + 1] + mins[4 * s + 2] + mins[4 * s + 3])
+                chain = fma32(np.float32(isum), dx * dy, chain)
+                if with_min:
+                    chain_min = fma32(np.float32(imin), dmin * dy, chain_min)
+        elif how == TILED:                              # the tiled microtile
+            r = np.float32(np.int32(lane.sum())) * dx
+            if with_min:
+                r = fma32(-dmin, np.float32(np.int32(mins.sum())), r)
+            chain = fma32(r, dy, chain)
+        else:                                           # vec_dot: 8 float lanes
+            d, nd = dy * dx, -dy * dmin
+            if kind == Q2_K:                            # its mins first, in the same lanes
+                for l in range(8):
+                    acc[l] = fma32(nd, np.float32(mins[l]), acc[l])
+            for l in range(8):
+                acc[l] = fma32(d, np.float32(lane[l]), acc[l])
+            if kind == Q4_K:                            # 4 lanes of their own
+                for p in range(4):
+                    acc[8 + p] = fma32(nd, np.float32(mins[p]), acc[8 + p])
+            elif kind == Q5_K:                          # one float
+                extra = fma32(nd, np.float32(np.int32(mins[0] + mins[1] + mins[2] + mins[3])), extra)
+    if how == GEMV or how == GEMM:
+        return chain - chain_min if with_min else chain
+    if how == TILED:
+        return chain
+    if kind == Q4_K:
+        extra = (acc[8] + acc[10]) + (acc[9] + acc[11])
+    return hsum8(acc) + extra
 
 
 @njit(parallel=True, cache=True)
 def matmul_q8_K(kind, W, xq_f32, xq_i8, xq_i16, out):
-    """out (T, N) = products of weight rows W (N, row_bytes) with block_q8_K rows.
+    """out (T, N) = products of weight rows W (N, row_bytes) with block_q8_K rows, each in
+    the order llama.cpp's CPU backend gives it (jit.order).
 
     xq_f32/xq_i8/xq_i16 are views of the same activation bytes (T, n_blocks * 292); they
     are unpacked once: qs widened to int16, d, and the bsums.
@@ -358,6 +411,12 @@ def matmul_q8_K(kind, W, xq_f32, xq_i8, xq_i16, out):
                 bs[t, 16 * b + g] = xq_i16[t, 146 * b + 130 + g]
     n_tasks = (N + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in prange(n_tasks):
+        pos = np.empty(32, np.int32)
+        lane = np.empty(8, np.int32)
+        mins = np.empty(8, np.int32)
+        parts = np.empty(8, np.int32)
+        acc = np.empty(12, np.float32)
         for t in range(T):
+            how = order(kind, N, T, t)
             for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):
-                out[t, n] = dot_row(kind, W[n], x16[t], xd[t], bs[t])
+                out[t, n] = dot_row(kind, how, W[n], x16[t], xd[t], bs[t], pos, lane, mins, parts, acc)
