@@ -15,9 +15,10 @@
  *         Q4_0 Q5_0 Q8_0 IQ4_NL -> Q8_0 (34 B per 32)
  *         Q4_1 Q5_1         -> Q8_1 (36 B per 32)
  *         F32 F16 BF16      -> F32  (the float rows themselves)
- *   - Products: out[t * ldo + n] = dot(W row n, activation row t), computed
- *     like ggml's vec_dot_<type>_<act_type>: integer dot per block, float
- *     sum across blocks.
+ *   - Products: out[t * ldo + n] = dot(W row n, activation row t), with the
+ *     float32 bits llama.cpp's x86 CPU backend gives it: exact integer dots per
+ *     block, then the float order of the kernel ggml runs for that type, row
+ *     count N and number of activation rows T (kernels/ggml_order.c).
  *   - Every function returns PYGGML_OK (0) or a negative PYGGML_ERR_* code;
  *     a failing call writes nothing.  Callers (cpu_c.py) validate shapes
  *     first; the codes are a second line of defence, never a substitute.
@@ -97,8 +98,9 @@ typedef struct {
 int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int64_t ldx,
                   void *act, int64_t n_act, int64_t k, int n_threads);
 
-/* The scalar reference of one dot product (the fast kernels are tested
- * against it): *out = vec_dot(w_row, act_row) over k elements. */
+/* The scalar reference of one dot product in the order of ggml's vec_dot
+ * (what a product of one token with a matrix not repacked computes):
+ * *out = vec_dot(w_row, act_row) over k elements. */
 int pyggml_vec_dot_ref(int w_type, const void *w_row, const void *act_row, int64_t k,
                        float *out);
 
