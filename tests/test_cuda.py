@@ -20,7 +20,7 @@ import gpu_check
 import numpy as np
 import pytest
 
-from pyggml.backends import cuda
+from pyggml.backends import cuda, native
 from pyggml.errors import BackendError
 from pyggml.format.constants import TYPE_TRAITS, GGMLType
 from pyggml.model import forward, numerics
@@ -33,7 +33,7 @@ HEADER = ROOT / "kernels" / cuda.HEADER_NAME
 
 
 def abi_functions() -> set[str]:
-    return set(re.findall(r"\b(pyggml_cuda_\w+)\s*\(", cuda._cdef(HEADER)))
+    return set(re.findall(r"\b(pyggml_cuda_\w+)\s*\(", native.read_cdef(HEADER)))
 
 
 def find_nvcc() -> str | None:
@@ -45,7 +45,7 @@ def find_nvcc() -> str | None:
 
 def test_header_cdef_is_plain_c_that_cffi_reads():
     import cffi
-    text = cuda._cdef(HEADER)
+    text = native.read_cdef(HEADER)
     assert "#" not in text and "cuda_runtime" not in text
     cffi.FFI().cdef(text)
     assert len(abi_functions()) >= 19
@@ -338,7 +338,7 @@ def numpy_cuda(monkeypatch):
     """Make pyggml.backends.cuda load the numpy stand-in (1 GiB of 'device memory')."""
     import cffi
     ffi = cffi.FFI()
-    ffi.cdef(cuda._cdef(HEADER))
+    ffi.cdef(native.read_cdef(HEADER))
     lib = NumpyCudaLib(ffi, 1 << 30)
     monkeypatch.setattr(cuda, "_state", {"ffi": ffi, "lib": lib, "path": Path("numpy stand-in")})
     return lib

@@ -28,7 +28,6 @@ of each kernel are held to the same oracles:
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import gguf
@@ -38,7 +37,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import pyggml
 from pyggml import quants
-from pyggml.backends import cpu_c
+from pyggml.backends import cpu_c, native
 from pyggml.errors import BackendError, UnsupportedTypeError, UsageError
 from pyggml.format.constants import TYPE_TRAITS, GGMLType as G
 from pyggml.model import numerics
@@ -81,7 +80,7 @@ def portable_lib(tmp_path_factory):
         assert _setup_module().build_kernels(tmp / "build", tmp / "lib"), "portable build failed"
     finally:
         mp.undo()
-    return tmp / "lib" / cpu_c.LIB_NAMES.get(sys.platform, "libpyggml_cpu.so")
+    return tmp / "lib" / native.library_file("pyggml_cpu")
 
 
 @pytest.fixture(params=["native", "portable"])

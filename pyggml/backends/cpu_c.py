@@ -28,7 +28,6 @@ library releases the GIL for the duration of each call (cffi does).
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -36,12 +35,10 @@ import numpy as np
 
 from ..errors import BackendError, UnsupportedTypeError, UsageError
 from ..format.constants import TYPE_TRAITS, GGMLType
+from . import native
 
 ABI_VERSION = 3
-LIB_NAMES = {"linux": "libpyggml_cpu.so", "darwin": "libpyggml_cpu.dylib", "win32": "pyggml_cpu.dll"}
 HEADER_NAME = "pyggml_cpu.h"
-PACKAGE_LIB_DIR = Path(__file__).resolve().parents[1] / "lib"       # pyggml/lib, filled by setup.py
-SOURCE_HEADER = Path(__file__).resolve().parents[2] / "kernels" / HEADER_NAME   # a source checkout
 
 STATUS_NAMES = {-1: "PYGGML_ERR_TYPE", -2: "PYGGML_ERR_SHAPE", -3: "PYGGML_ERR_ARG",
                 -4: "PYGGML_ERR_INDEX"}
@@ -58,21 +55,9 @@ _state: dict = {}       # "ffi", "lib", "features", "types"  or  "error"
 
 # ----------------------------------------------------------------------------- loading
 
-def _cdef(header: Path) -> str:
-    """The declarations between the cdef markers of pyggml_cpu.h (no preprocessor lines)."""
-    text = header.read_text()
-    try:
-        return text.split("/* cdef: begin */", 1)[1].split("/* cdef: end */", 1)[0]
-    except IndexError:
-        raise BackendError(f"{header}: no '/* cdef: begin */ ... /* cdef: end */' section") from None
-
-
-def _library_path() -> Path:
-    explicit = os.environ.get("PYGGML_CPU_LIB")
-    if explicit:
-        return Path(explicit)
-    name = LIB_NAMES.get(sys.platform, LIB_NAMES["linux"])
-    return PACKAGE_LIB_DIR / name
+def library_path() -> Path:
+    """$PYGGML_CPU_LIB, else pyggml/lib/libpyggml_cpu.so."""
+    return native.library_path("pyggml_cpu", "PYGGML_CPU_LIB")
 
 
 def _check_cpu(features: list[str], path: Path) -> None:
@@ -106,26 +91,10 @@ def load():
 
 
 def _load() -> None:
-    import cffi
-    path = _library_path()
-    if not path.exists():
-        raise BackendError(f"C kernels not built: no {path} (pip install -e . builds them with "
-                           f"CMake and a C compiler)")
-    header = path.parent / HEADER_NAME
-    if not header.exists():
-        header = SOURCE_HEADER
-    if not header.exists():
-        raise BackendError(f"no {HEADER_NAME} next to {path} or in {SOURCE_HEADER.parent}")
-    ffi = cffi.FFI()
-    ffi.cdef(_cdef(header))
-    try:
-        lib = ffi.dlopen(str(path))
-    except OSError as exc:
-        raise BackendError(f"cannot load {path}: {exc}") from None
-    version = lib.pyggml_cpu_abi_version()
-    if version != ABI_VERSION:
-        raise BackendError(f"{path} has ABI version {version}, pyggml needs {ABI_VERSION}: "
-                           f"rebuild it (pip install -e .)")
+    path = library_path()
+    ffi, lib = native.open_library(path, HEADER_NAME, "pyggml_cpu_abi_version", ABI_VERSION,
+                                   "the C kernels are not built (pip install -e . builds them "
+                                   "with CMake and a C compiler)")
     features = ffi.string(lib.pyggml_cpu_features()).decode().split()
     _check_cpu(features, path)
     types = {}
@@ -514,7 +483,7 @@ def softmax(scores: np.ndarray, n_kv: int | None = None,
     n_kv - n_kv % 16 entries, the C library's expf after them.  The default n_kv, n rounded
     up to a multiple of 16, is llama.cpp's case (its n_kv is a multiple of 256), and
     pyggml.model.numerics.softmax's."""
-    lib, ffi = load(), _state["ffi"]
+    lib = load()
     if not isinstance(scores, np.ndarray) or scores.dtype != np.float32 or scores.ndim < 1:
         raise UsageError("scores must be a float32 array of at least one dimension")
     n = scores.shape[-1]

@@ -25,22 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BackendError, UnsupportedTypeError, UsageError
 from ..format.constants import type_name
-from ..model.hparams import ROPE_NEOX, HParams
+from ..model.hparams import HParams
 from ..model.weights import LayerWeights, QMatrix
+from . import native
 
 ABI_VERSION = 1
-LIB_NAMES = {"linux": "libpyggml_cuda.so", "darwin": "libpyggml_cuda.dylib",
-             "win32": "pyggml_cuda.dll"}
 HEADER_NAME = "pyggml_cuda.h"
-PACKAGE_LIB_DIR = Path(__file__).resolve().parents[1] / "lib"       # pyggml/lib, filled by setup.py
-SOURCE_HEADER = Path(__file__).resolve().parents[2] / "kernels" / HEADER_NAME
 MIB = 1 << 20
 
 _state: dict = {}            # "ffi", "lib", "path"  or  "error"
@@ -68,22 +64,9 @@ class Traffic:
 
 # ----------------------------------------------------------------------------- the library
 
-def _cdef(header: Path) -> str:
-    """The declarations between the cdef markers of pyggml_cuda.h (no preprocessor lines)."""
-    text = header.read_text()
-    try:
-        return text.split("/* cdef: begin */", 1)[1].split("/* cdef: end */", 1)[0]
-    except IndexError:
-        raise BackendError(f"{header}: no '/* cdef: begin */ ... /* cdef: end */' section"
-                           ) from None
-
-
 def library_path() -> Path:
     """$PYGGML_CUDA_LIB, else pyggml/lib/libpyggml_cuda.so."""
-    explicit = os.environ.get("PYGGML_CUDA_LIB")
-    if explicit:
-        return Path(explicit)
-    return PACKAGE_LIB_DIR / LIB_NAMES.get(sys.platform, LIB_NAMES["linux"])
+    return native.library_path("pyggml_cuda", "PYGGML_CUDA_LIB")
 
 
 def load():
@@ -101,29 +84,10 @@ def load():
 
 
 def _load() -> None:
-    try:
-        import cffi
-    except ImportError:
-        raise BackendError("the CUDA backend needs the cffi package (pip install cffi)") from None
     path = library_path()
-    if not path.exists():
-        raise BackendError(f"the CUDA kernels are not built: no {path} (pip install -e . builds "
-                           f"libpyggml_cuda when CMake finds a CUDA toolkit, i.e. nvcc)")
-    header = path.parent / HEADER_NAME
-    if not header.exists():
-        header = SOURCE_HEADER
-    if not header.exists():
-        raise BackendError(f"no {HEADER_NAME} next to {path} or in {SOURCE_HEADER.parent}")
-    ffi = cffi.FFI()
-    ffi.cdef(_cdef(header))
-    try:
-        lib = ffi.dlopen(str(path))
-    except OSError as exc:
-        raise BackendError(f"cannot load {path}: {exc}") from None
-    version = lib.pyggml_cuda_abi_version()
-    if version != ABI_VERSION:
-        raise BackendError(f"{path} has ABI version {version}, pyggml needs {ABI_VERSION}: "
-                           f"rebuild it (pip install -e .)")
+    ffi, lib = native.open_library(path, HEADER_NAME, "pyggml_cuda_abi_version", ABI_VERSION,
+                                   "the CUDA kernels are not built (pip install -e . builds "
+                                   "libpyggml_cuda when CMake finds a CUDA toolkit, i.e. nvcc)")
     _state.update(ffi=ffi, lib=lib, path=path)
 
 
