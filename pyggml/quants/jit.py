@@ -14,6 +14,17 @@ The helpers here are the few things plain numba cannot say directly:
     nearest_int(x)     ggml's nearest_int: round half to even, as int32
     round_away(x)      C's roundf: halves away from zero (np.rint rounds them to even)
 
+Vectors: ``Vector(dtype, n)`` is an LLVM vector <n x dtype> as a numba value, and the
+functions in the "vectors" section below are the few instructions ggml's AVX2 kernels are
+written in (load, splat, lane-wise arithmetic, widen, vpmaddubsw, vpmaddwd, fma, ...).
+The kernels use them where LLVM's loop vectorizer does not find those instructions by
+itself from scalar loops -- which is most of the time: numba widens every integer to
+int64, cannot tell LLVM that an output array does not alias an input, and lets LLVM
+unroll small loops fully, after which the SLP pass rarely rebuilds vectors.  Written with
+vectors, each 32-weight step of a kernel is the handful of instructions ggml uses.  On a
+CPU with AVX2 the integer multiply-adds are ggml's own instructions (the LLVM x86
+intrinsics); elsewhere the same arithmetic is spelt out in generic LLVM IR.
+
 Compilation: every kernel is ``@njit(cache=True)``, compiled lazily on first use and
 then loaded from numba's on-disk cache.  ``announce_compile`` prints a one-line notice
 the first time a kernel has to be compiled on this machine, so that a pause of a few
@@ -26,14 +37,17 @@ multiply-adds (vpmaddwd) instead of 64-bit multiplies.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import sys
 
+import llvmlite.binding as llvm
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit
-from numba.core import types
-from numba.extending import intrinsic
+from numba.core import cgutils, types
+from numba.extending import intrinsic, models, overload, register_model
 
 
 @intrinsic
@@ -118,6 +132,386 @@ def hsum8(a):
     """The float32 sum of a[0..7] as ggml's hsum_float_8 pairs them (arch/x86/quants.c):
     the two halves added, then pairs, then the last two."""
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+
+
+# ---------------------------------------------------------------------- vectors
+
+def _target_features() -> str:
+    """The CPU features numba compiles for: NUMBA_CPU_FEATURES if set, else the host's."""
+    if numba.config.CPU_FEATURES is not None:
+        return numba.config.CPU_FEATURES
+    return llvm.get_host_cpu_features().flatten()
+
+
+HAS_AVX2 = "+avx2" in _target_features().split(",")
+
+
+class Vector(types.Type):
+    """<count x dtype> in registers: a vector value inside compiled kernels (never a
+    Python object).  Made by vload, splat and the operations below."""
+
+    def __init__(self, dtype, count):
+        self.dtype = dtype
+        self.count = count
+        super().__init__(name=f"Vector({dtype}, {count})")
+
+
+@register_model(Vector)
+class _VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        lane_type = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(lane_type, fe_type.count))
+
+
+def _literal(t):
+    return t.literal_value if isinstance(t, types.IntegerLiteral) else None
+
+
+def _mask(indices):
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(indices)), list(indices))
+
+
+def _shuffle(builder, v, indices, other=None):
+    return builder.shuffle_vector(v, other if other is not None else ir.Constant(v.type, ir.Undefined),
+                                  _mask(indices))
+
+
+def _splat_ir(builder, vty, value):
+    one = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return _shuffle(builder, one, [0] * vty.count)
+
+
+def _llvm_call(builder, name, result, args):
+    fnty = ir.FunctionType(result, [a.type for a in args])
+    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
+
+
+def _suffix(vty):
+    """LLVM's overloaded-intrinsic suffix of a vector type: v8f32, v16i16, ..."""
+    e = vty.element
+    return f"v{vty.count}" + (f"i{e.width}" if isinstance(e, ir.IntType) else "f32")
+
+
+def _row_pointer(context, builder, arrty, array, offset, vty):
+    data = context.make_array(arrty)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [offset]), vty.as_pointer())
+
+
+@intrinsic
+def vload(typingctx, a, offset, count):
+    """a[offset:offset + count] of a 1-D array as a Vector (no alignment needed; count
+    must be a literal number)."""
+    n = _literal(count)
+    if not (isinstance(a, types.Array) and a.ndim == 1 and n):
+        return None
+    result = Vector(a.dtype, n)
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(result)
+        return builder.load(_row_pointer(context, builder, sig.args[0], args[0], args[1], vty),
+                            align=1, typ=vty)
+    return result(a, offset, count), codegen
+
+
+@intrinsic
+def vstore(typingctx, a, offset, v):
+    """a[offset:offset + len(v)] = v."""
+    if not (isinstance(a, types.Array) and a.ndim == 1 and isinstance(v, Vector) and a.dtype == v.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(v)
+        builder.store(args[2], _row_pointer(context, builder, sig.args[0], args[0], args[1], vty), align=1)
+        return context.get_dummy_value()
+    return types.none(a, offset, v), codegen
+
+
+@intrinsic
+def splat(typingctx, x, count):
+    """count copies of the scalar x (of x's own type: np.int16(3), np.float32(d))."""
+    n = _literal(count)
+    if not (isinstance(x, types.Number) and n):
+        return None
+    result = Vector(x, n)
+
+    def codegen(context, builder, sig, args):
+        return _splat_ir(builder, context.get_value_type(result), args[0])
+    return result(x, count), codegen
+
+
+def _lanewise(name):
+    @intrinsic
+    def op(typingctx, a, b):
+        if not isinstance(a, Vector) or not (b == a or isinstance(b, types.Number)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            x, y = args
+            if not isinstance(sig.args[1], Vector):          # a scalar: every lane
+                y = _splat_ir(builder, x.type, context.cast(builder, y, sig.args[1], a.dtype))
+            if isinstance(a.dtype, types.Float):
+                return {"add": builder.fadd, "sub": builder.fsub, "mul": builder.fmul}[name](x, y)
+            shift_right = builder.ashr if a.dtype.signed else builder.lshr
+            return {"add": builder.add, "sub": builder.sub, "mul": builder.mul, "and": builder.and_,
+                    "or": builder.or_, "xor": builder.xor, "shl": builder.shl,
+                    "shr": shift_right}[name](x, y)
+        return a(a, b), codegen
+    return op
+
+
+def _overload_operator(op, implementation):
+    @overload(op)
+    def _(a, b):
+        if isinstance(a, Vector):
+            return lambda a, b: implementation(a, b)
+
+
+for _op, _name in ((operator.add, "add"), (operator.sub, "sub"), (operator.mul, "mul"),
+                   (operator.and_, "and"), (operator.or_, "or"), (operator.xor, "xor"),
+                   (operator.lshift, "shl"),
+                   (operator.rshift, "shr")):
+    _overload_operator(_op, _lanewise(_name))
+
+
+@intrinsic
+def _extract(typingctx, v, i):
+    if not (isinstance(v, Vector) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.extract_element(args[0], args[1])
+    return v.dtype(v, i), codegen
+
+
+@overload(operator.getitem)
+def _getitem(v, i):
+    """v[i]: lane i as a scalar."""
+    if isinstance(v, Vector) and isinstance(i, types.Integer):
+        return lambda v, i: _extract(v, i)
+
+
+@intrinsic
+def convert(typingctx, v, dtype):
+    """Lane by lane to dtype (np.int16, np.float32, ...): integers widen by their own
+    signedness or are truncated; integers to float exactly as C converts them."""
+    if not (isinstance(v, Vector) and isinstance(dtype, types.NumberClass)):
+        return None
+    to = dtype.instance_type
+    result = Vector(to, v.count)
+
+    def codegen(context, builder, sig, args):
+        x, src, out = args[0], v.dtype, context.get_value_type(result)
+        if isinstance(to, types.Float):
+            if isinstance(src, types.Float):
+                return builder.fpext(x, out) if to.bitwidth > src.bitwidth else builder.fptrunc(x, out)
+            return builder.sitofp(x, out) if src.signed else builder.uitofp(x, out)
+        if to.bitwidth > src.bitwidth:
+            return builder.sext(x, out) if src.signed else builder.zext(x, out)
+        return builder.trunc(x, out) if to.bitwidth < src.bitwidth else x
+    return result(v, dtype), codegen
+
+
+@intrinsic
+def bitcast(typingctx, v, dtype):
+    """The same bits as lanes of dtype (4 x uint32 -> 16 x uint8, uint8 -> int8, ...)."""
+    if not (isinstance(v, Vector) and isinstance(dtype, types.NumberClass)):
+        return None
+    to = dtype.instance_type
+    result = Vector(to, v.count * v.dtype.bitwidth // to.bitwidth)
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(result))
+    return result(v, dtype), codegen
+
+
+@intrinsic
+def part(typingctx, v, start, count):
+    """Lanes start .. start + count - 1 (literal numbers)."""
+    s, n = _literal(start), _literal(count)
+    if not (isinstance(v, Vector) and s is not None and n):
+        return None
+    result = Vector(v.dtype, n)
+
+    def codegen(context, builder, sig, args):
+        return _shuffle(builder, args[0], range(s, s + n))
+    return result(v, start, count), codegen
+
+
+@intrinsic
+def concat(typingctx, a, b):
+    """a's lanes, then b's."""
+    if not (isinstance(a, Vector) and a == b):
+        return None
+    result = Vector(a.dtype, 2 * a.count)
+
+    def codegen(context, builder, sig, args):
+        return _shuffle(builder, args[0], range(2 * a.count), args[1])
+    return result(a, b), codegen
+
+
+@intrinsic
+def repeat(typingctx, v, times):
+    """Each lane `times` times in a row: repeat([a, b], 4) = [a, a, a, a, b, b, b, b]."""
+    k = _literal(times)
+    if not (isinstance(v, Vector) and k):
+        return None
+    result = Vector(v.dtype, v.count * k)
+
+    def codegen(context, builder, sig, args):
+        return _shuffle(builder, args[0], [i // k for i in range(v.count * k)])
+    return result(v, times), codegen
+
+
+@intrinsic
+def nonzero(typingctx, v):
+    """1 in the lanes of v that are not 0, 0 elsewhere (same lane type)."""
+    if not (isinstance(v, Vector) and isinstance(v.dtype, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(args[0].type, None)
+        return builder.zext(builder.icmp_unsigned("!=", args[0], zero), args[0].type)
+    return v(v), codegen
+
+
+def _pairs(builder, x):
+    """The even and the odd lanes of x."""
+    n = x.type.count
+    return _shuffle(builder, x, range(0, n, 2)), _shuffle(builder, x, range(1, n, 2))
+
+
+@intrinsic
+def maddubs(typingctx, a, b):
+    """vpmaddubsw: uint8 lanes times int8 lanes, each pair of neighbouring products summed
+    into an int16 lane (saturated at +-32767, as the instruction does; the kernels keep
+    their operands small enough never to reach it: a uint8 below 64 times an int8)."""
+    if not (isinstance(a, Vector) and isinstance(b, Vector) and a.count == b.count
+            and a.dtype == types.uint8 and b.dtype == types.int8):
+        return None
+    result = Vector(types.int16, a.count // 2)
+
+    def codegen(context, builder, sig, args):
+        i16 = ir.VectorType(ir.IntType(16), a.count // 2)
+        if HAS_AVX2 and a.count == 32:
+            return _llvm_call(builder, "llvm.x86.avx2.pmadd.ub.sw", i16, args)
+        i32 = ir.VectorType(ir.IntType(32), a.count // 2)
+        (ae, ao), (be, bo) = _pairs(builder, args[0]), _pairs(builder, args[1])
+        total = builder.add(builder.mul(builder.zext(ae, i32), builder.sext(be, i32)),
+                            builder.mul(builder.zext(ao, i32), builder.sext(bo, i32)))
+        high = _splat_ir(builder, i32, ir.Constant(ir.IntType(32), 32767))
+        low = _splat_ir(builder, i32, ir.Constant(ir.IntType(32), -32768))
+        total = builder.select(builder.icmp_signed("<", total, high), total, high)
+        total = builder.select(builder.icmp_signed(">", total, low), total, low)
+        return builder.trunc(total, i16)
+    return result(a, b), codegen
+
+
+@intrinsic
+def madd(typingctx, a, b):
+    """vpmaddwd: int16 lanes times int16 lanes, each pair of neighbouring products summed
+    into an int32 lane (exact).  With AVX-512 VNNI, LLVM fuses madd + add into vpdpwssd."""
+    if not (isinstance(a, Vector) and a == b and a.dtype == types.int16):
+        return None
+    result = Vector(types.int32, a.count // 2)
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.VectorType(ir.IntType(32), a.count // 2)
+        if HAS_AVX2 and a.count in (8, 16):
+            name = "llvm.x86.avx2.pmadd.wd" if a.count == 16 else "llvm.x86.sse2.pmadd.wd"
+            return _llvm_call(builder, name, i32, args)
+        (ae, ao), (be, bo) = _pairs(builder, args[0]), _pairs(builder, args[1])
+        return builder.add(builder.mul(builder.sext(ae, i32), builder.sext(be, i32)),
+                           builder.mul(builder.sext(ao, i32), builder.sext(bo, i32)))
+    return result(a, b), codegen
+
+
+@intrinsic
+def lookup16(typingctx, table, index):
+    """vpshufb with a 16-entry table: lane i of the result is table[index[i]] (index
+    lanes 0..15; 32 lanes)."""
+    if not (isinstance(table, Vector) and table.count == 16 and table.dtype.bitwidth == 8
+            and isinstance(index, Vector) and index.count == 32 and index.dtype == types.uint8):
+        return None
+    result = Vector(table.dtype, 32)
+
+    def codegen(context, builder, sig, args):
+        t, idx = args
+        if HAS_AVX2:
+            b32 = ir.VectorType(ir.IntType(8), 32)
+            both = _shuffle(builder, t, list(range(16)) * 2)           # the table in both halves
+            return _llvm_call(builder, "llvm.x86.avx2.pshuf.b", b32, [both, idx])
+        out = ir.Constant(ir.VectorType(ir.IntType(8), 32), ir.Undefined)
+        for i in range(32):
+            lane_index = builder.extract_element(idx, ir.Constant(ir.IntType(32), i))
+            out = builder.insert_element(out, builder.extract_element(t, lane_index),
+                                         ir.Constant(ir.IntType(32), i))
+        return out
+    return result(table, index), codegen
+
+
+@intrinsic
+def from_tuple(typingctx, values):
+    """A Vector of the scalars of a homogeneous tuple: from_tuple((a, b, c, d))."""
+    if not isinstance(values, types.UniTuple):
+        return None
+    result = Vector(values.dtype, values.count)
+
+    def codegen(context, builder, sig, args):
+        out = ir.Constant(context.get_value_type(result), ir.Undefined)
+        for i in range(values.count):
+            out = builder.insert_element(out, builder.extract_value(args[0], i),
+                                         ir.Constant(ir.IntType(32), i))
+        return out
+    return result(values), codegen
+
+
+@intrinsic
+def add_pairs(typingctx, v):
+    """Lane i of the result is v[2i] + v[2i + 1] (half as many lanes)."""
+    if not (isinstance(v, Vector) and isinstance(v.dtype, types.Integer)):
+        return None
+    result = Vector(v.dtype, v.count // 2)
+
+    def codegen(context, builder, sig, args):
+        even, odd = _pairs(builder, args[0])
+        return builder.add(even, odd)
+    return result(v), codegen
+
+
+@intrinsic
+def hsum(typingctx, v):
+    """The sum of the integer lanes of v (wrapping like C's int arithmetic)."""
+    if not (isinstance(v, Vector) and isinstance(v.dtype, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _llvm_call(builder, f"llvm.vector.reduce.add.{_suffix(args[0].type)}",
+                          args[0].type.element, args)
+    return v.dtype(v), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """a * b + c lane by lane with one rounding (_mm256_fmadd_ps)."""
+    if not (isinstance(a, Vector) and a == b == c and isinstance(a.dtype, types.Float)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _llvm_call(builder, f"llvm.fma.{_suffix(args[0].type)}", args[0].type, args)
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def halves_to_f32(typingctx, v):
+    """uint16 lanes holding IEEE halves -> float32 lanes (vcvtph2ps)."""
+    if not (isinstance(v, Vector) and v.dtype == types.uint16):
+        return None
+    result = Vector(types.float32, v.count)
+
+    def codegen(context, builder, sig, args):
+        halves = builder.bitcast(args[0], ir.VectorType(ir.HalfType(), v.count))
+        return builder.fpext(halves, ir.VectorType(ir.FloatType(), v.count))
+    return result(v), codegen
 
 
 # The float orders of llama.cpp's CPU kernels (kernels/ggml_order.c explains each and says
