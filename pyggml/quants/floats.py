@@ -11,16 +11,15 @@ They appear in GGUF files as embeddings, output heads and whole F16/BF16 models.
 product ggml converts the activations to the weight's own format (vec_dot_type F32, F16
 or BF16) and accumulates in float32; pyggml does the same, so ``quantize_activations``
 and ``matmul_q8`` treat these types like the quantized ones.
+
+Fast kernels: ``floats_numba.py``.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
-
 from ..format.constants import GGMLType
 from .base import QuantType
-from .jit import ROWS_PER_TASK, bits_to_f32, f16_to_f32
+from . import floats_numba as fast
 
 
 class FloatType(QuantType):
@@ -29,11 +28,11 @@ class FloatType(QuantType):
 
     @classmethod
     def dequantize_rows_fast(cls, W, rows, out):
-        dequant_float(cls.ggml_type == GGMLType.BF16, W.view(cls.view_dtype), rows, out)
+        fast.dequant_float(cls.ggml_type == GGMLType.BF16, W.view(cls.view_dtype), rows, out)
 
     @classmethod
     def matmul_fast(cls, W, xq, out):
-        matmul_float(cls.ggml_type == GGMLType.BF16, W.view(cls.view_dtype),
+        fast.matmul_float(cls.ggml_type == GGMLType.BF16, W.view(cls.view_dtype),
                      xq.view(cls.view_dtype), out)
 
     @classmethod
@@ -90,54 +89,5 @@ class BF16(FloatType, ggml_type=GGMLType.BF16):
         return np.where(nan, (u >> 16) | 64, rounded).astype("<u2").view(np.uint8)
 
 
-# ---------------------------------------------------------------------- fast layer (numba)
-
-def decode(bf16, v):
-    """One stored number -> float32: v is a float32 (F32) or uint16 bits (F16, or BF16 if bf16)."""
-
-
-@overload(decode, inline="always")
-def _decode(bf16, v):
-    if isinstance(v, types.Float):
-        return lambda bf16, v: v
-
-    def from_bits(bf16, v):
-        if bf16:
-            return bits_to_f32(np.uint32(v) << np.uint32(16))
-        return f16_to_f32(v)
-    return from_bits
-
-
-@njit(parallel=True, cache=True)
-def dequant_float(bf16, W, rows, out):
-    """out[i] = W[rows[i]] as float32.  W (n_rows, K): float32, or uint16 bits."""
-    for i in prange(rows.size):
-        w = W[rows[i]]
-        for k in range(w.size):
-            out[i, k] = decode(bf16, w[k])
-
-
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def matmul_float(bf16, W, X, out):
-    """out (T, N) = X (T, K) @ W (N, K).T with float32 accumulation; W and X hold numbers of
-    the same float type.  The summation order is left to LLVM (SIMD lanes), as in ggml."""
-    N = W.shape[0]
-    T, K = X.shape
-    x32 = np.empty((T, K), dtype=np.float32)
-    for t in range(T):
-        for k in range(K):
-            x32[t, k] = decode(bf16, X[t, k])
-    n_tasks = (N + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(n_tasks):
-        for t in range(T):
-            x = x32[t]
-            for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):
-                w = W[n]
-                acc = np.float32(0)
-                for k in range(K):
-                    acc += decode(bf16, w[k]) * x[k]
-                out[t, n] = acc
-
-
-FloatType.dequant_kernel = dequant_float
-FloatType.matmul_kernel = matmul_float
+FloatType.dequant_kernel = fast.dequant_float
+FloatType.matmul_kernel = fast.matmul_float

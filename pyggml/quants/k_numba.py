@@ -75,8 +75,28 @@ def scale_pair(scales, g):
 
 
 # ---------------------------------------------------------------------- dequantization
-# Eight weights at a time: their quants widened to float32, then the reference's float
+# A 32-weight slice at a time: its quants unpacked into one vector as for the products,
+# then widened to float32 eight at a time and put through the reference's float
 # operations (no FMA: LLVM does not fuse a separate multiply and subtract).
+
+@njit(inline="always")
+def store_slice(y, yo, q, offset, dl_a, dl_b, ml_a, ml_b, with_min):
+    """y[yo:yo + 32] = dl * float(q - offset) (- ml if with_min) for the 32 quants q
+    (uint8 vector); dl_a, ml_a for the first 16 weights, dl_b, ml_b for the last 16."""
+    v = convert(q, np.int32) - np.int32(offset)
+    a, b = splat(dl_a, 8), splat(dl_b, 8)
+    if with_min:
+        ma, mb = splat(ml_a, 8), splat(ml_b, 8)
+        vstore(y, yo, a * convert(part(v, 0, 8), np.float32) - ma)
+        vstore(y, yo + 8, a * convert(part(v, 8, 8), np.float32) - ma)
+        vstore(y, yo + 16, b * convert(part(v, 16, 8), np.float32) - mb)
+        vstore(y, yo + 24, b * convert(part(v, 24, 8), np.float32) - mb)
+    else:
+        vstore(y, yo, a * convert(part(v, 0, 8), np.float32))
+        vstore(y, yo + 8, a * convert(part(v, 8, 8), np.float32))
+        vstore(y, yo + 16, b * convert(part(v, 16, 8), np.float32))
+        vstore(y, yo + 24, b * convert(part(v, 24, 8), np.float32))
+
 
 @njit(parallel=True, cache=True)
 def dequant_q2_K(W, rows, out):
@@ -86,14 +106,12 @@ def dequant_q2_K(W, rows, out):
             o = 84 * b
             d, dmin = f16(w, o + 80), f16(w, o + 82)
             for h in range(2):
+                q = vload(w, o + 16 + 32 * h, 32)
                 for k in range(4):
-                    for half in range(2):                       # weights l < 16, l >= 16
-                        g = o + 8 * h + 2 * k + half
-                        dl = splat(d * np.float32(w[g] & 15), 8)
-                        ml = splat(dmin * np.float32(w[g] >> 4), 8)
-                        for e in range(16 * half, 16 * half + 16, 8):
-                            q = (vload(w, o + 16 + 32 * h + e, 8) >> np.uint8(2 * k)) & np.uint8(3)
-                            vstore(y, 256 * b + 128 * h + 32 * k + e, dl * convert(q, np.float32) - ml)
+                    g = o + 8 * h + 2 * k                       # scale bytes of l < 16, l >= 16
+                    store_slice(y, 256 * b + 128 * h + 32 * k, (q >> np.uint8(2 * k)) & np.uint8(3), 0,
+                                d * np.float32(w[g] & 15), d * np.float32(w[g + 1] & 15),
+                                dmin * np.float32(w[g] >> 4), dmin * np.float32(w[g + 1] >> 4), True)
 
 
 @njit(parallel=True, cache=True)
@@ -104,15 +122,16 @@ def dequant_q3_K(W, rows, out):
             o = 110 * b
             d = f16(w, o + 108)
             scales = scales_q3_K(w, o + 96)
+            hmask = vload(w, o, 32)
             for h in range(2):
+                q = vload(w, o + 32 + 32 * h, 32)
                 for k in range(4):
-                    for half in range(2):
-                        dl = splat(d * np.float32(scales[8 * h + 2 * k + half]), 8)
-                        for e in range(16 * half, 16 * half + 16, 8):
-                            low = (vload(w, o + 32 + 32 * h + e, 8) >> np.uint8(2 * k)) & np.uint8(3)
-                            high = (vload(w, o + e, 8) >> np.uint8(4 * h + k)) & np.uint8(1)
-                            q = convert(low | (high << np.uint8(2)), np.int32) - np.int32(4)
-                            vstore(y, 256 * b + 128 * h + 32 * k + e, dl * convert(q, np.float32))
+                    g = 8 * h + 2 * k
+                    low = (q >> np.uint8(2 * k)) & np.uint8(3)
+                    high = (hmask >> np.uint8(4 * h + k)) & np.uint8(1)
+                    store_slice(y, 256 * b + 128 * h + 32 * k, low | (high << np.uint8(2)), 4,
+                                d * np.float32(scales[g]), d * np.float32(scales[g + 1]),
+                                np.float32(0), np.float32(0), False)
 
 
 @njit(inline="always")
@@ -122,16 +141,16 @@ def dequant_k4_row(w, y, size, qh_at, qs_at):
         o = size * b
         d, dmin = f16(w, o), f16(w, o + 2)
         scales, mins = scales_mins_k4(w, o + 4)
+        qh = vload(w, o + max(qh_at, 0), 32)
         for c in range(4):
-            for nib in range(2):                                # sub-block 2c + nib
+            q = vload(w, o + qs_at + 32 * c, 32)
+            for nib in range(2):                                # sub-block j = 2c + nib
                 j = 2 * c + nib
-                dl = splat(d * np.float32(scales[j]), 8)
-                ml = splat(dmin * np.float32(mins[j]), 8)
-                for e in range(0, 32, 8):
-                    q = (vload(w, o + qs_at + 32 * c + e, 8) >> np.uint8(4 * nib)) & np.uint8(15)
-                    if qh_at >= 0:
-                        q = q | (((vload(w, o + qh_at + e, 8) >> np.uint8(j)) & np.uint8(1)) << np.uint8(4))
-                    vstore(y, 256 * b + 32 * j + e, dl * convert(q, np.float32) - ml)
+                v = (q >> np.uint8(4 * nib)) & np.uint8(15)
+                if qh_at >= 0:
+                    v = v | (((qh >> np.uint8(j)) & np.uint8(1)) << np.uint8(4))
+                dl, ml = d * np.float32(scales[j]), dmin * np.float32(mins[j])
+                store_slice(y, 256 * b + 32 * j, v, 0, dl, dl, ml, ml, True)
 
 
 @njit(parallel=True, cache=True)
@@ -154,14 +173,14 @@ def dequant_q6_K(W, rows, out):
             o = 210 * b
             d = f16(w, o + 208)
             for h in range(2):
+                ql0, ql1, qh = vload(w, o + 64 * h, 32), vload(w, o + 64 * h + 32, 32), vload(w, o + 128 + 32 * h, 32)
                 for k in range(4):
-                    for half in range(2):
-                        dl = splat(d * np.float32(np.int8(w[o + 192 + 8 * h + 2 * k + half])), 8)
-                        for e in range(16 * half, 16 * half + 16, 8):
-                            low = (vload(w, o + 64 * h + 32 * (k & 1) + e, 8) >> np.uint8(4 * (k >> 1))) & np.uint8(15)
-                            high = (vload(w, o + 128 + 32 * h + e, 8) >> np.uint8(2 * k)) & np.uint8(3)
-                            q = convert(low | (high << np.uint8(4)), np.int32) - np.int32(32)
-                            vstore(y, 256 * b + 128 * h + 32 * k + e, dl * convert(q, np.float32))
+                    low = ((ql0 if k % 2 == 0 else ql1) >> np.uint8(4 * (k // 2))) & np.uint8(15)
+                    high = (qh >> np.uint8(2 * k)) & np.uint8(3)
+                    g = o + 192 + 8 * h + 2 * k
+                    store_slice(y, 256 * b + 128 * h + 32 * k, low | (high << np.uint8(4)), 32,
+                                d * np.float32(np.int8(w[g])), d * np.float32(np.int8(w[g + 1])),
+                                np.float32(0), np.float32(0), False)
 
 
 # ---------------------------------------------------------------------- block integers

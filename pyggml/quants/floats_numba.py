@@ -1,0 +1,75 @@
+"""Fast layer of the float types F32, F16, BF16 (reference and layouts: ``floats.py``).
+
+numba sees the stored numbers as float32 (F32) or as uint16 bit patterns (F16, BF16):
+
+    dequant_float(bf16, W, rows, out)   out[i] = row rows[i] of W as float32, 8 numbers
+                                        per step (vcvtph2ps for F16; BF16 is the top
+                                        half of a float32's bits)
+    matmul_float(bf16, W, X, out)       out (T, N) = X (T, K) @ W (N, K).T, float32 sums
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from .jit import (ROWS_PER_TASK, Vector, bitcast, bits_to_f32, convert, f16_to_f32, halves_to_f32,
+                  vload, vstore)
+
+
+def decode(bf16, v):
+    """Stored numbers -> float32: v is a float32 (F32) or uint16 bits (F16, or BF16 if
+    bf16), a scalar or a Vector of them."""
+
+
+@overload(decode, inline="always")
+def _decode(bf16, v):
+    dtype = v.dtype if isinstance(v, Vector) else v
+    if isinstance(dtype, types.Float):
+        return lambda bf16, v: v
+    if isinstance(v, Vector):
+        def from_bits(bf16, v):
+            if bf16:
+                return bitcast(convert(v, np.uint32) << np.uint32(16), np.float32)
+            return halves_to_f32(v)
+        return from_bits
+
+    def from_bits(bf16, v):
+        if bf16:
+            return bits_to_f32(np.uint32(v) << np.uint32(16))
+        return f16_to_f32(v)
+    return from_bits
+
+
+@njit(parallel=True, cache=True)
+def dequant_float(bf16, W, rows, out):
+    """out[i] = W[rows[i]] as float32.  W (n_rows, K): float32, or uint16 bits."""
+    for i in prange(rows.size):
+        w, y = W[rows[i]], out[i]
+        whole = y.size - y.size % 8
+        for k in range(0, whole, 8):
+            vstore(y, k, decode(bf16, vload(w, k, 8)))
+        for k in range(whole, y.size):
+            y[k] = decode(bf16, w[k])
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def matmul_float(bf16, W, X, out):
+    """out (T, N) = X (T, K) @ W (N, K).T with float32 accumulation; W and X hold numbers of
+    the same float type.  The summation order is left to LLVM (SIMD lanes), as in ggml."""
+    N = W.shape[0]
+    T, K = X.shape
+    x32 = np.empty((T, K), dtype=np.float32)
+    for t in range(T):
+        for k in range(K):
+            x32[t, k] = decode(bf16, X[t, k])
+    n_tasks = (N + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in prange(n_tasks):
+        for t in range(T):
+            x = x32[t]
+            for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):
+                w = W[n]
+                acc = np.float32(0)
+                for k in range(K):
+                    acc += decode(bf16, w[k]) * x[k]
+                out[t, n] = acc
