@@ -41,12 +41,12 @@ import operator
 import os
 import sys
 
-import llvmlite.binding as llvm
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit
 from numba.core import cgutils, types
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic, models, overload, register_model
 
 
@@ -136,14 +136,16 @@ def hsum8(a):
 
 # ---------------------------------------------------------------------- vectors
 
-def _target_features() -> str:
+def _target_features() -> set[str]:
     """The CPU features numba compiles for: NUMBA_CPU_FEATURES if set, else the host's."""
-    if numba.config.CPU_FEATURES is not None:
-        return numba.config.CPU_FEATURES
-    return llvm.get_host_cpu_features().flatten()
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        features = get_host_cpu_features()
+    return {f[1:] for f in features.split(",") if f.startswith("+")}
 
 
-HAS_AVX2 = "+avx2" in _target_features().split(",")
+HAS_AVX2 = "avx2" in _target_features()
+HAS_AVX512BW = "avx512bw" in _target_features()
 
 
 class Vector(types.Type):
@@ -380,11 +382,31 @@ def _pairs(builder, x):
     return _shuffle(builder, x, range(0, n, 2)), _shuffle(builder, x, range(1, n, 2))
 
 
+def _halves(builder, x):
+    n = x.type.count
+    return _shuffle(builder, x, range(n // 2)), _shuffle(builder, x, range(n // 2, n))
+
+
+def _x86_pairs(builder, args, name256, name512, result):
+    """An x86 pair instruction on 32-byte vectors, or on 64-byte ones (one AVX-512 BW
+    instruction, else two AVX2 ones)."""
+    width = args[0].type.count * args[0].type.element.width
+    if width == 512 and HAS_AVX512BW:
+        return _llvm_call(builder, name512, result, args)
+    if width == 512:
+        half = ir.VectorType(result.element, result.count // 2)
+        low = _llvm_call(builder, name256, half, [_halves(builder, a)[0] for a in args])
+        high = _llvm_call(builder, name256, half, [_halves(builder, a)[1] for a in args])
+        return _shuffle(builder, low, range(result.count), high)
+    return _llvm_call(builder, name256, result, args)
+
+
 @intrinsic
 def maddubs(typingctx, a, b):
     """vpmaddubsw: uint8 lanes times int8 lanes, each pair of neighbouring products summed
     into an int16 lane (saturated at +-32767, as the instruction does; the kernels keep
-    their operands small enough never to reach it: a uint8 below 64 times an int8)."""
+    their operands small enough never to reach it: a uint8 below 64 times an int8).
+    32 or 64 lanes (AVX-512: one instruction for 64)."""
     if not (isinstance(a, Vector) and isinstance(b, Vector) and a.count == b.count
             and a.dtype == types.uint8 and b.dtype == types.int8):
         return None
@@ -392,8 +414,9 @@ def maddubs(typingctx, a, b):
 
     def codegen(context, builder, sig, args):
         i16 = ir.VectorType(ir.IntType(16), a.count // 2)
-        if HAS_AVX2 and a.count == 32:
-            return _llvm_call(builder, "llvm.x86.avx2.pmadd.ub.sw", i16, args)
+        if HAS_AVX2 and a.count in (32, 64):
+            return _x86_pairs(builder, args, "llvm.x86.avx2.pmadd.ub.sw",
+                              "llvm.x86.avx512.pmaddubs.w.512", i16)
         i32 = ir.VectorType(ir.IntType(32), a.count // 2)
         (ae, ao), (be, bo) = _pairs(builder, args[0]), _pairs(builder, args[1])
         total = builder.add(builder.mul(builder.zext(ae, i32), builder.sext(be, i32)),
@@ -409,16 +432,18 @@ def maddubs(typingctx, a, b):
 @intrinsic
 def madd(typingctx, a, b):
     """vpmaddwd: int16 lanes times int16 lanes, each pair of neighbouring products summed
-    into an int32 lane (exact).  With AVX-512 VNNI, LLVM fuses madd + add into vpdpwssd."""
+    into an int32 lane (exact).  8, 16 or 32 lanes; with AVX-512 VNNI, LLVM fuses
+    madd + add into vpdpwssd."""
     if not (isinstance(a, Vector) and a == b and a.dtype == types.int16):
         return None
     result = Vector(types.int32, a.count // 2)
 
     def codegen(context, builder, sig, args):
         i32 = ir.VectorType(ir.IntType(32), a.count // 2)
-        if HAS_AVX2 and a.count in (8, 16):
-            name = "llvm.x86.avx2.pmadd.wd" if a.count == 16 else "llvm.x86.sse2.pmadd.wd"
-            return _llvm_call(builder, name, i32, args)
+        if HAS_AVX2 and a.count == 8:
+            return _llvm_call(builder, "llvm.x86.sse2.pmadd.wd", i32, args)
+        if HAS_AVX2 and a.count in (16, 32):
+            return _x86_pairs(builder, args, "llvm.x86.avx2.pmadd.wd", "llvm.x86.avx512.pmaddw.d.512", i32)
         (ae, ao), (be, bo) = _pairs(builder, args[0]), _pairs(builder, args[1])
         return builder.add(builder.mul(builder.sext(ae, i32), builder.sext(be, i32)),
                            builder.mul(builder.sext(ao, i32), builder.sext(bo, i32)))

@@ -188,11 +188,27 @@ def dequant_q6_K(W, rows, out):
 # activation quants x[xo:xo + 256] (int8), in ggml's 8 int32 lanes.  Weight 128h + 32k + l
 # of the 2-bit, 3-bit and 6-bit types sits in plane (h, k) at byte l of its half; the
 # 4- and 5-bit types store 64 weights per 32 bytes (low nibbles, then high nibbles).
+# Two 32-weight slices go through each multiply-add (64 lanes: one AVX-512 instruction,
+# or two AVX2 ones), and their lanes are added at the end (fold).
 
 @njit(inline="always")
-def slice_dot(q, x, xo, scales):
-    """32 unsigned quants q (uint8) times x[xo:xo + 32], scaled by sub-block: 8 lanes."""
-    return madd(maddubs(q, vload(x, xo, 32)), scales)
+def pair_dot(q, x, xo, scales):
+    """64 unsigned quants q (two 32-weight slices) times x[xo:xo + 64], scaled by
+    sub-block (scales: int16, one per pair of quants): the 8 lanes of each slice."""
+    return madd(maddubs(q, vload(x, xo, 64)), scales)
+
+
+@njit(inline="always")
+def fold(lanes):
+    """The lanes of two slices (16 int32) added into ggml's 8."""
+    return part(lanes, 0, 8) + part(lanes, 8, 8)
+
+
+@njit(inline="always")
+def scale_quad(scales, g):
+    """The scales of two slices of 16-weight sub-blocks g .. g + 3, as pair_dot wants
+    them: 8 copies of each."""
+    return concat(scale_pair(scales, g), scale_pair(scales, g + 2))
 
 
 @njit(inline="always")
@@ -202,61 +218,52 @@ def ints_q2_K(w, o, x, xo, bs, bo):
     packed = vload(w, o, 16)
     scales = convert(packed & np.uint8(15), np.int16)
     mins = madd(convert(packed >> np.uint8(4), np.int16), vload(bs, bo, 16))
-    q0, q1 = vload(w, o + 16, 32), vload(w, o + 48, 32)
     three = np.uint8(3)
-    half0 = ((slice_dot(q0 & three, x, xo, scale_pair(scales, 0))
-              + slice_dot((q0 >> np.uint8(2)) & three, x, xo + 32, scale_pair(scales, 2)))
-             + (slice_dot((q0 >> np.uint8(4)) & three, x, xo + 64, scale_pair(scales, 4))
-                + slice_dot(q0 >> np.uint8(6), x, xo + 96, scale_pair(scales, 6))))
-    half1 = ((slice_dot(q1 & three, x, xo + 128, scale_pair(scales, 8))
-              + slice_dot((q1 >> np.uint8(2)) & three, x, xo + 160, scale_pair(scales, 10)))
-             + (slice_dot((q1 >> np.uint8(4)) & three, x, xo + 192, scale_pair(scales, 12))
-                + slice_dot(q1 >> np.uint8(6), x, xo + 224, scale_pair(scales, 14))))
-    return half0, half1, mins
+    q = vload(w, o + 16, 32)
+    half0 = (pair_dot(concat(q, q >> np.uint8(2)) & three, x, xo, scale_quad(scales, 0))
+             + pair_dot(concat(q >> np.uint8(4), q >> np.uint8(6)) & three, x, xo + 64, scale_quad(scales, 4)))
+    q = vload(w, o + 48, 32)
+    half1 = (pair_dot(concat(q, q >> np.uint8(2)) & three, x, xo + 128, scale_quad(scales, 8))
+             + pair_dot(concat(q >> np.uint8(4), q >> np.uint8(6)) & three, x, xo + 192, scale_quad(scales, 12)))
+    return fold(half0), fold(half1), mins
 
 
 @njit(inline="always")
-def q3_slice(low, hmask, bit, x, xo, scales):
-    """Q3_K's value low + 4 * high - 4 as ggml forms it: maddubs of the low 2 bits minus
-    maddubs of 4 where the high bit is clear (both exact, far from saturation)."""
-    minus4 = ((hmask >> np.uint8(bit)) & np.uint8(1) ^ np.uint8(1)) << np.uint8(2)   # (bit ^ 1) * 4
-    xs = vload(x, xo, 32)
-    return madd(maddubs(low, xs) - maddubs(minus4, xs), scales)
+def q3_planes(q, hmask, h, kk, x, xo, scales):
+    """Planes k = 2kk, 2kk + 1 of half h: the value low + 4 * high - 4 as ggml forms it,
+    maddubs of the low 2 bits minus maddubs of 4 where the high bit is clear (both
+    exact, far from saturation)."""
+    low = concat(q >> np.uint8(4 * kk), q >> np.uint8(4 * kk + 2)) & np.uint8(3)
+    high = concat(hmask >> np.uint8(4 * h + 2 * kk), hmask >> np.uint8(4 * h + 2 * kk + 1)) & np.uint8(1)
+    minus4 = (high ^ np.uint8(1)) << np.uint8(2)
+    xs = vload(x, xo + 128 * h + 64 * kk, 64)
+    return madd(maddubs(low, xs) - maddubs(minus4, xs), scale_quad(scales, 8 * h + 4 * kk))
 
 
 @njit(inline="always")
 def ints_q3_K(w, o, x, xo):
     scales = scales_q3_K(w, o + 96)
     hmask = vload(w, o, 32)
-    three = np.uint8(3)
-    lanes = splat(np.int32(0), 8)
-    for h in range(2):
-        q = vload(w, o + 32 + 32 * h, 32)
-        g = 8 * h
-        lanes = lanes + ((q3_slice(q & three, hmask, 4 * h, x, xo + 128 * h, scale_pair(scales, g))
-                          + q3_slice((q >> np.uint8(2)) & three, hmask, 4 * h + 1, x, xo + 128 * h + 32, scale_pair(scales, g + 2)))
-                         + (q3_slice((q >> np.uint8(4)) & three, hmask, 4 * h + 2, x, xo + 128 * h + 64, scale_pair(scales, g + 4))
-                            + q3_slice(q >> np.uint8(6), hmask, 4 * h + 3, x, xo + 128 * h + 96, scale_pair(scales, g + 6))))
-    return lanes
+    q0, q1 = vload(w, o + 32, 32), vload(w, o + 64, 32)
+    return fold((q3_planes(q0, hmask, 0, 0, x, xo, scales) + q3_planes(q0, hmask, 0, 1, x, xo, scales))
+                + (q3_planes(q1, hmask, 1, 0, x, xo, scales) + q3_planes(q1, hmask, 1, 1, x, xo, scales)))
 
 
 @njit(inline="always")
 def k4_chunk(w, o, c, qh, with_qh, x, xo, scales):
     """The 64 weights of chunk c (32 bytes: sub-block 2c in the low nibbles, 2c + 1 in
-    the high ones; Q5_K's fifth bits at bits 2c and 2c + 1 of qh) times x: 8 lanes."""
+    the high ones; Q5_K's fifth bits at bits 2c and 2c + 1 of qh) times x: 16 lanes."""
     q = vload(w, o + 32 * c, 32)
-    low, high = q & np.uint8(15), q >> np.uint8(4)
+    v = concat(q, q >> np.uint8(4)) & np.uint8(15)
     if with_qh:
-        low = low | (((qh >> np.uint8(2 * c)) & np.uint8(1)) << np.uint8(4))
-        high = high | (((qh >> np.uint8(2 * c + 1)) & np.uint8(1)) << np.uint8(4))
-    return (slice_dot(low, x, xo + 64 * c, splat(scales[2 * c], 16))
-            + slice_dot(high, x, xo + 64 * c + 32, splat(scales[2 * c + 1], 16)))
+        v = v | ((concat(qh >> np.uint8(2 * c), qh >> np.uint8(2 * c + 1)) & np.uint8(1)) << np.uint8(4))
+    return pair_dot(v, x, xo + 64 * c, concat(splat(scales[2 * c], 16), splat(scales[2 * c + 1], 16)))
 
 
 @njit(inline="always")
 def ints_k4(w, o, x, xo, bs32, bo, qh_at, qs_at):
-    """Q4_K (qh_at < 0) or Q5_K -> (lanes of weights 64c .. 64c + 63 for c = 0..3, min
-    lanes): min lane p is m_2p bsum32_2p + m_2p+1 bsum32_2p+1 (bsum32: the activation
+    """Q4_K (qh_at < 0) or Q5_K -> (lanes of the two slices of chunk c = 0..3, 16 each;
+    min lanes): min lane p is m_2p bsum32_2p + m_2p+1 bsum32_2p+1 (bsum32: the activation
     sums by 32), the 4 lanes ggml's Q4_K vec_dot keeps its mins in."""
     scales, mins = scales_mins_k4(w, o + 4)
     with_qh = qh_at >= 0
@@ -274,16 +281,14 @@ def ints_q6_K(w, o, x, xo, bs, bo):
     each lane as 32 (S_2l bsum_2l + S_2l+1 bsum_2l+1), ggml's q8sclsub."""
     scales = convert(bitcast(vload(w, o + 192, 16), np.int8), np.int16)
     fifteen = np.uint8(15)
-    lanes = splat(np.int32(0), 8)
+    lanes = splat(np.int32(0), 16)
     for h in range(2):
-        ql0, ql1, qh = vload(w, o + 64 * h, 32), vload(w, o + 64 * h + 32, 32), vload(w, o + 128 + 32 * h, 32)
-        g = 8 * h
-        lanes = lanes + (
-            (slice_dot((ql0 & fifteen) | ((qh & np.uint8(3)) << np.uint8(4)), x, xo + 128 * h, scale_pair(scales, g))
-             + slice_dot((ql1 & fifteen) | ((qh & np.uint8(12)) << np.uint8(2)), x, xo + 128 * h + 32, scale_pair(scales, g + 2)))
-            + (slice_dot((ql0 >> np.uint8(4)) | (qh & np.uint8(48)), x, xo + 128 * h + 64, scale_pair(scales, g + 4))
-               + slice_dot((ql1 >> np.uint8(4)) | ((qh >> np.uint8(2)) & np.uint8(48)), x, xo + 128 * h + 96, scale_pair(scales, g + 6))))
-    return lanes - (madd(vload(bs, bo, 16), scales) << np.int32(5))
+        ql, qh = vload(w, o + 64 * h, 64), vload(w, o + 128 + 32 * h, 32)   # ql: planes 0, 1
+        q01 = (ql & fifteen) | concat((qh & np.uint8(3)) << np.uint8(4), (qh & np.uint8(12)) << np.uint8(2))
+        q23 = (ql >> np.uint8(4)) | concat(qh & np.uint8(48), (qh >> np.uint8(2)) & np.uint8(48))
+        lanes = lanes + (pair_dot(q01, x, xo + 128 * h, scale_quad(scales, 8 * h))
+                         + pair_dot(q23, x, xo + 128 * h + 64, scale_quad(scales, 8 * h + 4)))
+    return fold(lanes) - (madd(vload(bs, bo, 16), scales) << np.int32(5))
 
 
 # ---------------------------------------------------------------------- the float orders
@@ -336,7 +341,7 @@ def dot_k4(kind, how, w, x, bs32, xd):
             r = fma32(-dmin, np.float32(hsum(mins)), np.float32(hsum((p0 + p1) + (p2 + p3))) * dx)
             chain = fma32(r, dy, chain)
         else:                                           # vec_dot
-            acc = vfma(splat(dy * dx, 8), convert((p0 + p1) + (p2 + p3), np.float32), acc)
+            acc = vfma(splat(dy * dx, 8), convert(fold((p0 + p1) + (p2 + p3)), np.float32), acc)
             if kind == Q4_K:                            # the mins in 4 lanes of their own
                 acc_min = vfma(splat(-dy * dmin, 4), convert(mins, np.float32), acc_min)
             else:                                       # Q5_K: in one float
