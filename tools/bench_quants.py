@@ -52,7 +52,7 @@ from numba import njit, prange
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pyggml.quants as quants  # noqa: E402
 from pyggml.format.constants import GGMLType  # noqa: E402
-from pyggml.quants.jit import convert, hsum, splat, vload, vstore  # noqa: E402
+from pyggml.quants.jit import splat, vload, vstore  # noqa: E402
 
 LLC_BYTES = 32 << 20                                   # last-level cache of the project machine
 DECODE_SHAPES = [(8960, 1536), (1536, 8960), (151936, 1536)]
@@ -78,16 +78,19 @@ def stream_sum(words, n_threads):
 @njit(parallel=True, cache=True)
 def move_bytes(src, out):
     """The memory traffic of a dequantization and nothing else: row i of src (bytes) read
-    in full, row i of out (float32) written in full, 32 bytes per instruction, rows
-    shared among threads as the dequantization kernels share them."""
+    and row i of out (float32) written, interleaved 256 numbers at a time as a kernel
+    would (32 bytes per instruction), rows shared among threads as the dequantization
+    kernels share them."""
     for i in prange(out.shape[0]):
         s, y = src[i], out[i]
+        step = s.size * 256 // y.size                   # source bytes per 256 numbers
         seen = splat(np.uint8(0), 32)
-        for j in range(0, s.size - 31, 32):
-            seen = seen | vload(s, j, 32)
-        value = splat(np.float32(hsum(convert(seen, np.int32)) & 1), 8)
-        for k in range(0, y.size - 7, 8):
-            vstore(y, k, value)
+        for c in range(y.size // 256):
+            for j in range(step * c, step * (c + 1), 32):
+                seen = seen | vload(s, min(j, s.size - 32), 32)
+            value = splat(np.float32(seen[0] & np.uint8(1)), 8)
+            for k in range(256 * c, 256 * c + 256, 8):
+                vstore(y, k, value)
 
 
 def median_time(fn, repeat: int) -> float:
