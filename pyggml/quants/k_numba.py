@@ -76,7 +76,7 @@ def scale_pair(scales, g):
 
 # ---------------------------------------------------------------------- dequantization
 # A 32-weight slice at a time: its quants unpacked into one vector as for the products,
-# then widened to float32 eight at a time and put through the reference's float
+# then widened to float32 sixteen at a time and put through the reference's float
 # operations (no FMA: LLVM does not fuse a separate multiply and subtract).
 
 @njit(inline="always")
@@ -84,18 +84,13 @@ def store_slice(y, yo, q, offset, dl_a, dl_b, ml_a, ml_b, with_min):
     """y[yo:yo + 32] = dl * float(q - offset) (- ml if with_min) for the 32 quants q
     (uint8 vector); dl_a, ml_a for the first 16 weights, dl_b, ml_b for the last 16."""
     v = convert(q, np.int32) - np.int32(offset)
-    a, b = splat(dl_a, 8), splat(dl_b, 8)
+    first = splat(dl_a, 16) * convert(part(v, 0, 16), np.float32)
+    second = splat(dl_b, 16) * convert(part(v, 16, 16), np.float32)
     if with_min:
-        ma, mb = splat(ml_a, 8), splat(ml_b, 8)
-        vstore(y, yo, a * convert(part(v, 0, 8), np.float32) - ma)
-        vstore(y, yo + 8, a * convert(part(v, 8, 8), np.float32) - ma)
-        vstore(y, yo + 16, b * convert(part(v, 16, 8), np.float32) - mb)
-        vstore(y, yo + 24, b * convert(part(v, 24, 8), np.float32) - mb)
-    else:
-        vstore(y, yo, a * convert(part(v, 0, 8), np.float32))
-        vstore(y, yo + 8, a * convert(part(v, 8, 8), np.float32))
-        vstore(y, yo + 16, b * convert(part(v, 16, 8), np.float32))
-        vstore(y, yo + 24, b * convert(part(v, 24, 8), np.float32))
+        first = first - splat(ml_a, 16)
+        second = second - splat(ml_b, 16)
+    vstore(y, yo, first)
+    vstore(y, yo + 16, second)
 
 
 @njit(parallel=True, cache=True)

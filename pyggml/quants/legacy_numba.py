@@ -97,13 +97,13 @@ def dequant_row(quants, size, offset, affine, w, y):
     """Decode one row w (bytes) into y (float32), per weight as gguf-py computes it:
         y = d * float(q - offset)          symmetric types
         y = d * float(q) + m               affine types (m: the fp16 at byte 2 of the block)
-    eight weights per step."""
+    sixteen weights per step."""
     for b in range(y.size // 32):
         o = size * b
-        d = splat(f16(w, o), 8)
-        m = splat(f16(w, o + 2) if affine else np.float32(0), 8)
+        d = splat(f16(w, o), 16)
+        m = splat(f16(w, o + 2) if affine else np.float32(0), 16)
         q = convert(quants(w, o), np.int32) - np.int32(offset)
-        for e, v in ((0, part(q, 0, 8)), (8, part(q, 8, 8)), (16, part(q, 16, 8)), (24, part(q, 24, 8))):
+        for e, v in ((0, part(q, 0, 16)), (16, part(q, 16, 16))):
             v = d * convert(v, np.float32)
             vstore(y, 32 * b + e, v + m if affine else v)
 
