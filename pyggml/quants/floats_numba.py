@@ -2,7 +2,7 @@
 
 numba sees the stored numbers as float32 (F32) or as uint16 bit patterns (F16, BF16):
 
-    dequant_float(bf16, W, rows, out)   out[i] = row rows[i] of W as float32, 8 numbers
+    dequant_float(bf16, W, rows, out)   out[i] = row rows[i] of W as float32, 16 numbers
                                         per step (vcvtph2ps for F16; BF16 is the top
                                         half of a float32's bits)
     matmul_float(bf16, W, X, out)       out (T, N) = X (T, K) @ W (N, K).T, float32 sums
@@ -46,9 +46,9 @@ def dequant_float(bf16, W, rows, out):
     """out[i] = W[rows[i]] as float32.  W (n_rows, K): float32, or uint16 bits."""
     for i in prange(rows.size):
         w, y = W[rows[i]], out[i]
-        whole = y.size - y.size % 8
-        for k in range(0, whole, 8):
-            vstore(y, k, decode(bf16, vload(w, k, 8)))
+        whole = y.size - y.size % 16
+        for k in range(0, whole, 16):
+            vstore(y, k, decode(bf16, vload(w, k, 16)))
         for k in range(whole, y.size):
             y[k] = decode(bf16, w[k])
 
