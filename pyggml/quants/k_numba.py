@@ -29,8 +29,8 @@ from numba import njit, prange
 
 from ..format.constants import GGMLType
 from .jit import (GEMM, GEMV, ROWS_PER_TASK, TILED, bitcast, concat, convert, f16, fma32,
-                  from_tuple, hsum, hsum8, madd, maddubs, order, part, splat, u32, vfma, vload,
-                  vstore)
+                  from_tuple, hsum, hsum8, madd, maddubs, order, part, repeat, splat, u32, vfma,
+                  vload, vstore)
 
 Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = (int(GGMLType.Q2_K), int(GGMLType.Q3_K), int(GGMLType.Q4_K),
                                 int(GGMLType.Q5_K), int(GGMLType.Q6_K))
@@ -57,13 +57,16 @@ def scales_mins_k4(w, s):
 def scales_q3_K(w, s):
     """The 16 signed scales of Q3_K (12 bytes at w[s:]; 6 bits each, biased by 32) as an
     int16 vector: the low 4 bits from bytes 0..7 (low nibbles for scales 0..7, high
-    nibbles for 8..15), the high 2 bits from bytes 8..11 (2 bits per scale, by fours)."""
-    a0, a1, a2 = u32(w, s), u32(w, s + 4), u32(w, s + 8)
-    low, high = np.uint32(0x0F0F0F0F), np.uint32(0x03030303)
-    packed = from_tuple((np.uint32((a0 & low) | ((a2 & high) << 4)),
-                         np.uint32((a1 & low) | (((a2 >> 2) & high) << 4)),
-                         np.uint32(((a0 >> 4) & low) | (((a2 >> 4) & high) << 4)),
-                         np.uint32(((a1 >> 4) & low) | (((a2 >> 6) & high) << 4))))
+    nibbles for 8..15), the high 2 bits from bytes 8..11 (2 bits per scale, by fours).
+    Unpacked in four 32-bit lanes at once, as ggml does with its 32-bit words:
+
+        lane i = (a_(i % 2) >> 4 (i // 2)) & 0x0F0F0F0F | ((a_2 >> 2 i) & 0x03030303) << 4
+    """
+    words = bitcast(vload(w, s - 4, 16), np.uint32)     # [4 bytes before, a_0, a_1, a_2]
+    low = concat(part(words, 1, 2), part(words, 1, 2)) >> from_tuple(
+        (np.uint32(0), np.uint32(0), np.uint32(4), np.uint32(4)))
+    high = repeat(part(words, 3, 1), 4) >> from_tuple((np.uint32(0), np.uint32(2), np.uint32(4), np.uint32(6)))
+    packed = (low & np.uint32(0x0F0F0F0F)) | ((high & np.uint32(0x03030303)) << np.uint32(4))
     return convert(bitcast(packed, np.uint8), np.int16) - np.int16(32)
 
 
@@ -224,13 +227,13 @@ def ints_q2_K(w, o, x, xo, bs, bo):
 
 
 @njit(inline="always")
-def q3_planes(q, hmask, h, kk, x, xo, scales):
+def q3_planes(q2, unset, h, kk, x, xo, scales):
     """Planes k = 2kk, 2kk + 1 of half h: the value low + 4 * high - 4 as ggml forms it,
     maddubs of the low 2 bits minus maddubs of 4 where the high bit is clear (both
-    exact, far from saturation)."""
-    low = concat(q >> np.uint8(4 * kk), q >> np.uint8(4 * kk + 2)) & np.uint8(3)
-    high = concat(hmask >> np.uint8(4 * h + 2 * kk), hmask >> np.uint8(4 * h + 2 * kk + 1)) & np.uint8(1)
-    minus4 = (high ^ np.uint8(1)) << np.uint8(2)
+    exact, far from saturation).  q2: the half's low bits, and the same shifted by 2
+    plane; unset: hmask inverted, and the same shifted by one plane."""
+    low = (q2 >> np.uint8(4 * kk)) & np.uint8(3)
+    minus4 = ((unset >> np.uint8(4 * h + 2 * kk)) & np.uint8(1)) << np.uint8(2)
     xs = vload(x, xo + 128 * h + 64 * kk, 64)
     return madd(maddubs(low, xs) - maddubs(minus4, xs), scale_quad(scales, 8 * h + 4 * kk))
 
@@ -239,9 +242,14 @@ def q3_planes(q, hmask, h, kk, x, xo, scales):
 def ints_q3_K(w, o, x, xo):
     scales = scales_q3_K(w, o + 96)
     hmask = vload(w, o, 32)
-    q0, q1 = vload(w, o + 32, 32), vload(w, o + 64, 32)
-    return fold((q3_planes(q0, hmask, 0, 0, x, xo, scales) + q3_planes(q0, hmask, 0, 1, x, xo, scales))
-                + (q3_planes(q1, hmask, 1, 0, x, xo, scales) + q3_planes(q1, hmask, 1, 1, x, xo, scales)))
+    unset = concat(hmask, hmask >> np.uint8(1)) ^ np.uint8(255)
+    q = vload(w, o + 32, 32)
+    q2 = concat(q, q >> np.uint8(2))
+    half0 = q3_planes(q2, unset, 0, 0, x, xo, scales) + q3_planes(q2, unset, 0, 1, x, xo, scales)
+    q = vload(w, o + 64, 32)
+    q2 = concat(q, q >> np.uint8(2))
+    half1 = q3_planes(q2, unset, 1, 0, x, xo, scales) + q3_planes(q2, unset, 1, 1, x, xo, scales)
+    return fold(half0 + half1)
 
 
 @njit(inline="always")
