@@ -28,11 +28,12 @@ intrinsics); elsewhere the same arithmetic is spelt out in generic LLVM IR.
 Compilation: every kernel is ``@njit(cache=True)``, compiled lazily on first use and
 then loaded from numba's on-disk cache.  ``announce_compile`` prints a one-line notice
 the first time a kernel has to be compiled on this machine, so that a pause of a few
-seconds on a first run is explained.
+seconds on a first run is explained.  numba's cache checks the source file of each
+kernel, not this module's helpers inlined into it: after editing this file, delete
+pyggml/quants/__pycache__/*.nbi and *.nbc.
 
-Integer arithmetic note: numba widens int32 arithmetic to int64.  Kernels wrap sums in
-``np.int32(...)`` so that LLVM keeps 32-bit lanes, which is what lets it emit packed
-multiply-adds (vpmaddwd) instead of 64-bit multiplies.
+Integer arithmetic note: numba widens int32 arithmetic to int64.  Scalar code wraps sums
+in ``np.int32(...)`` to keep 32-bit arithmetic; vector lanes keep their own type.
 """
 from __future__ import annotations
 
