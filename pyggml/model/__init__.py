@@ -23,7 +23,9 @@ from .stats import Stats, rss_bytes
 from .weights import load_weights
 
 DEFAULT_N_CTX = 4096
-N_BATCH = 256                # prompt tokens per forward call (bounds the attention scratch)
+# prompt tokens per forward call: llama.cpp's default n_ubatch, so that a long prompt is cut
+# where llama.cpp cuts it (which kernel multiplies a row depends on the rows in the call)
+N_BATCH = 512
 
 
 class Model:
