@@ -78,16 +78,7 @@ def _check_cpu(features: list[str], path: Path) -> None:
 
 def load():
     """The cffi library object; raises BackendError (cached) if it cannot be used."""
-    if "lib" in _state:
-        return _state["lib"]
-    if "error" in _state:
-        raise BackendError(_state["error"])
-    try:
-        _load()
-    except BackendError as exc:
-        _state["error"] = str(exc)
-        raise
-    return _state["lib"]
+    return native.load_once(_state, _load)["lib"]
 
 
 def _load() -> None:

@@ -71,16 +71,8 @@ def library_path() -> Path:
 
 def load():
     """(ffi, lib) of libpyggml_cuda; raises BackendError (remembered) if it cannot be loaded."""
-    if "lib" in _state:
-        return _state["ffi"], _state["lib"]
-    if "error" in _state:
-        raise BackendError(_state["error"])
-    try:
-        _load()
-    except BackendError as exc:
-        _state["error"] = str(exc)
-        raise
-    return _state["ffi"], _state["lib"]
+    state = native.load_once(_state, _load)
+    return state["ffi"], state["lib"]
 
 
 def _load() -> None:

@@ -64,3 +64,18 @@ def open_library(path: Path, header_name: str, abi_symbol: str, abi_version: int
         raise BackendError(f"{path} has ABI version {version}, pyggml needs {abi_version}: "
                            f"rebuild it (pip install -e .)")
     return ffi, lib
+
+
+def load_once(state: dict, load) -> dict:
+    """Run load() (which fills state with "ffi", "lib", ...) the first time only; a failure
+    is remembered in state["error"] and raised again as the same BackendError."""
+    if "lib" in state:
+        return state
+    if "error" in state:
+        raise BackendError(state["error"])
+    try:
+        load()
+    except BackendError as exc:
+        state["error"] = str(exc)
+        raise
+    return state
