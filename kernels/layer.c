@@ -64,62 +64,132 @@ static void rope(float *x, int64_t ld, int64_t T, int64_t n_heads, int64_t d, in
     }
 }
 
-/* _mm512_reduce_add_ps's pairing of 16 lanes, as GCC implements it: halves, then
- * quarters, then pairs (float addition is commutative, the pairing is what matters) */
-static float reduce16(const float *lane) {
+/* The attention products, in the order ggml sums them (pyggml/model/numerics.py, dot).
+ *   one token (ggml_vec_dot_f16, AVX-512): four accumulators of 16 lanes take 64
+ *     elements per step, then (acc0 + acc2) + (acc1 + acc3), then the 16 lanes are
+ *     summed as _mm512_reduce_add_ps pairs them (GCC: halves, then quarters, then
+ *     pairs); elements past the last whole 64 are added one by one in double;
+ *   a prompt (llamafile's tinyBLAS): one FMA chain per lane over every 16th element,
+ *     then the same sum of the 16 lanes.
+ * fp16 x fp16 products are exact in float, so an FMA only rounds the sums.  An element's
+ * accumulator is (i / 16) % n_acc with n_acc = 4 (one token) or 1 (a prompt).
+ *
+ * lanes16 holds ggml's 16 lanes: two AVX registers, or an array where the build has no
+ * AVX2.  Every operation on it is lane by lane, so both forms give the same bits. */
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+#define ATTENTION_AVX2 1
+typedef struct { __m256 lo, hi; } lanes16;          /* lanes 0..7, 8..15 */
+
+static inline lanes16 lanes16_zero(void) { return (lanes16){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+
+/* a + h * x lane by lane, one rounding each (h: 16 fp16, x: 16 floats) */
+static inline lanes16 lanes16_fma(const ggml_half *h, const float *x, lanes16 a) {
+    a.lo = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)), _mm256_loadu_ps(x), a.lo);
+    a.hi = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + 8))), _mm256_loadu_ps(x + 8), a.hi);
+    return a;
+}
+
+static inline lanes16 lanes16_add(lanes16 a, lanes16 b) {
+    return (lanes16){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
+}
+
+/* lane l + lane l+8, then + lane +4, then (0 + 2) + (1 + 3) */
+static inline float lanes16_sum(lanes16 a) {
+    const __m256 s8 = _mm256_add_ps(a.lo, a.hi);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+}
+#else
+#define ATTENTION_AVX2 0
+typedef struct { float v[16]; } lanes16;
+
+static inline lanes16 lanes16_zero(void) { return (lanes16){{0}}; }
+
+static inline lanes16 lanes16_fma(const ggml_half *h, const float *x, lanes16 a) {
+    for (int l = 0; l < 16; l++) a.v[l] = fmaf(fp16_to_fp32(h[l]), x[l], a.v[l]);
+    return a;
+}
+
+static inline lanes16 lanes16_add(lanes16 a, lanes16 b) {
+    for (int l = 0; l < 16; l++) a.v[l] += b.v[l];
+    return a;
+}
+
+static inline float lanes16_sum(lanes16 a) {
     float s8[8], s4[4];
-    for (int l = 0; l < 8; l++) s8[l] = lane[l] + lane[l + 8];
+    for (int l = 0; l < 8; l++) s8[l] = a.v[l] + a.v[l + 8];
     for (int l = 0; l < 4; l++) s4[l] = s8[l] + s8[l + 4];
     return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
+#endif
 
-/* The attention products, in the order ggml sums them (pyggml/model/numerics.py, dot).
- *   one token (ggml_vec_dot_f16, AVX-512): four accumulators of 16 lanes take 64
- *     elements per step, then (acc0 + acc2) + (acc1 + acc3), then reduce16; elements
- *     past the last whole 64 are added one by one in double;
- *   a prompt (llamafile's tinyBLAS): one FMA chain per lane over every 16th element,
- *     then reduce16.
- * fp16 x fp16 products are exact in float, so fmaf only rounds the sums.  An element's
- * accumulator is (i / 16) % n_acc with n_acc = 4 (one token) or 1 (a prompt). */
+/* a[i] = fma(fp16 h[i], p, a[i]) for i < n: one value row into a lane's accumulators */
+static void axpy_fp16(float *a, const ggml_half *h, float p, int64_t n) {
+    int64_t i = 0;
+#if ATTENTION_AVX2
+    const __m256 vp = _mm256_set1_ps(p);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(a + i, _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))),
+                                                vp, _mm256_loadu_ps(a + i)));
+#endif
+    for (; i < n; i++) a[i] = fmaf(fp16_to_fp32(h[i]), p, a[i]);
+}
 
 /* K.q: the score of one key row (d fp16 values) against q16 (d floats) */
 static float dot_key(const ggml_half *key, const float *q16, int64_t d, int prompt) {
     prompt = prompt && d % 16 == 0;             /* tinyBLAS declines other lengths */
-    const int64_t n_acc = prompt ? 1 : 4, n_simd = prompt ? d : d - d % 64;
-    float acc[4][16] = {{0}};
-    for (int64_t i0 = 0; i0 < n_simd; i0 += 16) {
-        float *lane = acc[(i0 / 16) % n_acc];
-        for (int l = 0; l < 16; l++) lane[l] = fmaf(fp16_to_fp32(key[i0 + l]), q16[i0 + l], lane[l]);
+    lanes16 lanes;
+    int64_t n_simd;
+    if (prompt) {
+        n_simd = d;
+        lanes = lanes16_zero();
+        for (int64_t i0 = 0; i0 < n_simd; i0 += 16) lanes = lanes16_fma(key + i0, q16 + i0, lanes);
+    } else {
+        n_simd = d - d % 64;
+        lanes16 a0 = lanes16_zero(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i0 = 0; i0 < n_simd; i0 += 64) {
+            a0 = lanes16_fma(key + i0, q16 + i0, a0);
+            a1 = lanes16_fma(key + i0 + 16, q16 + i0 + 16, a1);
+            a2 = lanes16_fma(key + i0 + 32, q16 + i0 + 32, a2);
+            a3 = lanes16_fma(key + i0 + 48, q16 + i0 + 48, a3);
+        }
+        lanes = lanes16_add(lanes16_add(a0, a2), lanes16_add(a1, a3));
     }
-    float lanes[16];
-    for (int l = 0; l < 16; l++)
-        lanes[l] = prompt ? acc[0][l] : (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-    double sum = reduce16(lanes);
+    double sum = lanes16_sum(lanes);
     for (int64_t i = n_simd; i < d; i++) sum += (double)(fp16_to_fp32(key[i]) * q16[i]);
     return (float)sum;
 }
 
 /* V.p: out[i] = sum over j < n_kv of p[j] * V[j][i], for the d values of one head.  The
  * sum runs over kv positions (llama.cpp's padded kv length: no tail), so position j goes
- * to lane j % 16 of accumulator (j / 16) % n_acc; acc holds those lanes for every i
- * (i innermost, so the loop over a value row vectorizes). */
+ * to lane j % 16 of accumulator (j / 16) % n_acc, i.e. to accumulator lane j % (16 n_acc).
+ * Each of those lanes is one FMA chain over its positions, in order; acc holds the chain
+ * of lane L for every i at acc + L * d (a whole value row per step, so the step
+ * vectorizes), and its lanes are then summed as dot_key sums them, for every i at once. */
 static void weighted_values(const ggml_half *v, int64_t v_stride, const float *p, int64_t n_kv,
-                            int64_t d, int prompt, float *acc /* 4 * 16 * d */, float *out) {
-    const int64_t n_acc = prompt ? 1 : 4;
-    for (int64_t k = 0; k < n_acc * 16 * d; k++) acc[k] = 0.0f;
-    for (int64_t j = 0; j < n_kv; j++) {
-        float *lane = acc + (((j / 16) % n_acc) * 16 + j % 16) * d;
-        const ggml_half *row = v + j * v_stride;
-        for (int64_t i = 0; i < d; i++) lane[i] = fmaf(fp16_to_fp32(row[i]), p[j], lane[i]);
+                            int64_t d, int prompt, float *acc /* 64 * d */, float *out) {
+    const int64_t n_lanes = prompt ? 16 : 64;
+    for (int64_t lane = 0; lane < n_lanes; lane++) {
+        float *a = acc + lane * d;
+        for (int64_t i = 0; i < d; i++) a[i] = 0.0f;
+        for (int64_t j = lane; j < n_kv; j += n_lanes) axpy_fp16(a, v + j * v_stride, p[j], d);
     }
-    for (int64_t i = 0; i < d; i++) {
-        float lanes[16];
-        for (int l = 0; l < 16; l++) {
-            const float *a = acc + l * d + i;
-            lanes[l] = prompt ? a[0] : (a[0] + a[2 * 16 * d]) + (a[16 * d] + a[3 * 16 * d]);
+    /* row l of acc, l < 16: lane l of (acc0 + acc2) + (acc1 + acc3); then lanes16_sum's
+     * pairs: l + (l + 8), then + 4, then (0 + 2) + (1 + 3) */
+    if (!prompt)
+        for (int64_t l = 0; l < 16; l++) {
+            float *a = acc + l * d;
+            const float *a1 = acc + (l + 16) * d, *a2 = acc + (l + 32) * d, *a3 = acc + (l + 48) * d;
+            for (int64_t i = 0; i < d; i++) a[i] = (a[i] + a2[i]) + (a1[i] + a3[i]);
         }
-        out[i] = reduce16(lanes);
-    }
+    for (int64_t half = 8; half >= 4; half /= 2)
+        for (int64_t l = 0; l < half; l++) {
+            float *a = acc + l * d;
+            const float *b = acc + (l + half) * d;
+            for (int64_t i = 0; i < d; i++) a[i] += b[i];
+        }
+    for (int64_t i = 0; i < d; i++) out[i] = (acc[i] + acc[2 * d + i]) + (acc[d + i] + acc[3 * d + i]);
 }
 
 typedef struct {
