@@ -27,9 +27,6 @@ of each kernel are held to the same oracles:
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import gguf
 import numpy as np
 import pytest
@@ -37,7 +34,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import pyggml
 from pyggml import quants
-from pyggml.backends import cpu_c, native
+from pyggml.backends import cpu_c
 from pyggml.errors import BackendError, UnsupportedTypeError, UsageError
 from pyggml.format.constants import TYPE_TRAITS, GGMLType as G
 from pyggml.model import numerics
@@ -46,7 +43,6 @@ from ggml_oracle import cpu_has_avx512, mul_mat as ggml_mul_mat, soft_max, swigl
 from test_numerics import gate_up, scores_and_mask
 from test_quants_products import BLOCK_KINDS, ggml_activations, hard_blocks
 
-ROOT = Path(__file__).resolve().parents[1]
 FLOATS = [G.F32, G.F16, G.BF16]
 QUANTS = [G.Q4_0, G.Q4_1, G.Q5_0, G.Q5_1, G.Q8_0, G.IQ4_NL, G.Q2_K, G.Q3_K, G.Q4_K, G.Q5_K, G.Q6_K]
 WEIGHT_TYPES = FLOATS + QUANTS
@@ -61,27 +57,6 @@ FIXTURES = ["qwen2-tiny-q4_k_m", "qwen2-tiny-q3_k_m", "qwen2-896-q4_k_m", "qwen2
 
 
 # ----------------------------------------------------------------------------- the two builds
-
-def _setup_module():
-    spec = importlib.util.spec_from_file_location("pyggml_setup", ROOT / "setup.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)          # defines build_kernels; setup() runs only as __main__
-    return module
-
-
-@pytest.fixture(scope="session")
-def portable_lib(tmp_path_factory):
-    """A build for any x86-64 (no AVX2, no threads), made with setup.py's own hook."""
-    tmp = tmp_path_factory.mktemp("portable")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PYGGML_CMAKE_ARGS",
-              "-DPYGGML_ARCH_FLAGS=-march=x86-64 -DPYGGML_THREADS=OFF -DPYGGML_CUDA=OFF")
-    try:
-        assert _setup_module().build_kernels(tmp / "build", tmp / "lib"), "portable build failed"
-    finally:
-        mp.undo()
-    return tmp / "lib" / native.library_file("pyggml_cpu")
-
 
 @pytest.fixture(params=["native", "portable"])
 def build(request, monkeypatch):
@@ -572,9 +547,9 @@ def test_missing_library_is_a_backend_error_said_once(monkeypatch, tmp_path, cap
                         np.zeros((1, 1), np.float32))
 
 
-def test_failed_build_warns_and_returns(tmp_path, monkeypatch, capsys):
+def test_failed_build_warns_and_returns(tmp_path, monkeypatch, capsys, project_setup):
     """setup.py's hook never fails an install: a broken compiler or no cmake is a warning."""
-    setup = _setup_module()
+    setup = project_setup
     monkeypatch.setenv("PYGGML_CMAKE_ARGS", "-DCMAKE_C_COMPILER=/nonexistent/cc")
     assert setup.build_kernels(tmp_path / "build", tmp_path / "lib") is False
     monkeypatch.setenv("PATH", str(tmp_path))            # no cmake on PATH

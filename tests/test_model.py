@@ -143,6 +143,43 @@ def test_split_model_from_any_shard_matches_llama_cpp(model_path, tmp_path_facto
             assert ours == oracle_greedy(llm, ids, len(ours)), prompt
 
 
+def prompt_and_steps(model, ids, n_steps):
+    """Logits of a prompt in one batch (the prompt kernels), then of n_steps single tokens
+    after it (the decode kernels)."""
+    prompt = model.logits(ids)
+    return prompt, np.array([model.eval([token]) for token in ids[:n_steps]])
+
+
+@pytest.mark.parametrize("name", FILES + ["qwen2-896-iq4_nl"])
+def test_numba_backend_gives_the_c_backends_logits_bit_for_bit(name, models, model_path):
+    """Both CPU backends follow ggml's order, so the bound between them is zero: the numba
+    one (numpy blocks of model/forward.py around pyggml.quants' products) against the
+    default C one (a whole block per call in kernels/layer.c)."""
+    ids = models(name).tokenize(TEXT)[:100]
+    expected = prompt_and_steps(models(name), ids, 4)
+    with pyggml.load(model_path(name), n_ctx=N_CTX, backend="numba") as model:
+        assert model.kernels.name == "numba"
+        for got, want in zip(prompt_and_steps(model, ids, 4), expected):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", ["qwen2-tiny-q4_k_m", "smollm2-q4_1"])
+def test_portable_c_build_gives_the_native_logits_bit_for_bit(name, models, model_path,
+                                                              portable_lib, monkeypatch):
+    """The C library built without AVX2 or threads (its scalar attention, products and ops)
+    computes what the native build computes, on a qwen2 (NEOX rope, biases) and a llama
+    (NORM rope) model."""
+    from pyggml.backends import cpu_c
+    ids = models(name).tokenize(TEXT)[:40]
+    expected = prompt_and_steps(models(name), ids, 2)
+    monkeypatch.setenv("PYGGML_CPU_LIB", str(portable_lib))
+    monkeypatch.setattr(cpu_c, "_state", {})
+    with pyggml.load(model_path(name), n_ctx=N_CTX, backend="c") as model:
+        assert "AVX2" not in cpu_c._state["features"]
+        for got, want in zip(prompt_and_steps(model, ids, 2), expected):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_tokenize_detokenize_round_trip(models):
     model = models("qwen2-tiny-q4_k_m")
     assert model.detokenize(model.tokenize(TEXT)) == TEXT
