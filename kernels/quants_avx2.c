@@ -312,9 +312,13 @@ Q1_KERNEL(q5_1, block_q5_1)
 
 /* ---------------------------------------------------------------- K-quants */
 
-/* Q2_K: its mins first, lanes = fma(-dy dmin, min_lanes_b, lanes), then
- * lanes = fma(dy dx, lanes_b, lanes) */
-#define K16_KERNEL(name, btype, HAS_MIN)                                                     \
+/* Q2_K, Q3_K, Q6_K: lanes = fma(dy dx, lanes_b, lanes), Q2_K's mins first (MINS: a
+ * statement run per activation row r with dy, x, i, mins and acc in scope) */
+#define Q2_K_MINS(r)                                                                         \
+    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dy * fp16_to_fp32(x[i].dmin)),                  \
+                             _mm256_cvtepi32_ps(mins[r]), acc[r]);
+#define NO_MINS(r)                       /* Q3_K, Q6_K: no mins (and no dmin field) */
+#define K16_KERNEL(name, btype, MINS)                                                        \
     INLINE void name##_vec_dot(int64_t k, const void *w, const void *act, int64_t act_stride, \
                                float *out, int64_t ldo, const int R) {                       \
         const btype *x = w;                                                                  \
@@ -326,36 +330,15 @@ Q1_KERNEL(q5_1, block_q5_1)
             const float dx = fp16_to_fp32(x[i].d);                                           \
             UNROLL for (int r = 0; r < R; r++) {                                             \
                 const float dy = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->d;           \
-                if (HAS_MIN)                                                                 \
-                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dy * fp16_to_fp32(x[i].dmin)),  \
-                                             _mm256_cvtepi32_ps(mins[r]), acc[r]);           \
+                MINS(r)                                                                      \
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(lanes[r]), acc[r]); \
             }                                                                                \
         }                                                                                    \
         UNROLL for (int r = 0; r < R; r++) out[r * ldo] = hsum_float_8(acc[r]);              \
     }
-K16_KERNEL(q2_K, block_q2_K, 1)
-
-/* Q3_K and Q6_K: lanes = fma(dy dx, lanes_b, lanes); no mins (and no dmin field) */
-#define K16_NO_MIN_KERNEL(name, btype)                                                       \
-    INLINE void name##_vec_dot(int64_t k, const void *w, const void *act, int64_t act_stride, \
-                               float *out, int64_t ldo, const int R) {                       \
-        const btype *x = w;                                                                  \
-        __m256 acc[MAX_ACT_ROWS];                                                            \
-        UNROLL for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();                     \
-        for (int64_t i = 0; i < k / QK_K; i++) {                                             \
-            __m256i lanes[MAX_ACT_ROWS], unused[MAX_ACT_ROWS];                               \
-            lanes_##name(w, i, act, act_stride, R, lanes, unused, 0, 8, NULL);               \
-            const float dx = fp16_to_fp32(x[i].d);                                           \
-            UNROLL for (int r = 0; r < R; r++) {                                             \
-                const float dy = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->d;           \
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(lanes[r]), acc[r]); \
-            }                                                                                \
-        }                                                                                    \
-        UNROLL for (int r = 0; r < R; r++) out[r * ldo] = hsum_float_8(acc[r]);              \
-    }
-K16_NO_MIN_KERNEL(q3_K, block_q3_K)
-K16_NO_MIN_KERNEL(q6_K, block_q6_K)
+K16_KERNEL(q2_K, block_q2_K, Q2_K_MINS)
+K16_KERNEL(q3_K, block_q3_K, NO_MINS)
+K16_KERNEL(q6_K, block_q6_K, NO_MINS)
 
 /* Q4_K: 4 min lanes, fma(-dy dmin, .), added after hsum as (m0 + m2) + (m1 + m3);
  * Q5_K: the 4 min lanes summed as integers, s = fma(-dy dmin, (float) sum, s) */

@@ -656,27 +656,17 @@ static void ref_rows(int type, product_order order, int64_t k, const void *w, in
 }
 
 /* name##_<order>: product_fn of one type and order */
-#define REF_PRODUCTS(name, T)                                                                \
-    static void name##_vec_dot(int64_t k, const void *w, int64_t ws, int nr, const void *a,  \
+#define REF_PRODUCT(name, order, T, ORDER)                                                   \
+    static void name##_##order(int64_t k, const void *w, int64_t ws, int nr, const void *a,  \
                                int64_t as, int na, float *o, int64_t ldo) {                 \
-        ref_rows(T, ORDER_VEC_DOT, k, w, ws, nr, a, as, na, o, ldo);                          \
-    }                                                                                        \
-    static void name##_tinyblas(int64_t k, const void *w, int64_t ws, int nr, const void *a, \
-                                int64_t as, int na, float *o, int64_t ldo) {                \
-        ref_rows(T, ORDER_TINYBLAS, k, w, ws, nr, a, as, na, o, ldo);                         \
-    }                                                                                        \
-    static void name##_gemv(int64_t k, const void *w, int64_t ws, int nr, const void *a,     \
-                            int64_t as, int na, float *o, int64_t ldo) {                    \
-        ref_rows(T, ORDER_GEMV, k, w, ws, nr, a, as, na, o, ldo);                             \
-    }                                                                                        \
-    static void name##_gemm(int64_t k, const void *w, int64_t ws, int nr, const void *a,     \
-                            int64_t as, int na, float *o, int64_t ldo) {                    \
-        ref_rows(T, ORDER_GEMM, k, w, ws, nr, a, as, na, o, ldo);                             \
-    }                                                                                        \
-    static void name##_tiled(int64_t k, const void *w, int64_t ws, int nr, const void *a,    \
-                             int64_t as, int na, float *o, int64_t ldo) {                   \
-        ref_rows(T, ORDER_TILED, k, w, ws, nr, a, as, na, o, ldo);                            \
+        ref_rows(T, ORDER, k, w, ws, nr, a, as, na, o, ldo);                                 \
     }
+#define REF_PRODUCTS(name, T)                                                                \
+    REF_PRODUCT(name, vec_dot, T, ORDER_VEC_DOT)                                             \
+    REF_PRODUCT(name, tinyblas, T, ORDER_TINYBLAS)                                           \
+    REF_PRODUCT(name, gemv, T, ORDER_GEMV)                                                   \
+    REF_PRODUCT(name, gemm, T, ORDER_GEMM)                                                   \
+    REF_PRODUCT(name, tiled, T, ORDER_TILED)
 REF_PRODUCTS(f32, GGML_TYPE_F32)
 REF_PRODUCTS(f16, GGML_TYPE_F16)
 REF_PRODUCTS(bf16, GGML_TYPE_BF16)
