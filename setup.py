@@ -49,7 +49,8 @@ def _run(step: list[str], what: str, consequence: str = NUMBA_FALLBACK) -> bool:
 
 def build_kernels(build_dir: Path, lib_dir: Path) -> bool:
     """Configure CMakeLists.txt in build_dir and build the libraries into lib_dir:
-    libpyggml_cpu first, then the rest (libpyggml_cuda, when CMake found CUDA).
+    libpyggml_mapguard and libpyggml_cpu first, each on its own so that a failure of one
+    (or of CUDA) costs no other, then the rest (libpyggml_cuda, when CMake found CUDA).
 
     Returns whether libpyggml_cpu was built; never raises (a failure is one warning)."""
     cmake = shutil.which("cmake")
@@ -60,8 +61,13 @@ def build_kernels(build_dir: Path, lib_dir: Path) -> bool:
                  f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={lib_dir}",
                  *shlex.split(os.environ.get("PYGGML_CMAKE_ARGS", ""))]
     build = [cmake, "--build", str(build_dir), "--parallel", str(os.cpu_count() or 2)]
-    if not (_run(configure, "configuring the C kernels failed")
-            and _run(build + ["--target", "pyggml_cpu"], "building the C kernels failed")):
+    if not _run(configure, "configuring the C kernels failed"):
+        return False
+    if os.name == "posix":          # CMakeLists.txt builds it on UNIX only (POSIX signals)
+        _run(build + ["--target", "pyggml_mapguard"], "building the SIGBUS guard failed",
+             "a model file truncated while pyggml reads it ends the process with a Python "
+             "traceback instead of one line naming the file")
+    if not _run(build + ["--target", "pyggml_cpu"], "building the C kernels failed"):
         return False
     _run(build, "building the other native kernels (CUDA) failed",
          "pyggml works, without GPU offload")

@@ -32,20 +32,27 @@ surrogates and the writer restores them exactly.
 
 The file is mapped read-only; the header is parsed from the map and copied into
 Python values (large arrays into the lazy sequences of ``arrays``), so metadata
-outlives the map.  Tensor bytes are never read here.
+outlives the map.  Tensor bytes are never read here.  Only a regular file is opened:
+a device, directory, FIFO or socket is refused by name (a FIFO would block open(),
+/dev/zero would read as an empty file).  The file stays open while it is mapped, so
+that ``MappedFile.check_unchanged`` can tell when another process truncates or
+rewrites it (see also mapguard.py).
 """
 from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import (GGUFError, GGUFMagicError, GGUFMetadataError, GGUFTensorError,
-                      GGUFTruncatedError, GGUFVersionError)
+from ..errors import (GGUFChangedError, GGUFError, GGUFMagicError, GGUFMetadataError,
+                      GGUFTensorError, GGUFTruncatedError, GGUFVersionError)
+from . import mapguard
 from .arrays import LAZY_MIN_ITEMS, NumberArray, StringArray, StringChainError, find_string_bounds
 from .constants import (GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC,
                         GGUF_SUPPORTED_VERSIONS, TYPE_TRAITS, VALUE_DTYPES, GGMLType,
@@ -69,6 +76,13 @@ _SCALARS = {vtype: struct.Struct(fmt) for vtype, fmt in {
     GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<B", GGUFValueType.UINT64: "<Q",
     GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d"}.items()}
 _U32, _I32, _U64 = struct.Struct("<I"), struct.Struct("<i"), struct.Struct("<Q")
+
+# O_NONBLOCK: a path swapped for a FIFO after the check opens at once instead of waiting
+# for a writer (no effect on a regular file).  Neither flag exists on Windows.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+              (stat.S_ISSOCK, "a socket"))
 
 
 class MetadataField(NamedTuple):
@@ -123,8 +137,92 @@ class TensorInfo(NamedTuple):
         return self.nbytes is not None
 
 
+class MappedFile:
+    """One file held open and mapped read-only: ``data`` is the mmap that tensor views
+    come from.
+
+    The descriptor stays open so that check_unchanged() can fstat the very file that is
+    mapped, whatever its path names by now.  A file replaced by rename (how downloads and
+    pyggml's own writer finish a file) leaves this one mapped and whole: no change.  A
+    file truncated or rewritten in place changes the bytes under every view, and reading
+    a page past its new end raises SIGBUS (which mapguard turns into one line naming the
+    file, and exit status 2).
+    """
+
+    def __init__(self, path: Path, fd: int, data: mmap.mmap, opened: os.stat_result):
+        self.path = path
+        self.fd: int | None = fd
+        self.data = data
+        self.size = opened.st_size
+        self.mtime_ns = opened.st_mtime_ns
+        self._unguard = mapguard.guard(data, path)
+
+    @classmethod
+    def open(cls, path: Path) -> MappedFile:
+        """Open the regular file at ``path`` and map it read-only (GGUFError otherwise)."""
+        try:
+            # refused before it is opened: opening a device can do things (rewind a tape),
+            # and a socket cannot be opened at all
+            _refuse_non_regular(path, os.stat(path).st_mode)
+            fd = os.open(path, _OPEN_FLAGS)
+        except OSError as err:
+            raise _cannot_read(path, err) from None
+        try:
+            opened = os.fstat(fd)
+            _refuse_non_regular(path, opened.st_mode)     # the path may name another file now
+            if opened.st_size < len(GGUF_MAGIC):
+                raise GGUFMagicError(f"not a GGUF file: only {opened.st_size} bytes", path=path,
+                                     offset=0)
+            data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except OSError as err:
+            os.close(fd)
+            raise _cannot_read(path, err) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, data, opened)
+
+    def check_unchanged(self) -> None:
+        """GGUFChangedError when the file's size or modification time is not what it was
+        when it was mapped."""
+        now = os.fstat(self.fd)
+        if now.st_size != self.size:
+            raise GGUFChangedError(
+                f"changed size since it was opened: was {self.size} bytes, now "
+                f"{now.st_size}; another process truncated or rewrote it: reopen it "
+                "(pyggml.open or pyggml.load again) once it is complete", path=self.path)
+        if now.st_mtime_ns != self.mtime_ns:
+            raise GGUFChangedError(
+                f"was modified since it was opened (mtime {_timestamp(self.mtime_ns)}, now "
+                f"{_timestamp(now.st_mtime_ns)}; same size, {self.size} bytes): another "
+                "process rewrote it in place, so its tensor bytes may have changed: reopen it "
+                "(pyggml.open or pyggml.load again)",
+                path=self.path)
+
+    def close(self) -> None:
+        """Close the file, and unmap it unless numpy views still use the map: then the last
+        view unmaps it (and its SIGBUS guard goes with it)."""
+        if self.fd is None:
+            return
+        os.close(self.fd)
+        self.fd = None
+        try:
+            self.data.close()
+        except BufferError:
+            return
+        # unmapped now, though the mmap object may live on (in a ParsedFile someone keeps):
+        # its addresses may be mapped again for another file, not to be reported as this one
+        if self._unguard is not None:
+            self._unguard()
+
+
+def _timestamp(ns: int) -> str:
+    """Local time to the nanosecond: two rewrites within a second differ only there."""
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ns // 10**9))}.{ns % 10**9:09d}"
+
+
 class ParsedFile(NamedTuple):
-    """One GGUF file, parsed.  ``map`` is the read-only mmap that tensor views come from."""
+    """One GGUF file, parsed.  ``map`` holds the file open and mapped (see close_map)."""
     path: Path
     version: int
     alignment: int
@@ -132,31 +230,39 @@ class ParsedFile(NamedTuple):
     file_size: int
     fields: dict[str, MetadataField]
     tensors: list[TensorInfo]
-    map: mmap.mmap | None
+    map: MappedFile
 
 
 def read_file(path) -> ParsedFile:
     """Parse the GGUF file at ``path``: header, metadata and tensor index.
 
     Raises a GGUFError subclass for anything malformed, and GGUFError for a file
-    that cannot be opened.  On success the caller owns ``map`` (see close_map).
+    that cannot be opened or is not a regular file.  On success the caller owns ``map``
+    (see close_map).
     """
     path = Path(path)
+    mapped = MappedFile.open(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < len(GGUF_MAGIC):
-                raise GGUFMagicError(f"not a GGUF file: only {size} bytes", path=path, offset=0)
-            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as err:
-        raise GGUFError(f"cannot read: {err.strerror or err}", path=path) from None
-    try:
-        parsed = _Parser(path, data).parse()
+        parsed = _Parser(mapped).parse()
     except BaseException:
-        close_map(data)
+        mapped.close()
         raise
-    _forget_pages(data, min(parsed.data_offset, parsed.file_size))
+    _forget_pages(mapped.data, min(parsed.data_offset, parsed.file_size))
     return parsed
+
+
+def _cannot_read(path: Path, err: OSError) -> GGUFError:
+    return GGUFError(f"cannot read: {err.strerror or err}", path=path)
+
+
+def _refuse_non_regular(path: Path, mode: int) -> None:
+    """GGUFError saying what the path is, unless it is a regular file."""
+    if stat.S_ISREG(mode):
+        return
+    for is_kind, kind in _NOT_FILES:
+        if is_kind(mode):
+            raise GGUFError(f"cannot read: is {kind}, not a file", path=path)
+    raise GGUFError("cannot read: not a regular file", path=path)
 
 
 def _forget_pages(data: mmap.mmap, length: int) -> None:
@@ -167,22 +273,20 @@ def _forget_pages(data: mmap.mmap, length: int) -> None:
         data.madvise(mmap.MADV_DONTNEED, 0, length)
 
 
-def close_map(data: mmap.mmap | None) -> None:
-    """Unmap now if no numpy view still uses the map; otherwise the last view unmaps it."""
-    if data is not None:
-        try:
-            data.close()
-        except BufferError:
-            pass
+def close_map(mapped: MappedFile | None) -> None:
+    """Close a parsed file's ``map`` (see MappedFile.close); None is nothing to close."""
+    if mapped is not None:
+        mapped.close()
 
 
 class _Parser:
     """A cursor over one mapped file.  Each read checks that its bytes exist."""
 
-    def __init__(self, path: Path, data: mmap.mmap):
-        self.path = path
-        self.data = data
-        self.size = len(data)
+    def __init__(self, mapped: MappedFile):
+        self.mapped = mapped
+        self.path = mapped.path
+        self.data = mapped.data
+        self.size = len(mapped.data)
         self.pos = 0
 
     # ----------------------------------------------------------------- errors and raw reads
@@ -256,7 +360,7 @@ class _Parser:
         data_offset = -(-self.pos // alignment) * alignment
         tensors = self.place_tensors(raw_infos, data_offset, alignment) if raw_infos else []
         return ParsedFile(self.path, version, alignment, data_offset, self.size, fields,
-                          tensors, self.data)
+                          tensors, self.mapped)
 
     def check_version(self, version: int) -> None:
         if version in GGUF_SUPPORTED_VERSIONS:

@@ -76,15 +76,22 @@ class GGUFFile:
         .tensors    name -> TensorInfo, in shard order, then in each file's order
         .raw(name)  read-only uint8 view of the tensor's bytes on the mmap (nothing copied)
         .dequantize(name) -> float32 array of the tensor's shape
+        .check_unchanged()  GGUFChangedError if a shard was truncated or rewritten since
 
-    Usable as a context manager; ``close()`` unmaps the files (views already handed
-    out stay valid and keep their file mapped until they are gone).
+    The shards stay open while the GGUFFile is: another process that truncates one or
+    rewrites it in place changes the bytes under every view.  ``raw`` and ``dequantize``
+    check first (one fstat), a model checks before each batch, and a read that faults
+    all the same ends the process with one line naming the file (reader.MappedFile,
+    mapguard.py).  A shard replaced by rename is no change: the old file stays mapped.
+
+    Usable as a context manager; ``close()`` closes and unmaps the files (views already
+    handed out stay valid and keep their file mapped until they are gone).
     """
 
     def __init__(self, path):
         self.path = Path(path)
         parsed = _read_split_set(self.path)
-        self._maps = [p.map for p in parsed]
+        self._files = [p.map for p in parsed]
         self.shards = [Shard(p.path, i, p.version, p.alignment, p.data_offset, p.file_size,
                              len(p.tensors)) for i, p in enumerate(parsed)]
         self.fields: dict[str, MetadataField] = parsed[0].fields
@@ -97,16 +104,27 @@ class GGUFFile:
     def raw(self, name: str) -> np.ndarray:
         """The tensor's bytes: a read-only uint8 view of exactly ``nbytes`` on the mmap."""
         info = self._supported(name)
-        data = self._maps[info.shard]
-        if data is None:
+        mapped = self._files[info.shard]
+        if mapped is None:
             raise UsageError(f"{self.path}: file is closed")
-        return np.frombuffer(data, dtype=np.uint8, count=info.nbytes, offset=info.offset)
+        mapped.check_unchanged()
+        return np.frombuffer(mapped.data, dtype=np.uint8, count=info.nbytes, offset=info.offset)
 
     def dequantize(self, name: str) -> np.ndarray:
-        """The tensor as float32 in its numpy shape (pyggml.quants does the decoding)."""
+        """The tensor as float32 in its numpy shape (pyggml.quants does the decoding);
+        raw() checks the file first."""
         info = self._supported(name)
         from ..quants import dequantize
         return dequantize(info.type, self.raw(name), info.shape)
+
+    def check_unchanged(self) -> None:
+        """Raise GGUFChangedError, naming the shard, if one was truncated or rewritten in
+        place since it was opened (its size or modification time differs; one fstat each).
+        After close() there is nothing left to check: views still in use stay covered by
+        the SIGBUS guard alone."""
+        for mapped in self._files:
+            if mapped is not None:
+                mapped.check_unchanged()
 
     def _supported(self, name: str) -> TensorInfo:
         info = self.tensors.get(name)
@@ -119,9 +137,9 @@ class GGUFFile:
         return info
 
     def close(self) -> None:
-        for data in self._maps:
-            close_map(data)
-        self._maps = [None] * len(self._maps)
+        for mapped in self._files:
+            close_map(mapped)
+        self._files = [None] * len(self._files)
 
     def __enter__(self) -> GGUFFile:
         return self
