@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+from types import SimpleNamespace
 
 import gguf
+import numpy as np
 import pytest
 
-from pyggml.cli import main
+from pyggml.cli import main, progress
 from pyggml.cli.progress import ProgressBar, format_bytes
 from pyggml.cli.split_merge import parse_size
 from pyggml.errors import UsageError
+from pyggml.format.writer import write_gguf
 
 
 def run(capsys, *argv):
@@ -92,6 +96,7 @@ def test_split_merge_commands(capsys, tmp_path, model_path):
     (["merge", "{tmp}/bad.gguf", "{tmp}/out.gguf"], "not a GGUF file"),
     (["split", "{tmp}/ok.gguf", "{tmp}/o", "--max-size", "12Q"], "--max-size '12Q'"),
     (["split", "{tmp}/ok.gguf", "{tmp}/o", "--max-tensors", "0"], "must be at least 1"),
+    (["split", "{tmp}/ok.gguf", "{tmp}/o", "--max-size=-5M"], "expected a positive size"),
 ])
 def test_errors_are_one_line_and_exit_2(capsys, tmp_path, argv, match):
     (tmp_path / "bad.gguf").write_bytes(b"GGML" + bytes(20))
@@ -99,6 +104,12 @@ def test_errors_are_one_line_and_exit_2(capsys, tmp_path, argv, match):
     code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
     assert code == 2 and out == "" and err.count("\n") == 1 and match in err
     assert err.startswith(f"pyggml {argv[0]}: error: ")
+
+
+def test_a_value_starting_with_a_dash_is_explained(capsys, tmp_path):
+    code, out, err = run(capsys, "split", tmp_path / "in.gguf", tmp_path / "o", "--max-size", "-5M")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "a value that starts with '-' is written --max-size=VALUE" in err
 
 
 def test_parse_size_uses_decimal_units():
@@ -126,3 +137,47 @@ def test_progress_bar_draws_only_on_a_terminal():
     last = terminal.getvalue().rstrip("\n").split("\r")[-1]
     assert last.startswith("copy [##############################] 100% 3.0 MiB / 3.0 MiB")
     assert format_bytes(512) == "512 B" and format_bytes(1536) == "1.5 KiB"
+
+
+def test_progress_bar_can_be_forced_off_and_on():
+    terminal, pipe = FakeTerminal(), io.StringIO()
+    for stream, enabled in ((terminal, False), (pipe, True)):
+        bar = ProgressBar(10, "copy", stream=stream, enabled=enabled)
+        bar(10)
+        bar.close()
+    assert terminal.getvalue() == "" and pipe.getvalue().startswith("\rcopy [")
+
+
+def test_progress_bar_counts_tokens_once_its_delay_has_passed(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    quick, slow = FakeTerminal(), FakeTerminal()
+    bar = ProgressBar(10, "prompt", stream=quick, unit="tok", delay=2)
+    clock[0] += 1.5
+    bar(10)
+    bar.close()
+    assert quick.getvalue() == ""                       # done within the delay: nothing at all
+    bar = ProgressBar(10, "prompt", stream=slow, unit="tok", delay=2)
+    clock[0] += 1
+    bar(4)
+    assert slow.getvalue() == ""
+    clock[0] += 3
+    bar(6)
+    bar.close()
+    assert slow.getvalue().split("\r")[1:] == [
+        "prompt [##############################] 100% 10 tok / 10 tok  2.5 tok/s ",
+        "prompt [##############################] 100% 10 tok / 10 tok  2.5 tok/s \n"]
+
+
+@pytest.mark.parametrize("argv", [["split", "{tmp}/in.gguf", "{tmp}/s", "--max-tensors", "1"],
+                                  ["merge", "{tmp}/in.gguf", "{tmp}/merged.gguf"],
+                                  ["quantize", "{tmp}/in.gguf", "{tmp}/q.gguf", "Q8_0"]])
+def test_no_progress_silences_the_bar(tmp_path, monkeypatch, argv):
+    write_gguf(tmp_path / "in.gguf", {}, {"blk.0.attn_q.weight": np.ones((4, 32), np.float32),
+                                          "blk.0.attn_norm.weight": np.ones(32, np.float32)})
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    for flags, drawn in (([], True), (["--no-progress", "--force"], False)):
+        terminal = FakeTerminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert main(argv + flags) == 0
+        assert (f"\r{argv[0]} [" in terminal.getvalue()) == drawn

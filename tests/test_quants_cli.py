@@ -56,6 +56,22 @@ def test_quantize_refuses_to_requantize_silently(model_path, tmp_path, capsys):
     assert "can quantize to" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name, why", [
+    ("Q4_K_M", "a llama-quantize mix (some tensors get other types), not supported yet; "
+               "Q4_K makes every weight Q4_K"),
+    ("iq3_m", "a llama-quantize mix"),
+    ("Q4_0_4_4", "no longer written to files (llama.cpp repacks Q4_0 when it loads: use Q4_0)"),
+    ("IQ2_XXS", "no quantizer for it yet"),
+    ("Q7_K", "not a ggml type"),
+])
+def test_quantize_says_why_it_cannot_make_a_type(tmp_path, capsys, name, why):
+    assert main(["quantize", str(tmp_path / "in.gguf"), str(tmp_path / "out.gguf"), name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pyggml quantize: error: TYPE {name!r}: {why}") and err.count("\n") == 1
+    assert err.endswith("; pyggml can quantize to F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
+                        "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL\n")
+
+
 def get_scale_min_k4(j: int, q: bytes) -> tuple[int, int]:
     """ggml-quants.c's get_scale_min_k4, transcribed (an independent decoding)."""
     if j < 4:

@@ -9,7 +9,8 @@ whose name ends in "weight" (norms excepted) becomes TYPE, falling back like lla
 when a row is not a whole number of blocks (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K ->
 Q5_1, Q6_K -> Q8_0, then F16); the bytes are those llama.cpp's reference quantizers
 write.  Everything else (norms, biases, metadata) is copied.  The mixes of Q4_K_M and
-friends (Q6_K for some layers) are not reproduced.
+friends (Q6_K for some layers) are not reproduced.  OUT appears complete or not at
+all: an error, Ctrl-C, SIGTERM or SIGHUP leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from ..errors import UnsupportedTypeError, UsageError
 from ..format.constants import TYPE_TRAITS, GGMLType, GGUFValueType, LlamaFileType
-from .progress import ProgressBar, format_bytes
+from .progress import ProgressBar, add_progress_option, format_bytes
 
 # llama-quantize's shape fallbacks (llama-quant.cpp tensor_type_fallback, 2026 builds)
 FALLBACK = {GGMLType.Q2_K: GGMLType.Q4_0, GGMLType.Q3_K: GGMLType.Q4_0,
@@ -34,6 +35,15 @@ FILE_TYPE = {GGMLType.F32: LlamaFileType.ALL_F32, GGMLType.F16: LlamaFileType.MO
              GGMLType.Q4_K: LlamaFileType.MOSTLY_Q4_K_M, GGMLType.Q5_K: LlamaFileType.MOSTLY_Q5_K_M,
              GGMLType.Q6_K: LlamaFileType.MOSTLY_Q6_K, GGMLType.IQ4_NL: LlamaFileType.MOSTLY_IQ4_NL}
 FLOATS = (GGMLType.F32, GGMLType.F16, GGMLType.BF16)
+# llama-quantize's TYPE names (llama.h llama_ftype) that are mixes, not one ggml type: some
+# tensors get another type by role and layer.  pyggml does not make them yet; the value is
+# the type the mix is built on, where pyggml writes it (llama-quantize --pure of that type).
+MIXES = {"Q2_K_S": GGMLType.Q2_K, "Q3_K_S": GGMLType.Q3_K, "Q3_K_M": GGMLType.Q3_K,
+         "Q3_K_L": GGMLType.Q3_K, "Q4_K_S": GGMLType.Q4_K, "Q4_K_M": GGMLType.Q4_K,
+         "Q5_K_S": GGMLType.Q5_K, "Q5_K_M": GGMLType.Q5_K, "IQ2_M": None, "IQ3_M": None,
+         "MXFP4_MOE": None}
+# Q4_0 interleaved for SIMD, llama_ftype 33-35: gone from files, llama.cpp repacks Q4_0 at load
+REPACKED_Q4_0 = ("Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8")
 
 
 def add_parser(subparsers) -> None:
@@ -45,6 +55,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--allow-requantize", action="store_true",
                    help="also requantize tensors that are already quantized (loses precision)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    add_progress_option(p)
     p.set_defaults(run=run_quantize)
 
     p = subparsers.add_parser("inspect", help="decode one block of a tensor, field by field",
@@ -71,14 +82,24 @@ def target_type(name: str, shape: tuple[int, ...], target: GGMLType) -> GGMLType
 
 
 def parse_type(text: str) -> GGMLType:
-    try:
-        t = GGMLType[text.upper()]
-    except KeyError:
-        t = None
-    if t not in FILE_TYPE:
-        raise UsageError(f"TYPE {text!r}: pyggml can quantize to "
-                         f"{', '.join(t.name for t in FILE_TYPE)}")
-    return t
+    """TYPE as a ggml type pyggml writes; a UsageError that says why anything else is not."""
+    name = text.upper()
+    target = GGMLType.__members__.get(name)
+    if target in FILE_TYPE:
+        return target
+    if name in MIXES:
+        why = "a llama-quantize mix (some tensors get other types), not supported yet"
+        if MIXES[name] is not None:
+            base = MIXES[name].name
+            why += f"; {base} makes every weight {base} (llama-quantize --pure)"
+    elif name in REPACKED_Q4_0:
+        why = "no longer written to files (llama.cpp repacks Q4_0 when it loads: use Q4_0)"
+    elif target is not None:
+        why = "no quantizer for it yet"
+    else:
+        why = "not a ggml type"
+    raise UsageError(f"TYPE {text!r}: {why}; pyggml can quantize to "
+                     f"{', '.join(t.name for t in FILE_TYPE)}")
 
 
 def run_quantize(args) -> int:
@@ -97,8 +118,10 @@ def run_quantize(args) -> int:
                     and not args.allow_requantize:
                 raise UsageError(f"{args.input}: {name} is already {info.type_name}; "
                                  "requantizing loses precision (use --allow-requantize)")
-        work = sum(model.tensors[n].n_elements for n, t in plan.items() if t is not None)
-        bar = ProgressBar(work, "quantize")
+        # bytes to convert (a tensor of unknown type has no size; raw() refuses it below)
+        work = sum(info.nbytes or 0 for name, info in model.tensors.items()
+                   if plan[name] not in (None, info.type))
+        bar = ProgressBar(work, "quantize", enabled=args.progress)
         tensors = {}
         try:
             for name, info in model.tensors.items():
@@ -108,7 +131,7 @@ def run_quantize(args) -> int:
                     continue
                 data = quants.quantize(new_type, model.dequantize(name))
                 tensors[name] = RawTensor(new_type, info.shape, data)
-                bar(info.n_elements)
+                bar(info.nbytes)
         finally:
             bar.close()
         metadata = {key: field for key, field in model.fields.items() if key not in SPLIT_KEYS}

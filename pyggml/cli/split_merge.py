@@ -5,7 +5,9 @@
     pyggml merge ANY_SHARD.gguf OUT.gguf           one file again, without the split.* keys
 
 Existing outputs are replaced only with --force.  Outputs appear complete or not
-at all (each file is written under a temporary name and renamed).
+at all, a split set all its shards together: each file is written under a hidden
+temporary name and renamed when complete (pyggml.format.writer says how), and an
+error, Ctrl-C, SIGTERM or SIGHUP removes what was written.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import re
 import sys
 
 from ..errors import UsageError
-from .progress import ProgressBar, format_bytes
+from .progress import ProgressBar, add_progress_option, format_bytes
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -41,6 +43,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-tensor-first-split", action="store_true",
                    help="put only metadata in the first shard")
     p.add_argument("--force", action="store_true", help="replace existing output files")
+    add_progress_option(p)
     p.set_defaults(run=run_split)
 
     p = subparsers.add_parser("merge", help="merge a split GGUF model into one file",
@@ -49,6 +52,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("input", metavar="ANY_SHARD", help="any shard of the split set")
     p.add_argument("output", metavar="OUT", help="the merged GGUF file")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    add_progress_option(p)
     p.set_defaults(run=run_merge)
 
 
@@ -59,7 +63,7 @@ def run_split(args) -> int:
         raise UsageError(f"--max-tensors {args.max_tensors}: must be at least 1")
     max_bytes = parse_size(args.max_size) if args.max_size is not None else 0
     with pyggml.open(args.input) as model:
-        bar = ProgressBar(_data_bytes(model), "split")
+        bar = ProgressBar(_data_bytes(model), "split", enabled=args.progress)
         try:
             paths = split_gguf(model, args.output, max_tensors=args.max_tensors or 0,
                                max_bytes=max_bytes,
@@ -77,7 +81,7 @@ def run_merge(args) -> int:
     import pyggml
     from ..format.writer import merge_gguf
     with pyggml.open(args.input) as model:
-        bar = ProgressBar(_data_bytes(model), "merge")
+        bar = ProgressBar(_data_bytes(model), "merge", enabled=args.progress)
         try:
             path = merge_gguf(model, args.output, overwrite=args.force, progress=bar)
         finally:

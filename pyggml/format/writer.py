@@ -4,6 +4,15 @@
     split_gguf(source, prefix, max_tensors=N | max_bytes=B)  shards named like llama.cpp's
     merge_gguf(any_shard, path)                              one file from a split set
 
+Outputs appear whole or not at all.  Each is written beside itself under a hidden
+temporary name, ``.NAME.pyggml-PID-RANDOM.tmp`` (PID: the writing process; RANDOM:
+8 hex digits), and renamed to NAME once complete; a split renames its shards only
+when all of them are complete, so a set never appears in part.  On any exception,
+Ctrl-C included (and SIGTERM/SIGHUP under the ``pyggml`` command, which turns them
+into one), the temporaries and the files this call already renamed are removed.
+A process killed outright (SIGKILL, a crash, power loss) leaves its temporaries;
+the next write of the same NAME removes those whose PID no longer runs.
+
 What ``write_gguf`` writes, in this order (the reader's docstring draws the layout):
 
     header        "GGUF" | version 3 | n_tensors u64 | n_kv u64
@@ -26,8 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
+import re
 import secrets
+import struct
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -86,32 +96,77 @@ def write_gguf(path, metadata: Mapping[str, Any], tensors: Mapping[str, Any], *,
     """Write a GGUF v3 file; returns its path.
 
     Everything is validated before the first byte is written; the file appears
-    under ``path`` only when complete (written to a temporary name, then renamed),
-    so an error or an interrupt never leaves half a model behind.  An existing
-    file is replaced only with ``overwrite=True``.
+    under ``path`` only when complete (see the module docstring), so an error or an
+    interrupt never leaves half a model behind.  An existing file is replaced only
+    with ``overwrite=True``.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise UsageError(f"{path} already exists (use --force / overwrite=True to replace it)")
+    _refuse_existing([path], overwrite)
+    return _write_all([_prepare(path, metadata, tensors)], progress)[0]
+
+
+class _Prepared(NamedTuple):
+    """A file checked and laid out, ready to write: its header bytes, then its tensors."""
+    path: Path
+    header: bytes
+    entries: list[_Tensor]
+    alignment: int
+
+
+def _prepare(path: Path, metadata: Mapping[str, Any], tensors: Mapping[str, Any]) -> _Prepared:
     fields = {_check_key(key, path): as_field(value, key, path) for key, value in metadata.items()}
     alignment = _alignment(fields, path)
     entries = [_tensor_entry(name, value, path) for name, value in tensors.items()]
-    header = _header(fields, entries, alignment, path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    return _Prepared(path, _header(fields, entries, alignment, path), entries, alignment)
+
+
+def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    if not overwrite:
+        for path in paths:
+            if path.exists():
+                raise UsageError(f"{path} already exists (use --force / overwrite=True to "
+                                 "replace it)")
+
+
+def _write_all(files: list[_Prepared], progress: Progress | None) -> list[Path]:
+    """Write every file under its temporary name, then rename them all: the files appear
+    together and complete, or (on any exception) not at all.  An OSError becomes a
+    GGUFError naming the file."""
+    temporaries: list[Path] = []
+    n_renaming = 0                        # files[:n_renaming] have begun their rename
+    current = files[0].path
     try:
-        with open(tmp, "xb") as out:
-            out.write(header)
-            for entry in entries:
-                _copy(out, entry.data, progress)
-                out.write(bytes(pad(entry.data.size, alignment) - entry.data.size))
-        os.replace(tmp, path)
-    except OSError as err:
-        _remove(tmp)
-        raise GGUFError(f"cannot write: {err.strerror or err}", path=path) from None
-    except BaseException:
-        _remove(tmp)
+        for file in files:
+            current = file.path
+            _remove_stale_temporaries(file.path)
+            # listed before it exists, so that an interrupt inside open() is cleaned up too
+            temporaries.append(_temporary_path(file.path))
+            _write_file(temporaries[-1], file, progress)
+        for file, temporary in zip(files, temporaries):
+            current = file.path
+            n_renaming += 1
+            os.replace(temporary, file.path)
+    except BaseException as err:
+        for i, (file, temporary) in enumerate(zip(files, temporaries)):
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:     # never created, or renamed (os.replace is atomic)
+                if i < n_renaming:
+                    _remove(file.path)
+            except OSError:
+                pass
+        if isinstance(err, OSError):
+            raise GGUFError(f"cannot write: {err.strerror or err}", path=current) from None
         raise
-    return path
+    return [file.path for file in files]
+
+
+def _write_file(path: Path, file: _Prepared, progress: Progress | None) -> None:
+    with open(path, "xb") as out:
+        out.write(file.header)
+        for entry in file.entries:
+            _copy(out, entry.data, progress)
+            out.write(bytes(pad(entry.data.size, file.alignment) - entry.data.size))
 
 
 def _copy(out, data: np.ndarray, progress: Progress | None) -> None:
@@ -126,6 +181,40 @@ def _copy(out, data: np.ndarray, progress: Progress | None) -> None:
 def _remove(path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+# ----------------------------------------------------------------------------- temporaries
+
+def _temporary_path(path: Path) -> Path:
+    """Where this process writes ``path`` until it is complete (see the module docstring)."""
+    return path.with_name(f".{path.name}.pyggml-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of ``path`` whose writer no longer runs.
+
+    Those of a live process are kept, even when its pid was reused by another program
+    since: a leftover costs disk space, a wrong removal would cost a writer its output.
+    """
+    own = re.compile(rf"\.{re.escape(path.name)}\.pyggml-([1-9][0-9]*)-[0-9a-f]+\.tmp")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:                       # the folder cannot be listed: writing will say why
+        return
+    for name in names:
+        match = own.fullmatch(name)
+        if match and not _process_exists(int(match.group(1))):
+            _remove(path.parent / name)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)                   # signal 0 sends nothing: it only asks
+    except (ProcessLookupError, OverflowError):   # OverflowError: beyond any pid
+        return False
+    except PermissionError:               # it runs, as another user
+        pass
+    return True
 
 
 def _header(fields: dict[str, MetadataField], entries: list[_Tensor], alignment: int,
@@ -406,8 +495,9 @@ def split_gguf(source, prefix, *, max_tensors: int = 0, max_bytes: int = 0,
     ``prefix-00001-of-0000N.gguf`` ... (a trailing ".gguf" on prefix is dropped).
 
     Shard 1 gets all metadata; every shard gets split.no (u16), split.count (u16)
-    and split.tensors.count (i32).  Returns the shard paths.  If any shard fails,
-    the shards already written by this call are removed again.
+    and split.tensors.count (i32).  Returns the shard paths.  Every shard is checked
+    before the first byte is written, and the set appears whole or not at all (see
+    the module docstring).
     """
     prefix = str(prefix)[:-5] if str(prefix).endswith(".gguf") else str(prefix)
     with _opened(source) as model:
@@ -419,26 +509,17 @@ def split_gguf(source, prefix, *, max_tensors: int = 0, max_bytes: int = 0,
         if count > 0xFFFF:
             raise UsageError(f"{count} shards, more than split.count (u16) can hold")
         paths = [shard_path(prefix, i, count) for i in range(count)]
-        existing = [str(p) for p in paths if p.exists()]
-        if existing and not overwrite:
-            raise UsageError(f"{existing[0]} already exists (use --force / overwrite=True to "
-                             "replace it)")
+        _refuse_existing(paths, overwrite)
         base = {key: field for key, field in model.fields.items() if key not in SPLIT_KEYS}
-        written = []
-        try:
-            for i, group in enumerate(groups):
-                split_keys = {SPLIT_NO: MetadataField(V.UINT16, i),
-                              SPLIT_COUNT: MetadataField(V.UINT16, count),
-                              SPLIT_TENSORS_COUNT: MetadataField(V.INT32, len(names))}
-                metadata = {**base, **split_keys} if i == 0 else split_keys
-                tensors = _raw_tensors(model, [names[j] for j in group])
-                written.append(write_gguf(paths[i], metadata, tensors, overwrite=True,
-                                          progress=progress))
-        except BaseException:
-            for p in written:
-                _remove(p)
-            raise
-    return paths
+        shards = []
+        for i, group in enumerate(groups):
+            split_keys = {SPLIT_NO: MetadataField(V.UINT16, i),
+                          SPLIT_COUNT: MetadataField(V.UINT16, count),
+                          SPLIT_TENSORS_COUNT: MetadataField(V.INT32, len(names))}
+            metadata = {**base, **split_keys} if i == 0 else split_keys
+            shards.append(_prepare(paths[i], metadata,
+                                   _raw_tensors(model, [names[j] for j in group])))
+        return _write_all(shards, progress)
 
 
 def merge_gguf(source, path, *, overwrite: bool = False, progress: Progress | None = None) -> Path:
