@@ -12,6 +12,7 @@
 #ifndef PYGGML_CPU_INTERNAL_H
 #define PYGGML_CPU_INTERNAL_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -24,6 +25,22 @@
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
+
+/* ---------------------------------------------------------------- a scalar tail, as compiled
+ * llama.cpp adds the odd last block of IQ4_NL's vec_dot in a scalar loop, `sumf += d * sum`.
+ * GCC (-march=native, -ffp-contract=fast) makes that one FMA, except where its tuning avoids
+ * FMA chains in loops: AMD Zen (x86-tune.def, avoid_fma_chains).  pyggml is built with
+ * -ffp-contract=off, so it chooses here, the same way for the CPU it runs on. */
+static inline int ggml_fuses_scalar_tail(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return !__builtin_cpu_is("amd");
+#else
+    return 1;
+#endif
+}
+static inline float add_scalar_tail(float sum, float d, float s) {
+    return ggml_fuses_scalar_tail() ? fmaf(d, s, sum) : sum + d * s;
+}
 
 /* ---------------------------------------------------------------- fp16 <-> fp32 */
 

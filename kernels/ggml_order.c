@@ -59,7 +59,8 @@
  *          Q4_0 Q5_0 Q8_0  lanes = fma(d_w d_y, lanes_b, lanes); hsum      (as tinyBLAS)
  *          Q4_1 Q5_1       lanes = fma(lanes_b, d_w d_y, lanes); s += m_w s_y; hsum + s
  *          IQ4_NL          two lane sets, even and odd blocks; hsum of their sum;
- *                          an odd last block + d (float) its sum, not fused
+ *                          an odd last block + d (float) its sum, a scalar tail that
+ *                          GCC fuses except on AMD Zen (add_scalar_tail)
  *          Q3_K Q6_K       lanes = fma(d_y d_w, lanes_b, lanes); hsum   (the bias of
  *                          Q3_K per element, Q6_K's 32 through 8 lanes of bsums)
  *          Q2_K            lanes = fma(-d_y dmin_w, min_lanes_b, lanes) first, then

@@ -249,7 +249,8 @@ FLOAT_KERNEL(dot_bf16, uint16_t, load8_bf16, bf16_to_fp32)
 /* ---------------------------------------------------------------- 32-element blocks
  * Q4_0 Q5_0 Q8_0 (and every one of them in tinyBLAS): lanes = fma(dx dy, lanes_b, lanes).
  * IQ4_NL's vec_dot: even and odd blocks in two accumulators, an odd last block alone,
- * its d * (float) sum added after the horizontal sum (not fused). */
+ * its d * (float) sum added after the horizontal sum (add_scalar_tail: fused or not, as
+ * GCC compiles llama.cpp for this CPU). */
 #define Q0_KERNEL(name, btype, PAIRED)                                                       \
     INLINE void name##_q0_##PAIRED(int64_t k, const void *w, const void *act,                \
                                    int64_t act_stride, float *out, int64_t ldo, const int R) { \
@@ -277,7 +278,7 @@ FLOAT_KERNEL(dot_bf16, uint16_t, load8_bf16, bf16_to_fp32)
             UNROLL for (int r = 0; r < R; r++) {                                             \
                 const float d = fp16_to_fp32((ACT_ROW(block_q8_0, act, act_stride, r) + nb - 1)->d) \
                               * fp16_to_fp32(x[nb - 1].d);                                   \
-                out[r * ldo] += d * (float)hsum_epi32(lanes[r]);                             \
+                out[r * ldo] = add_scalar_tail(out[r * ldo], d, (float)hsum_epi32(lanes[r])); \
             }                                                                                \
         }                                                                                    \
     }

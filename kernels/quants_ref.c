@@ -548,7 +548,7 @@ static float quant_product(const quant_ref *q, product_order order, int64_t k, c
     vec_dot_form form = q->form;
     if (order == ORDER_TINYBLAS) form = FORM_Q0;          /* one accumulator, whatever the type */
     float acc[8] = {0}, acc2[8] = {0}, accm[4] = {0};
-    float chain = 0.0f, chain_min = 0.0f, extra = 0.0f;
+    float chain = 0.0f, chain_min = 0.0f, extra = 0.0f, tail_d = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         block_ints b;
         memset(&b, 0, sizeof b);
@@ -583,9 +583,10 @@ static float quant_product(const quant_ref *q, product_order order, int64_t k, c
             extra = fmaf(b.mx, b.sy, extra);
             break;
         case FORM_IQ4_NL:                                   /* blocks in pairs; an odd last alone */
-            if (i % 2 == 0 && i + 1 == nb)
-                extra = d * (float)sum_lanes(b.lane);
-            else
+            if (i % 2 == 0 && i + 1 == nb) {
+                tail_d = d;
+                extra = (float)sum_lanes(b.lane);
+            } else
                 for (int l = 0; l < 8; l++) {
                     float *a = i % 2 ? acc2 : acc;
                     a[l] = fmaf(d, (float)b.lane[l], a[l]);
@@ -615,7 +616,7 @@ static float quant_product(const quant_ref *q, product_order order, int64_t k, c
     case FORM_IQ4_NL: {
         float both[8];
         for (int l = 0; l < 8; l++) both[l] = acc[l] + acc2[l];
-        return nb % 2 ? hsum8(both) + extra : hsum8(both);
+        return nb % 2 ? add_scalar_tail(hsum8(both), tail_d, extra) : hsum8(both);
     }
     case FORM_Q4_K: return hsum8(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]));
     default: return hsum8(acc);

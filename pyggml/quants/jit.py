@@ -149,6 +149,26 @@ HAS_AVX2 = "avx2" in _target_features()
 HAS_AVX512BW = "avx512bw" in _target_features()
 
 
+def _host_is_amd() -> bool:
+    """Whether this is an AMD CPU (/proc/cpuinfo's vendor, else LLVM's name for the CPU)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return "AuthenticAMD" in line
+    except OSError:
+        pass
+    from llvmlite import binding
+    return binding.get_host_cpu_name().startswith("znver")
+
+
+# llama.cpp adds the odd last block of IQ4_NL's vec_dot in a scalar loop, `sumf += d * sum`:
+# GCC (-march=native) compiles it to one FMA except on AMD Zen, whose tuning avoids FMA
+# chains in loops.  Same rule as kernels/cpu_internal.h's add_scalar_tail.  (A constant of
+# the compiled kernels: numba's cache keys them by the CPU anyway.)
+GGML_FUSES_SCALAR_TAIL = not _host_is_amd()
+
+
 class Vector(types.Type):
     """<count x dtype> in registers: a vector value inside compiled kernels (never a
     Python object).  Made by vload, splat and the operations below."""

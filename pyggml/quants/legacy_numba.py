@@ -30,8 +30,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..format.constants import GGMLType
-from .jit import (GEMM, GEMV, ROWS_PER_TASK, VEC_DOT, add_pairs, bitcast, concat, convert, f16,
-                  fma32, hsum, hsum8, lookup16, madd, maddubs, nonzero, order, part, repeat,
+from .jit import (GEMM, GEMV, GGML_FUSES_SCALAR_TAIL, ROWS_PER_TASK, VEC_DOT, add_pairs, bitcast,
+                  concat, convert, f16, fma32, hsum, hsum8, lookup16, madd, maddubs, nonzero, order, part, repeat,
                   splat, vfma, vload, vstore)
 
 KVALUES_IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10,
@@ -170,15 +170,15 @@ def dot_row(quants, size, signed, offset, affine, paired, how, w, x, act_size, x
     nb = xd.size
     acc = splat(np.float32(0), 8)
     odd = splat(np.float32(0), 8)
-    chain = extra = np.float32(0)
+    chain = extra = tail_d = np.float32(0)
     for b in range(nb):
         lanes = block_lanes(quants, signed, offset, w, size * b, x, act_size * (b + 1) - 32, sums4, 8 * b)
         dx, dy = f16(w, size * b), xd[b]
         if how == GEMV or how == GEMM:                  # repack.cpp: one chain
             chain = fma32(np.float32(hsum(lanes)), dx * dy, chain)
         elif paired and how == VEC_DOT:
-            if b % 2 == 0 and b + 1 == nb:              # the odd last block: not fused
-                extra = (dy * dx) * np.float32(hsum(lanes))
+            if b % 2 == 0 and b + 1 == nb:              # the odd last block: added alone
+                tail_d, extra = dy * dx, np.float32(hsum(lanes))
             elif b % 2 == 0:
                 acc = vfma(splat(dy * dx, 8), convert(lanes, np.float32), acc)
             else:
@@ -190,7 +190,10 @@ def dot_row(quants, size, signed, offset, affine, paired, how, w, x, act_size, x
     if how == GEMV or how == GEMM:
         return chain
     if paired and how == VEC_DOT:
-        acc = acc + odd
+        total = hsum8(acc + odd)
+        if nb % 2 == 0:
+            return total
+        return fma32(tail_d, extra, total) if GGML_FUSES_SCALAR_TAIL else total + tail_d * extra
     return hsum8(acc) + extra
 
 
