@@ -12,12 +12,16 @@ it: the file, the byte offset and the field where that makes sense.
     │   ├── GGUFMetadataError      a key/value pair is invalid (empty or duplicate key, bad type, ...)
     │   ├── GGUFTensorError        a tensor description is invalid (name, dims, type, placement)
     │   ├── GGUFSplitError         shards missing, out of order or inconsistent
+    │   ├── GGUFChangedError       a file changed on disk while pyggml had it open (reopen it)
     │   └── TensorNotFoundError    no tensor by that name (also a KeyError)
     ├── UnsupportedTypeError   a tensor's ggml type has no implementation here
     ├── ModelError             metadata or tensors do not describe a model we can run
     ├── TokenizerError         the vocabulary is missing or inconsistent
     ├── BackendError           a compute backend (C library, CUDA device) is unusable
     └── UsageError             a bad argument from the caller (CLI or API)
+
+    PyggmlWarning              something works but may not do what the user expects
+                               (a context longer than the model was trained for, ...)
 """
 from __future__ import annotations
 
@@ -77,6 +81,13 @@ class GGUFSplitError(GGUFError):
     inconsistent shards.  pyggml never returns part of a model."""
 
 
+class GGUFChangedError(GGUFError):
+    """A file that pyggml has mapped changed size or modification time since it was opened:
+    another process truncated it or rewrote it in place, so its tensor bytes can no longer
+    be trusted (or read at all).  Reopen it.  A file replaced by rename is not this error:
+    the old file stays mapped, whole."""
+
+
 class TensorNotFoundError(GGUFError, KeyError):
     """No tensor of that name in the file or split set.  Also a ``KeyError``."""
 
@@ -100,4 +111,14 @@ class BackendError(PyggmlError):
 
 
 class UsageError(PyggmlError):
-    """A caller passed an argument that cannot work (a prompt longer than the context, ...)."""
+    """A caller passed an argument that cannot work (a prompt longer than the context, ...).
+    ``argument`` names the API argument at fault where there is one, so that the CLI can
+    name its own option for it."""
+
+    def __init__(self, message: str, *, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
+
+
+class PyggmlWarning(UserWarning):
+    """Works, but may not do what the user expects (the CLI prints it as one line)."""
