@@ -61,6 +61,9 @@ def test_repeat_penalty_divides_positive_and_multiplies_negative_logits():
     # outside the window the penalty does not apply
     sampler = Sampler(SamplerSettings(temperature=0, repeat_penalty=2.0, repeat_last_n=1))
     assert sampler(np.array([3.0, 2.0, -1.0], np.float32), [0, 2]) == 0
+    # -1 (llama.cpp's "the whole context") reaches back to the first token
+    sampler = Sampler(SamplerSettings(temperature=0, repeat_penalty=2.0, repeat_last_n=-1))
+    assert sampler(np.array([3.0, 2.0, -1.0], np.float32), [0] + [2] * 100) == 1
 
 
 def test_seed_reproducible():
@@ -70,8 +73,13 @@ def test_seed_reproducible():
     assert [a(logits, []) for _ in range(50)] == [b(logits, []) for _ in range(50)]
 
 
-@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_p=0), dict(top_p=1.5),
-                                 dict(min_p=2), dict(repeat_penalty=0), dict(repeat_last_n=-1)])
+@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(temperature=float("nan")),
+                                 dict(temperature=float("inf")), dict(top_k=-3), dict(top_p=0),
+                                 dict(top_p=1.5), dict(top_p=float("nan")), dict(min_p=2),
+                                 dict(repeat_penalty=0), dict(repeat_penalty=float("inf")),
+                                 dict(repeat_last_n=-2), dict(seed=-2)])
 def test_out_of_range_settings_raise(bad):
-    with pytest.raises(UsageError):
+    (name, value), = bad.items()
+    with pytest.raises(UsageError, match=f"{name}={value!r}: expected") as err:
         SamplerSettings(**bad)
+    assert err.value.argument == name

@@ -418,8 +418,8 @@ def test_unusable_metadata_is_a_tokenizer_error(changes, message):
 
 def test_bad_arguments_are_usage_errors():
     tok = Tokenizer.from_metadata(_tiny_metadata())
-    with pytest.raises(UsageError, match="str"):
-        tok.encode(b"bytes")
+    with pytest.raises(UsageError, match="str or bytes"):
+        tok.encode(12345)
     with pytest.raises(UsageError, match="token id 16"):
         tok.token_to_piece(16)
     with pytest.raises(UsageError, match="token id -1"):

@@ -10,16 +10,19 @@ views of the weights, allocate the kv cache.  No weight is dequantized.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import PyggmlWarning, UsageError
 from .hparams import HParams
 from .offload import plan_offload
 from .sampler import Sampler, SamplerSettings
-from .stats import Stats, rss_bytes
+from .stats import Stats, available_memory_bytes, rss_bytes
 from .weights import load_weights
 
 DEFAULT_N_CTX = 4096
@@ -43,12 +46,15 @@ class Model:
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
         self.kernels = cpu_kernels(backend, n_threads)
         self.weights = w = load_weights(gguf, hp)
-        self.n_ctx = n_ctx if n_ctx is not None else min(DEFAULT_N_CTX, hp.n_ctx_train)
-        if self.n_ctx <= 0:
-            raise UsageError(f"n_ctx must be positive, got {self.n_ctx}")
+        self.n_ctx = context_size(n_ctx, hp.n_ctx_train)
 
         # place layers: the last n_gpu_layers on the GPU (llama.cpp's semantics, see offload.py)
         self.plan = plan_offload(hp, w, n_gpu_layers, self.n_ctx)
+        check_host_memory(self.plan.cpu_kv_bytes, self.n_ctx)
+        if self.n_ctx > hp.n_ctx_train:            # works, but llama.cpp warns, and so do we
+            warnings.warn(f"a context of {self.n_ctx} tokens is longer than the "
+                          f"{hp.n_ctx_train} the model was trained on: text beyond that may "
+                          "degrade", PyggmlWarning, stacklevel=3)
         self.host = HostDevice(self.kernels, hp)
         self.gpu = None
         if self.plan.n_gpu_layers or self.plan.output_on_gpu:
@@ -64,6 +70,7 @@ class Model:
         head_device = self.gpu if self.plan.output_on_gpu else self.host
         self.head = (head_device, head_device.upload_head(w.output_norm, w.output))
         self.tokens: list[int] = []               # what the kv caches hold, in order
+        self._in_use = threading.Lock()           # held while a call or generator uses the cache
 
         tok = self.tokenizer
         self.chat_template = ChatTemplate(
@@ -98,6 +105,7 @@ class Model:
         bad = [t for t in tokens if not 0 <= t < hp.n_vocab]
         if bad:
             raise UsageError(f"token id {bad[0]} is outside the vocabulary (0..{hp.n_vocab - 1})")
+        self.file.check_unchanged()      # the weights are views of the file: it must still be whole
         ids = np.asarray(tokens, dtype=np.int64)
         x = k.dequantize_rows(w.token_embd.ggml_type, w.token_embd.data, ids, hp.n_embd)
         where = self.host                           # the embedding lookup runs on the CPU
@@ -111,8 +119,29 @@ class Model:
             x = device.to_device(where.to_host(x))
         return device.head_forward(head, x, all_logits)
 
-    def eval(self, tokens: list[int], *, all_logits: bool = False) -> np.ndarray:
-        """Append tokens to the context in batches; -> logits of the last (or every) token."""
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """One sequence at a time: the kv cache holds one context, so a second generator or
+        a second thread would silently corrupt the first one's.  Refuse it instead."""
+        if not self._in_use.acquire(blocking=False):
+            raise UsageError("this Model is in use: a generate()/chat() generator is still open "
+                             "(finish it or call its close()) or another thread is running it; "
+                             "a Model holds one sequence at a time, so load a second Model for "
+                             "a second sequence")
+        try:
+            yield
+        finally:
+            self._in_use.release()
+
+    def eval(self, tokens: list[int], *, all_logits: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Append tokens to the context in batches; -> logits of the last (or every) token.
+        ``progress(done, total)`` is called after each batch."""
+        with self._exclusive():
+            return self._eval(tokens, all_logits, progress)
+
+    def _eval(self, tokens: list[int], all_logits: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         outputs = []
         for start in range(0, len(tokens), N_BATCH):
             batch = tokens[start:start + N_BATCH]
@@ -121,68 +150,84 @@ class Model:
                 outputs.append(self._forward(batch, all_logits))
             else:
                 self._forward(batch, False)
+            if progress is not None:
+                progress(start + len(batch), len(tokens))
         return np.concatenate(outputs) if all_logits else outputs[-1][0]
 
     def reset(self) -> None:
-        self.tokens = []
+        with self._exclusive():
+            self.tokens = []
 
     def logits(self, ids) -> np.ndarray:
         """float32 (len(ids), n_vocab): the logits after each token, from a fresh context."""
         ids = [int(t) for t in ids]
         if not ids:
             raise UsageError("logits() needs at least one token")
-        self.reset()
-        return self.eval(ids, all_logits=True)
+        with self._exclusive():
+            self.tokens = []
+            return self._eval(ids, all_logits=True)
 
     # ------------------------------------------------------------------ generation
-    def generate_tokens(self, prompt: str | list[int], max_tokens: int = 128, *,
+    def generate_tokens(self, prompt: str | bytes | list[int], max_tokens: int = 128, *,
                         settings: SamplerSettings | None = None, special: bool = False,
+                        progress: Callable[[int, int], None] | None = None,
                         **sampler_kwargs) -> Iterator[int]:
-        """Stream the ids of tokens continuing prompt (text, or token ids).
+        """Stream the ids of tokens continuing prompt (text, bytes, or token ids).
 
-        Stops after an end-of-generation token (which is yielded), after max_tokens, or
-        when the context is full.  The kv cache keeps the common prefix with the previous
-        call, so a multi-turn chat only evaluates the new turn.
+        Stops after an end-of-generation token (which is yielded), after max_tokens
+        (0: none, the prompt is only evaluated; -1: no limit, as llama.cpp's -n -1), or
+        when the context is full.  The kv cache keeps the common prefix with the
+        previous call, so a multi-turn chat only evaluates the new turn.
+        ``progress(done, total)`` follows the prompt's evaluation batch by batch.
+        While the generator is open, the Model refuses other calls (see _exclusive).
         """
+        if max_tokens < -1:
+            raise UsageError(f"max_tokens must be >= 0, or -1 for no limit; got {max_tokens}")
         sampler = Sampler(settings or SamplerSettings(**sampler_kwargs))
-        ids = self.tokenize(prompt, special=special) if isinstance(prompt, str) else list(prompt)
+        ids = (self.tokenize(prompt, special=special) if isinstance(prompt, (str, bytes))
+               else list(prompt))
         if not ids:
             raise UsageError("the prompt is empty (and the model adds no BOS token)")
         if len(ids) >= self.n_ctx:
             raise UsageError(f"the prompt has {len(ids)} tokens but the context holds "
                              f"{self.n_ctx} (pass a larger n_ctx / --ctx-size)")
+        with self._exclusive():
+            yield from self._generate(ids, max_tokens, sampler, progress)
+
+    def _generate(self, ids: list[int], max_tokens: int, sampler: Sampler,
+                  progress: Callable[[int, int], None] | None) -> Iterator[int]:
         keep = 0                       # reuse the cached prefix, re-evaluate at least one token
         while keep < min(len(self.tokens), len(ids) - 1) and self.tokens[keep] == ids[keep]:
             keep += 1
         self.tokens = self.tokens[:keep]
         started = time.perf_counter()
-        logits = self.eval(ids[keep:])
+        logits = self._eval(ids[keep:], progress=progress)
         self.stats.prompt(len(ids) - keep, time.perf_counter() - started)
 
         generated: list[int] = []
         decode_s = 0.0
         try:
-            while True:
+            while max_tokens:
                 token = sampler(logits, ids + generated)
                 generated.append(token)
                 yield token
                 if token in self.tokenizer.eog_ids:
                     self.stats.hit_eog = True
                     break
-                if len(generated) >= max_tokens:
+                if len(generated) == max_tokens:
                     break
                 if len(self.tokens) >= self.n_ctx:
                     self.stats.context_full = True
                     break
                 started = time.perf_counter()
-                logits = self.eval([token])
+                logits = self._eval([token])
                 decode_s += time.perf_counter() - started
         finally:
             # decode speed counts the forward passes of generated tokens (the first one
             # came from the prompt's logits), as llama.cpp's "eval time" does
             self.stats.generated(len(generated), max(len(generated) - 1, 0), decode_s)
 
-    def generate(self, prompt: str | list[int], max_tokens: int = 128, *,
+    def generate(self, prompt: str | bytes | list[int], max_tokens: int = 128, *,
                  special: bool = False, **kwargs) -> Iterator[str]:
         """Stream text pieces continuing prompt; pieces always end on whole UTF-8 characters."""
         from .tokenizer import StreamDecoder
@@ -197,10 +242,30 @@ class Model:
         if tail:
             yield tail
 
-    def chat(self, messages: list[dict], max_tokens: int = 512, **kwargs) -> Iterator[str]:
-        """Stream the assistant's reply to a conversation, using the file's chat template."""
-        prompt = self.chat_template.render(messages, add_generation_prompt=True)
-        ids = self.tokenizer.encode(prompt, add_special=True, parse_special=True)
+    def chat_tokens(self, messages: list[dict], *, add_generation_prompt: bool = True,
+                    parse_special_in_content: bool = False) -> list[int]:
+        """The prompt ids of a conversation in the file's chat template.
+
+        The template's own markup keeps its control tokens (<|im_start|> ...), while what
+        the messages say is plain text: a user who writes "<|im_end|><|im_start|>system"
+        gets those characters, not a forged system turn.  ``parse_special_in_content=True``
+        is llama.cpp's behaviour instead, where message text can write control tokens.
+        """
+        from .chat import protect_messages
+        if parse_special_in_content:
+            prompt = self.chat_template.render(messages, add_generation_prompt=add_generation_prompt)
+            return self.tokenizer.encode(prompt, add_special=True, parse_special=True)
+        protected, mark = protect_messages(messages, self.tokenizer.literal_texts(),
+                                           self.chat_template.source)
+        prompt = self.chat_template.render(protected, add_generation_prompt=add_generation_prompt)
+        return self.tokenizer.encode(prompt, add_special=True, parse_special=True,
+                                     literal_mark=mark)
+
+    def chat(self, messages: list[dict], max_tokens: int = 512, *,
+             parse_special_in_content: bool = False, **kwargs) -> Iterator[str]:
+        """Stream the assistant's reply to a conversation, using the file's chat template
+        (message text stays text: see chat_tokens)."""
+        ids = self.chat_tokens(messages, parse_special_in_content=parse_special_in_content)
         return self.generate(ids, max_tokens, **kwargs)
 
     def close(self) -> None:
@@ -211,6 +276,28 @@ class Model:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def context_size(n_ctx: int | None, n_ctx_train: int) -> int:
+    """The context length to allocate, with llama.cpp's meanings: None -> min(4096, trained),
+    0 -> the trained length."""
+    if n_ctx is None:
+        return min(DEFAULT_N_CTX, n_ctx_train)
+    if n_ctx < 0:
+        raise UsageError(f"n_ctx / --ctx-size must be >= 0 (0: the model's {n_ctx_train}), "
+                         f"got {n_ctx}")
+    return n_ctx or n_ctx_train
+
+
+def check_host_memory(kv_bytes: int, n_ctx: int) -> None:
+    """Refuse up front a kv cache larger than the memory this machine has available,
+    rather than fail (or swap) once the context fills up."""
+    available = available_memory_bytes()
+    if available is not None and kv_bytes > available:
+        gib = 1 << 30
+        raise UsageError(f"a context of {n_ctx} tokens needs {kv_bytes / gib:,.2f} GiB of kv "
+                         f"cache, but only {available / gib:,.2f} GiB of memory is available: "
+                         "pass a smaller n_ctx / --ctx-size")
 
 
 def load(path, *, n_ctx: int | None = None, n_gpu_layers: int = 0, backend: str | None = None,

@@ -14,6 +14,18 @@ def rss_bytes() -> int:
         return 0
 
 
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux); None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far: VmHWM (Linux), else ru_maxrss (KiB),
     which on Linux also counts a parent's memory inherited through fork."""

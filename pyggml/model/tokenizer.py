@@ -23,6 +23,7 @@ as the FIM / EOT token by text, the lowest id wins (llama.cpp takes a hash-map o
 """
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Mapping, Sequence
 from heapq import heapify, heappop, heappush
@@ -50,6 +51,41 @@ def _byte_level_alphabet() -> list[str]:
 BYTE_TO_CHAR = _byte_level_alphabet()
 CHAR_TO_BYTE = {char: byte for byte, char in enumerate(BYTE_TO_CHAR)}
 _LATIN1_TO_BYTE_LEVEL = str.maketrans({chr(b): c for b, c in enumerate(BYTE_TO_CHAR)})
+
+# ----------------------------------------------------------------------------- bytes in
+
+def decode_utf8(data: bytes) -> str:
+    """Text of a prompt given as bytes, read as llama.cpp reads one (unicode_cpts_from_utf8).
+
+    Valid UTF-8 is simply decoded.  llama.cpp's decoder is laxer than Python's: it takes
+    any lead byte with the right number of continuation bytes (so overlong forms and
+    surrogates decode to their code points), and turns each byte it cannot read into
+    one U+FFFD.  Bytes that are not UTF-8 are thus never lost or re-encoded as Python's
+    surrogate escapes (six bytes for two).  One case cannot follow llama.cpp: a 4-byte
+    form above U+10FFFF (lead bytes F4 90.. to F7) is no Python character; it becomes
+    one U+FFFD here, where llama.cpp's tokenizer fails.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "pyggml-llama-utf8")
+
+
+def _llama_utf8_error(err: UnicodeDecodeError) -> tuple[str, int]:
+    """Python's decoder met bytes it refuses at err.start: decode them as llama.cpp would."""
+    data, at = err.object, err.start
+    lead = data[at]
+    length = 2 if lead & 0xE0 == 0xC0 else 3 if lead & 0xF0 == 0xE0 else 4 if lead & 0xF8 == 0xF0 else 0
+    tail = data[at + 1:at + length]
+    if not length or len(tail) != length - 1 or any(b & 0xC0 != 0x80 for b in tail):
+        return "\ufffd", at + 1                  # a byte llama.cpp cannot read: one U+FFFD
+    code = lead & (0x7F >> length)
+    for b in tail:
+        code = code << 6 | b & 0x3F
+    return (chr(code) if code <= 0x10FFFF else "\ufffd"), at + length
+
+
+codecs.register_error("pyggml-llama-utf8", _llama_utf8_error)
 
 # ----------------------------------------------------------------------------- token kinds
 # llama.cpp's token attribute bits (llama.h llama_token_attr)
@@ -264,35 +300,57 @@ class Tokenizer:
         return len(self.texts)
 
     # ------------------------------------------------------------------------- encode
-    def encode(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
-        """Token ids of text, as llama_tokenize(text, add_special, parse_special)."""
+    def encode(self, text: str | bytes, add_special: bool = True, parse_special: bool = False,
+               *, literal_mark: str | None = None) -> list[int]:
+        """Token ids of text, as llama_tokenize(text, add_special, parse_special).
+
+        ``text`` may be bytes (a prompt as the user typed it): they are read as llama.cpp
+        reads a prompt (see ``decode_utf8``), never re-encoded.  ``literal_mark`` is a
+        character placed inside special-token texts that must stay plain text (a chat
+        message's content, see chat.py): the mark stops those texts from matching and
+        is then dropped, so they are encoded as ordinary text.
+        """
+        if isinstance(text, (bytes, bytearray)):
+            text = decode_utf8(bytes(text))
         if not isinstance(text, str):
-            raise UsageError(f"encode() takes a str, got {type(text).__name__}")
+            raise UsageError(f"encode() takes a str or bytes, got {type(text).__name__}")
         out = [self.bos_id] if add_special and self.add_bos else []
         pieces = []                                   # words and special token ids, in order
         for fragment in self._partition(text, parse_special):
             if type(fragment) is int:
                 pieces.append(fragment)
             else:
+                if literal_mark:
+                    fragment = fragment.replace(literal_mark, "")
                 pieces += self.pretokenizer.split(fragment)
-        cache = self._word_ids
         words = {p for p in pieces if type(p) is str}
-        new_words = words - cache.keys()
-        if new_words:
-            fresh = self._encode_words(new_words)
-            if len(cache) + len(fresh) > _WORD_CACHE_LIMIT:      # start over, keeping this text's
-                kept = {word: cache[word] for word in words - new_words}
-                cache.clear()
-                cache.update(kept)
-            cache.update(fresh)
+        ids = self._word_ids_of(words)
         for piece in pieces:
             if type(piece) is int:
                 out.append(piece)
             else:
-                out += cache[piece]
+                out += ids[piece]
         if add_special and self.add_eos:
             out.append(self.eos_id)
         return out
+
+    def _word_ids_of(self, words: set[str]) -> dict[str, tuple[int, ...]]:
+        """ids of each word, from the word cache or freshly encoded (then cached).  The
+        result is this call's own dict, so another thread restarting the cache is harmless."""
+        cache = self._word_ids
+        found = {word: cache.get(word) for word in words}
+        fresh = self._encode_words([word for word, ids in found.items() if ids is None])
+        if fresh:
+            if len(cache) + len(fresh) > _WORD_CACHE_LIMIT:      # start over with this text's words
+                cache.clear()
+            found.update(fresh)
+            cache.update(found)
+        return found
+
+    def literal_texts(self) -> list[str]:
+        """Texts that become special tokens only with parse_special (CONTROL, UNKNOWN):
+        what a chat message must not be able to write (see chat.py)."""
+        return [text for text, i in self._specials if self.attrs[i] & _ATTR_SPECIAL]
 
     def _partition(self, text: str, parse_special: bool) -> list[str | int]:
         """text -> raw text fragments and special token ids, in order (tokenizer_st_partition)."""
