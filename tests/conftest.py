@@ -11,6 +11,32 @@ import make_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# How the README's test command builds llama-cpp-python (the oracle): -march=native, but no
+# AMX.  On a CPU with AMX (Intel Sapphire Rapids and later) llama.cpp multiplies through its
+# AMX buffer type, which crashes in ggml_backend_amx_mul_mat on these machines
+# (ggml-org/llama.cpp#20824) and would anyway follow another summation order than the
+# AVX-512 kernels that pyggml reproduces bit for bit.
+NO_AMX_CMAKE_ARGS = ("-DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' "
+                     "-DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'")
+
+
+def pytest_configure(config):
+    """Stop at once, saying how to fix it, where llama.cpp was built with AMX on a CPU that
+    has it (a wheel built before the README's command said so, from pip's cache)."""
+    import ctypes
+    import importlib.util
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None:
+        return
+    lib = Path(spec.origin).parent / "lib" / "libggml-cpu.so"
+    cpu_has_amx = "amx_int8" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
+    if cpu_has_amx and lib.exists() and ctypes.CDLL(str(lib)).ggml_cpu_has_amx_int8():
+        pytest.exit("llama-cpp-python was built with AMX, which crashes on this CPU "
+                    "(ggml-org/llama.cpp#20824); rebuild it without: .venv/bin/pip cache "
+                    "remove llama_cpp_python && CMAKE_ARGS=\"" + NO_AMX_CMAKE_ARGS + "\" "
+                    ".venv/bin/pip install --no-deps --force-reinstall llama-cpp-python==0.3.36",
+                    returncode=1)
+
 
 @pytest.fixture(scope="session")
 def model_path():
