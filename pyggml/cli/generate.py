@@ -102,8 +102,9 @@ def _settings(args):
         return SamplerSettings(temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
                                min_p=args.min_p, repeat_penalty=args.repeat_penalty,
                                repeat_last_n=args.repeat_last_n, seed=args.seed)
-    except UsageError as err:
-        raise UsageError(f"{_SAMPLER_OPTIONS[err.argument]}: {err}") from None
+    except UsageError as err:                # "--top-k -3: expected ...", not the API's name
+        option = _SAMPLER_OPTIONS[err.argument]
+        raise UsageError(str(err).replace(f"sampler setting {err.argument}=", f"{option} ")) from None
 
 
 def _prompt_progress(args):
