@@ -1,5 +1,8 @@
 /* avx2_blocks.h -- ggml blocks into AVX2 registers: the unpacking shared by the dot
- * product kernels (quants_avx2.c) and the panel products (panels_avx2.c).
+ * product kernels (quants_avx2.c) and the panel products (panels_avx2.c): horizontal
+ * sums, integer dot products of bytes, nibbles and bit planes to bytes, scale
+ * broadcasts, Q4_K/Q5_K's scale_min_k4 and Q3_K's q3_K_scales for all sub-blocks at
+ * once, and the quants of a 32-element slice of Q2_K, Q3_K and Q6_K.
  *
  * Only included where __AVX2__ is defined.  Every function is always inlined, so
  * that shifts and masks by constant amounts fold into single instructions. */
@@ -16,7 +19,8 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-INLINE float hsum_ps(__m256 v) {
+/* ggml's hsum_float_8 (arch/x86/quants.c): halves added, then pairs, then the two */
+INLINE float hsum_float_8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -40,11 +44,6 @@ INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
 #else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 #endif
-}
-
-/* same, both signed: |a| * (b with a's sign) */
-INLINE __m256i dot_s8s8(__m256i a, __m256i b) {
-    return dot_u8s8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
 }
 
 /* 16 packed bytes -> 32 nibbles in element order: low nibbles (0..15), high (16..31) */
@@ -86,9 +85,9 @@ INLINE __m256i pair_scales(__m256i half, int a) {
 
 /* ---------------------------------------------------------------- K-quant fields */
 
-/* unpack the 12 scale bytes (layout in quants_ref.c scale_min_k4) into
- * sc[0..7] (bytes 0..7) and m[0..7] (bytes 8..15) */
-INLINE __m128i scales_mins_k4(const uint8_t *scales) {
+/* ggml's get_scale_min_k4 for all 8 sub-blocks at once: the 12 scale bytes of Q4_K or
+ * Q5_K (layout in quants_ref.c, scale_min_k4) -> sc[0..7] (bytes 0..7), m[0..7] (8..15) */
+INLINE __m128i scale_min_k4(const uint8_t *scales) {
     const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
     uint32_t u[4];
     memcpy(u, scales, 12);
@@ -105,10 +104,10 @@ INLINE __m256i fifth_bit(const uint8_t *qh, int j) {
     const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
     return _mm256_and_si256(move_bits(h, j, 4), _mm256_set1_epi8(0x10));
 }
-/* Q3_K's sixteen 6-bit scales (layout in quants_ref.c q3_K_scales), minus 32:
+/* Q3_K's sixteen 6-bit scales (layout in quants_ref.c, q3_K_scales), minus 32:
  *   low 4 bits of scale j: b[j] & 15 (j < 8), b[j - 8] >> 4 (j >= 8)
  *   high 2 bits: b[8 + j % 4] >> 2 * (j / 4), i.e. byte j of [u32 b[8..11] >> 0, 2, 4, 6] */
-INLINE __m128i scales_q3_K(const uint8_t *b) {
+INLINE __m128i q3_K_scales(const uint8_t *b) {
     uint32_t high;
     memcpy(&high, b + 8, 4);
     const __m128i lo8 = _mm_loadl_epi64((const __m128i *)b);

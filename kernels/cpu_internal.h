@@ -1,10 +1,11 @@
 /* cpu_internal.h -- what the C files of libpyggml_cpu share and the ABI does not show.
  *
- *   quants_ref.c   scalar reference: dequantize, quantize activations, dot products
- *   quants_avx2.c  AVX2 dot products (and Q8_K quantization), tested against the reference
- *   panels_avx2.c  prefill: K-quant rows packed 8 at a time for VNNI dot products
+ *   quants_ref.c   the scalar reference of every type, in ggml's _ref style, and the type table
+ *   quants_avx2.c  AVX2 products and activation quantizers, bit-identical to the reference
+ *   panels_avx2.c  prefill of K-quants: 8 rows unpacked once into a panel for VNNI dot products
  *   avx2_blocks.h  the AVX2 unpacking of blocks both use
- *   pyggml_cpu.c   the ABI: type table, argument checks, loop blocking
+ *   ggml_order.c   which of llama.cpp's kernels (so which float order) a product follows
+ *   pyggml_cpu.c   the ABI: argument checks, the choice of kernel, loop blocking
  *   threads.c      the thread pool that shares a job's chunks
  *   ops.c          per-layer helpers: RMS norm, SiLU * up, softmax
  *   layer.c        a whole transformer block in one call (the fast path of model/forward.py)
@@ -82,9 +83,11 @@ static inline float bf16_to_fp32(uint16_t h) { return bits_to_fp32((uint32_t)h <
 extern const int8_t kvalues_iq4nl[16];
 
 /* dequantize one row of k elements */
-typedef void (*dequant_row_fn)(const void *w, float *y, int64_t k);
+typedef void (*dequantize_row_fn)(const void *w, float *y, int64_t k);
 /* quantize one row of k floats into activation blocks */
 typedef void (*quantize_row_fn)(const float *x, void *y, int64_t k);
+/* the dot product of one weight row and one activation row of k elements */
+typedef float (*vec_dot_fn)(int64_t k, const void *w, const void *act);
 
 /* The float order of a product: which of llama.cpp's CPU kernels it reproduces, bit for
  * bit (ggml_order.c says which one ggml takes when, and what each sums in which order). */
@@ -97,25 +100,43 @@ typedef enum {
     N_ORDERS
 } product_order;
 
-/* Products of a few weight rows and a few activation rows in one order:
+/* One call of a product kernel, all in one order:
  *     out[t * ldo + j] = dot(W row j, activation row t),  j < n_rows, t < n_act
- * W row j at w + j * w_stride bytes, activation row t at act + t * act_stride bytes;
- * n_rows <= ROW_GROUP, n_act <= MAX_ACT_ROWS.  Each weight block is unpacked once for
- * all n_act activation rows (prefill).  Every output depends only on its two rows:
- * how they are grouped never changes a bit. */
-typedef void (*product_fn)(int64_t k, const void *w, int64_t w_stride, int n_rows, const void *act,
-                           int64_t act_stride, int n_act, float *out, int64_t ldo);
+ * W row j at w + j * w_stride bytes, activation row t at act + t * act_stride bytes.
+ * A product_fn takes n_rows <= ROW_GROUP and n_act <= MAX_ACT_ROWS, and unpacks each
+ * weight block once for all n_act activation rows (prefill); a panel_fn takes any n_act.
+ * Every output depends only on its two rows: how they are grouped never changes a bit. */
+typedef struct {
+    int type;                  /* of the weights; the activations are its act_type */
+    product_order order;
+    int64_t k;
+    const void *w;
+    int64_t w_stride;
+    int n_rows;
+    const void *act;
+    int64_t act_stride, n_act;
+    float *out;
+    int64_t ldo;
+} product_args;
+
+typedef void (*product_fn)(const product_args *p);
 
 #define MAX_ACT_ROWS 4
 #define ROW_GROUP 8
+
+/* the integer lanes of one weight block times its activation block (quants_ref.c) */
+struct block_lanes;
+typedef struct block_lanes (*block_lanes_fn)(const void *w, const void *act, int64_t i);
 
 typedef struct {
     int type;
     int block_size;
     int type_size;
     int act_type;                       /* -1: not a weight type (Q8_1, Q8_K) */
-    dequant_row_fn dequant;
-    product_fn product[N_ORDERS];       /* the scalar reference of each order */
+    dequantize_row_fn dequantize_row;
+    vec_dot_fn vec_dot_ref;             /* the reference of ggml's vec_dot (ORDER_VEC_DOT) */
+    block_lanes_fn block_lanes;         /* quantized types: what the other orders sum */
+    int gemm_steps;                     /* repack's gemm: chain steps per block (Q4_K 4, Q2_K 2) */
 } type_traits;
 
 /* quants_ref.c */
@@ -125,7 +146,10 @@ void quantize_row_q8_0(const float *x, void *y, int64_t k);
 void quantize_row_q8_1(const float *x, void *y, int64_t k);
 void quantize_row_q8_K_ref(const float *x, void *y, int64_t k);
 const type_traits *ref_traits(int type);      /* NULL if unknown */
+/* one output in the given order (the float types have one order: their vec_dot) */
 float ref_dot(int type, product_order order, int64_t k, const void *w, const void *act);
+/* the product_fn of every type and order, ref_dot output by output */
+void ref_product(const product_args *p);
 
 /* ggml_order.c: the order llama.cpp's CPU backend gives activation row t of a product
  * of n_act rows with a weight matrix of n_rows rows of `type`, on an x86 machine with
@@ -133,8 +157,7 @@ float ref_dot(int type, product_order order, int64_t k, const void *w, const voi
 product_order ggml_product_order(int type, int64_t n_rows, int64_t n_act, int64_t t);
 
 /* ops.c: softmax of a row of n scores in place, with ggml's bits for the row as llama.cpp
- * has it, padded with masked entries to a multiple of 16 (its n_kv is one of 256): every
- * entry through ggml's exp (pyggml_softmax says more) */
+ * has it, padded with masked entries to a multiple of 16: every entry through ggml's exp */
 void softmax_row(float *x, int64_t n);
 
 /* threads.c: fn(ctx, c) for every c < n_chunks, on the calling thread and up to
@@ -143,18 +166,18 @@ typedef void (*chunk_fn)(void *ctx, int64_t chunk);
 void run_chunks(int n_threads, int64_t n_chunks, chunk_fn fn, void *ctx);
 int default_threads(void);      /* online CPUs */
 
-/* quants_avx2.c (NULL when the build has no AVX2): the fast kernel of a type and order,
- * bit-identical to the reference; activation quantizers */
+/* quants_avx2.c (NULL when the build has no AVX2, or no kernel serves the type and
+ * order): the fast kernel of a type and order, bit-identical to the reference; the
+ * activation quantizers */
 product_fn fast_product(int type, product_order order);
 quantize_row_fn fast_quantize_row(int act_type);
 
-/* panels_avx2.c (NULL without VNNI): out[t * ldo + j] = dot(W row j, act row t) for
- * j < n_rows <= PANEL_ROWS and every t < n_act, K-quants in the GEMV, GEMM or TILED order;
- * the rows are unpacked once into a panel that serves all activation rows (prefill).
- * Returns 0 if out of memory. */
+/* panels_avx2.c (NULL without VNNI, or for other types and orders): the products of
+ * n_rows <= PANEL_ROWS weight rows of a K-quant, in the GEMV, GEMM or TILED order, with
+ * any number of activation rows; the rows are unpacked once into a panel that serves all
+ * activation rows (prefill).  Returns 0 if out of memory. */
 #define PANEL_ROWS 8
-typedef int (*panel_fn)(int64_t k, const void *w, int64_t w_stride, int n_rows, const void *act,
-                        int64_t act_stride, int64_t n_act, float *out, int64_t ldo);
+typedef int (*panel_fn)(const product_args *p);
 panel_fn fast_panel(int type, product_order order);
 
 #endif /* PYGGML_CPU_INTERNAL_H */

@@ -4,9 +4,11 @@
  * fields, no functions.  Every struct has the exact size ggml gives it (checked
  * below), so a weight row in a GGUF file is simply an array of these blocks.
  *
- * Notation (ggml's): d = scale, dmin/m = minimum, qs = packed quants,
- * qh/hmask = high bits, scales = packed sub-block scales, bsums = sums of
- * 16 activation quants.  fp16 fields are IEEE binary16 stored as uint16_t.
+ * Notation (ggml's): d = scale, m = the minimum (Q4_1, Q5_1), dmin = the scale of
+ * the sub-block minimums (K-quants), qs = packed quants, qh/hmask = high bits,
+ * scales = packed sub-block scales (Q4_K/Q5_K: scale_min_k4; Q3_K: q3_K_scales),
+ * bsums = sums of 16 activation quants.  fp16 fields are IEEE binary16 stored as
+ * uint16_t.
  */
 #ifndef PYGGML_GGML_BLOCKS_H
 #define PYGGML_GGML_BLOCKS_H

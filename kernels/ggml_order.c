@@ -75,33 +75,33 @@
  * computed by one kernel call from its own weight row and activation row.  Checked
  * against ggml_mul_mat on llama-cpp-python's CPU backend (tests/ggml_oracle.py).
  *
+ * Where pyggml writes each order: the reference (quants_ref.c) has vec_dot_<type>_<act>_ref
+ * per type and dot_repack (1), dot_tiled (2), dot_8_lanes (3) for all types; the AVX2
+ * kernels (quants_avx2.c) chain_with_mins and chain_32 (1), chain_tiled (2), vec_dot_32
+ * and vec_dot_k (3, 4), and for prefill panels_avx2.c's panel_product (1, 2).
+ *
  * F32, F16 and BF16 weights are not covered: pyggml multiplies them with float32
  * activations (ggml converts the activations to the weight type first).
  */
 #include "cpu_internal.h"
 
+static int is_k_quant(int type) { return type >= GGML_TYPE_Q2_K && type <= GGML_TYPE_Q6_K; }
+
+/* 1. in a CPU_REPACK buffer: interleaved 8 rows at a time at load */
 static int repacked(int type, int64_t n_rows) {
-    switch (type) {
-    case GGML_TYPE_Q4_0:
-    case GGML_TYPE_IQ4_NL:
-    case GGML_TYPE_Q4_K:
-    case GGML_TYPE_Q2_K: return n_rows % 8 == 0;
-    default: return 0;
-    }
+    const int repack_type = type == GGML_TYPE_Q4_0 || type == GGML_TYPE_IQ4_NL || type == GGML_TYPE_Q4_K
+                         || type == GGML_TYPE_Q2_K;
+    return repack_type && n_rows % 8 == 0;
+}
+
+/* 3. the types llamafile's tinyBLAS_Q0_AVX multiplies */
+static int tinyblas_type(int type) {
+    return type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q8_0 || type == GGML_TYPE_IQ4_NL;
 }
 
 product_order ggml_product_order(int type, int64_t n_rows, int64_t n_act, int64_t t) {
-    if (repacked(type, n_rows)) return t < n_act - n_act % 4 ? ORDER_GEMM : ORDER_GEMV;
-    switch (type) {
-    case GGML_TYPE_Q2_K:
-    case GGML_TYPE_Q3_K:
-    case GGML_TYPE_Q4_K:
-    case GGML_TYPE_Q5_K:
-    case GGML_TYPE_Q6_K: return n_act >= 8 ? ORDER_TILED : ORDER_VEC_DOT;
-    case GGML_TYPE_Q4_0:
-    case GGML_TYPE_Q5_0:
-    case GGML_TYPE_Q8_0:
-    case GGML_TYPE_IQ4_NL: return n_act >= 2 ? ORDER_TINYBLAS : ORDER_VEC_DOT;
-    default: return ORDER_VEC_DOT;
-    }
+    if (repacked(type, n_rows)) return t < n_act - n_act % 4 ? ORDER_GEMM : ORDER_GEMV;     /* 1. */
+    if (is_k_quant(type) && n_act >= 8) return ORDER_TILED;                                /* 2. */
+    if (tinyblas_type(type) && n_act >= 2) return ORDER_TINYBLAS;                          /* 3. */
+    return ORDER_VEC_DOT;                                                                  /* 4. */
 }

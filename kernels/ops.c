@@ -1,6 +1,7 @@
-/* ops.c -- per-layer helpers for the CPU fast path: RMS norm, SiLU(gate) * up, softmax.
- * They are cheap next to the products; they live in C so that a layer's float work
- * does not bounce between numpy temporaries, and they give ggml's float32 bits. */
+/* ops.c -- the element-wise steps of a layer (layer.c): RMS norm, SiLU(gate) * up, and
+ * the softmax of attention scores.  Cheap next to the products, they live in C so that a
+ * layer's float work does not bounce between numpy temporaries, and they give ggml's
+ * float32 bits. */
 #include <math.h>
 
 #include "cpu_internal.h"
@@ -132,50 +133,34 @@ int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n_ro
     return PYGGML_OK;
 }
 
-/* ggml_compute_forward_soft_max's row (after scale and mask): y = softmax(x), n entries of
- * a row whose first n_simd go through ggml's SIMD loop (16 at a time; entries past n in
- * it are ggml's -inf padding) and the rest through expf */
-static void softmax_row_of(const float *x, float *y, int64_t n, int64_t n_simd) {
+/* ggml_compute_forward_soft_max's row (after scale and mask), in place: x = softmax(x)
+ * for a row of n entries as llama.cpp has it, padded with masked (-inf) entries to a
+ * multiple of 16 (its n_kv is one of 256), so that every entry goes through ggml's SIMD
+ * loop: e = ggml's exp(x - max), the float sum of each 16 (_mm512_reduce_add_ps's order,
+ * the padding adding 0) added in double, then x = e * (float)(1 / sum).  -inf entries give
+ * 0; a row needs one finite entry. */
+void softmax_row(float *x, int64_t n) {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
     double sum = 0.0;
-    int64_t i = 0;
-    for (; i < n_simd; i += GGML_SIMD_WIDTH) {
-        const int64_t m = n_simd - i < GGML_SIMD_WIDTH ? n_simd - i : GGML_SIMD_WIDTH;
+    for (int64_t i = 0; i < n; i += GGML_SIMD_WIDTH) {
+        const int64_t m = n - i < GGML_SIMD_WIDTH ? n - i : GGML_SIMD_WIDTH;
 #ifdef __AVX2__
         if (m == GGML_SIMD_WIDTH) {
             const __m256 vmax = _mm256_set1_ps(max);
             const __m256 lo = ggml_expf_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
             const __m256 hi = ggml_expf_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vmax));
-            _mm256_storeu_ps(y + i, lo);
-            _mm256_storeu_ps(y + i + 8, hi);
+            _mm256_storeu_ps(x + i, lo);
+            _mm256_storeu_ps(x + i + 8, hi);
             sum += (double)sum16_ps(lo, hi);
             continue;
         }
 #endif
         float e[GGML_SIMD_WIDTH];
         for (int l = 0; l < GGML_SIMD_WIDTH; l++) e[l] = l < m ? ggml_expf(x[i + l] - max) : 0.0f;
-        memcpy(y + i, e, (size_t)m * sizeof(float));
+        memcpy(x + i, e, (size_t)m * sizeof(float));
         sum += (double)sum16(e);
     }
-    for (; i < n; i++) {
-        const float e = expf(x[i] - max);
-        y[i] = e;
-        sum += (double)e;
-    }
     const float scale = (float)(1.0 / sum);
-    for (i = 0; i < n; i++) y[i] *= scale;
-}
-
-void softmax_row(float *x, int64_t n) { softmax_row_of(x, x, n, n); }
-
-int pyggml_softmax(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t n_rows, int64_t n,
-                   int64_t n_kv) {
-    if (n_rows < 0 || n < 1 || n_kv < n) return PYGGML_ERR_SHAPE;
-    if (n_rows == 0) return PYGGML_OK;
-    if (!x || !y || (n_rows > 1 && (ldx < n || ldy < n))) return PYGGML_ERR_ARG;
-    const int64_t simd_end = n_kv - n_kv % GGML_SIMD_WIDTH;
-    const int64_t n_simd = simd_end < n ? simd_end : n;
-    for (int64_t t = 0; t < n_rows; t++) softmax_row_of(x + t * ldx, y + t * ldy, n, n_simd);
-    return PYGGML_OK;
+    for (int64_t i = 0; i < n; i++) x[i] *= scale;
 }

@@ -18,19 +18,21 @@
  *   sc[16][8]    int32 scale of each 16-element group g, per row
  *   m[8][8][2]   int16 m of groups 2p, 2p+1 per row, what multiplies the activation bsums:
  *                the mins (Q2_K, Q4_K, Q5_K) or the bias times the scale (Q3_K 4 S, Q6_K 32 S)
- *   d[8], dm[8]  per row: d, and dmin (mins) or d (biased quants)
+ *   d[8], dmin[8] per row: d, and dmin (mins) or d (biased quants: msum is in units of d)
  *
  * Per super-block and row the exact integers isum = sum_g sc_g sum_{e in g} q_e y_e and
  * msum = sum_g m_g bsum_g, the 8 rows in the 8 lanes of a register, whose float chains
  * then advance side by side in ggml's orders (ggml_order.c):
- *   GEMV, GEMM (Q2_K, Q4_K)  acc = fma(isum, d dy, acc); acc_min = fma(msum, dmin dy, acc_min)
+ *   GEMV, GEMM (Q2_K, Q4_K)  acc = fma(isum, d d_y, acc); acc_min = fma(msum, dmin d_y, acc_min)
  *                        per super-block (GEMV) or per 64 (Q4_K) or 128 (Q2_K) elements
  *                        (GEMM); out = acc - acc_min
- *   TILED, mins          r = isum d; r = fma(-dmin, msum, r); acc = fma(r, dy, acc)
- *   TILED, biased        r = (isum - msum) d; acc = fma(r, dy, acc)
+ *   TILED, mins          r = isum d; r = fma(-dmin, msum, r); acc = fma(r, d_y, acc)
+ *   TILED, biased        r = (isum - msum) d; acc = fma(r, d_y, acc)
  *
- * Needs VNNI (AVX-VNNI, or AVX512-VNNI with VL); without it fast_panel() is NULL and
- * the row kernels serve prefill too.
+ * unpack_<type> unpacks one row's super-block; panel_product, the panel_fn of every
+ * K-quant and order, packs 8 rows and runs panel_dot, specialised for the order and the
+ * number of activation rows, over them.  Needs VNNI (AVX-VNNI, or AVX512-VNNI with VL);
+ * without it fast_panel() is NULL and the row kernels serve prefill too.
  */
 #include <stdlib.h>
 
@@ -44,7 +46,7 @@ typedef struct {
     uint8_t q[QK_K / 4][PANEL_ROWS][4];
     int32_t sc[QK_K / 16][PANEL_ROWS];
     int16_t m[QK_K / 32][PANEL_ROWS][2];
-    float d[PANEL_ROWS], dm[PANEL_ROWS];
+    float d[PANEL_ROWS], dmin[PANEL_ROWS];
 } panel_block;
 
 /* acc + 8 lanes of 4 products (u unsigned bytes, s signed bytes) */
@@ -57,85 +59,85 @@ INLINE __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
 }
 
 /* ---------------------------------------------------------------- one row's super-block, unpacked
- * vals: 256 quants in element order; sc, m: per 16-element group; d, dm as above */
+ * vals: 256 quants in element order; sc, m: per 16-element group; d, dmin as above */
 typedef void (*unpack_fn)(const void *block, uint8_t vals[QK_K], int32_t sc[16], int16_t m[16],
-                          float *d, float *dm);
+                          float *d, float *dmin);
 
-#define STORE32(p, v) _mm256_storeu_si256((__m256i *)(p), (v))
+INLINE void store32(void *p, __m256i v) { _mm256_storeu_si256((__m256i *)p, v); }
 
-static void unpack_q4_K(const void *block, uint8_t vals[QK_K], int32_t sc[16], int16_t m[16],
-                        float *d, float *dm) {
-    const block_q4_K *b = block;
+/* Q4_K and Q5_K (qh: its 5th bits; NULL for Q4_K): sub-blocks 2c and 2c+1 are the low and
+ * high nibbles of 32 bytes of qs; one scale and min per sub-block, so per two groups */
+INLINE void unpack_k4(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales, uint8_t vals[QK_K],
+                      int32_t sc[16], int16_t m[16]) {
     for (int c = 0; c < 4; c++) {
-        const __m256i qv = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-        STORE32(vals + 64 * c, _mm256_and_si256(qv, _mm256_set1_epi8(0x0F)));
-        STORE32(vals + 64 * c + 32, _mm256_and_si256(_mm256_srli_epi16(qv, 4), _mm256_set1_epi8(0x0F)));
+        const __m256i qv = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i q_lo = _mm256_and_si256(qv, _mm256_set1_epi8(0x0F));
+        __m256i q_hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), _mm256_set1_epi8(0x0F));
+        if (qh) {
+            q_lo = _mm256_or_si256(q_lo, fifth_bit(qh, 2 * c));
+            q_hi = _mm256_or_si256(q_hi, fifth_bit(qh, 2 * c + 1));
+        }
+        store32(vals + 64 * c, q_lo);
+        store32(vals + 64 * c + 32, q_hi);
     }
     uint8_t sm[16];
-    _mm_storeu_si128((__m128i *)sm, scales_mins_k4(b->scales));
+    _mm_storeu_si128((__m128i *)sm, scale_min_k4(scales));
     for (int g = 0; g < 16; g++) {
         sc[g] = sm[g / 2];
         m[g] = sm[8 + g / 2];
     }
+}
+
+static void unpack_q4_K(const void *block, uint8_t vals[QK_K], int32_t sc[16], int16_t m[16],
+                        float *d, float *dmin) {
+    const block_q4_K *b = block;
+    unpack_k4(b->qs, NULL, b->scales, vals, sc, m);
     *d = fp16_to_fp32(b->d);
-    *dm = fp16_to_fp32(b->dmin);
+    *dmin = fp16_to_fp32(b->dmin);
 }
 
 static void unpack_q5_K(const void *block, uint8_t vals[QK_K], int32_t sc[16], int16_t m[16],
-                        float *d, float *dm) {
+                        float *d, float *dmin) {
     const block_q5_K *b = block;
-    for (int c = 0; c < 4; c++) {
-        const __m256i qv = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-        STORE32(vals + 64 * c, _mm256_or_si256(_mm256_and_si256(qv, _mm256_set1_epi8(0x0F)),
-                                               fifth_bit(b->qh, 2 * c)));
-        STORE32(vals + 64 * c + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qv, 4),
-                                                                     _mm256_set1_epi8(0x0F)),
-                                                    fifth_bit(b->qh, 2 * c + 1)));
-    }
-    uint8_t sm[16];
-    _mm_storeu_si128((__m128i *)sm, scales_mins_k4(b->scales));
-    for (int g = 0; g < 16; g++) {
-        sc[g] = sm[g / 2];
-        m[g] = sm[8 + g / 2];
-    }
+    unpack_k4(b->qs, b->qh, b->scales, vals, sc, m);
     *d = fp16_to_fp32(b->d);
-    *dm = fp16_to_fp32(b->dmin);
+    *dmin = fp16_to_fp32(b->dmin);
 }
 
 static void unpack_q6_K(const void *block, uint8_t vals[QK_K], int32_t sc[16], int16_t m[16],
-                        float *d, float *dm) {
+                        float *d, float *dmin) {
     const block_q6_K *b = block;
-    for (int s = 0; s < 8; s++) STORE32(vals + 32 * s, slice_q6_K(b, s / 4, s % 4));
+    for (int s = 0; s < 8; s++) store32(vals + 32 * s, slice_q6_K(b, s / 4, s % 4));
     for (int g = 0; g < 16; g++) {
         sc[g] = b->scales[g];
         m[g] = (int16_t)(32 * b->scales[g]);
     }
-    *d = *dm = fp16_to_fp32(b->d);
+    *d = *dmin = fp16_to_fp32(b->d);
 }
 
 static void unpack_q3_K(const void *block, uint8_t vals[QK_K], int32_t sc[16], int16_t m[16],
-                        float *d, float *dm) {
+                        float *d, float *dmin) {
     const block_q3_K *b = block;
-    for (int s = 0; s < 8; s++) STORE32(vals + 32 * s, slice_q3_K(b, s / 4, s % 4));
+    for (int s = 0; s < 8; s++) store32(vals + 32 * s, slice_q3_K(b, s / 4, s % 4));
     int8_t S[16];
-    _mm_storeu_si128((__m128i *)S, scales_q3_K(b->scales));
+    _mm_storeu_si128((__m128i *)S, q3_K_scales(b->scales));
     for (int g = 0; g < 16; g++) {
         sc[g] = S[g];
         m[g] = (int16_t)(4 * S[g]);
     }
-    *d = *dm = fp16_to_fp32(b->d);
+    *d = *dmin = fp16_to_fp32(b->d);
 }
 
 static void unpack_q2_K(const void *block, uint8_t vals[QK_K], int32_t sc[16], int16_t m[16],
-                        float *d, float *dm) {
+                        float *d, float *dmin) {
     const block_q2_K *b = block;
-    for (int s = 0; s < 8; s++) STORE32(vals + 32 * s, slice_q2_K(b, s / 4, s % 4));
+    for (int s = 0; s < 8; s++) store32(vals + 32 * s, slice_q2_K(b, s / 4, s % 4));
     for (int g = 0; g < 16; g++) {
         sc[g] = b->scales[g] & 0x0F;
         m[g] = b->scales[g] >> 4;
     }
     *d = fp16_to_fp32(b->d);
-    *dm = fp16_to_fp32(b->dmin);
+    *dmin = fp16_to_fp32(b->dmin);
 }
 
 /* ---------------------------------------------------------------- packing */
@@ -167,19 +169,19 @@ static void pack_block(unpack_fn unpack, const char *w, int64_t w_stride, size_t
     int16_t m[PANEL_ROWS][16];
     for (int r = 0; r < PANEL_ROWS; r++) {
         if (r < n_rows) {
-            unpack(w + r * w_stride + i * (int64_t)block_bytes, vals[r], sc[r], m[r], &p->d[r], &p->dm[r]);
+            unpack(w + r * w_stride + i * (int64_t)block_bytes, vals[r], sc[r], m[r], &p->d[r], &p->dmin[r]);
         } else {
             memset(vals[r], 0, sizeof vals[r]);
             memset(sc[r], 0, sizeof sc[r]);
             memset(m[r], 0, sizeof m[r]);
-            p->d[r] = p->dm[r] = 0.0f;
+            p->d[r] = p->dmin[r] = 0.0f;
         }
     }
     for (int k8 = 0; k8 < QK_K / 32; k8++) {                /* 8 groups of 4 quants at a time */
         __m256i v[PANEL_ROWS];
         for (int r = 0; r < PANEL_ROWS; r++) v[r] = _mm256_loadu_si256((const __m256i *)(vals[r] + 32 * k8));
         transpose_8x8_u32(v);
-        for (int c = 0; c < 8; c++) STORE32(p->q[8 * k8 + c], v[c]);
+        for (int c = 0; c < 8; c++) store32(p->q[8 * k8 + c], v[c]);
     }
     for (int g = 0; g < 16; g++)
         for (int r = 0; r < PANEL_ROWS; r++) {
@@ -200,7 +202,7 @@ INLINE void panel_dot(const panel_block *p, int64_t nb, const void *act, int64_t
     UNROLL for (int r = 0; r < R; r++) acc[r] = acc_min[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const panel_block *pb = p + i;
-        const __m256 d = _mm256_loadu_ps(pb->d), dm = _mm256_loadu_ps(pb->dm);
+        const __m256 d = _mm256_loadu_ps(pb->d), dmin = _mm256_loadu_ps(pb->dmin);
         for (int step = 0; step < steps; step++) {  /* groups g_begin .. g_end - 1 */
             const int g_begin = 16 * step / steps, g_end = 16 * (step + 1) / steps;
             __m256i isum[MAX_ACT_ROWS];
@@ -235,17 +237,17 @@ INLINE void panel_dot(const panel_block *p, int64_t nb, const void *act, int64_t
                     msum = _mm256_add_epi32(msum, _mm256_madd_epi16(
                         _mm256_loadu_si256((const __m256i *)pb->m[pair]), _mm256_set1_epi32(b2)));
                 }
-                const __m256 dy = _mm256_set1_ps(y->d);
+                const __m256 d_y = _mm256_set1_ps(y->d);
                 if (tiled && biased) {
                     const __m256 rr = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], msum)), d);
-                    acc[r] = _mm256_fmadd_ps(rr, dy, acc[r]);
+                    acc[r] = _mm256_fmadd_ps(rr, d_y, acc[r]);
                 } else if (tiled) {
                     __m256 rr = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[r]), d);
-                    rr = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(msum), rr);
-                    acc[r] = _mm256_fmadd_ps(rr, dy, acc[r]);
+                    rr = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(msum), rr);
+                    acc[r] = _mm256_fmadd_ps(rr, d_y, acc[r]);
                 } else {
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_mul_ps(d, dy), acc[r]);
-                    acc_min[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, dy), acc_min[r]);
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_mul_ps(d, d_y), acc[r]);
+                    acc_min[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmin, d_y), acc_min[r]);
                 }
             }
         }
@@ -254,80 +256,72 @@ INLINE void panel_dot(const panel_block *p, int64_t nb, const void *act, int64_t
         _mm256_storeu_ps(out + r * ldo, tiled ? acc[r] : _mm256_sub_ps(acc[r], acc_min[r]));
 }
 
-/* the orders a panel computes: chain steps per super-block, tiled, biased (Q3_K, Q6_K) */
-#define PANEL_ORDER(name, STEPS, TILED, BIASED)                                              \
-    static void name(const panel_block *p, int64_t nb, const void *act, int64_t act_stride,  \
-                     int n_act, float *out, int64_t ldo) {                                   \
-        switch (n_act) {                                                                     \
-        case 1: panel_dot(p, nb, act, act_stride, out, ldo, 1, STEPS, TILED, BIASED); break; \
-        case 2: panel_dot(p, nb, act, act_stride, out, ldo, 2, STEPS, TILED, BIASED); break; \
-        case 3: panel_dot(p, nb, act, act_stride, out, ldo, 3, STEPS, TILED, BIASED); break; \
-        default: panel_dot(p, nb, act, act_stride, out, ldo, 4, STEPS, TILED, BIASED); break; \
-        }                                                                                    \
+/* panel_dot in the order of the type: steps per super-block (GEMM: Q4_K 4, Q2_K 2),
+ * tiled, biased (Q3_K, Q6_K: msum is the bias) -- each call a specialisation */
+INLINE void panel_dot_in_order(int type, product_order order, const panel_block *p, int64_t nb, const void *act,
+                               int64_t act_stride, float *out, int64_t ldo, const int R) {
+    const int biased = type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q6_K;
+    if (order == ORDER_TILED && biased) panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 1, 1);
+    else if (order == ORDER_TILED) panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 1, 0);
+    else if (order == ORDER_GEMM && type == GGML_TYPE_Q4_K) panel_dot(p, nb, act, act_stride, out, ldo, R, 4, 0, 0);
+    else if (order == ORDER_GEMM) panel_dot(p, nb, act, act_stride, out, ldo, R, 2, 0, 0);
+    else panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 0, 0);
+}
+
+/* the same for R = n_act activation rows (1..MAX_ACT_ROWS) */
+static void panel_dot_rows(int type, product_order order, const panel_block *p, int64_t nb, const void *act,
+                           int64_t act_stride, int n_act, float *out, int64_t ldo) {
+    switch (n_act) {
+    case 1: panel_dot_in_order(type, order, p, nb, act, act_stride, out, ldo, 1); break;
+    case 2: panel_dot_in_order(type, order, p, nb, act, act_stride, out, ldo, 2); break;
+    case 3: panel_dot_in_order(type, order, p, nb, act, act_stride, out, ldo, 3); break;
+    default: panel_dot_in_order(type, order, p, nb, act, act_stride, out, ldo, 4); break;
     }
-PANEL_ORDER(panel_gemv, 1, 0, 0)
-PANEL_ORDER(panel_gemm_q2_K, 2, 0, 0)
-PANEL_ORDER(panel_gemm_q4_K, 4, 0, 0)
-PANEL_ORDER(panel_tiled_min, 1, 1, 0)
-PANEL_ORDER(panel_tiled_biased, 1, 1, 1)
+}
 
-typedef void (*panel_dot_fn)(const panel_block *p, int64_t nb, const void *act, int64_t act_stride,
-                             int n_act, float *out, int64_t ldo);
+static unpack_fn unpack_of(int type) {
+    switch (type) {
+    case GGML_TYPE_Q2_K: return unpack_q2_K;
+    case GGML_TYPE_Q3_K: return unpack_q3_K;
+    case GGML_TYPE_Q4_K: return unpack_q4_K;
+    case GGML_TYPE_Q5_K: return unpack_q5_K;
+    case GGML_TYPE_Q6_K: return unpack_q6_K;
+    default: return NULL;
+    }
+}
 
-/* Pack the rows, then every activation row against the panel; false if out of memory */
-static int panel_product(unpack_fn unpack, panel_dot_fn panel_dot_rows, size_t block_bytes, int64_t k,
-                         const void *w, int64_t w_stride, int n_rows, const void *act,
-                         int64_t act_stride, int64_t n_act, float *out, int64_t ldo) {
-    const int64_t nb = k / QK_K;
+/* the panel_fn of every K-quant and order: pack the rows, then every activation row
+ * against the panel; 0 if out of memory */
+static int panel_product(const product_args *a) {
+    const int64_t nb = a->k / QK_K;
+    const size_t block_bytes = (size_t)ref_traits(a->type)->type_size;
     panel_block *panel = malloc((size_t)nb * sizeof *panel);
     if (!panel) return 0;
-    for (int64_t i = 0; i < nb; i++) pack_block(unpack, w, w_stride, block_bytes, n_rows, i, &panel[i]);
+    for (int64_t i = 0; i < nb; i++)
+        pack_block(unpack_of(a->type), a->w, a->w_stride, block_bytes, a->n_rows, i, &panel[i]);
     float part[MAX_ACT_ROWS][PANEL_ROWS];
-    for (int64_t t0 = 0; t0 < n_act; t0 += MAX_ACT_ROWS) {
-        const int R = (int)(n_act - t0 < MAX_ACT_ROWS ? n_act - t0 : MAX_ACT_ROWS);
-        const char *a = (const char *)act + t0 * act_stride;
-        if (n_rows == PANEL_ROWS) {
-            panel_dot_rows(panel, nb, a, act_stride, R, out + t0 * ldo, ldo);
+    for (int64_t t0 = 0; t0 < a->n_act; t0 += MAX_ACT_ROWS) {
+        const int R = (int)(a->n_act - t0 < MAX_ACT_ROWS ? a->n_act - t0 : MAX_ACT_ROWS);
+        const char *act = (const char *)a->act + t0 * a->act_stride;
+        if (a->n_rows == PANEL_ROWS) {
+            panel_dot_rows(a->type, a->order, panel, nb, act, a->act_stride, R, a->out + t0 * a->ldo, a->ldo);
         } else {                                             /* the last rows of a matrix */
-            panel_dot_rows(panel, nb, a, act_stride, R, part[0], PANEL_ROWS);
+            panel_dot_rows(a->type, a->order, panel, nb, act, a->act_stride, R, part[0], PANEL_ROWS);
             for (int r = 0; r < R; r++)
-                for (int j = 0; j < n_rows; j++) out[(t0 + r) * ldo + j] = part[r][j];
+                for (int j = 0; j < a->n_rows; j++) a->out[(t0 + r) * a->ldo + j] = part[r][j];
         }
     }
     free(panel);
     return 1;
 }
 
-#define PANEL_TYPE(name, ORDER_NAME, DOT)                                                    \
-    static int panel_##name##_##ORDER_NAME(int64_t k, const void *w, int64_t w_stride,       \
-                                           int n_rows, const void *act, int64_t act_stride,  \
-                                           int64_t n_act, float *out, int64_t ldo) {         \
-        return panel_product(unpack_##name, DOT, sizeof(block_##name), k, w, w_stride, n_rows, \
-                             act, act_stride, n_act, out, ldo);                              \
-    }
-PANEL_TYPE(q2_K, gemv, panel_gemv)
-PANEL_TYPE(q4_K, gemv, panel_gemv)
-PANEL_TYPE(q2_K, gemm, panel_gemm_q2_K)
-PANEL_TYPE(q4_K, gemm, panel_gemm_q4_K)
-PANEL_TYPE(q2_K, tiled, panel_tiled_min)
-PANEL_TYPE(q3_K, tiled, panel_tiled_biased)
-PANEL_TYPE(q4_K, tiled, panel_tiled_min)
-PANEL_TYPE(q5_K, tiled, panel_tiled_min)
-PANEL_TYPE(q6_K, tiled, panel_tiled_biased)
-
+/* repack's gemv and gemm of Q2_K and Q4_K, the tiled matmul of every K-quant */
 panel_fn fast_panel(int type, product_order order) {
+    const int repacked = type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q4_K;
     switch (order) {
-    case ORDER_GEMV: return type == GGML_TYPE_Q2_K ? panel_q2_K_gemv : type == GGML_TYPE_Q4_K ? panel_q4_K_gemv : NULL;
-    case ORDER_GEMM: return type == GGML_TYPE_Q2_K ? panel_q2_K_gemm : type == GGML_TYPE_Q4_K ? panel_q4_K_gemm : NULL;
-    case ORDER_TILED:
-        switch (type) {
-        case GGML_TYPE_Q2_K: return panel_q2_K_tiled;
-        case GGML_TYPE_Q3_K: return panel_q3_K_tiled;
-        case GGML_TYPE_Q4_K: return panel_q4_K_tiled;
-        case GGML_TYPE_Q5_K: return panel_q5_K_tiled;
-        case GGML_TYPE_Q6_K: return panel_q6_K_tiled;
-        default: return NULL;
-        }
+    case ORDER_GEMV:
+    case ORDER_GEMM: return repacked ? panel_product : NULL;
+    case ORDER_TILED: return unpack_of(type) ? panel_product : NULL;
     default: return NULL;
     }
 }

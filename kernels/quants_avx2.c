@@ -1,26 +1,34 @@
 /* quants_avx2.c -- AVX2 products of weight rows with quantized activation rows, in each
- * of ggml's float orders (ggml_order.c), bit-identical to the reference (quants_ref.c).
+ * of ggml's float orders (ggml_order.c), bit-identical to the reference (quants_ref.c),
+ * and the activation quantizers.
  *
- * Three layers:
- *  1. lanes_<type>: block i of one weight row against R activation rows, the exact
- *     integer dot products in the 8 int32 lanes ggml's vec_dot kernels hold them in
- *     (lane l: elements e with (e % 32) / 4 == l, sub-block scales applied), plus the
- *     K-quants' min terms in ggml's lanes.  Integer products with _mm256_maddubs_epi16
- *     (unsigned 8-bit x signed 8-bit, adjacent pairs summed to int16) then
- *     _mm256_madd_epi16 with the sub-block scales, or VNNI dot products; signed weights
- *     go through |w| * sign(y, w).  No int16 overflows: |q| <= 63 (or |w| <= 128 with
- *     |y| <= 127) x 127 x 2.
- *  2. the VEC_DOT (and TINYBLAS) kernels: one weight row, the lanes as 8 float
- *     accumulators, each type's float tail as ggml_order.c draws it.
- *  3. the chain kernels (GEMV, GEMM, TILED): one float chain per output across the
- *     blocks, as repack.cpp's gemv/gemm and the tiled microtile have it, each step's
- *     lanes first reduced to exact integers.
- * Every kernel takes up to MAX_ACT_ROWS activation rows (n_act): a weight block is
- * loaded and unpacked once and used n_act times.  For decode n_act = 1 and the loop is a
- * plain streaming matvec (memory bound); for prefill it turns the product compute
- * bound.  Each kernel is one always-inline function of R, instantiated for R = 1..4.
+ * Four layers:
+ *  1. lanes_32, lanes_k4, lanes_k16: block i of one weight row against R activation
+ *     rows, the exact integer dot products in the 8 int32 lanes ggml's vec_dot kernels
+ *     hold them in (lane l: elements e with (e % 32) / 4 == l, sub-block scales
+ *     applied), plus the K-quants' min terms in ggml's lanes.  Integer products with
+ *     _mm256_maddubs_epi16 (unsigned 8-bit x signed 8-bit, adjacent pairs summed to
+ *     int16) then _mm256_madd_epi16 with the sub-block scales, or VNNI dot products;
+ *     signed weights go through |w| * sign(y, w).  No int16 overflows: |q| <= 63 (or
+ *     |w| <= 128 with |y| <= 127) x 127 x 2.
+ *  2. the vec_dot (and tinyBLAS) kernels: one weight row, the lanes as 8 float
+ *     accumulators, each type's float tail as ggml_order.c draws it (vec_dot_float,
+ *     vec_dot_32, vec_dot_k).
+ *  3. the chain kernels: one float chain per output across the blocks, as repack.cpp's
+ *     gemv/gemm (chain_with_mins, chain_32) and the tiled microtile (chain_tiled) have
+ *     it, each step's lanes first reduced to exact integers.
+ *  4. the product_fn of each type and order, e.g. vec_dot_q4_K_q8_K_avx2: one line that
+ *     names its kernel, and fast_product(), which picks them.
+ *
+ * Every kernel takes the weight type as a constant parameter (`const int type`) and is
+ * always inlined into the product_fn of one type: the switches on the type fold away and
+ * the compiler specialises each kernel per type, as a C++ template would.  Likewise R,
+ * the number of activation rows (1..MAX_ACT_ROWS, product_rows): a weight block is loaded
+ * and unpacked once and used R times.  For decode R = 1 and the loop is a plain streaming
+ * matvec (memory bound); for prefill it turns the product compute bound.
  */
 #include <math.h>
+#include <stddef.h>
 
 #include "cpu_internal.h"
 
@@ -28,13 +36,74 @@
 
 #include "avx2_blocks.h"
 
+/* ================================================================ blocks by type
+ * What the kernels ask of a block of `type` (each folds to a constant or one load). */
+
+INLINE size_t block_bytes(const int type) {
+    switch (type) {
+    case GGML_TYPE_Q4_0: return sizeof(block_q4_0);
+    case GGML_TYPE_Q4_1: return sizeof(block_q4_1);
+    case GGML_TYPE_Q5_0: return sizeof(block_q5_0);
+    case GGML_TYPE_Q5_1: return sizeof(block_q5_1);
+    case GGML_TYPE_Q8_0: return sizeof(block_q8_0);
+    case GGML_TYPE_IQ4_NL: return sizeof(block_iq4_nl);
+    case GGML_TYPE_Q2_K: return sizeof(block_q2_K);
+    case GGML_TYPE_Q3_K: return sizeof(block_q3_K);
+    case GGML_TYPE_Q4_K: return sizeof(block_q4_K);
+    case GGML_TYPE_Q5_K: return sizeof(block_q5_K);
+    default: return sizeof(block_q6_K);
+    }
+}
+
+INLINE const void *block_at(const int type, const void *w, int64_t i) {
+    return (const char *)w + i * (int64_t)block_bytes(type);
+}
+
+/* byte offset of the fp16 d in a block; dmin, where there is one, follows it */
+INLINE size_t d_offset(const int type) {
+    switch (type) {
+    case GGML_TYPE_Q2_K: return offsetof(block_q2_K, d);
+    case GGML_TYPE_Q3_K: return offsetof(block_q3_K, d);
+    case GGML_TYPE_Q6_K: return offsetof(block_q6_K, d);
+    default: return 0;                                  /* the other types start with d */
+    }
+}
+
+INLINE int is_k_quant(const int type) { return type >= GGML_TYPE_Q2_K && type <= GGML_TYPE_Q6_K; }
+INLINE int has_dmin(const int type) {
+    return type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K;
+}
+/* Q4_1, Q5_1: unsigned quants and a min m, with Q8_1 activations (the other 32-element
+ * types: signed quants, Q8_0) */
+INLINE int has_m(const int type) { return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1; }
+
+INLINE float fp16_at(const void *p) {
+    ggml_half h;
+    memcpy(&h, p, 2);
+    return fp16_to_fp32(h);
+}
+INLINE float d_of(const int type, const void *block) { return fp16_at((const char *)block + d_offset(type)); }
+INLINE float dmin_of(const int type, const void *block) { return fp16_at((const char *)block + d_offset(type) + 2); }
+INLINE float m_of(const int type, const void *block) {
+    return fp16_to_fp32(type == GGML_TYPE_Q5_1 ? ((const block_q5_1 *)block)->m : ((const block_q4_1 *)block)->m);
+}
+
+/* the d of block i of activation row r (Q8_K: a float; Q8_0, Q8_1: fp16), and Q8_1's s */
+INLINE float act_d(const int type, const void *act, int64_t act_stride, int r, int64_t i) {
+    if (is_k_quant(type)) return (ACT_ROW(block_q8_K, act, act_stride, r) + i)->d;
+    if (has_m(type)) return fp16_to_fp32((ACT_ROW(block_q8_1, act, act_stride, r) + i)->d);
+    return fp16_to_fp32((ACT_ROW(block_q8_0, act, act_stride, r) + i)->d);
+}
+INLINE float act_s(const void *act, int64_t act_stride, int r, int64_t i) {
+    return fp16_to_fp32((ACT_ROW(block_q8_1, act, act_stride, r) + i)->s);
+}
+
 /* ================================================================ 1. lanes per block */
 
 /* ---------------------------------------------------------------- 32-element blocks x Q8_0 / Q8_1
  * Per block: one 32-byte register of quants in element order, then per activation row
  * one integer dot (lane l = bytes 4l..4l+3). */
 
-/* quants of a block as signed bytes (Q4_0, Q5_0, Q8_0, IQ4_NL) or unsigned (Q4_1, Q5_1) */
 INLINE __m256i quants_q4_0(const block_q4_0 *b) {
     return _mm256_sub_epi8(nibbles_32(b->qs), _mm256_set1_epi8(8));
 }
@@ -52,86 +121,85 @@ INLINE __m256i quants_iq4_nl(const block_iq4_nl *b) {
     return _mm256_shuffle_epi8(table, nibbles_32(b->qs));
 }
 
-/* lanes_<name>(w, i, act, act_stride, R, lanes): lanes[r] for activation row r */
-#define LANES_SIGNED_32(name, btype)                                                          \
-    INLINE void lanes_##name(const void *w, int64_t i, const void *act, int64_t act_stride,   \
-                             const int R, __m256i lanes[]) {                                  \
-        const __m256i q = quants_##name((const btype *)w + i);                               \
-        const __m256i q_abs = _mm256_sign_epi8(q, q);                                        \
-        UNROLL for (int r = 0; r < R; r++) {                                                 \
-            const block_q8_0 *y = ACT_ROW(block_q8_0, act, act_stride, r) + i;               \
-            lanes[r] = dot_u8s8(q_abs, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y->qs), q)); \
-        }                                                                                    \
+/* the 32 quants of a block in element order: signed, or unsigned where has_m(type) */
+INLINE __m256i quants_32(const int type, const void *block) {
+    switch (type) {
+    case GGML_TYPE_Q4_0: return quants_q4_0(block);
+    case GGML_TYPE_Q4_1: return quants_q4_1(block);
+    case GGML_TYPE_Q5_0: return quants_q5_0(block);
+    case GGML_TYPE_Q5_1: return quants_q5_1(block);
+    case GGML_TYPE_Q8_0: return quants_q8_0(block);
+    default: return quants_iq4_nl(block);
     }
-LANES_SIGNED_32(q4_0, block_q4_0)
-LANES_SIGNED_32(q5_0, block_q5_0)
-LANES_SIGNED_32(q8_0, block_q8_0)
-LANES_SIGNED_32(iq4_nl, block_iq4_nl)
+}
 
-#define LANES_UNSIGNED_32(name, btype)                                                        \
-    INLINE void lanes_##name(const void *w, int64_t i, const void *act, int64_t act_stride,   \
-                             const int R, __m256i lanes[]) {                                  \
-        const __m256i q = quants_##name((const btype *)w + i);                               \
-        UNROLL for (int r = 0; r < R; r++) {                                                 \
-            const block_q8_1 *y = ACT_ROW(block_q8_1, act, act_stride, r) + i;               \
-            lanes[r] = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)y->qs));              \
-        }                                                                                    \
+/* lanes[r]: block i against block i of activation row r */
+INLINE void lanes_32(const int type, const void *w, int64_t i, const void *act, int64_t act_stride,
+                     const int R, __m256i lanes[]) {
+    const __m256i q = quants_32(type, block_at(type, w, i));
+    if (has_m(type)) {
+        UNROLL for (int r = 0; r < R; r++) {
+            const block_q8_1 *y = ACT_ROW(block_q8_1, act, act_stride, r) + i;
+            lanes[r] = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)y->qs));
+        }
+        return;
     }
-LANES_UNSIGNED_32(q4_1, block_q4_1)
-LANES_UNSIGNED_32(q5_1, block_q5_1)
+    const __m256i q_abs = _mm256_sign_epi8(q, q);
+    UNROLL for (int r = 0; r < R; r++) {
+        const block_q8_0 *y = ACT_ROW(block_q8_0, act, act_stride, r) + i;
+        lanes[r] = dot_u8s8(q_abs, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y->qs), q));
+    }
+}
 
 /* ---------------------------------------------------------------- K-quants x Q8_K
  * Q4_K, Q5_K: 8 sub-blocks of 32, 6-bit scale sc_j and min m_j each.  A 32-byte load of
- * qs holds sub-blocks 2c (low nibbles) and 2c+1 (high); c0 <= c < c1 of them (all 4, or
- * one GEMM step).  The min term in ggml's vec_dot lanes: lane p = m_2p bsum32_2p +
- * m_2p+1 bsum32_2p+1 (bsum32_j: sub-block j's activation sum), p < 4; or, cheaper, one
- * lane per sub-block (mins_by_sub_block): lane j = m_j bsum32_j.  by_chunk: each
- * chunk's lanes apart (Q4_K's GEMM steps), instead of their sum in lanes[]. */
-#define LANES_K4(name, btype, HIGH_BITS)                                                      \
-    INLINE void lanes_##name(const void *w, int64_t i, const void *act, int64_t act_stride,   \
-                             const int R, __m256i lanes[], __m256i mins[], const int c0,      \
-                             const int c1, const int mins_by_sub_block,                       \
-                             __m256i (*by_chunk)[4]) {                                        \
-        const btype *x = (const btype *)w + i;                                               \
-        const __m256i low4 = _mm256_set1_epi8(0x0F);                                         \
-        const __m128i sm = scales_mins_k4(x->scales);                                        \
-        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));             \
-        /* mins doubled, one per 16-element bsum: [m0 m0 m1 m1 ... m7 m7] as int16 */        \
-        const __m256i m_doubled = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm,                  \
-            _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8)));       \
-        const __m128i m16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));                   \
-        UNROLL for (int r = 0; r < R; r++) {                                                 \
-            lanes[r] = _mm256_setzero_si256();                                               \
-            const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;               \
-            const __m256i bsums = _mm256_loadu_si256((const __m256i *)y->bsums);             \
-            mins[r] = mins_by_sub_block ? _mm256_madd_epi16(m_doubled, bsums)                 \
-                    : _mm256_zextsi128_si256(_mm_madd_epi16(m16, _mm_hadd_epi16(             \
-                          _mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1)))); \
-        }                                                                                    \
-        UNROLL for (int c = c0; c < c1; c++) {                                               \
-            const __m256i qv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * c));       \
-            __m256i q_lo = _mm256_and_si256(qv, low4);                                      \
-            __m256i q_hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), low4);                \
-            HIGH_BITS                                                                        \
-            const __m256i sc_lo = broadcast_scale(sc16, 2 * c);                              \
-            const __m256i sc_hi = broadcast_scale(sc16, 2 * c + 1);                          \
-            UNROLL for (int r = 0; r < R; r++) {                                             \
-                const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs;        \
-                const __m256i p_lo = _mm256_maddubs_epi16(q_lo, _mm256_loadu_si256((const __m256i *)(yq + 64 * c))); \
-                const __m256i p_hi = _mm256_maddubs_epi16(q_hi, _mm256_loadu_si256((const __m256i *)(yq + 64 * c + 32))); \
-                const __m256i both = _mm256_add_epi32(_mm256_madd_epi16(p_lo, sc_lo),        \
-                                                      _mm256_madd_epi16(p_hi, sc_hi));        \
-                if (by_chunk) by_chunk[r][c] = both;                                         \
-                else lanes[r] = _mm256_add_epi32(lanes[r], both);                            \
-            }                                                                                \
-        }                                                                                    \
+ * qs holds chunk c: sub-blocks 2c (low nibbles) and 2c+1 (high).  The min term in
+ * ggml's vec_dot lanes: lane p = m_2p bsum32_2p + m_2p+1 bsum32_2p+1 (bsum32_j: sub-block
+ * j's activation sum), p < 4; or, cheaper, one lane per sub-block (mins_by_sub_block):
+ * lane j = m_j bsum32_j.  by_chunk: each chunk's lanes apart (Q4_K's GEMM steps), instead
+ * of their sum in lanes[]. */
+INLINE void lanes_k4(const int type, const void *w, int64_t i, const void *act, int64_t act_stride,
+                     const int R, __m256i lanes[], __m256i mins[], const int mins_by_sub_block,
+                     __m256i (*by_chunk)[4]) {
+    const block_q4_K *q4 = block_at(type, w, i);
+    const block_q5_K *q5 = block_at(type, w, i);
+    const uint8_t *qs = type == GGML_TYPE_Q5_K ? q5->qs : q4->qs;
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m128i sm = scale_min_k4(type == GGML_TYPE_Q5_K ? q5->scales : q4->scales);
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    /* mins doubled, one per 16-element bsum: [m0 m0 m1 m1 ... m7 m7] as int16 */
+    const __m256i m_doubled = _mm256_cvtepu8_epi16(
+        _mm_shuffle_epi8(sm, _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8)));
+    const __m128i m16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
+    UNROLL for (int r = 0; r < R; r++) {
+        lanes[r] = _mm256_setzero_si256();
+        const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)y->bsums);
+        mins[r] = mins_by_sub_block
+                ? _mm256_madd_epi16(m_doubled, bsums)
+                : _mm256_zextsi128_si256(_mm_madd_epi16(m16, _mm_hadd_epi16(_mm256_castsi256_si128(bsums),
+                                                                            _mm256_extracti128_si256(bsums, 1))));
     }
-#define Q5_K_HIGH_BITS                                                                       \
-    q_lo = _mm256_or_si256(q_lo, fifth_bit(x->qh, 2 * c));                                  \
-    q_hi = _mm256_or_si256(q_hi, fifth_bit(x->qh, 2 * c + 1));
-#define Q4_K_HIGH_BITS
-LANES_K4(q4_K, block_q4_K, Q4_K_HIGH_BITS)
-LANES_K4(q5_K, block_q5_K, Q5_K_HIGH_BITS)
+    UNROLL for (int c = 0; c < 4; c++) {
+        const __m256i qv = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i q_lo = _mm256_and_si256(qv, low4);
+        __m256i q_hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), low4);
+        if (type == GGML_TYPE_Q5_K) {
+            q_lo = _mm256_or_si256(q_lo, fifth_bit(q5->qh, 2 * c));
+            q_hi = _mm256_or_si256(q_hi, fifth_bit(q5->qh, 2 * c + 1));
+        }
+        const __m256i sc_lo = broadcast_scale(sc16, 2 * c);
+        const __m256i sc_hi = broadcast_scale(sc16, 2 * c + 1);
+        UNROLL for (int r = 0; r < R; r++) {
+            const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 64 * c;
+            const __m256i p_lo = _mm256_maddubs_epi16(q_lo, _mm256_loadu_si256((const __m256i *)yq));
+            const __m256i p_hi = _mm256_maddubs_epi16(q_hi, _mm256_loadu_si256((const __m256i *)(yq + 32)));
+            const __m256i both = _mm256_add_epi32(_mm256_madd_epi16(p_lo, sc_lo), _mm256_madd_epi16(p_hi, sc_hi));
+            if (by_chunk) by_chunk[r][c] = both;
+            else lanes[r] = _mm256_add_epi32(lanes[r], both);
+        }
+    }
+}
 
 /* Q2_K, Q3_K, Q6_K: 16 groups of 16 with one scale each.  Slice s = 4h + j (half h,
  * 32-element slice j) is one register of unsigned quants covering groups 2s and 2s+1.
@@ -140,279 +208,215 @@ LANES_K4(q5_K, block_q5_K, Q5_K_HIGH_BITS)
  * the bsums, lane l = 32 (S_2l bsum_2l + S_2l+1 bsum_2l+1).  Q2_K's mins in the same
  * bsum lanes: min lane l = m_2l bsum_2l + m_2l+1 bsum_2l+1. */
 
-/* SCALES: __m128i of the 16 scales (int8 if SIGNED, else uint8); PAIR_BIAS: Q3_K's 4;
- * BSUM_TERM: Q6_K's bias or Q2_K's mins; slices s0 <= s < s1; by_half: the lanes of
- * halves 0 and 1 apart (Q2_K's GEMM steps), instead of their sum in lanes[] */
-#define LANES_K16(name, btype, SCALES, SIGNED, PAIR_BIAS, BSUM_TERM)                          \
-    INLINE void lanes_##name(const void *w, int64_t i, const void *act, int64_t act_stride,   \
-                             const int R, __m256i lanes[], __m256i mins[], const int s0,      \
-                             const int s1, __m256i (*by_half)[4]) {                           \
-        const btype *x = (const btype *)w + i;                                               \
-        const __m128i s8 = SCALES;                                                           \
-        const __m256i scales16 = SIGNED ? _mm256_cvtepi8_epi16(s8) : _mm256_cvtepu8_epi16(s8); \
-        const __m256i halves[2] = {_mm256_permute4x64_epi64(scales16, 0x44),                 \
-                                   _mm256_permute4x64_epi64(scales16, 0xEE)};                \
-        UNROLL for (int r = 0; r < R; r++) {                                                 \
-            lanes[r] = _mm256_setzero_si256();                                               \
-            if (by_half) by_half[r][0] = by_half[r][1] = _mm256_setzero_si256();             \
-        }                                                                                    \
-        UNROLL for (int s = s0; s < s1; s++) {                                               \
-            const __m256i q = slice_##name(x, s / 4, s % 4);                                 \
-            const __m256i sc = pair_scales(halves[s / 4], 2 * s);                            \
-            UNROLL for (int r = 0; r < R; r++) {                                             \
-                const __m256i yq = _mm256_loadu_si256((const __m256i *)((ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 32 * s)); \
-                __m256i p = _mm256_maddubs_epi16(q, yq);                                     \
-                if (PAIR_BIAS) p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(_mm256_set1_epi8(PAIR_BIAS), yq)); \
-                if (by_half) by_half[r][s / 4] = _mm256_add_epi32(by_half[r][s / 4], _mm256_madd_epi16(p, sc)); \
-                else lanes[r] = _mm256_add_epi32(lanes[r], _mm256_madd_epi16(p, sc));        \
-            }                                                                                \
-        }                                                                                    \
-        UNROLL for (int r = 0; r < R; r++) {                                                 \
-            const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;               \
-            const __m256i bsums = _mm256_loadu_si256((const __m256i *)y->bsums);             \
-            (void)bsums;                                                                     \
-            BSUM_TERM                                                                        \
-        }                                                                                    \
+/* the 16 group scales as int16 (Q2_K: the low nibbles of its scales, the mins above) */
+INLINE __m256i scales_k16(const int type, const void *block) {
+    switch (type) {
+    case GGML_TYPE_Q2_K: {
+        const __m128i packed = _mm_loadu_si128((const __m128i *)((const block_q2_K *)block)->scales);
+        return _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
     }
-/* Q2_K: scale in the low nibble, min in the high nibble of each scales byte */
-#define Q2_K_SCALES _mm_and_si128(_mm_loadu_si128((const __m128i *)x->scales), _mm_set1_epi8(0x0F))
-#define Q2_K_MINS                                                                            \
-    mins[r] = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(                          \
-        _mm_srli_epi16(_mm_loadu_si128((const __m128i *)x->scales), 4), _mm_set1_epi8(0x0F))), bsums);
-#define Q6_K_BIAS lanes[r] = _mm256_sub_epi32(lanes[r], _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5)); (void)mins;
-#define NO_BSUM_TERM (void)mins;
-LANES_K16(q2_K, block_q2_K, Q2_K_SCALES, 0, 0, Q2_K_MINS)
-LANES_K16(q3_K, block_q3_K, scales_q3_K(x->scales), 1, 4, NO_BSUM_TERM)
-LANES_K16(q6_K, block_q6_K, _mm_loadu_si128((const __m128i *)x->scales), 1, 0, Q6_K_BIAS)
-
-/* ================================================================ 2. VEC_DOT and TINYBLAS */
-
-/* ggml's hsum_float_8 (arch/x86/quants.c) and our hsum_ps pair the lanes alike */
-#define hsum_float_8 hsum_ps
-
-/* A one-row kernel, name(k, w, act, act_stride, out, ldo, R), run over the rows of a
- * group: the product_fn of the type and order, n_act known only at run time. */
-#define ROWS_OF(name)                                                                        \
-    static void name##_rows(int64_t k, const void *w, int64_t w_stride, int n_rows,          \
-                            const void *act, int64_t act_stride, int n_act, float *out,      \
-                            int64_t ldo) {                                                   \
-        for (int j = 0; j < n_rows; j++) {                                                   \
-            const void *wj = (const char *)w + j * w_stride;                                 \
-            switch (n_act) {                                                                 \
-            case 1: name(k, wj, act, act_stride, out + j, ldo, 1); break;                    \
-            case 2: name(k, wj, act, act_stride, out + j, ldo, 2); break;                    \
-            case 3: name(k, wj, act, act_stride, out + j, ldo, 3); break;                    \
-            default: name(k, wj, act, act_stride, out + j, ldo, 4); break;                   \
-            }                                                                                \
-        }                                                                                    \
+    case GGML_TYPE_Q3_K: return _mm256_cvtepi8_epi16(q3_K_scales(((const block_q3_K *)block)->scales));
+    default: return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const block_q6_K *)block)->scales));
     }
-
-/* ---------------------------------------------------------------- float weights x f32 activations
- * (not ggml's order: ggml_order.c) */
-
-INLINE __m256 load8_f32(const float *x) { return _mm256_loadu_ps(x); }
-INLINE __m256 load8_f16(const ggml_half *x) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x)); }
-INLINE __m256 load8_bf16(const uint16_t *x) {
-    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)x));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
-/* 16 weights per step in two accumulators per row (FMA latency), scalar tail */
-#define FLOAT_KERNEL(name, wtype, load8, to_f32)                                             \
-    INLINE void name(int64_t k, const void *w, const void *act, int64_t act_stride,          \
-                     float *out, int64_t ldo, const int R) {                                 \
-        const wtype *x = w;                                                                  \
-        __m256 acc0[MAX_ACT_ROWS], acc1[MAX_ACT_ROWS];                                       \
-        UNROLL for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();          \
-        int64_t i = 0;                                                                       \
-        for (; i + 16 <= k; i += 16) {                                                       \
-            const __m256 w0 = load8(x + i), w1 = load8(x + i + 8);                          \
-            UNROLL for (int r = 0; r < R; r++) {                                             \
-                const float *y = ACT_ROW(float, act, act_stride, r) + i;                     \
-                acc0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(y), acc0[r]);                  \
-                acc1[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(y + 8), acc1[r]);              \
-            }                                                                                \
-        }                                                                                    \
-        UNROLL for (int r = 0; r < R; r++) {                                                 \
-            const float *y = ACT_ROW(float, act, act_stride, r);                             \
-            float sum = hsum_ps(_mm256_add_ps(acc0[r], acc1[r]));                            \
-            for (int64_t j = i; j < k; j++) sum += to_f32(x[j]) * y[j];                      \
-            out[r * ldo] = sum;                                                              \
-        }                                                                                    \
+INLINE __m256i slice_k16(const int type, const void *block, int s) {
+    switch (type) {
+    case GGML_TYPE_Q2_K: return slice_q2_K(block, s / 4, s % 4);
+    case GGML_TYPE_Q3_K: return slice_q3_K(block, s / 4, s % 4);
+    default: return slice_q6_K(block, s / 4, s % 4);
     }
+}
 
-INLINE float f32_id(float v) { return v; }
-FLOAT_KERNEL(dot_f32, float, load8_f32, f32_id)
-FLOAT_KERNEL(dot_f16, ggml_half, load8_f16, fp16_to_fp32)
-FLOAT_KERNEL(dot_bf16, uint16_t, load8_bf16, bf16_to_fp32)
+/* by_half: the lanes of halves 0 and 1 apart (Q2_K's GEMM steps), instead of their sum in
+ * lanes[]; mins[]: Q2_K's only */
+INLINE void lanes_k16(const int type, const void *w, int64_t i, const void *act, int64_t act_stride,
+                      const int R, __m256i lanes[], __m256i mins[], __m256i (*by_half)[4]) {
+    const void *x = block_at(type, w, i);
+    const __m256i scales16 = scales_k16(type, x);
+    const __m256i halves[2] = {_mm256_permute4x64_epi64(scales16, 0x44), _mm256_permute4x64_epi64(scales16, 0xEE)};
+    UNROLL for (int r = 0; r < R; r++) {
+        lanes[r] = _mm256_setzero_si256();
+        if (by_half) by_half[r][0] = by_half[r][1] = _mm256_setzero_si256();
+    }
+    UNROLL for (int s = 0; s < 8; s++) {
+        const __m256i q = slice_k16(type, x, s);
+        const __m256i sc = pair_scales(halves[s / 4], 2 * s);
+        UNROLL for (int r = 0; r < R; r++) {
+            const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 32 * s;
+            const __m256i y = _mm256_loadu_si256((const __m256i *)yq);
+            __m256i p = _mm256_maddubs_epi16(q, y);
+            if (type == GGML_TYPE_Q3_K) p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(_mm256_set1_epi8(4), y));
+            if (by_half) by_half[r][s / 4] = _mm256_add_epi32(by_half[r][s / 4], _mm256_madd_epi16(p, sc));
+            else lanes[r] = _mm256_add_epi32(lanes[r], _mm256_madd_epi16(p, sc));
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(ACT_ROW(block_q8_K, act, act_stride, r) + i)->bsums);
+        if (type == GGML_TYPE_Q2_K) {             /* the mins: the high nibbles */
+            const __m128i packed = _mm_loadu_si128((const __m128i *)((const block_q2_K *)x)->scales);
+            const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+            mins[r] = _mm256_madd_epi16(m16, bsums);
+        }
+        if (type == GGML_TYPE_Q6_K)
+            lanes[r] = _mm256_sub_epi32(lanes[r], _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5));
+    }
+}
+
+/* any K-quant; by_step: the lanes of each GEMM step apart (Q4_K 4 of 64, Q2_K 2 of 128) */
+INLINE void lanes_k(const int type, const void *w, int64_t i, const void *act, int64_t act_stride,
+                    const int R, __m256i lanes[], __m256i mins[], const int mins_by_sub_block,
+                    __m256i (*by_step)[4]) {
+    if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K)
+        lanes_k4(type, w, i, act, act_stride, R, lanes, mins, mins_by_sub_block, by_step);
+    else
+        lanes_k16(type, w, i, act, act_stride, R, lanes, mins, by_step);
+}
+
+/* ================================================================ 2. vec_dot and tinyBLAS
+ * A row kernel: one weight row w against R activation rows, out[r * ldo] for row r. */
+
+/* ---------------------------------------------------------------- float weights x f32 activations
+ * (not ggml's order: ggml_order.c).  16 weights per step in two accumulators per row
+ * (FMA latency), scalar tail. */
+
+INLINE __m256 load8_float(const int type, const void *w, int64_t i) {
+    switch (type) {
+    case GGML_TYPE_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const ggml_half *)w + i)));
+    case GGML_TYPE_BF16: {
+        const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
+    default: return _mm256_loadu_ps((const float *)w + i);
+    }
+}
+
+INLINE float float_at(const int type, const void *w, int64_t i) {
+    switch (type) {
+    case GGML_TYPE_F16: return fp16_to_fp32(((const ggml_half *)w)[i]);
+    case GGML_TYPE_BF16: return bf16_to_fp32(((const uint16_t *)w)[i]);
+    default: return ((const float *)w)[i];
+    }
+}
+
+INLINE void vec_dot_float(const int type, const product_order order, const int R, int64_t k, const void *w,
+                          const void *act, int64_t act_stride, float *out, int64_t ldo) {
+    (void)order;
+    __m256 acc0[MAX_ACT_ROWS], acc1[MAX_ACT_ROWS];
+    UNROLL for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        const __m256 w0 = load8_float(type, w, i), w1 = load8_float(type, w, i + 8);
+        UNROLL for (int r = 0; r < R; r++) {
+            const float *y = ACT_ROW(float, act, act_stride, r) + i;
+            acc0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(y), acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(y + 8), acc1[r]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        const float *y = ACT_ROW(float, act, act_stride, r);
+        float sum = hsum_float_8(_mm256_add_ps(acc0[r], acc1[r]));
+        for (int64_t j = i; j < k; j++) sum += float_at(type, w, j) * y[j];
+        out[r * ldo] = sum;
+    }
+}
 
 /* ---------------------------------------------------------------- 32-element blocks
- * Q4_0 Q5_0 Q8_0 (and every one of them in tinyBLAS): lanes = fma(dx dy, lanes_b, lanes).
+ * Q4_0 Q5_0 Q8_0 (and every one of them in tinyBLAS): lanes = fma(d d_y, lanes_b, lanes);
+ * hsum.  Q4_1 Q5_1: the same, and m s_y summed apart (exact: fp16 x fp16); hsum + that.
  * IQ4_NL's vec_dot: even and odd blocks in two accumulators, an odd last block alone,
  * its d * (float) sum added after the horizontal sum (add_scalar_tail: fused or not, as
  * GCC compiles llama.cpp for this CPU). */
-#define Q0_KERNEL(name, btype, PAIRED)                                                       \
-    INLINE void name##_q0_##PAIRED(int64_t k, const void *w, const void *act,                \
-                                   int64_t act_stride, float *out, int64_t ldo, const int R) { \
-        const btype *x = w;                                                                  \
-        const int64_t nb = k / 32;                                                           \
-        __m256 acc[2][MAX_ACT_ROWS];                                                         \
-        UNROLL for (int r = 0; r < R; r++) acc[0][r] = acc[1][r] = _mm256_setzero_ps();      \
-        const int64_t n_pairs = PAIRED ? nb - nb % 2 : nb;                                   \
-        for (int64_t i = 0; i < n_pairs; i++) {                                              \
-            __m256i lanes[MAX_ACT_ROWS];                                                     \
-            lanes_##name(w, i, act, act_stride, R, lanes);                                   \
-            const float dx = fp16_to_fp32(x[i].d);                                           \
-            UNROLL for (int r = 0; r < R; r++) {                                             \
-                const float dy = fp16_to_fp32((ACT_ROW(block_q8_0, act, act_stride, r) + i)->d); \
-                __m256 *a = &acc[PAIRED ? i % 2 : 0][r];                                     \
-                *a = _mm256_fmadd_ps(_mm256_set1_ps(PAIRED ? dy * dx : dx * dy), _mm256_cvtepi32_ps(lanes[r]), *a); \
-            }                                                                                \
-        }                                                                                    \
-        UNROLL for (int r = 0; r < R; r++) {                                                 \
-            out[r * ldo] = hsum_float_8(PAIRED ? _mm256_add_ps(acc[0][r], acc[1][r]) : acc[0][r]); \
-        }                                                                                    \
-        if (PAIRED && nb % 2) {                                                              \
-            __m256i lanes[MAX_ACT_ROWS];                                                     \
-            lanes_##name(w, nb - 1, act, act_stride, R, lanes);                              \
-            UNROLL for (int r = 0; r < R; r++) {                                             \
-                const float d = fp16_to_fp32((ACT_ROW(block_q8_0, act, act_stride, r) + nb - 1)->d) \
-                              * fp16_to_fp32(x[nb - 1].d);                                   \
-                out[r * ldo] = add_scalar_tail(out[r * ldo], d, (float)hsum_epi32(lanes[r])); \
-            }                                                                                \
-        }                                                                                    \
+INLINE void vec_dot_32(const int type, const product_order order, const int R, int64_t k, const void *w,
+                       const void *act, int64_t act_stride, float *out, int64_t ldo) {
+    const int paired = type == GGML_TYPE_IQ4_NL && order == ORDER_VEC_DOT;
+    const int64_t nb = k / 32;
+    __m256 acc[2][MAX_ACT_ROWS];
+    float summs[MAX_ACT_ROWS];
+    UNROLL for (int r = 0; r < R; r++) {
+        acc[0][r] = acc[1][r] = _mm256_setzero_ps();
+        summs[r] = 0.0f;
     }
-Q0_KERNEL(q4_0, block_q4_0, 0)
-Q0_KERNEL(q5_0, block_q5_0, 0)
-Q0_KERNEL(q8_0, block_q8_0, 0)
-Q0_KERNEL(iq4_nl, block_iq4_nl, 0)
-Q0_KERNEL(iq4_nl, block_iq4_nl, 1)
-
-/* Q4_1 Q5_1: lanes = fma(lanes_b, dx dy, lanes); m s summed apart (exact: fp16 x fp16) */
-#define Q1_KERNEL(name, btype)                                                               \
-    INLINE void name##_q1(int64_t k, const void *w, const void *act, int64_t act_stride,     \
-                          float *out, int64_t ldo, const int R) {                            \
-        const btype *x = w;                                                                  \
-        __m256 acc[MAX_ACT_ROWS];                                                            \
-        float summs[MAX_ACT_ROWS];                                                           \
-        UNROLL for (int r = 0; r < R; r++) { acc[r] = _mm256_setzero_ps(); summs[r] = 0.0f; } \
-        for (int64_t i = 0; i < k / 32; i++) {                                               \
-            __m256i lanes[MAX_ACT_ROWS];                                                     \
-            lanes_##name(w, i, act, act_stride, R, lanes);                                   \
-            const float dx = fp16_to_fp32(x[i].d), mx = fp16_to_fp32(x[i].m);                \
-            UNROLL for (int r = 0; r < R; r++) {                                             \
-                const block_q8_1 *y = ACT_ROW(block_q8_1, act, act_stride, r) + i;           \
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[r]), _mm256_set1_ps(dx * fp16_to_fp32(y->d)), acc[r]); \
-                summs[r] = fmaf(mx, fp16_to_fp32(y->s), summs[r]);                          \
-            }                                                                                \
-        }                                                                                    \
-        UNROLL for (int r = 0; r < R; r++) out[r * ldo] = hsum_float_8(acc[r]) + summs[r];   \
+    for (int64_t i = 0; i < (paired ? nb - nb % 2 : nb); i++) {
+        __m256i lanes[MAX_ACT_ROWS];
+        lanes_32(type, w, i, act, act_stride, R, lanes);
+        const void *x = block_at(type, w, i);
+        const float d = d_of(type, x);
+        UNROLL for (int r = 0; r < R; r++) {
+            __m256 *a = &acc[paired ? i % 2 : 0][r];
+            const float d_y = act_d(type, act, act_stride, r, i);
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(d * d_y), _mm256_cvtepi32_ps(lanes[r]), *a);
+            if (has_m(type)) summs[r] = fmaf(m_of(type, x), act_s(act, act_stride, r, i), summs[r]);
+        }
     }
-Q1_KERNEL(q4_1, block_q4_1)
-Q1_KERNEL(q5_1, block_q5_1)
-
-/* ---------------------------------------------------------------- K-quants */
-
-/* Q2_K, Q3_K, Q6_K: lanes = fma(dy dx, lanes_b, lanes), Q2_K's mins first (MINS: a
- * statement run per activation row r with dy, x, i, mins and acc in scope) */
-#define Q2_K_MINS(r)                                                                         \
-    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dy * fp16_to_fp32(x[i].dmin)),                  \
-                             _mm256_cvtepi32_ps(mins[r]), acc[r]);
-#define NO_MINS(r)                       /* Q3_K, Q6_K: no mins (and no dmin field) */
-#define K16_KERNEL(name, btype, MINS)                                                        \
-    INLINE void name##_vec_dot(int64_t k, const void *w, const void *act, int64_t act_stride, \
-                               float *out, int64_t ldo, const int R) {                       \
-        const btype *x = w;                                                                  \
-        __m256 acc[MAX_ACT_ROWS];                                                            \
-        UNROLL for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();                     \
-        for (int64_t i = 0; i < k / QK_K; i++) {                                             \
-            __m256i lanes[MAX_ACT_ROWS], mins[MAX_ACT_ROWS];                                 \
-            lanes_##name(w, i, act, act_stride, R, lanes, mins, 0, 8, NULL);                 \
-            const float dx = fp16_to_fp32(x[i].d);                                           \
-            UNROLL for (int r = 0; r < R; r++) {                                             \
-                const float dy = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->d;           \
-                MINS(r)                                                                      \
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(lanes[r]), acc[r]); \
-            }                                                                                \
-        }                                                                                    \
-        UNROLL for (int r = 0; r < R; r++) out[r * ldo] = hsum_float_8(acc[r]);              \
+    UNROLL for (int r = 0; r < R; r++) {
+        const float sum = hsum_float_8(paired ? _mm256_add_ps(acc[0][r], acc[1][r]) : acc[0][r]);
+        out[r * ldo] = has_m(type) ? sum + summs[r] : sum;
     }
-K16_KERNEL(q2_K, block_q2_K, Q2_K_MINS)
-K16_KERNEL(q3_K, block_q3_K, NO_MINS)
-K16_KERNEL(q6_K, block_q6_K, NO_MINS)
-
-/* Q4_K: 4 min lanes, fma(-dy dmin, .), added after hsum as (m0 + m2) + (m1 + m3);
- * Q5_K: the 4 min lanes summed as integers, s = fma(-dy dmin, (float) sum, s) */
-#define K4_KERNEL(name, btype, MIN_IN_LANES)                                                 \
-    INLINE void name##_vec_dot(int64_t k, const void *w, const void *act, int64_t act_stride, \
-                               float *out, int64_t ldo, const int R) {                       \
-        const btype *x = w;                                                                  \
-        __m256 acc[MAX_ACT_ROWS];                                                            \
-        __m128 acc_m[MAX_ACT_ROWS];                                                          \
-        float summs[MAX_ACT_ROWS];                                                           \
-        UNROLL for (int r = 0; r < R; r++) {                                                 \
-            acc[r] = _mm256_setzero_ps();                                                    \
-            acc_m[r] = _mm_setzero_ps();                                                     \
-            summs[r] = 0.0f;                                                                 \
-        }                                                                                    \
-        for (int64_t i = 0; i < k / QK_K; i++) {                                             \
-            __m256i lanes[MAX_ACT_ROWS], mins[MAX_ACT_ROWS];                                 \
-            lanes_##name(w, i, act, act_stride, R, lanes, mins, 0, 4, 0, NULL);              \
-            const float dx = fp16_to_fp32(x[i].d), dmin = fp16_to_fp32(x[i].dmin);           \
-            UNROLL for (int r = 0; r < R; r++) {                                             \
-                const float dy = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->d;           \
-                if (MIN_IN_LANES)                                                            \
-                    acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(-dy * dmin),                         \
-                                            _mm_cvtepi32_ps(_mm256_castsi256_si128(mins[r])), acc_m[r]); \
-                else                                                                         \
-                    summs[r] = fmaf(-dy * dmin, (float)hsum_epi32_4(_mm256_castsi256_si128(mins[r])), summs[r]); \
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(lanes[r]), acc[r]); \
-            }                                                                                \
-        }                                                                                    \
-        UNROLL for (int r = 0; r < R; r++) {                                                 \
-            if (MIN_IN_LANES) {                                                              \
-                __m128 m = _mm_add_ps(acc_m[r], _mm_movehl_ps(acc_m[r], acc_m[r]));          \
-                m = _mm_add_ss(m, _mm_movehdup_ps(m));                                       \
-                summs[r] = _mm_cvtss_f32(m);                                                 \
-            }                                                                                \
-            out[r * ldo] = hsum_float_8(acc[r]) + summs[r];                                  \
-        }                                                                                    \
+    if (paired && nb % 2) {
+        __m256i lanes[MAX_ACT_ROWS];
+        lanes_32(type, w, nb - 1, act, act_stride, R, lanes);
+        const float d = d_of(type, block_at(type, w, nb - 1));
+        UNROLL for (int r = 0; r < R; r++)
+            out[r * ldo] = add_scalar_tail(out[r * ldo], act_d(type, act, act_stride, r, nb - 1) * d,
+                                           (float)hsum_epi32(lanes[r]));
     }
-K4_KERNEL(q4_K, block_q4_K, 1)
-K4_KERNEL(q5_K, block_q5_K, 0)
+}
 
-ROWS_OF(dot_f32)
-ROWS_OF(dot_f16)
-ROWS_OF(dot_bf16)
-ROWS_OF(q4_0_q0_0)
-ROWS_OF(q5_0_q0_0)
-ROWS_OF(q8_0_q0_0)
-ROWS_OF(iq4_nl_q0_0)
-ROWS_OF(iq4_nl_q0_1)
-ROWS_OF(q4_1_q1)
-ROWS_OF(q5_1_q1)
-ROWS_OF(q2_K_vec_dot)
-ROWS_OF(q3_K_vec_dot)
-ROWS_OF(q4_K_vec_dot)
-ROWS_OF(q5_K_vec_dot)
-ROWS_OF(q6_K_vec_dot)
+/* ---------------------------------------------------------------- K-quants
+ * lanes = fma(d_y d, lanes_b, lanes); hsum; and each type's min term:
+ *   Q2_K  its 8 min lanes first, lanes = fma(-d_y dmin, min_b, lanes)
+ *   Q4_K  4 float min lanes, fma(-d_y dmin, min_b, .), added after the hsum as
+ *         (m0 + m2) + (m1 + m3)
+ *   Q5_K  the 4 min lanes summed as integers, s = fma(-d_y dmin, (float) sum, s),
+ *         added after the hsum */
+INLINE void vec_dot_k(const int type, const product_order order, const int R, int64_t k, const void *w,
+                      const void *act, int64_t act_stride, float *out, int64_t ldo) {
+    (void)order;
+    __m256 acc[MAX_ACT_ROWS];
+    __m128 acc_m[MAX_ACT_ROWS];
+    float summs[MAX_ACT_ROWS];
+    UNROLL for (int r = 0; r < R; r++) {
+        acc[r] = _mm256_setzero_ps();
+        acc_m[r] = _mm_setzero_ps();
+        summs[r] = 0.0f;
+    }
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        __m256i lanes[MAX_ACT_ROWS], mins[MAX_ACT_ROWS];
+        lanes_k(type, w, i, act, act_stride, R, lanes, mins, 0, NULL);
+        const void *x = block_at(type, w, i);
+        const float d = d_of(type, x), dmin = has_dmin(type) ? dmin_of(type, x) : 0.0f;
+        UNROLL for (int r = 0; r < R; r++) {
+            const float d_y = act_d(type, act, act_stride, r, i);
+            if (type == GGML_TYPE_Q2_K)
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-d_y * dmin), _mm256_cvtepi32_ps(mins[r]), acc[r]);
+            if (type == GGML_TYPE_Q4_K)
+                acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(-d_y * dmin), _mm_cvtepi32_ps(_mm256_castsi256_si128(mins[r])),
+                                        acc_m[r]);
+            if (type == GGML_TYPE_Q5_K)
+                summs[r] = fmaf(-d_y * dmin, (float)hsum_epi32_4(_mm256_castsi256_si128(mins[r])), summs[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d_y * d), _mm256_cvtepi32_ps(lanes[r]), acc[r]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        if (type == GGML_TYPE_Q4_K) {
+            const __m128 m = _mm_add_ps(acc_m[r], _mm_movehl_ps(acc_m[r], acc_m[r]));
+            summs[r] = _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+        }
+        const float sum = hsum_float_8(acc[r]);
+        out[r * ldo] = type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K ? sum + summs[r] : sum;
+    }
+}
 
 /* ================================================================ 3. GEMV, GEMM and TILED chains
  * One float chain per output, advancing by steps (a block; in GEMM 64 elements of Q4_K
  * or 128 of Q2_K):
- *   GEMV, GEMM  acc = fma(isum, dx dy, acc); acc_min = fma(imin, dmin dy, acc_min);
+ *   GEMV, GEMM  acc = fma(isum, d d_y, acc); acc_min = fma(imin, dmin d_y, acc_min);
  *               out = acc - acc_min
- *   TILED       r = isum dx; r = fma(-dmin, imin, r); acc = fma(r, dy, acc)
+ *   TILED       r = isum d; r = fma(-dmin, imin, r); acc = fma(r, d_y, acc)
  * Each weight row is read as one stream, like the vec_dot kernels (a kernel that read 8
  * rows side by side, as ggml's repacked gemv does, would interleave 8 streams and lose
  * half the bandwidth on rows that are not interleaved in memory). */
-
-/* lanes lo <= l < hi of v, the others zero */
-INLINE __m256i lane_range(__m256i v, int lo, int hi) {
-    const __m256i l = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_and_si256(v, _mm256_and_si256(_mm256_cmpgt_epi32(l, _mm256_set1_epi32(lo - 1)),
-                                                _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), l)));
-}
 
 /* the fp16 at byte `offset` of blocks i .. i+3 (block_bytes apart) -> 4 floats */
 INLINE __m128 fp16_4(const void *w, size_t block_bytes, int64_t i, size_t offset) {
@@ -424,24 +428,13 @@ INLINE __m128 fp16_4(const void *w, size_t block_bytes, int64_t i, size_t offset
     return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)u));
 }
 
-/* the activation scale of block i of row r, as a float */
-INLINE float act_d_q8_0(const void *act, int64_t act_stride, int r, int64_t i) {
-    return fp16_to_fp32((ACT_ROW(block_q8_0, act, act_stride, r) + i)->d);
-}
-INLINE float act_d_q8_K(const void *act, int64_t act_stride, int r, int64_t i) {
-    return (ACT_ROW(block_q8_K, act, act_stride, r) + i)->d;
-}
-/* the same of block i of rows 0 .. R-1 (Q8_0 activations; 0 past R) */
+/* the d of block i of activation rows 0 .. R-1 (Q8_0 activations; 0 past R) */
 INLINE __m128 act_d_rows_q8_0(const void *act, int64_t act_stride, int R, int64_t i) {
     uint16_t h[4] = {0};
     for (int r = 0; r < R; r++) h[r] = (ACT_ROW(block_q8_0, act, act_stride, r) + i)->d;
     uint64_t u;
     memcpy(&u, h, 8);
     return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)u));
-}
-/* the same of blocks i .. i+3 of one row (Q8_0 activations) */
-INLINE __m128 act_d4_q8_0(const void *act, int64_t act_stride, int r, int64_t i) {
-    return fp16_4(ACT_ROW(block_q8_0, act, act_stride, r), sizeof(block_q8_0), i, 0);
 }
 
 /* [sum of a's lanes, sum of b's, the same two again] (exact, wrapping) */
@@ -451,227 +444,221 @@ INLINE __m128i sums_2(__m256i a, __m256i b) {
     return _mm_hadd_epi32(u, u);
 }
 
-/* One weight row.  LANES: lanes[] and mins[] (__m256i, N_MIN of the min lanes used) of
- * block i of row w over chunks c0..c1-1 of N_CHUNKS; D_OFF, M_OFF: byte offsets of d and
- * dmin in a block (M_OFF < 0: no min term; else M_OFF = D_OFF + 2).  Three forms, each
- * doing the float arithmetic of the orders exactly, fast where it matters (decode):
- *   GEMV/GEMM with mins: isum and imin reduced together, [acc, acc_min] in one register,
- *   a GEMM's steps from one unpacking of the block;
- *   GEMV of 32-element blocks: four blocks reduced together, then four chained fmas;
- *   or, with several activation rows, their chains side by side;
- *   otherwise (TILED): one block at a time, scalar. */
-#define CHAIN_KERNEL(name, btype, bsize, LANES, N_CHUNKS, N_MIN, D_OFF, M_OFF, ACT_D, ACT_D4)  \
-    INLINE void name##_chain(int64_t k, const void *w, const void *act, int64_t act_stride,   \
-                             float *out, int64_t ldo, const int R, const int steps,           \
-                             const int tiled) {                                               \
-        const int64_t nb = k / bsize;                                                        \
-        if (!tiled && M_OFF >= 0) {                                                          \
-            __m128 acc[MAX_ACT_ROWS];                   /* lanes: acc, acc_min (, junk) */   \
-            UNROLL for (int r = 0; r < R; r++) acc[r] = _mm_setzero_ps();                    \
-            for (int64_t i = 0; i < nb; i++) {                                               \
-                int32_t d_dmin;                                                              \
-                memcpy(&d_dmin, (const char *)w + i * (int64_t)sizeof(btype) + D_OFF, 4);    \
-                __m128 dxm = _mm_cvtph_ps(_mm_cvtsi32_si128(d_dmin));     /* dx, dmin, 0, 0 */ \
-                dxm = _mm_movelh_ps(dxm, dxm);                            /* dx, dmin, dx, dmin */ \
-                __m256i lanes[MAX_ACT_ROWS], mins[MAX_ACT_ROWS], steps_of[MAX_ACT_ROWS][4];  \
-                __m256i (*by_step)[4] = steps > 1 ? steps_of : NULL;                         \
-                const int c0 = 0, c1 = N_CHUNKS;                                             \
-                LANES                                                                        \
-                UNROLL for (int r = 0; r < R; r++) {                                         \
-                    const __m128 sc = _mm_mul_ps(dxm, _mm_set1_ps(ACT_D(act, act_stride, r, i))); \
-                    if (steps == 1) {                                                        \
-                        acc[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(sums_2(lanes[r], mins[r])), sc, acc[r]); \
-                        continue;                                                            \
-                    }                                                                        \
-                    /* GEMM: [isum_s, imin_s] of each step s, the steps in order */         \
-                    __m128i im01, im23 = _mm_setzero_si128();                                \
-                    if (steps == 4) {              /* Q4_K: mins one lane per sub-block */   \
-                        const __m256i a = _mm256_hadd_epi32(steps_of[r][0], steps_of[r][1]); \
-                        const __m256i b = _mm256_hadd_epi32(steps_of[r][2], steps_of[r][3]); \
-                        const __m256i c = _mm256_hadd_epi32(a, b);                           \
-                        const __m128i is = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)); \
-                        const __m256i m = _mm256_hadd_epi32(mins[r], mins[r]);               \
-                        const __m128i ms = _mm_unpacklo_epi64(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1)); \
-                        im01 = _mm_unpacklo_epi32(is, ms);                                   \
-                        im23 = _mm_unpackhi_epi32(is, ms);                                   \
-                    } else {                       /* Q2_K: mins of groups 2l, 2l+1 in lane l */ \
-                        const __m256i a = _mm256_hadd_epi32(steps_of[r][0], steps_of[r][1]); \
-                        const __m256i b = _mm256_hadd_epi32(_mm256_zextsi128_si256(_mm256_castsi256_si128(mins[r])), \
-                                                            _mm256_zextsi128_si256(_mm256_extracti128_si256(mins[r], 1))); \
-                        const __m256i c = _mm256_hadd_epi32(a, b);                           \
-                        const __m128i t = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)); \
-                        im01 = _mm_shuffle_epi32(t, 0xD8);      /* I0 M0 I1 M1 */            \
-                    }                                                                        \
-                    const __m128 f01 = _mm_cvtepi32_ps(im01);                                \
-                    acc[r] = _mm_fmadd_ps(f01, sc, acc[r]);                                  \
-                    acc[r] = _mm_fmadd_ps(_mm_movehl_ps(f01, f01), sc, acc[r]);              \
-                    if (steps == 4) {                                                        \
-                        const __m128 f23 = _mm_cvtepi32_ps(im23);                            \
-                        acc[r] = _mm_fmadd_ps(f23, sc, acc[r]);                              \
-                        acc[r] = _mm_fmadd_ps(_mm_movehl_ps(f23, f23), sc, acc[r]);          \
-                    }                                                                        \
-                }                                                                            \
-            }                                                                                \
-            UNROLL for (int r = 0; r < R; r++)                                               \
-                out[r * ldo] = _mm_cvtss_f32(acc[r]) - _mm_cvtss_f32(_mm_movehdup_ps(acc[r])); \
-            return;                                                                          \
-        }                                                                                    \
-        float acc[MAX_ACT_ROWS];                                                             \
-        UNROLL for (int r = 0; r < R; r++) acc[r] = 0.0f;                                    \
-        int64_t i = 0;                                                                       \
-        if (!tiled && bsize == 32 && R > 1) {   /* the R rows' chains side by side */        \
-            __m128 acc4 = _mm_setzero_ps();                                                  \
-            for (; i < nb; i++) {                                                            \
-                __m256i lanes[MAX_ACT_ROWS], mins[MAX_ACT_ROWS];                             \
-                __m256i (*by_step)[4] = NULL;                                                \
-                const int c0 = 0, c1 = 0;                                                    \
-                LANES                                                                        \
-                (void)mins;                                                                  \
-                UNROLL for (int r = R; r < 4; r++) lanes[r] = _mm256_setzero_si256();        \
-                const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(lanes[0], lanes[1]),   \
-                                                    _mm256_hadd_epi32(lanes[2], lanes[3]));  \
-                const __m128 t = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(c),    \
-                                                               _mm256_extracti128_si256(c, 1))); \
-                ggml_half h;                                                                 \
-                memcpy(&h, (const char *)w + i * (int64_t)sizeof(btype) + D_OFF, 2);         \
-                const __m128 sc = _mm_mul_ps(_mm_set1_ps(fp16_to_fp32(h)),                   \
-                                             act_d_rows_q8_0(act, act_stride, R, i));        \
-                acc4 = _mm_fmadd_ps(t, sc, acc4);                                            \
-            }                                                                                \
-            float a[4];                                                                      \
-            _mm_storeu_ps(a, acc4);                                                          \
-            UNROLL for (int r = 0; r < R; r++) out[r * ldo] = a[r];                          \
-            return;                                                                          \
-        }                                                                                    \
-        if (!tiled && bsize == 32) {                          /* four blocks at a time */    \
-            for (; i + 3 < nb; i += 4) {                                                     \
-                __m256i lq[4][MAX_ACT_ROWS], mins[MAX_ACT_ROWS];                             \
-                __m256i (*by_step)[4] = NULL;                                                \
-                const int c0 = 0, c1 = 0;                                                    \
-                const int64_t i_first = i;                                                   \
-                UNROLL for (int q = 0; q < 4; q++) {                                         \
-                    __m256i *lanes = lq[q];                                                  \
-                    const int64_t i = i_first + q;                                           \
-                    LANES                                                                    \
-                }                                                                            \
-                (void)mins;                                                                  \
-                const __m128 dx = fp16_4(w, sizeof(btype), i, D_OFF);                         \
-                UNROLL for (int r = 0; r < R; r++) {                                         \
-                    const __m256i a = _mm256_hadd_epi32(lq[0][r], lq[1][r]);                 \
-                    const __m256i b = _mm256_hadd_epi32(lq[2][r], lq[3][r]);                 \
-                    const __m256i c = _mm256_hadd_epi32(a, b);                               \
-                    __m128 t = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(c),      \
-                                                             _mm256_extracti128_si256(c, 1))); \
-                    __m128 sc = _mm_mul_ps(dx, ACT_D4(act, act_stride, r, i));               \
-                    __m128 a0 = _mm_set_ss(acc[r]);                                          \
-                    UNROLL for (int q = 0; q < 4; q++) {      /* block i + q: lane q */      \
-                        a0 = _mm_fmadd_ss(t, sc, a0);                                        \
-                        t = _mm_shuffle_ps(t, t, 0x39);                                      \
-                        sc = _mm_shuffle_ps(sc, sc, 0x39);                                   \
-                    }                                                                        \
-                    acc[r] = _mm_cvtss_f32(a0);                                              \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-        for (; i < nb; i++) {                                                                \
-            const char *block = (const char *)w + i * (int64_t)sizeof(btype);                \
-            ggml_half h;                                                                     \
-            memcpy(&h, block + D_OFF, 2);                                                    \
-            const float dx = fp16_to_fp32(h);                                                \
-            float dmin = 0.0f;                                                               \
-            if (M_OFF >= 0) {                                                                \
-                memcpy(&h, block + (M_OFF >= 0 ? M_OFF : 0), 2);                             \
-                dmin = fp16_to_fp32(h);                                                      \
-            }                                                                                \
-            UNROLL for (int step = 0; step < steps; step++) {                                \
-                const int c0 = N_CHUNKS * step / steps, c1 = N_CHUNKS * (step + 1) / steps;  \
-                __m256i lanes[MAX_ACT_ROWS], mins[MAX_ACT_ROWS];                             \
-                __m256i (*by_step)[4] = NULL;                                                \
-                LANES                                                                        \
-                UNROLL for (int r = 0; r < R; r++) {                                         \
-                    const float dy = ACT_D(act, act_stride, r, i);                           \
-                    const float is = (float)hsum_epi32(lanes[r]);                            \
-                    if (tiled) {                                                             \
-                        float p = is * dx;                                                   \
-                        if (M_OFF >= 0)                                                      \
-                            p = fmaf(-dmin, (float)hsum_epi32(mins[r]), p);                  \
-                        acc[r] = fmaf(p, dy, acc[r]);                                        \
-                    } else {                                                                 \
-                        acc[r] = fmaf(is, dx * dy, acc[r]);                                  \
-                    }                                                                        \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-        UNROLL for (int r = 0; r < R; r++) out[r * ldo] = acc[r];                            \
+/* GEMV and GEMM of Q2_K and Q4_K: isum and imin reduced together, [acc, acc_min] in one
+ * register; a GEMM's steps from one unpacking of the block */
+INLINE void chain_with_mins(const int type, const product_order order, const int R, int64_t k, const void *w,
+                            const void *act, int64_t act_stride, float *out, int64_t ldo) {
+    const int steps = order != ORDER_GEMM ? 1 : type == GGML_TYPE_Q4_K ? 4 : 2;
+    __m128 acc[MAX_ACT_ROWS];                   /* lanes: acc, acc_min (, junk) */
+    UNROLL for (int r = 0; r < R; r++) acc[r] = _mm_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        int32_t fp16_pair;
+        memcpy(&fp16_pair, (const char *)block_at(type, w, i) + d_offset(type), 4);
+        __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(fp16_pair));     /* d, dmin, 0, 0 */
+        d_dmin = _mm_movelh_ps(d_dmin, d_dmin);                         /* d, dmin, d, dmin */
+        __m256i lanes[MAX_ACT_ROWS], mins[MAX_ACT_ROWS], by_step[MAX_ACT_ROWS][4];
+        lanes_k(type, w, i, act, act_stride, R, lanes, mins, 1, steps > 1 ? by_step : NULL);
+        UNROLL for (int r = 0; r < R; r++) {
+            const __m128 sc = _mm_mul_ps(d_dmin, _mm_set1_ps(act_d(type, act, act_stride, r, i)));
+            if (steps == 1) {
+                acc[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(sums_2(lanes[r], mins[r])), sc, acc[r]);
+                continue;
+            }
+            /* GEMM: [isum_s, imin_s] of each step s, the steps in order */
+            __m128i im01, im23 = _mm_setzero_si128();
+            if (steps == 4) {              /* Q4_K: mins one lane per sub-block */
+                const __m256i a = _mm256_hadd_epi32(by_step[r][0], by_step[r][1]);
+                const __m256i b = _mm256_hadd_epi32(by_step[r][2], by_step[r][3]);
+                const __m256i c = _mm256_hadd_epi32(a, b);
+                const __m128i is = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+                const __m256i m = _mm256_hadd_epi32(mins[r], mins[r]);
+                const __m128i ms = _mm_unpacklo_epi64(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+                im01 = _mm_unpacklo_epi32(is, ms);
+                im23 = _mm_unpackhi_epi32(is, ms);
+            } else {                       /* Q2_K: mins of groups 2l, 2l+1 in lane l */
+                const __m256i a = _mm256_hadd_epi32(by_step[r][0], by_step[r][1]);
+                const __m256i b = _mm256_hadd_epi32(_mm256_zextsi128_si256(_mm256_castsi256_si128(mins[r])),
+                                                    _mm256_zextsi128_si256(_mm256_extracti128_si256(mins[r], 1)));
+                const __m256i c = _mm256_hadd_epi32(a, b);
+                const __m128i t = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+                im01 = _mm_shuffle_epi32(t, 0xD8);      /* I0 M0 I1 M1 */
+            }
+            const __m128 f01 = _mm_cvtepi32_ps(im01);
+            acc[r] = _mm_fmadd_ps(f01, sc, acc[r]);
+            acc[r] = _mm_fmadd_ps(_mm_movehl_ps(f01, f01), sc, acc[r]);
+            if (steps == 4) {
+                const __m128 f23 = _mm_cvtepi32_ps(im23);
+                acc[r] = _mm_fmadd_ps(f23, sc, acc[r]);
+                acc[r] = _mm_fmadd_ps(_mm_movehl_ps(f23, f23), sc, acc[r]);
+            }
+        }
     }
+    UNROLL for (int r = 0; r < R; r++) out[r * ldo] = _mm_cvtss_f32(acc[r]) - _mm_cvtss_f32(_mm_movehdup_ps(acc[r]));
+}
 
-#define LANES_32(name) lanes_##name(w, i, act, act_stride, R, lanes); (void)mins; (void)c0; (void)c1; (void)by_step;
-#define LANES_MIN8(name) lanes_##name(w, i, act, act_stride, R, lanes, mins, c0, c1, by_step);
-#define LANES_K4_MINS(name) lanes_##name(w, i, act, act_stride, R, lanes, mins, c0, c1, 1, by_step);
-#define LANES_NO_MIN(name)                                                                   \
-    {                                                                                        \
-        __m256i unused[MAX_ACT_ROWS];                                                        \
-        lanes_##name(w, i, act, act_stride, R, lanes, unused, c0, c1, by_step);              \
-        (void)mins;                                                                          \
+/* GEMV (and GEMM: a block is one step) of Q4_0 and IQ4_NL: acc = fma(isum, d d_y, acc).
+ * Several activation rows: their chains side by side in the lanes of one register; one
+ * row: four blocks reduced together, then four chained fmas. */
+INLINE void chain_32(const int type, const product_order order, const int R, int64_t k, const void *w,
+                     const void *act, int64_t act_stride, float *out, int64_t ldo) {
+    (void)order;
+    const int64_t nb = k / 32;
+    if (R > 1) {
+        __m128 acc4 = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            __m256i lanes[MAX_ACT_ROWS];
+            lanes_32(type, w, i, act, act_stride, R, lanes);
+            UNROLL for (int r = R; r < MAX_ACT_ROWS; r++) lanes[r] = _mm256_setzero_si256();
+            const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(lanes[0], lanes[1]),
+                                                _mm256_hadd_epi32(lanes[2], lanes[3]));
+            const __m128 t = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)));
+            const __m128 sc = _mm_mul_ps(_mm_set1_ps(d_of(type, block_at(type, w, i))),
+                                         act_d_rows_q8_0(act, act_stride, R, i));
+            acc4 = _mm_fmadd_ps(t, sc, acc4);
+        }
+        float a[4];
+        _mm_storeu_ps(a, acc4);
+        UNROLL for (int r = 0; r < R; r++) out[r * ldo] = a[r];
+        return;
     }
-
-CHAIN_KERNEL(q4_0, block_q4_0, 32, LANES_32(q4_0), 1, 0, 0, -1, act_d_q8_0, act_d4_q8_0)
-CHAIN_KERNEL(iq4_nl, block_iq4_nl, 32, LANES_32(iq4_nl), 1, 0, 0, -1, act_d_q8_0, act_d4_q8_0)
-CHAIN_KERNEL(q2_K, block_q2_K, QK_K, LANES_MIN8(q2_K), 8, 8, 80, 82, act_d_q8_K, act_d4_q8_0)
-CHAIN_KERNEL(q3_K, block_q3_K, QK_K, LANES_NO_MIN(q3_K), 8, 0, 108, -1, act_d_q8_K, act_d4_q8_0)
-CHAIN_KERNEL(q4_K, block_q4_K, QK_K, LANES_K4_MINS(q4_K), 4, 8, 0, 2, act_d_q8_K, act_d4_q8_0)
-CHAIN_KERNEL(q5_K, block_q5_K, QK_K, LANES_K4_MINS(q5_K), 4, 8, 0, 2, act_d_q8_K, act_d4_q8_0)
-CHAIN_KERNEL(q6_K, block_q6_K, QK_K, LANES_NO_MIN(q6_K), 8, 0, 208, -1, act_d_q8_K, act_d4_q8_0)
-
-/* the product_fn name##_<ORDER_NAME>: STEPS chain steps per block, TILED or not */
-#define CHAIN_ROWS(name, ORDER_NAME, STEPS, TILED)                                           \
-    static void name##_##ORDER_NAME(int64_t k, const void *w, int64_t w_stride, int n_rows,  \
-                                    const void *act, int64_t act_stride, int n_act,          \
-                                    float *out, int64_t ldo) {                               \
-        for (int j = 0; j < n_rows; j++) {                                                   \
-            const void *wj = (const char *)w + j * w_stride;                                 \
-            switch (n_act) {                                                                 \
-            case 1: name##_chain(k, wj, act, act_stride, out + j, ldo, 1, STEPS, TILED); break; \
-            case 2: name##_chain(k, wj, act, act_stride, out + j, ldo, 2, STEPS, TILED); break; \
-            case 3: name##_chain(k, wj, act, act_stride, out + j, ldo, 3, STEPS, TILED); break; \
-            default: name##_chain(k, wj, act, act_stride, out + j, ldo, 4, STEPS, TILED); break; \
-            }                                                                                \
-        }                                                                                    \
+    float acc = 0.0f;
+    int64_t i = 0;
+    for (; i + 3 < nb; i += 4) {
+        __m256i lq[4];
+        UNROLL for (int q = 0; q < 4; q++) lanes_32(type, w, i + q, act, act_stride, 1, &lq[q]);
+        const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(lq[0], lq[1]), _mm256_hadd_epi32(lq[2], lq[3]));
+        __m128 t = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)));
+        __m128 sc = _mm_mul_ps(fp16_4(w, block_bytes(type), i, d_offset(type)),
+                               fp16_4(act, sizeof(block_q8_0), i, offsetof(block_q8_0, d)));
+        __m128 a0 = _mm_set_ss(acc);
+        UNROLL for (int q = 0; q < 4; q++) {                   /* block i + q: lane q */
+            a0 = _mm_fmadd_ss(t, sc, a0);
+            t = _mm_shuffle_ps(t, t, 0x39);
+            sc = _mm_shuffle_ps(sc, sc, 0x39);
+        }
+        acc = _mm_cvtss_f32(a0);
     }
-CHAIN_ROWS(q4_0, gemv, 1, 0)
-CHAIN_ROWS(iq4_nl, gemv, 1, 0)
-CHAIN_ROWS(q2_K, gemv, 1, 0)
-CHAIN_ROWS(q4_K, gemv, 1, 0)
-CHAIN_ROWS(q2_K, gemm, 2, 0)
-CHAIN_ROWS(q4_K, gemm, 4, 0)
-CHAIN_ROWS(q2_K, tiled, 1, 1)
-CHAIN_ROWS(q3_K, tiled, 1, 1)
-CHAIN_ROWS(q4_K, tiled, 1, 1)
-CHAIN_ROWS(q5_K, tiled, 1, 1)
-CHAIN_ROWS(q6_K, tiled, 1, 1)
+    for (; i < nb; i++) {
+        __m256i lanes;
+        lanes_32(type, w, i, act, act_stride, 1, &lanes);
+        acc = fmaf((float)hsum_epi32(lanes), d_of(type, block_at(type, w, i)) * act_d(type, act, act_stride, 0, i), acc);
+    }
+    out[0] = acc;
+}
+
+/* TILED of the K-quants, one block at a time: r = isum d; r = fma(-dmin, imin, r) (types
+ * with mins); acc = fma(r, d_y, acc) */
+INLINE void chain_tiled(const int type, const product_order order, const int R, int64_t k, const void *w,
+                        const void *act, int64_t act_stride, float *out, int64_t ldo) {
+    (void)order;
+    float acc[MAX_ACT_ROWS];
+    UNROLL for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const void *x = block_at(type, w, i);
+        const float d = d_of(type, x), dmin = has_dmin(type) ? dmin_of(type, x) : 0.0f;
+        __m256i lanes[MAX_ACT_ROWS], mins[MAX_ACT_ROWS];
+        lanes_k(type, w, i, act, act_stride, R, lanes, mins, 1, NULL);
+        UNROLL for (int r = 0; r < R; r++) {
+            float p = (float)hsum_epi32(lanes[r]) * d;
+            if (has_dmin(type)) p = fmaf(-dmin, (float)hsum_epi32(mins[r]), p);
+            acc[r] = fmaf(p, act_d(type, act, act_stride, r, i), acc[r]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) out[r * ldo] = acc[r];
+}
+
+/* ================================================================ 4. the kernel of each type and order */
+
+/* a kernel of sections 2 and 3: one weight row of `type` against R activation rows, in
+ * `order` (which some kernels serve several of: IQ4_NL's vec_dot and tinyBLAS, gemv and gemm) */
+typedef void row_kernel(const int type, const product_order order, const int R, int64_t k, const void *w,
+                        const void *act, int64_t act_stride, float *out, int64_t ldo);
+
+/* the rows of one call, each through `kernel` specialised for R = n_act activation rows */
+INLINE void product_rows(row_kernel *kernel, const int type, const product_order order, const product_args *p) {
+    for (int j = 0; j < p->n_rows; j++) {
+        const void *w = (const char *)p->w + j * p->w_stride;
+        switch (p->n_act) {
+        case 1: kernel(type, order, 1, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
+        case 2: kernel(type, order, 2, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
+        case 3: kernel(type, order, 3, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
+        default: kernel(type, order, 4, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
+        }
+    }
+}
+
+static void vec_dot_f32_f32_avx2(const product_args *p) { product_rows(vec_dot_float, GGML_TYPE_F32, ORDER_VEC_DOT, p); }
+static void vec_dot_f16_f32_avx2(const product_args *p) { product_rows(vec_dot_float, GGML_TYPE_F16, ORDER_VEC_DOT, p); }
+static void vec_dot_bf16_f32_avx2(const product_args *p) { product_rows(vec_dot_float, GGML_TYPE_BF16, ORDER_VEC_DOT, p); }
+static void vec_dot_q4_0_q8_0_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_Q4_0, ORDER_VEC_DOT, p); }
+static void vec_dot_q4_1_q8_1_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_Q4_1, ORDER_VEC_DOT, p); }
+static void vec_dot_q5_0_q8_0_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_Q5_0, ORDER_VEC_DOT, p); }
+static void vec_dot_q5_1_q8_1_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_Q5_1, ORDER_VEC_DOT, p); }
+static void vec_dot_q8_0_q8_0_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_Q8_0, ORDER_VEC_DOT, p); }
+static void vec_dot_iq4_nl_q8_0_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_IQ4_NL, ORDER_VEC_DOT, p); }
+static void tinyblas_iq4_nl_q8_0_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_IQ4_NL, ORDER_TINYBLAS, p); }
+static void vec_dot_q2_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot_k, GGML_TYPE_Q2_K, ORDER_VEC_DOT, p); }
+static void vec_dot_q3_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot_k, GGML_TYPE_Q3_K, ORDER_VEC_DOT, p); }
+static void vec_dot_q4_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot_k, GGML_TYPE_Q4_K, ORDER_VEC_DOT, p); }
+static void vec_dot_q5_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot_k, GGML_TYPE_Q5_K, ORDER_VEC_DOT, p); }
+static void vec_dot_q6_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot_k, GGML_TYPE_Q6_K, ORDER_VEC_DOT, p); }
+static void gemv_q4_0_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_Q4_0, ORDER_GEMV, p); }
+static void gemv_iq4_nl_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_IQ4_NL, ORDER_GEMV, p); }
+static void gemv_q2_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q2_K, ORDER_GEMV, p); }
+static void gemm_q2_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q2_K, ORDER_GEMM, p); }
+static void gemv_q4_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q4_K, ORDER_GEMV, p); }
+static void gemm_q4_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q4_K, ORDER_GEMM, p); }
+static void tiled_q2_K_q8_K_avx2(const product_args *p) { product_rows(chain_tiled, GGML_TYPE_Q2_K, ORDER_TILED, p); }
+static void tiled_q3_K_q8_K_avx2(const product_args *p) { product_rows(chain_tiled, GGML_TYPE_Q3_K, ORDER_TILED, p); }
+static void tiled_q4_K_q8_K_avx2(const product_args *p) { product_rows(chain_tiled, GGML_TYPE_Q4_K, ORDER_TILED, p); }
+static void tiled_q5_K_q8_K_avx2(const product_args *p) { product_rows(chain_tiled, GGML_TYPE_Q5_K, ORDER_TILED, p); }
+static void tiled_q6_K_q8_K_avx2(const product_args *p) { product_rows(chain_tiled, GGML_TYPE_Q6_K, ORDER_TILED, p); }
+
+/* ggml's vec_dot of each type */
+static product_fn vec_dot_avx2(int type) {
+    switch (type) {
+    case GGML_TYPE_F32: return vec_dot_f32_f32_avx2;
+    case GGML_TYPE_F16: return vec_dot_f16_f32_avx2;
+    case GGML_TYPE_BF16: return vec_dot_bf16_f32_avx2;
+    case GGML_TYPE_Q4_0: return vec_dot_q4_0_q8_0_avx2;
+    case GGML_TYPE_Q4_1: return vec_dot_q4_1_q8_1_avx2;
+    case GGML_TYPE_Q5_0: return vec_dot_q5_0_q8_0_avx2;
+    case GGML_TYPE_Q5_1: return vec_dot_q5_1_q8_1_avx2;
+    case GGML_TYPE_Q8_0: return vec_dot_q8_0_q8_0_avx2;
+    case GGML_TYPE_IQ4_NL: return vec_dot_iq4_nl_q8_0_avx2;
+    case GGML_TYPE_Q2_K: return vec_dot_q2_K_q8_K_avx2;
+    case GGML_TYPE_Q3_K: return vec_dot_q3_K_q8_K_avx2;
+    case GGML_TYPE_Q4_K: return vec_dot_q4_K_q8_K_avx2;
+    case GGML_TYPE_Q5_K: return vec_dot_q5_K_q8_K_avx2;
+    case GGML_TYPE_Q6_K: return vec_dot_q6_K_q8_K_avx2;
+    default: return NULL;
+    }
+}
 
 product_fn fast_product(int type, product_order order) {
-    switch (type) {
-    case GGML_TYPE_F32: return dot_f32_rows;
-    case GGML_TYPE_F16: return dot_f16_rows;
-    case GGML_TYPE_BF16: return dot_bf16_rows;
-    case GGML_TYPE_Q4_0: return order == ORDER_GEMV || order == ORDER_GEMM ? q4_0_gemv : q4_0_q0_0_rows;
-    case GGML_TYPE_Q5_0: return q5_0_q0_0_rows;
-    case GGML_TYPE_Q8_0: return q8_0_q0_0_rows;
-    case GGML_TYPE_IQ4_NL:
-        return order == ORDER_GEMV || order == ORDER_GEMM ? iq4_nl_gemv
-             : order == ORDER_VEC_DOT ? iq4_nl_q0_1_rows : iq4_nl_q0_0_rows;
-    case GGML_TYPE_Q4_1: return q4_1_q1_rows;
-    case GGML_TYPE_Q5_1: return q5_1_q1_rows;
-    case GGML_TYPE_Q2_K:
-        return order == ORDER_GEMV ? q2_K_gemv : order == ORDER_GEMM ? q2_K_gemm
-             : order == ORDER_TILED ? q2_K_tiled : q2_K_vec_dot_rows;
-    case GGML_TYPE_Q3_K: return order == ORDER_TILED ? q3_K_tiled : q3_K_vec_dot_rows;
-    case GGML_TYPE_Q4_K:
-        return order == ORDER_GEMV ? q4_K_gemv : order == ORDER_GEMM ? q4_K_gemm
-             : order == ORDER_TILED ? q4_K_tiled : q4_K_vec_dot_rows;
-    case GGML_TYPE_Q5_K: return order == ORDER_TILED ? q5_K_tiled : q5_K_vec_dot_rows;
-    case GGML_TYPE_Q6_K: return order == ORDER_TILED ? q6_K_tiled : q6_K_vec_dot_rows;
+    switch (order) {
+    case ORDER_VEC_DOT: return vec_dot_avx2(type);
+    case ORDER_TINYBLAS:                /* Q4_0, Q5_0 and Q8_0 sum as in their vec_dot */
+        if (type == GGML_TYPE_IQ4_NL) return tinyblas_iq4_nl_q8_0_avx2;
+        return type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q8_0 ? vec_dot_avx2(type) : NULL;
+    case ORDER_GEMV:
+    case ORDER_GEMM:                    /* a block of Q4_0 or IQ4_NL is one gemm step: as gemv */
+        switch (type) {
+        case GGML_TYPE_Q4_0: return gemv_q4_0_q8_0_avx2;
+        case GGML_TYPE_IQ4_NL: return gemv_iq4_nl_q8_0_avx2;
+        case GGML_TYPE_Q2_K: return order == ORDER_GEMM ? gemm_q2_K_q8_K_avx2 : gemv_q2_K_q8_K_avx2;
+        case GGML_TYPE_Q4_K: return order == ORDER_GEMM ? gemm_q4_K_q8_K_avx2 : gemv_q4_K_q8_K_avx2;
+        default: return NULL;
+        }
+    case ORDER_TILED:
+        switch (type) {
+        case GGML_TYPE_Q2_K: return tiled_q2_K_q8_K_avx2;
+        case GGML_TYPE_Q3_K: return tiled_q3_K_q8_K_avx2;
+        case GGML_TYPE_Q4_K: return tiled_q4_K_q8_K_avx2;
+        case GGML_TYPE_Q5_K: return tiled_q5_K_q8_K_avx2;
+        case GGML_TYPE_Q6_K: return tiled_q6_K_q8_K_avx2;
+        default: return NULL;
+        }
     default: return NULL;
     }
 }

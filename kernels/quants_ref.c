@@ -1,12 +1,19 @@
-/* quants_ref.c -- the scalar reference for every type: dequantize a row, quantize
- * activations, dot one weight row with one activation row in each of ggml's orders.
+/* quants_ref.c -- the scalar reference of every weight type, in ggml's `_ref` style.
+ *
+ * Per type, in one place: dequantize_row_<type>, block_lanes_<type> (the exact integers
+ * of one block times its activation block) and vec_dot_<type>_<act>_ref (ggml's vec_dot
+ * of that type: how those integers meet the float scales).  The other kernels llama.cpp
+ * may run instead of vec_dot (tinyBLAS, repack's gemv and gemm, the tiled matmul) sum
+ * the same integers in orders of their own, one function each, with the type's
+ * block_lanes as a parameter: dot_8_lanes, dot_repack, dot_tiled.  Then the activation
+ * quantizers and the type table.
  *
  * These functions define what the fast kernels (quants_avx2.c, panels_avx2.c)
  * compute, bit for bit.  They follow ggml's formulas in the order ggml and gguf-py
  * evaluate them, so that dequantization is bit-exact; the library is built with
  * -ffp-contract=off so that `d * q - m` is never fused into one rounding, and the
  * products call fmaf() wherever ggml's kernels fuse.  Block layouts are drawn in
- * ggml_blocks.h.
+ * ggml_blocks.h, the float orders in ggml_order.c.
  */
 #include <math.h>
 
@@ -15,111 +22,345 @@
 const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                   1, 13, 25, 38, 53, 69, 89, 113};
 
-/* ================================================================ dequantize one row */
+/* ================================================================ the integers of a block
+ * Every kernel of ggml first forms exact integer dot products per block; what differs
+ * between them is how those integers are grouped before they meet the float scales.
+ * block_lanes_<type> computes them as ggml's x86 vec_dot kernels hold them -- 8 int32
+ * lanes, lane l getting the products of the elements e with (e % 32) / 4 == l (each
+ * 32-byte register of activation quants feeds 8 lanes of 4 bytes), sub-block scales
+ * applied -- and, for repack's gemm, the same products by 64 elements.  The sums fit
+ * int32 (|lane| < 2^27); ggml's instructions would wrap, and so do these (uint32). */
+struct block_lanes {
+    int32_t lane[8];     /* ggml's 8 integer lanes of the block's dot product */
+    int32_t part[4];     /* the same products summed by 64 elements (repack's gemm steps) */
+    int32_t min[8];      /* the min term in ggml's lanes: n_min of them, the rest 0 */
+    int n_min;           /* Q2_K 8 (groups 2l, 2l+1), Q4_K and Q5_K 4 (sub-blocks 2p, 2p+1) */
+    float d, dmin, m;    /* weight block: d; dmin (K-quants) or m (Q4_1, Q5_1) */
+    float d_y, s_y;      /* activation block: d, and Q8_1's s */
+};
+typedef struct block_lanes block_lanes;
 
-static void dequant_f32(const void *w, float *y, int64_t k) { memcpy(y, w, (size_t)k * 4); }
+static inline int32_t wrapping_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 
-static void dequant_f16(const void *w, float *y, int64_t k) {
-    const ggml_half *x = w;
-    for (int64_t i = 0; i < k; i++) y[i] = fp16_to_fp32(x[i]);
+/* the product v of element e with its activation, into its lane and its part */
+static inline void add_lane(block_lanes *b, int e, int32_t v) {
+    b->lane[(e % 32) / 4] = wrapping_add(b->lane[(e % 32) / 4], v);
+    b->part[e / 64 % 4] = wrapping_add(b->part[e / 64 % 4], v);
 }
 
-static void dequant_bf16(const void *w, float *y, int64_t k) {
-    const uint16_t *x = w;
-    for (int64_t i = 0; i < k; i++) y[i] = bf16_to_fp32(x[i]);
+static inline int32_t sum_lanes(const int32_t v[8]) {
+    int32_t s = 0;
+    for (int l = 0; l < 8; l++) s = wrapping_add(s, v[l]);
+    return s;
 }
 
-static void dequant_q4_0(const void *w, float *y, int64_t k) {
+/* _mm256 hsum of arch/x86/quants.c: halves added, then pairs, then the two */
+static inline float hsum8(const float a[8]) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* ================================================================ the float orders
+ * of the kernels that take any type's lanes (ggml_order.c draws each) */
+
+/* 8 float lanes, lanes = fma(d d_y, (float) lanes_b, lanes), then ggml's hsum: tinyBLAS
+ * for every type it serves, and the vec_dot of Q4_0, Q5_0, Q8_0, Q3_K and Q6_K */
+static float dot_8_lanes(int64_t k, int block_size, block_lanes_fn lanes_of, const void *w,
+                         const void *act) {
+    float acc[8] = {0};
+    for (int64_t i = 0; i < k / block_size; i++) {
+        const block_lanes b = lanes_of(w, act, i);
+        const float d = b.d_y * b.d;
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)b.lane[l], acc[l]);
+    }
+    return hsum8(acc);
+}
+
+/* repack.cpp's gemv (steps = 1) and gemm (steps per block: 64 elements of Q4_K, 128 of
+ * Q2_K, a whole block otherwise): one float chain per output, the min term in a second
+ * chain subtracted at the end */
+static float dot_repack(int64_t k, int block_size, block_lanes_fn lanes_of, int steps,
+                        const void *w, const void *act) {
+    float acc = 0.0f, acc_min = 0.0f;
+    int has_min = 0;
+    for (int64_t i = 0; i < k / block_size; i++) {
+        const block_lanes b = lanes_of(w, act, i);
+        has_min = b.n_min > 0;
+        for (int s = 0; s < steps; s++) {          /* step s: its parts and its min lanes */
+            int32_t isum = 0, imin = 0;
+            for (int p = 4 * s / steps; p < 4 * (s + 1) / steps; p++) isum = wrapping_add(isum, b.part[p]);
+            for (int l = b.n_min * s / steps; l < b.n_min * (s + 1) / steps; l++) imin = wrapping_add(imin, b.min[l]);
+            acc = fmaf((float)isum, b.d * b.d_y, acc);
+            if (has_min) acc_min = fmaf((float)imin, b.dmin * b.d_y, acc_min);
+        }
+    }
+    return has_min ? acc - acc_min : acc;
+}
+
+/* tiled/tiled.cpp's microtile: one chain per output, acc = fma(isum d - dmin imin, d_y, acc) */
+static float dot_tiled(int64_t k, int block_size, block_lanes_fn lanes_of, const void *w,
+                       const void *act) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < k / block_size; i++) {
+        const block_lanes b = lanes_of(w, act, i);
+        float r = (float)sum_lanes(b.lane) * b.d;
+        if (b.n_min) r = fmaf(-b.dmin, (float)sum_lanes(b.min), r);
+        acc = fmaf(r, b.d_y, acc);
+    }
+    return acc;
+}
+
+/* ================================================================ F32, F16, BF16
+ * Products with float32 activations, summed in double: not ggml's order (ggml converts
+ * the activations to the weight type first, ggml_order.c). */
+
+static inline float f32_at(const void *w, int64_t i) { return ((const float *)w)[i]; }
+static inline float f16_at(const void *w, int64_t i) { return fp16_to_fp32(((const ggml_half *)w)[i]); }
+static inline float bf16_at(const void *w, int64_t i) { return bf16_to_fp32(((const uint16_t *)w)[i]); }
+
+static float dot_in_double(int64_t k, float (*weight_at)(const void *, int64_t), const void *w,
+                           const float *y) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < k; i++) sum += (double)weight_at(w, i) * y[i];
+    return (float)sum;
+}
+
+static void dequantize_row_f32(const void *w, float *y, int64_t k) { memcpy(y, w, (size_t)k * 4); }
+static void dequantize_row_f16(const void *w, float *y, int64_t k) {
+    for (int64_t i = 0; i < k; i++) y[i] = f16_at(w, i);
+}
+static void dequantize_row_bf16(const void *w, float *y, int64_t k) {
+    for (int64_t i = 0; i < k; i++) y[i] = bf16_at(w, i);
+}
+
+static float vec_dot_f32_f32_ref(int64_t k, const void *w, const void *act) { return dot_in_double(k, f32_at, w, act); }
+static float vec_dot_f16_f32_ref(int64_t k, const void *w, const void *act) { return dot_in_double(k, f16_at, w, act); }
+static float vec_dot_bf16_f32_ref(int64_t k, const void *w, const void *act) { return dot_in_double(k, bf16_at, w, act); }
+
+/* ================================================================ 32-element blocks
+ * Nibble order: qs[j] low nibble = element j, high nibble = element j + 16. */
+
+static inline int q4_quant(const uint8_t *qs, int e) { return e < 16 ? qs[e] & 0x0F : qs[e - 16] >> 4; }
+
+/* 5-bit quants: the nibble, and bit e of the little-endian u32 qh as the 5th bit */
+static inline int q5_quant(const uint8_t *qs, const uint8_t *qh, int e) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    return q4_quant(qs, e) | (int)(((h >> e) & 1) << 4);
+}
+
+/* Q4_1 and Q5_1 (ggml_vec_dot_q4_1_q8_1, q5_1): lanes = fma(lanes_b, d d_y, lanes); the
+ * min term m s_y summed apart (exact: fp16 times fp16); hsum(lanes) + it */
+static float dot_8_lanes_plus_m(int64_t k, block_lanes_fn lanes_of, const void *w, const void *act) {
+    float acc[8] = {0}, summs = 0.0f;
+    for (int64_t i = 0; i < k / 32; i++) {
+        const block_lanes b = lanes_of(w, act, i);
+        for (int l = 0; l < 8; l++) acc[l] = fmaf((float)b.lane[l], b.d * b.d_y, acc[l]);
+        summs = fmaf(b.m, b.s_y, summs);
+    }
+    return hsum8(acc) + summs;
+}
+
+/* ---------------------------------------------------------------- Q4_0: y = d * (q - 8) */
+
+static void dequantize_row_q4_0(const void *w, float *y, int64_t k) {
     const block_q4_0 *x = w;
     for (int64_t i = 0; i < k / QK4_0; i++, y += QK4_0) {
         const float d = fp16_to_fp32(x[i].d);
-        for (int j = 0; j < QK4_0 / 2; j++) {
-            y[j] = d * ((x[i].qs[j] & 0x0F) - 8);
-            y[j + QK4_0 / 2] = d * ((x[i].qs[j] >> 4) - 8);
-        }
+        for (int e = 0; e < QK4_0; e++) y[e] = d * (q4_quant(x[i].qs, e) - 8);
     }
 }
 
-static void dequant_q4_1(const void *w, float *y, int64_t k) {
+static block_lanes block_lanes_q4_0(const void *w, const void *act, int64_t i) {
+    const block_q4_0 *x = (const block_q4_0 *)w + i;
+    const block_q8_0 *y = (const block_q8_0 *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .d_y = fp16_to_fp32(y->d)};
+    for (int e = 0; e < QK4_0; e++) add_lane(&b, e, (q4_quant(x->qs, e) - 8) * y->qs[e]);
+    return b;
+}
+
+static float vec_dot_q4_0_q8_0_ref(int64_t k, const void *w, const void *act) {
+    return dot_8_lanes(k, QK4_0, block_lanes_q4_0, w, act);
+}
+
+/* ---------------------------------------------------------------- Q4_1: y = d * q + m */
+
+static void dequantize_row_q4_1(const void *w, float *y, int64_t k) {
     const block_q4_1 *x = w;
     for (int64_t i = 0; i < k / QK4_1; i++, y += QK4_1) {
         const float d = fp16_to_fp32(x[i].d), m = fp16_to_fp32(x[i].m);
-        for (int j = 0; j < QK4_1 / 2; j++) {
-            y[j] = d * (x[i].qs[j] & 0x0F) + m;
-            y[j + QK4_1 / 2] = d * (x[i].qs[j] >> 4) + m;
-        }
+        for (int e = 0; e < QK4_1; e++) y[e] = d * q4_quant(x[i].qs, e) + m;
     }
 }
 
-/* 5-bit quants: low nibble from qs, 5th bit j of the little-endian u32 qh */
-static inline int q5_lo(const uint8_t *qs, uint32_t qh, int j) {
-    return (qs[j] & 0x0F) | (int)(((qh >> j) & 1) << 4);
-}
-static inline int q5_hi(const uint8_t *qs, uint32_t qh, int j) {
-    return (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+static block_lanes block_lanes_q4_1(const void *w, const void *act, int64_t i) {
+    const block_q4_1 *x = (const block_q4_1 *)w + i;
+    const block_q8_1 *y = (const block_q8_1 *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .m = fp16_to_fp32(x->m),
+                     .d_y = fp16_to_fp32(y->d), .s_y = fp16_to_fp32(y->s)};
+    for (int e = 0; e < QK4_1; e++) add_lane(&b, e, q4_quant(x->qs, e) * y->qs[e]);
+    return b;
 }
 
-static void dequant_q5_0(const void *w, float *y, int64_t k) {
+static float vec_dot_q4_1_q8_1_ref(int64_t k, const void *w, const void *act) {
+    return dot_8_lanes_plus_m(k, block_lanes_q4_1, w, act);
+}
+
+/* ---------------------------------------------------------------- Q5_0: y = d * (q - 16) */
+
+static void dequantize_row_q5_0(const void *w, float *y, int64_t k) {
     const block_q5_0 *x = w;
     for (int64_t i = 0; i < k / QK5_0; i++, y += QK5_0) {
         const float d = fp16_to_fp32(x[i].d);
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, 4);
-        for (int j = 0; j < QK5_0 / 2; j++) {
-            y[j] = d * (q5_lo(x[i].qs, qh, j) - 16);
-            y[j + QK5_0 / 2] = d * (q5_hi(x[i].qs, qh, j) - 16);
-        }
+        for (int e = 0; e < QK5_0; e++) y[e] = d * (q5_quant(x[i].qs, x[i].qh, e) - 16);
     }
 }
 
-static void dequant_q5_1(const void *w, float *y, int64_t k) {
+static block_lanes block_lanes_q5_0(const void *w, const void *act, int64_t i) {
+    const block_q5_0 *x = (const block_q5_0 *)w + i;
+    const block_q8_0 *y = (const block_q8_0 *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .d_y = fp16_to_fp32(y->d)};
+    for (int e = 0; e < QK5_0; e++) add_lane(&b, e, (q5_quant(x->qs, x->qh, e) - 16) * y->qs[e]);
+    return b;
+}
+
+static float vec_dot_q5_0_q8_0_ref(int64_t k, const void *w, const void *act) {
+    return dot_8_lanes(k, QK5_0, block_lanes_q5_0, w, act);
+}
+
+/* ---------------------------------------------------------------- Q5_1: y = d * q + m */
+
+static void dequantize_row_q5_1(const void *w, float *y, int64_t k) {
     const block_q5_1 *x = w;
     for (int64_t i = 0; i < k / QK5_1; i++, y += QK5_1) {
         const float d = fp16_to_fp32(x[i].d), m = fp16_to_fp32(x[i].m);
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, 4);
-        for (int j = 0; j < QK5_1 / 2; j++) {
-            y[j] = d * q5_lo(x[i].qs, qh, j) + m;
-            y[j + QK5_1 / 2] = d * q5_hi(x[i].qs, qh, j) + m;
-        }
+        for (int e = 0; e < QK5_1; e++) y[e] = d * q5_quant(x[i].qs, x[i].qh, e) + m;
     }
 }
 
-static void dequant_q8_0(const void *w, float *y, int64_t k) {
+static block_lanes block_lanes_q5_1(const void *w, const void *act, int64_t i) {
+    const block_q5_1 *x = (const block_q5_1 *)w + i;
+    const block_q8_1 *y = (const block_q8_1 *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .m = fp16_to_fp32(x->m),
+                     .d_y = fp16_to_fp32(y->d), .s_y = fp16_to_fp32(y->s)};
+    for (int e = 0; e < QK5_1; e++) add_lane(&b, e, q5_quant(x->qs, x->qh, e) * y->qs[e]);
+    return b;
+}
+
+static float vec_dot_q5_1_q8_1_ref(int64_t k, const void *w, const void *act) {
+    return dot_8_lanes_plus_m(k, block_lanes_q5_1, w, act);
+}
+
+/* ---------------------------------------------------------------- Q8_0: y = d * q */
+
+static void dequantize_row_q8_0(const void *w, float *y, int64_t k) {
     const block_q8_0 *x = w;
     for (int64_t i = 0; i < k / QK8_0; i++, y += QK8_0) {
         const float d = fp16_to_fp32(x[i].d);
-        for (int j = 0; j < QK8_0; j++) y[j] = x[i].qs[j] * d;
+        for (int e = 0; e < QK8_0; e++) y[e] = x[i].qs[e] * d;
     }
 }
 
-static void dequant_iq4_nl(const void *w, float *y, int64_t k) {
+static block_lanes block_lanes_q8_0(const void *w, const void *act, int64_t i) {
+    const block_q8_0 *x = (const block_q8_0 *)w + i;
+    const block_q8_0 *y = (const block_q8_0 *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .d_y = fp16_to_fp32(y->d)};
+    for (int e = 0; e < QK8_0; e++) add_lane(&b, e, x->qs[e] * y->qs[e]);
+    return b;
+}
+
+static float vec_dot_q8_0_q8_0_ref(int64_t k, const void *w, const void *act) {
+    return dot_8_lanes(k, QK8_0, block_lanes_q8_0, w, act);
+}
+
+/* ---------------------------------------------------------------- IQ4_NL: y = d * kvalues_iq4nl[q] */
+
+static void dequantize_row_iq4_nl(const void *w, float *y, int64_t k) {
     const block_iq4_nl *x = w;
     for (int64_t i = 0; i < k / QK4_NL; i++, y += QK4_NL) {
         const float d = fp16_to_fp32(x[i].d);
-        for (int j = 0; j < QK4_NL / 2; j++) {
+        for (int j = 0; j < QK4_NL / 2; j++) {        /* both nibbles of a byte: no branch, unrolled */
             y[j] = d * kvalues_iq4nl[x[i].qs[j] & 0x0F];
             y[j + QK4_NL / 2] = d * kvalues_iq4nl[x[i].qs[j] >> 4];
         }
     }
 }
 
-/* K-quants: element e of a super-block lives in half h = e / 128, slice
- * j = (e % 128) / 32 and lane l = e % 32; Q2_K and Q3_K keep its 2 low bits at
- * bits 2j..2j+1 of qs[32h + l]. */
+static block_lanes block_lanes_iq4_nl(const void *w, const void *act, int64_t i) {
+    const block_iq4_nl *x = (const block_iq4_nl *)w + i;
+    const block_q8_0 *y = (const block_q8_0 *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .d_y = fp16_to_fp32(y->d)};
+    for (int e = 0; e < QK4_NL; e++) add_lane(&b, e, kvalues_iq4nl[q4_quant(x->qs, e)] * y->qs[e]);
+    return b;
+}
 
-static void dequant_q2_K(const void *w, float *y, int64_t k) {
+/* ggml_vec_dot_iq4_nl_q8_0: even and odd blocks in two sets of lanes, hsum of their sum;
+ * an odd last block alone, d (float) sum added after it, a scalar tail that GCC fuses
+ * or not (add_scalar_tail) */
+static float vec_dot_iq4_nl_q8_0_ref(int64_t k, const void *w, const void *act) {
+    const int64_t nb = k / QK4_NL;
+    float acc[2][8] = {{0}};
+    for (int64_t i = 0; i < nb - nb % 2; i++) {
+        const block_lanes b = block_lanes_iq4_nl(w, act, i);
+        const float d = b.d_y * b.d;
+        for (int l = 0; l < 8; l++) acc[i % 2][l] = fmaf(d, (float)b.lane[l], acc[i % 2][l]);
+    }
+    float both[8];
+    for (int l = 0; l < 8; l++) both[l] = acc[0][l] + acc[1][l];
+    if (nb % 2 == 0) return hsum8(both);
+    const block_lanes last = block_lanes_iq4_nl(w, act, nb - 1);
+    return add_scalar_tail(hsum8(both), last.d_y * last.d, (float)sum_lanes(last.lane));
+}
+
+/* ================================================================ K-quants, 256-element super-blocks
+ * Element e of a super-block lives in half h = e / 128, slice j = (e % 128) / 32 and
+ * lane l = e % 32; Q2_K and Q3_K keep its 2 low bits at bits 2j..2j+1 of qs[32h + l]. */
+
+static inline int q2_bits(const uint8_t *qs, int e) {
+    return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+}
+
+/* ---------------------------------------------------------------- Q2_K
+ * y = d * (sc & 15) * q - dmin * (sc >> 4), sc = scales[e / 16], q in 0..3 */
+
+static void dequantize_row_q2_K(const void *w, float *y, int64_t k) {
     const block_q2_K *x = w;
     for (int64_t i = 0; i < k / QK_K; i++) {
         const float d = fp16_to_fp32(x[i].d), dmin = fp16_to_fp32(x[i].dmin);
         for (int e = 0; e < QK_K; e++, y++) {
             const int sc = x[i].scales[e / 16];
-            const int q = (x[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
             const float dl = d * (sc & 0x0F), ml = dmin * (sc >> 4);
-            *y = dl * q - ml;
+            *y = dl * q2_bits(x[i].qs, e) - ml;
         }
     }
 }
+
+static block_lanes block_lanes_q2_K(const void *w, const void *act, int64_t i) {
+    const block_q2_K *x = (const block_q2_K *)w + i;
+    const block_q8_K *y = (const block_q8_K *)act + i;
+    block_lanes b = {.n_min = 8, .d = fp16_to_fp32(x->d), .dmin = fp16_to_fp32(x->dmin), .d_y = y->d};
+    for (int e = 0; e < QK_K; e++) add_lane(&b, e, (x->scales[e / 16] & 0x0F) * q2_bits(x->qs, e) * y->qs[e]);
+    for (int l = 0; l < 8; l++)          /* mins times bsums, pairs of groups: _mm256_madd_epi16 */
+        b.min[l] = (x->scales[2 * l] >> 4) * y->bsums[2 * l] + (x->scales[2 * l + 1] >> 4) * y->bsums[2 * l + 1];
+    return b;
+}
+
+/* ggml_vec_dot_q2_K_q8_K: per block the min lanes first, lanes = fma(-d_y dmin, min_b,
+ * lanes), then lanes = fma(d_y d, lanes_b, lanes); hsum */
+static float vec_dot_q2_K_q8_K_ref(int64_t k, const void *w, const void *act) {
+    float acc[8] = {0};
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const block_lanes b = block_lanes_q2_K(w, act, i);
+        const float d = b.d_y * b.d, dmin = -b.d_y * b.dmin;
+        for (int l = 0; l < 8; l++) {
+            acc[l] = fmaf(dmin, (float)b.min[l], acc[l]);
+            acc[l] = fmaf(d, (float)b.lane[l], acc[l]);
+        }
+    }
+    return hsum8(acc);
+}
+
+/* ---------------------------------------------------------------- Q3_K
+ * y = d * (S - 32) * (L - 4): S a 6-bit scale per 16 elements, L = 2 low bits | hmask bit << 2 */
 
 /* Q3_K's sixteen 6-bit scales, +32 biased:
  *   bytes 0..7  low nibbles of scales 0..7, high nibbles of scales 8..15
@@ -134,12 +375,11 @@ static void q3_K_scales(const uint8_t *b, int8_t s[16]) {
 
 /* 3-bit quant of element e: 2 low bits as Q2_K, high bit in hmask[l] bit e/32; q = L - 4 */
 static inline int q3_K_quant(const block_q3_K *x, int e) {
-    const int low = (x->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
     const int hb = (x->hmask[e % 32] >> (e / 32)) & 1;
-    return low + 4 * hb - 4;
+    return q2_bits(x->qs, e) + 4 * hb - 4;
 }
 
-static void dequant_q3_K(const void *w, float *y, int64_t k) {
+static void dequantize_row_q3_K(const void *w, float *y, int64_t k) {
     const block_q3_K *x = w;
     for (int64_t i = 0; i < k / QK_K; i++) {
         const float d = fp16_to_fp32(x[i].d);
@@ -152,7 +392,26 @@ static void dequant_q3_K(const void *w, float *y, int64_t k) {
     }
 }
 
-/* Q4_K/Q5_K: 6-bit scale and min of sub-block j (ggml's get_scale_min_k4):
+/* the quant's bias of 4 stays in each lane: ggml subtracts 4 q8 where the high bit is clear */
+static block_lanes block_lanes_q3_K(const void *w, const void *act, int64_t i) {
+    const block_q3_K *x = (const block_q3_K *)w + i;
+    const block_q8_K *y = (const block_q8_K *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .d_y = y->d};
+    int8_t s[16];
+    q3_K_scales(x->scales, s);
+    for (int e = 0; e < QK_K; e++) add_lane(&b, e, s[e / 16] * q3_K_quant(x, e) * y->qs[e]);
+    return b;
+}
+
+/* ggml_vec_dot_q3_K_q8_K: lanes = fma(d_y d, lanes_b, lanes); hsum */
+static float vec_dot_q3_K_q8_K_ref(int64_t k, const void *w, const void *act) {
+    return dot_8_lanes(k, QK_K, block_lanes_q3_K, w, act);
+}
+
+/* ---------------------------------------------------------------- Q4_K and Q5_K
+ * y = d * sc_j * q - dmin * m_j, j = e / 32 the sub-block; q in 0..15 (Q5_K: 0..31) */
+
+/* 6-bit scale and min of sub-block j (ggml's get_scale_min_k4):
  *   j < 4:  sc = q[j] & 63,  m = q[j+4] & 63
  *   j >= 4: sc = low nibble of q[j+4] | top 2 bits of q[j-4] << 4
  *           m  = high nibble of q[j+4] | top 2 bits of q[j]   << 4          */
@@ -171,37 +430,96 @@ static inline int q4_K_quant(const uint8_t *qs, int e) {
     return (qs[32 * (e / 64) + e % 32] >> (4 * ((e % 64) / 32))) & 0x0F;
 }
 
-static void dequant_q4_K(const void *w, float *y, int64_t k) {
+/* Q5_K: the same, with the 5th bit of element e at bit e / 32 of qh[e % 32] */
+static inline int q5_K_quant(const uint8_t *qs, const uint8_t *qh, int e) {
+    return q4_K_quant(qs, e) | (((qh[e % 32] >> (e / 32)) & 1) << 4);
+}
+
+/* y = d1 * q - m1 for each element of each sub-block; qh NULL for Q4_K */
+static void dequantize_block_k4(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
+                              float d, float dmin, float *y) {
+    for (int j = 0; j < QK_K / 32; j++) {
+        int sc, m;
+        scale_min_k4(j, scales, &sc, &m);
+        const float d1 = d * sc, m1 = dmin * m;
+        for (int e = 32 * j; e < 32 * j + 32; e++) *y++ = d1 * (qh ? q5_K_quant(qs, qh, e) : q4_K_quant(qs, e)) - m1;
+    }
+}
+
+static void dequantize_row_q4_K(const void *w, float *y, int64_t k) {
     const block_q4_K *x = w;
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        const float d = fp16_to_fp32(x[i].d), dmin = fp16_to_fp32(x[i].dmin);
-        for (int j = 0; j < QK_K / 32; j++) {
-            int sc, m;
-            scale_min_k4(j, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = dmin * m;
-            for (int e = 32 * j; e < 32 * j + 32; e++) *y++ = d1 * q4_K_quant(x[i].qs, e) - m1;
-        }
-    }
+    for (int64_t i = 0; i < k / QK_K; i++, y += QK_K)
+        dequantize_block_k4(x[i].scales, x[i].qs, NULL, fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), y);
 }
 
-static void dequant_q5_K(const void *w, float *y, int64_t k) {
+static void dequantize_row_q5_K(const void *w, float *y, int64_t k) {
     const block_q5_K *x = w;
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        const float d = fp16_to_fp32(x[i].d), dmin = fp16_to_fp32(x[i].dmin);
-        for (int j = 0; j < QK_K / 32; j++) {
-            int sc, m;
-            scale_min_k4(j, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = dmin * m;
-            for (int e = 32 * j; e < 32 * j + 32; e++) {
-                const int q = q4_K_quant(x[i].qs, e) | (((x[i].qh[e % 32] >> j) & 1) << 4);
-                *y++ = d1 * q - m1;
-            }
-        }
-    }
+    for (int64_t i = 0; i < k / QK_K; i++, y += QK_K)
+        dequantize_block_k4(x[i].scales, x[i].qs, x[i].qh, fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), y);
 }
 
-/* element e of Q6_K: low 4 bits from ql[64h + l + 32*(j&1)] nibble j>>1, high 2 bits
- * at bits 2j of qh[32h + l] (h, j, l as for Q2_K); q in 0..63, biased by 32 */
+/* the lanes of Q4_K (qh NULL) and Q5_K; the min term in 4 lanes, lane p = m_2p bsum32_2p
+ * + m_2p+1 bsum32_2p+1 (bsum32_j = bsums[2j] + bsums[2j+1], the sum of sub-block j's
+ * activation quants) */
+static void lanes_k4(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, const block_q8_K *y,
+                     block_lanes *b) {
+    int sc[8], m[8];
+    for (int j = 0; j < 8; j++) scale_min_k4(j, scales, &sc[j], &m[j]);
+    for (int e = 0; e < QK_K; e++)
+        add_lane(b, e, sc[e / 32] * (qh ? q5_K_quant(qs, qh, e) : q4_K_quant(qs, e)) * y->qs[e]);
+    for (int p = 0; p < 4; p++)
+        b->min[p] = m[2 * p] * (y->bsums[4 * p] + y->bsums[4 * p + 1])
+                  + m[2 * p + 1] * (y->bsums[4 * p + 2] + y->bsums[4 * p + 3]);
+    b->n_min = 4;
+}
+
+static block_lanes block_lanes_q4_K(const void *w, const void *act, int64_t i) {
+    const block_q4_K *x = (const block_q4_K *)w + i;
+    const block_q8_K *y = (const block_q8_K *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .dmin = fp16_to_fp32(x->dmin), .d_y = y->d};
+    lanes_k4(x->scales, x->qs, NULL, y, &b);
+    return b;
+}
+
+static block_lanes block_lanes_q5_K(const void *w, const void *act, int64_t i) {
+    const block_q5_K *x = (const block_q5_K *)w + i;
+    const block_q8_K *y = (const block_q8_K *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .dmin = fp16_to_fp32(x->dmin), .d_y = y->d};
+    lanes_k4(x->scales, x->qs, x->qh, y, &b);
+    return b;
+}
+
+/* ggml_vec_dot_q4_K_q8_K: lanes = fma(d_y d, lanes_b, lanes); the 4 min lanes in 4 float
+ * lanes of their own, fma(-d_y dmin, min_b, .); hsum(lanes) + ((m0 + m2) + (m1 + m3)) */
+static float vec_dot_q4_K_q8_K_ref(int64_t k, const void *w, const void *act) {
+    float acc[8] = {0}, acc_m[4] = {0};
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const block_lanes b = block_lanes_q4_K(w, act, i);
+        const float d = b.d_y * b.d, dmin = -b.d_y * b.dmin;
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)b.lane[l], acc[l]);
+        for (int p = 0; p < 4; p++) acc_m[p] = fmaf(dmin, (float)b.min[p], acc_m[p]);
+    }
+    return hsum8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
+}
+
+/* ggml_vec_dot_q5_K_q8_K: lanes as Q4_K; the 4 min lanes summed as integers,
+ * s = fma(-d_y dmin, (float) sum, s); hsum(lanes) + s */
+static float vec_dot_q5_K_q8_K_ref(int64_t k, const void *w, const void *act) {
+    float acc[8] = {0}, summs = 0.0f;
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const block_lanes b = block_lanes_q5_K(w, act, i);
+        const float d = b.d_y * b.d, dmin = -b.d_y * b.dmin;
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)b.lane[l], acc[l]);
+        summs = fmaf(dmin, (float)(b.min[0] + b.min[1] + b.min[2] + b.min[3]), summs);
+    }
+    return hsum8(acc) + summs;
+}
+
+/* ---------------------------------------------------------------- Q6_K
+ * y = d * scales[e / 16] * (q - 32), q in 0..63 */
+
+/* element e: low 4 bits from ql[64h + l + 32*(j&1)] nibble j>>1, high 2 bits at bits 2j
+ * of qh[32h + l] (h, j, l as for Q2_K) */
 static inline int q6_K_quant(const block_q6_K *x, int e) {
     const int h = e / 128, j = (e % 128) / 32, l = e % 32;
     const int low4 = (x->ql[64 * h + l + 32 * (j & 1)] >> (4 * (j >> 1))) & 0x0F;
@@ -209,7 +527,7 @@ static inline int q6_K_quant(const block_q6_K *x, int e) {
     return low4 | (hi2 << 4);
 }
 
-static void dequant_q6_K(const void *w, float *y, int64_t k) {
+static void dequantize_row_q6_K(const void *w, float *y, int64_t k) {
     const block_q6_K *x = w;
     for (int64_t i = 0; i < k / QK_K; i++) {
         const float d = fp16_to_fp32(x[i].d);
@@ -218,6 +536,25 @@ static void dequant_q6_K(const void *w, float *y, int64_t k) {
             *y = dl * (q6_K_quant(&x[i], e) - 32);
         }
     }
+}
+
+/* the bias 32 comes off through the bsums: lane l, groups 2l and 2l+1 (64 elements: part l/2) */
+static block_lanes block_lanes_q6_K(const void *w, const void *act, int64_t i) {
+    const block_q6_K *x = (const block_q6_K *)w + i;
+    const block_q8_K *y = (const block_q8_K *)act + i;
+    block_lanes b = {.d = fp16_to_fp32(x->d), .d_y = y->d};
+    for (int e = 0; e < QK_K; e++) add_lane(&b, e, x->scales[e / 16] * q6_K_quant(x, e) * y->qs[e]);
+    for (int l = 0; l < 8; l++) {
+        const int32_t bias = 32 * (x->scales[2 * l] * y->bsums[2 * l] + x->scales[2 * l + 1] * y->bsums[2 * l + 1]);
+        b.lane[l] = wrapping_add(b.lane[l], -bias);
+        b.part[l / 2] = wrapping_add(b.part[l / 2], -bias);
+    }
+    return b;
+}
+
+/* ggml_vec_dot_q6_K_q8_K: lanes = fma(d_y d, lanes_b, lanes); hsum */
+static float vec_dot_q6_K_q8_K_ref(int64_t k, const void *w, const void *act) {
+    return dot_8_lanes(k, QK_K, block_lanes_q6_K, w, act);
 }
 
 /* ================================================================ quantize activations */
@@ -245,15 +582,15 @@ static void quantize_row_q8_01(const float *x, void *vy, int64_t k, int with_sum
         const float d = amax / 127;
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int8_t *qs = with_sum ? ((block_q8_1 *)vy)[i].qs : ((block_q8_0 *)vy)[i].qs;
-        uint32_t sum = 0;                                      /* wraps like vpaddd */
+        int32_t sum = 0;                                       /* wraps like vpaddd */
         for (int j = 0; j < 32; j++) {
             const int32_t lane = cvtps_lane(rintf(x[j] * id));
             qs[j] = (int8_t)(lane < -128 ? -128 : lane);       /* packs saturate */
-            sum += (uint32_t)lane;
+            sum = wrapping_add(sum, lane);
         }
         if (with_sum) {
             ((block_q8_1 *)vy)[i].d = fp32_to_fp16(d);
-            ((block_q8_1 *)vy)[i].s = fp32_to_fp16(d * (float)(int32_t)sum);
+            ((block_q8_1 *)vy)[i].s = fp32_to_fp16(d * (float)sum);
         } else {
             ((block_q8_0 *)vy)[i].d = fp32_to_fp16(d);
         }
@@ -305,409 +642,51 @@ void quantize_row_q8_K_ref(const float *x, void *vy, int64_t k) {
     }
 }
 
-/* ================================================================ products
- * Float weights: a double sum (these products are not ggml's, see ggml_order.c). */
+/* ================================================================ the type table */
 
-static float dot_f32(int64_t k, const void *w, const void *act) {
-    const float *x = w, *y = act;
-    double sum = 0.0;
-    for (int64_t i = 0; i < k; i++) sum += (double)x[i] * y[i];
-    return (float)sum;
-}
-
-static float dot_f16(int64_t k, const void *w, const void *act) {
-    const ggml_half *x = w;
-    const float *y = act;
-    double sum = 0.0;
-    for (int64_t i = 0; i < k; i++) sum += (double)fp16_to_fp32(x[i]) * y[i];
-    return (float)sum;
-}
-
-static float dot_bf16(int64_t k, const void *w, const void *act) {
-    const uint16_t *x = w;
-    const float *y = act;
-    double sum = 0.0;
-    for (int64_t i = 0; i < k; i++) sum += (double)bf16_to_fp32(x[i]) * y[i];
-    return (float)sum;
-}
-
-/* Quantized weights.  Every kernel of ggml first forms exact integer dot products per
- * block; what differs between them is how those integers are grouped before they meet
- * the float scales.  The reference computes, per block, the integers exactly as ggml's
- * x86 vec_dot kernels hold them -- 8 int32 lanes, lane l getting the products of the
- * elements e with (e % 32) / 4 == l (each 32-byte register of activation quants feeds
- * 8 lanes of 4 bytes), sub-block scales applied -- and then combines them in the float
- * order asked for (ggml_order.c draws each):
- *
- *   VEC_DOT   the lanes as 8 float accumulators (FMA per block), ggml's horizontal
- *             sum, and each type's own extras (min terms, second accumulators)
- *   TINYBLAS  8 float accumulators, one per lane, hsum (IQ4_NL: unlike its vec_dot)
- *   GEMV      one float chain per output: acc = fma(isum, dw dy, acc) block after
- *             block, with the min term in a second chain subtracted at the end
- *   GEMM      the same, in steps of 64 elements (Q4_K) or 128 (Q2_K)
- *   TILED     one chain per output: acc = fma(isum dw - dmin imin, dy, acc)
- *
- * The integer sums fit int32 (|lane| < 2^27); ggml's instructions would wrap, and so
- * do these (uint32 arithmetic). */
-typedef struct {
-    int32_t lane[8];     /* ggml's 8 integer lanes of the block's dot product */
-    int32_t part[4];     /* the same products summed by 64 elements (K-quants' GEMM steps) */
-    int32_t min[8];      /* the min term in ggml's lanes: Q2_K 8, Q4_K and Q5_K 4; else 0 */
-    float dx, mx;        /* weight block: d, and dmin (K-quants) or m (Q4_1, Q5_1) */
-    float dy, sy;        /* activation block: d, and Q8_1's s */
-} block_ints;
-
-typedef void (*block_ints_fn)(const void *w, const void *act, int64_t i, block_ints *b);
-
-static inline void add_lane(block_ints *b, int e, int32_t v) {
-    b->lane[(e % 32) / 4] = (int32_t)((uint32_t)b->lane[(e % 32) / 4] + (uint32_t)v);
-    b->part[e / 64 % 4] = (int32_t)((uint32_t)b->part[e / 64 % 4] + (uint32_t)v);
-}
-
-/* ---------------------------------------------------------------- 32-element blocks */
-
-static inline int q4_quant(const uint8_t *qs, int e) { return e < 16 ? qs[e] & 0x0F : qs[e - 16] >> 4; }
-
-static void ints_q4_0(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q4_0 *x = (const block_q4_0 *)w + i;
-    const block_q8_0 *y = (const block_q8_0 *)act + i;
-    for (int e = 0; e < 32; e++) add_lane(b, e, (q4_quant(x->qs, e) - 8) * y->qs[e]);
-    b->dx = fp16_to_fp32(x->d);
-    b->dy = fp16_to_fp32(y->d);
-}
-
-static void ints_q4_1(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q4_1 *x = (const block_q4_1 *)w + i;
-    const block_q8_1 *y = (const block_q8_1 *)act + i;
-    for (int e = 0; e < 32; e++) add_lane(b, e, q4_quant(x->qs, e) * y->qs[e]);
-    b->dx = fp16_to_fp32(x->d);
-    b->mx = fp16_to_fp32(x->m);
-    b->dy = fp16_to_fp32(y->d);
-    b->sy = fp16_to_fp32(y->s);
-}
-
-static inline int q5_quant(const uint8_t *qs, const uint8_t *qh, int e) {
-    uint32_t h;
-    memcpy(&h, qh, 4);
-    return e < 16 ? q5_lo(qs, h, e) : q5_hi(qs, h, e - 16);
-}
-
-static void ints_q5_0(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q5_0 *x = (const block_q5_0 *)w + i;
-    const block_q8_0 *y = (const block_q8_0 *)act + i;
-    for (int e = 0; e < 32; e++) add_lane(b, e, (q5_quant(x->qs, x->qh, e) - 16) * y->qs[e]);
-    b->dx = fp16_to_fp32(x->d);
-    b->dy = fp16_to_fp32(y->d);
-}
-
-static void ints_q5_1(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q5_1 *x = (const block_q5_1 *)w + i;
-    const block_q8_1 *y = (const block_q8_1 *)act + i;
-    for (int e = 0; e < 32; e++) add_lane(b, e, q5_quant(x->qs, x->qh, e) * y->qs[e]);
-    b->dx = fp16_to_fp32(x->d);
-    b->mx = fp16_to_fp32(x->m);
-    b->dy = fp16_to_fp32(y->d);
-    b->sy = fp16_to_fp32(y->s);
-}
-
-static void ints_q8_0(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q8_0 *x = (const block_q8_0 *)w + i;
-    const block_q8_0 *y = (const block_q8_0 *)act + i;
-    for (int e = 0; e < 32; e++) add_lane(b, e, x->qs[e] * y->qs[e]);
-    b->dx = fp16_to_fp32(x->d);
-    b->dy = fp16_to_fp32(y->d);
-}
-
-static void ints_iq4_nl(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_iq4_nl *x = (const block_iq4_nl *)w + i;
-    const block_q8_0 *y = (const block_q8_0 *)act + i;
-    for (int e = 0; e < 32; e++) add_lane(b, e, kvalues_iq4nl[q4_quant(x->qs, e)] * y->qs[e]);
-    b->dx = fp16_to_fp32(x->d);
-    b->dy = fp16_to_fp32(y->d);
-}
-
-/* ---------------------------------------------------------------- K-quants x Q8_K */
-
-static void ints_q2_K(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q2_K *x = (const block_q2_K *)w + i;
-    const block_q8_K *y = (const block_q8_K *)act + i;
-    for (int e = 0; e < QK_K; e++) {
-        const int q = (x->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-        add_lane(b, e, (x->scales[e / 16] & 0x0F) * q * y->qs[e]);
-    }
-    for (int l = 0; l < 8; l++)          /* mins times bsums, pairs of groups: _mm256_madd_epi16 */
-        b->min[l] = (x->scales[2 * l] >> 4) * y->bsums[2 * l] + (x->scales[2 * l + 1] >> 4) * y->bsums[2 * l + 1];
-    b->dx = fp16_to_fp32(x->d);
-    b->mx = fp16_to_fp32(x->dmin);
-    b->dy = y->d;
-}
-
-static void ints_q3_K(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q3_K *x = (const block_q3_K *)w + i;
-    const block_q8_K *y = (const block_q8_K *)act + i;
-    int8_t s[16];
-    q3_K_scales(x->scales, s);
-    /* the quant's bias of 4 leaves in each lane: ggml subtracts 4 q8 where the high bit is clear */
-    for (int e = 0; e < QK_K; e++) add_lane(b, e, s[e / 16] * q3_K_quant(x, e) * y->qs[e]);
-    b->dx = fp16_to_fp32(x->d);
-    b->dy = y->d;
-}
-
-/* Q4_K and Q5_K: the min term in 4 lanes, lane p = m_2p bsum32_2p + m_2p+1 bsum32_2p+1
- * (bsum32_j = bsums[2j] + bsums[2j+1], the sum of sub-block j's activation quants) */
-static void k4_mins(const uint8_t *scales, const block_q8_K *y, block_ints *b) {
-    int sc, m[8];
-    for (int j = 0; j < 8; j++) scale_min_k4(j, scales, &sc, &m[j]);
-    for (int p = 0; p < 4; p++)
-        b->min[p] = m[2 * p] * (y->bsums[4 * p] + y->bsums[4 * p + 1])
-                  + m[2 * p + 1] * (y->bsums[4 * p + 2] + y->bsums[4 * p + 3]);
-}
-
-static void ints_q4_K(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q4_K *x = (const block_q4_K *)w + i;
-    const block_q8_K *y = (const block_q8_K *)act + i;
-    for (int e = 0; e < QK_K; e++) {
-        int sc, m;
-        scale_min_k4(e / 32, x->scales, &sc, &m);
-        add_lane(b, e, sc * q4_K_quant(x->qs, e) * y->qs[e]);
-    }
-    k4_mins(x->scales, y, b);
-    b->dx = fp16_to_fp32(x->d);
-    b->mx = fp16_to_fp32(x->dmin);
-    b->dy = y->d;
-}
-
-static void ints_q5_K(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q5_K *x = (const block_q5_K *)w + i;
-    const block_q8_K *y = (const block_q8_K *)act + i;
-    for (int e = 0; e < QK_K; e++) {
-        int sc, m;
-        scale_min_k4(e / 32, x->scales, &sc, &m);
-        const int q = q4_K_quant(x->qs, e) | (((x->qh[e % 32] >> (e / 32)) & 1) << 4);
-        add_lane(b, e, sc * q * y->qs[e]);
-    }
-    k4_mins(x->scales, y, b);
-    b->dx = fp16_to_fp32(x->d);
-    b->mx = fp16_to_fp32(x->dmin);
-    b->dy = y->d;
-}
-
-static void ints_q6_K(const void *w, const void *act, int64_t i, block_ints *b) {
-    const block_q6_K *x = (const block_q6_K *)w + i;
-    const block_q8_K *y = (const block_q8_K *)act + i;
-    for (int e = 0; e < QK_K; e++) add_lane(b, e, x->scales[e / 16] * q6_K_quant(x, e) * y->qs[e]);
-    for (int l = 0; l < 8; l++)          /* the bias 32, through the bsums: lane l, groups 2l, 2l+1 */
-        b->lane[l] -= 32 * (x->scales[2 * l] * y->bsums[2 * l] + x->scales[2 * l + 1] * y->bsums[2 * l + 1]);
-    /* (Q6_K is never repacked on x86: part[] stays without the bias) */
-    b->dx = fp16_to_fp32(x->d);
-    b->dy = y->d;
-}
-
-/* ---------------------------------------------------------------- the float orders */
-
-/* how each vec_dot kernel turns the lanes into floats (ggml_order.c draws them) */
-typedef enum { FORM_Q0, FORM_Q1, FORM_IQ4_NL, FORM_Q2_K, FORM_K16, FORM_Q4_K, FORM_Q5_K } vec_dot_form;
-
-typedef struct {
-    int type;
-    int block_size;
-    block_ints_fn block;
-    vec_dot_form form;
-    int has_min;         /* a min term apart from the lanes (Q2_K, Q4_K, Q5_K) */
-    int gemm_steps;      /* GEMM chain steps per block: Q4_K 4 (of 64), Q2_K 2 (of 128) */
-} quant_ref;
-
-static const quant_ref quant_refs[] = {
-    {GGML_TYPE_Q4_0, 32, ints_q4_0, FORM_Q0, 0, 1},
-    {GGML_TYPE_Q4_1, 32, ints_q4_1, FORM_Q1, 0, 1},
-    {GGML_TYPE_Q5_0, 32, ints_q5_0, FORM_Q0, 0, 1},
-    {GGML_TYPE_Q5_1, 32, ints_q5_1, FORM_Q1, 0, 1},
-    {GGML_TYPE_Q8_0, 32, ints_q8_0, FORM_Q0, 0, 1},
-    {GGML_TYPE_IQ4_NL, 32, ints_iq4_nl, FORM_IQ4_NL, 0, 1},
-    {GGML_TYPE_Q2_K, QK_K, ints_q2_K, FORM_Q2_K, 1, 2},
-    {GGML_TYPE_Q3_K, QK_K, ints_q3_K, FORM_K16, 0, 1},
-    {GGML_TYPE_Q4_K, QK_K, ints_q4_K, FORM_Q4_K, 1, 4},
-    {GGML_TYPE_Q5_K, QK_K, ints_q5_K, FORM_Q5_K, 1, 1},
-    {GGML_TYPE_Q6_K, QK_K, ints_q6_K, FORM_K16, 0, 1},
-};
-
-/* _mm256 hsum of arch/x86/quants.c: halves added, then pairs, then the two */
-static inline float hsum8(const float a[8]) {
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
-
-static inline int32_t sum_lanes(const int32_t v[8]) {
-    uint32_t s = 0;
-    for (int l = 0; l < 8; l++) s += (uint32_t)v[l];
-    return (int32_t)s;
-}
-
-static float quant_product(const quant_ref *q, product_order order, int64_t k, const void *w,
-                           const void *act) {
-    const int64_t nb = k / q->block_size;
-    vec_dot_form form = q->form;
-    if (order == ORDER_TINYBLAS) form = FORM_Q0;          /* one accumulator, whatever the type */
-    float acc[8] = {0}, acc2[8] = {0}, accm[4] = {0};
-    float chain = 0.0f, chain_min = 0.0f, extra = 0.0f, tail_d = 0.0f;
-    for (int64_t i = 0; i < nb; i++) {
-        block_ints b;
-        memset(&b, 0, sizeof b);
-        q->block(w, act, i, &b);
-        if (order == ORDER_GEMV || order == ORDER_GEMM) {   /* repack.cpp */
-            const int steps = order == ORDER_GEMM ? q->gemm_steps : 1;
-            for (int s = 0; s < steps; s++) {               /* step s: parts and min lanes of it */
-                int32_t isum = 0, imin = 0;
-                for (int p = 4 * s / steps; p < 4 * (s + 1) / steps; p++) isum += b.part[p];
-                const int n_min = q->type == GGML_TYPE_Q2_K ? 8 : 4;
-                for (int l = n_min * s / steps; l < n_min * (s + 1) / steps; l++) imin += b.min[l];
-                if (steps == 1) isum = sum_lanes(b.lane);
-                chain = fmaf((float)isum, b.dx * b.dy, chain);
-                if (q->has_min) chain_min = fmaf((float)imin, b.mx * b.dy, chain_min);
-            }
-            continue;
-        }
-        if (order == ORDER_TILED) {                         /* tiled-kernel.cpp's microtile */
-            float r = (float)sum_lanes(b.lane) * b.dx;
-            if (q->has_min) r = fmaf(-b.mx, (float)sum_lanes(b.min), r);
-            chain = fmaf(r, b.dy, chain);
-            continue;
-        }
-        const float d = b.dy * b.dx, dmin = -b.dy * b.mx;
-        switch (form) {
-        case FORM_Q0:
-        case FORM_K16:
-            for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)b.lane[l], acc[l]);
-            break;
-        case FORM_Q1:                                       /* m s: exact, fp16 times fp16 */
-            for (int l = 0; l < 8; l++) acc[l] = fmaf((float)b.lane[l], b.dx * b.dy, acc[l]);
-            extra = fmaf(b.mx, b.sy, extra);
-            break;
-        case FORM_IQ4_NL:                                   /* blocks in pairs; an odd last alone */
-            if (i % 2 == 0 && i + 1 == nb) {
-                tail_d = d;
-                extra = (float)sum_lanes(b.lane);
-            } else
-                for (int l = 0; l < 8; l++) {
-                    float *a = i % 2 ? acc2 : acc;
-                    a[l] = fmaf(d, (float)b.lane[l], a[l]);
-                }
-            break;
-        case FORM_Q2_K:                                     /* the mins first */
-            for (int l = 0; l < 8; l++) {
-                acc[l] = fmaf(dmin, (float)b.min[l], acc[l]);
-                acc[l] = fmaf(d, (float)b.lane[l], acc[l]);
-            }
-            break;
-        case FORM_Q4_K:
-            for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)b.lane[l], acc[l]);
-            for (int p = 0; p < 4; p++) accm[p] = fmaf(dmin, (float)b.min[p], accm[p]);
-            break;
-        case FORM_Q5_K:
-            for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)b.lane[l], acc[l]);
-            extra = fmaf(dmin, (float)(b.min[0] + b.min[1] + b.min[2] + b.min[3]), extra);
-            break;
-        }
-    }
-    if (order == ORDER_GEMV || order == ORDER_GEMM) return q->has_min ? chain - chain_min : chain;
-    if (order == ORDER_TILED) return chain;
-    switch (form) {
-    case FORM_Q1:
-    case FORM_Q5_K: return hsum8(acc) + extra;
-    case FORM_IQ4_NL: {
-        float both[8];
-        for (int l = 0; l < 8; l++) both[l] = acc[l] + acc2[l];
-        return nb % 2 ? add_scalar_tail(hsum8(both), tail_d, extra) : hsum8(both);
-    }
-    case FORM_Q4_K: return hsum8(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]));
-    default: return hsum8(acc);
-    }
-}
-
-static const quant_ref *quant_ref_of(int type) {
-    for (size_t i = 0; i < sizeof quant_refs / sizeof quant_refs[0]; i++)
-        if (quant_refs[i].type == type) return &quant_refs[i];
-    return NULL;
-}
-
-typedef float (*float_dot_fn)(int64_t k, const void *w, const void *act);
-
-static float_dot_fn float_dot_of(int type) {
-    switch (type) {
-    case GGML_TYPE_F32: return dot_f32;
-    case GGML_TYPE_F16: return dot_f16;
-    case GGML_TYPE_BF16: return dot_bf16;
-    default: return NULL;
-    }
-}
-
-float ref_dot(int type, product_order order, int64_t k, const void *w, const void *act) {
-    const quant_ref *q = quant_ref_of(type);
-    return q ? quant_product(q, order, k, w, act) : float_dot_of(type)(k, w, act);
-}
-
-/* ================================================================ the table */
-
-static void ref_rows(int type, product_order order, int64_t k, const void *w, int64_t w_stride,
-                     int n_rows, const void *act, int64_t act_stride, int n_act, float *out,
-                     int64_t ldo) {
-    for (int t = 0; t < n_act; t++)
-        for (int j = 0; j < n_rows; j++)
-            out[t * ldo + j] = ref_dot(type, order, k, (const char *)w + j * w_stride,
-                                       (const char *)act + t * act_stride);
-}
-
-/* name##_<order>: product_fn of one type and order */
-#define REF_PRODUCT(name, order, T, ORDER)                                                   \
-    static void name##_##order(int64_t k, const void *w, int64_t ws, int nr, const void *a,  \
-                               int64_t as, int na, float *o, int64_t ldo) {                 \
-        ref_rows(T, ORDER, k, w, ws, nr, a, as, na, o, ldo);                                 \
-    }
-#define REF_PRODUCTS(name, T)                                                                \
-    REF_PRODUCT(name, vec_dot, T, ORDER_VEC_DOT)                                             \
-    REF_PRODUCT(name, tinyblas, T, ORDER_TINYBLAS)                                           \
-    REF_PRODUCT(name, gemv, T, ORDER_GEMV)                                                   \
-    REF_PRODUCT(name, gemm, T, ORDER_GEMM)                                                   \
-    REF_PRODUCT(name, tiled, T, ORDER_TILED)
-REF_PRODUCTS(f32, GGML_TYPE_F32)
-REF_PRODUCTS(f16, GGML_TYPE_F16)
-REF_PRODUCTS(bf16, GGML_TYPE_BF16)
-REF_PRODUCTS(q4_0, GGML_TYPE_Q4_0)
-REF_PRODUCTS(q4_1, GGML_TYPE_Q4_1)
-REF_PRODUCTS(q5_0, GGML_TYPE_Q5_0)
-REF_PRODUCTS(q5_1, GGML_TYPE_Q5_1)
-REF_PRODUCTS(q8_0, GGML_TYPE_Q8_0)
-REF_PRODUCTS(iq4_nl, GGML_TYPE_IQ4_NL)
-REF_PRODUCTS(q2_K, GGML_TYPE_Q2_K)
-REF_PRODUCTS(q3_K, GGML_TYPE_Q3_K)
-REF_PRODUCTS(q4_K, GGML_TYPE_Q4_K)
-REF_PRODUCTS(q5_K, GGML_TYPE_Q5_K)
-REF_PRODUCTS(q6_K, GGML_TYPE_Q6_K)
-
-#define ROW(T, bs, ts, act, name)                                                            \
-    {GGML_TYPE_##T, bs, ts, act, dequant_##name,                                             \
-     {name##_vec_dot, name##_tinyblas, name##_gemv, name##_gemm, name##_tiled}}
 static const type_traits ref_table[] = {
-    ROW(F32, 1, 4, GGML_TYPE_F32, f32),
-    ROW(F16, 1, 2, GGML_TYPE_F32, f16),
-    ROW(BF16, 1, 2, GGML_TYPE_F32, bf16),
-    ROW(Q4_0, QK4_0, 18, GGML_TYPE_Q8_0, q4_0),
-    ROW(Q4_1, QK4_1, 20, GGML_TYPE_Q8_1, q4_1),
-    ROW(Q5_0, QK5_0, 22, GGML_TYPE_Q8_0, q5_0),
-    ROW(Q5_1, QK5_1, 24, GGML_TYPE_Q8_1, q5_1),
-    ROW(Q8_0, QK8_0, 34, GGML_TYPE_Q8_0, q8_0),
-    ROW(IQ4_NL, QK4_NL, 18, GGML_TYPE_Q8_0, iq4_nl),
-    ROW(Q2_K, QK_K, 84, GGML_TYPE_Q8_K, q2_K),
-    ROW(Q3_K, QK_K, 110, GGML_TYPE_Q8_K, q3_K),
-    ROW(Q4_K, QK_K, 144, GGML_TYPE_Q8_K, q4_K),
-    ROW(Q5_K, QK_K, 176, GGML_TYPE_Q8_K, q5_K),
-    ROW(Q6_K, QK_K, 210, GGML_TYPE_Q8_K, q6_K),
+    /* type, block size, block bytes, activations, dequantize, vec_dot, block lanes, gemm steps */
+    {GGML_TYPE_F32, 1, 4, GGML_TYPE_F32, dequantize_row_f32, vec_dot_f32_f32_ref, NULL, 0},
+    {GGML_TYPE_F16, 1, 2, GGML_TYPE_F32, dequantize_row_f16, vec_dot_f16_f32_ref, NULL, 0},
+    {GGML_TYPE_BF16, 1, 2, GGML_TYPE_F32, dequantize_row_bf16, vec_dot_bf16_f32_ref, NULL, 0},
+    {GGML_TYPE_Q4_0, QK4_0, 18, GGML_TYPE_Q8_0, dequantize_row_q4_0, vec_dot_q4_0_q8_0_ref, block_lanes_q4_0, 1},
+    {GGML_TYPE_Q4_1, QK4_1, 20, GGML_TYPE_Q8_1, dequantize_row_q4_1, vec_dot_q4_1_q8_1_ref, block_lanes_q4_1, 1},
+    {GGML_TYPE_Q5_0, QK5_0, 22, GGML_TYPE_Q8_0, dequantize_row_q5_0, vec_dot_q5_0_q8_0_ref, block_lanes_q5_0, 1},
+    {GGML_TYPE_Q5_1, QK5_1, 24, GGML_TYPE_Q8_1, dequantize_row_q5_1, vec_dot_q5_1_q8_1_ref, block_lanes_q5_1, 1},
+    {GGML_TYPE_Q8_0, QK8_0, 34, GGML_TYPE_Q8_0, dequantize_row_q8_0, vec_dot_q8_0_q8_0_ref, block_lanes_q8_0, 1},
+    {GGML_TYPE_IQ4_NL, QK4_NL, 18, GGML_TYPE_Q8_0, dequantize_row_iq4_nl, vec_dot_iq4_nl_q8_0_ref, block_lanes_iq4_nl, 1},
+    {GGML_TYPE_Q2_K, QK_K, 84, GGML_TYPE_Q8_K, dequantize_row_q2_K, vec_dot_q2_K_q8_K_ref, block_lanes_q2_K, 2},
+    {GGML_TYPE_Q3_K, QK_K, 110, GGML_TYPE_Q8_K, dequantize_row_q3_K, vec_dot_q3_K_q8_K_ref, block_lanes_q3_K, 1},
+    {GGML_TYPE_Q4_K, QK_K, 144, GGML_TYPE_Q8_K, dequantize_row_q4_K, vec_dot_q4_K_q8_K_ref, block_lanes_q4_K, 4},
+    {GGML_TYPE_Q5_K, QK_K, 176, GGML_TYPE_Q8_K, dequantize_row_q5_K, vec_dot_q5_K_q8_K_ref, block_lanes_q5_K, 1},
+    {GGML_TYPE_Q6_K, QK_K, 210, GGML_TYPE_Q8_K, dequantize_row_q6_K, vec_dot_q6_K_q8_K_ref, block_lanes_q6_K, 1},
     /* activation-only types: sizes for pyggml_row_bytes, no kernels */
-    {GGML_TYPE_Q8_1, QK8_1, 36, -1, NULL, {NULL}},
-    {GGML_TYPE_Q8_K, QK_K, 292, -1, NULL, {NULL}},
+    {GGML_TYPE_Q8_1, QK8_1, 36, -1, NULL, NULL, NULL, 0},
+    {GGML_TYPE_Q8_K, QK_K, 292, -1, NULL, NULL, NULL, 0},
 };
 
 const type_traits *ref_traits(int type) {
     for (size_t i = 0; i < sizeof ref_table / sizeof ref_table[0]; i++)
         if (ref_table[i].type == type) return &ref_table[i];
     return NULL;
+}
+
+float ref_dot(int type, product_order order, int64_t k, const void *w, const void *act) {
+    const type_traits *t = ref_traits(type);
+    if (!t->block_lanes) return t->vec_dot_ref(k, w, act);     /* float weights: one order */
+    switch (order) {
+    case ORDER_TINYBLAS: return dot_8_lanes(k, t->block_size, t->block_lanes, w, act);
+    case ORDER_GEMV: return dot_repack(k, t->block_size, t->block_lanes, 1, w, act);
+    case ORDER_GEMM: return dot_repack(k, t->block_size, t->block_lanes, t->gemm_steps, w, act);
+    case ORDER_TILED: return dot_tiled(k, t->block_size, t->block_lanes, w, act);
+    case ORDER_VEC_DOT:
+    default: return t->vec_dot_ref(k, w, act);
+    }
+}
+
+void ref_product(const product_args *p) {
+    for (int64_t t = 0; t < p->n_act; t++)
+        for (int j = 0; j < p->n_rows; j++)
+            p->out[t * p->ldo + j] = ref_dot(p->type, p->order, p->k, (const char *)p->w + j * p->w_stride,
+                                             (const char *)p->act + t * p->act_stride);
 }

@@ -3,17 +3,16 @@
  *
  * Why not OpenMP: at the end of an OpenMP region the caller waits for every thread
  * of the team.  When another process holds a core, the worker on it may not run for
- * a whole scheduler time slice (milliseconds), and every product waits for it:
- * measured here with a busy second core, one decode token of the 1.5B model took
- * 1.77 s instead of 43 ms.  In this pool the caller waits only for chunks that a
- * worker has actually claimed; a worker that is not running claims nothing, and the
- * caller does its share.  On a quiet machine both behave the same.
+ * a whole scheduler time slice (milliseconds), and every product waits for it: with
+ * a busy second core, decode slows down by a large factor.  In this pool the caller
+ * waits only for chunks that a worker has actually claimed; a worker that is not
+ * running claims nothing, and the caller does its share.  On a quiet machine both
+ * behave the same.
  *
  * Lanes.  A job's chunks are split into one contiguous lane per thread; a thread
  * claims the chunks of its own lane in order, then helps with the other lanes.  So
- * each thread streams through consecutive memory (the hardware prefetcher sees one
- * long stream; with chunks dealt out alternately, 2 threads read 30 GB/s from DRAM
- * where their own halves give the full bandwidth).
+ * each thread streams through consecutive memory: the hardware prefetcher sees one
+ * long stream (chunks dealt out alternately read DRAM well below its bandwidth).
  *
  *   lane r holds chunks [r * n / L, (r + 1) * n / L);  its word:
  *   lane[r] = generation << 32 | next chunk to claim   (one 64-bit atomic)
