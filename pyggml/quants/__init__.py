@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from ..errors import UnsupportedTypeError, UsageError
-from ..format.constants import GGMLType, type_name
+from ..ggml import GGMLType, type_name
 from .base import QuantType
 from .floats import BF16, F16, F32
 from .iq import IQ4_NL

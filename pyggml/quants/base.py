@@ -9,7 +9,8 @@ one subclass of ``QuantType`` written in two layers:
                 ``fields()`` decoding every field by ggml's name, the formula
                 (``dequantize_blocks``) and llama.cpp's quantizer (``quantize_blocks``)
     fast        numba kernels in the family's ``*_numba`` module, wired to the class
-                by ``dequant_kernel`` and ``matmul_kernel``; tested against the reference
+                by ``dequant_kernel`` and ``matmul_kernel`` (each family's kernels take
+                the ggml type id as their first argument); tested against the reference
 
 Float32 arithmetic in the reference code follows ggml's operation order exactly
 (numpy never fuses a*b+c), because the quantizers must reproduce llama.cpp's bytes.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedTypeError, UsageError
-from ..format.constants import TYPE_TRAITS, GGMLType
+from ..ggml import TYPE_TRAITS, GGMLType
 
 
 class QuantType:
@@ -36,7 +37,7 @@ class QuantType:
     fp16_offsets: tuple[int, ...] = ()
 
     # fast layer, set by each concrete type (numba dispatchers)
-    dequant_kernel = None           # (W uint8 (n_rows, row_bytes), rows int64, out f32) -> None
+    dequant_kernel = None           # (ggml_type, W uint8 (n_rows, row_bytes), rows int64, out f32)
     matmul_kernel = None            # family driver: (ggml_type, W, activation views..., out)
     quantize_kernel = None          # numba quantizer, where quantize_fast has one
 
@@ -89,7 +90,7 @@ class QuantType:
     @classmethod
     def dequantize_rows_fast(cls, W: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
         """out[i] = row rows[i] of W, decoded (numba, parallel over rows)."""
-        cls.dequant_kernel(W, rows, out)
+        cls.dequant_kernel(int(cls.ggml_type), W, rows, out)
 
     @classmethod
     def quantize_fast(cls, x: np.ndarray) -> np.ndarray:

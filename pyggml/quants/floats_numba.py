@@ -1,11 +1,14 @@
 """Fast layer of the float types F32, F16, BF16 (reference and layouts: ``floats.py``).
 
-numba sees the stored numbers as float32 (F32) or as uint16 bit patterns (F16, BF16):
+numba sees the stored numbers as float32 (F32) or as uint16 bit patterns (F16, BF16);
+``kind`` is the ggml type id:
 
-    dequant_float(bf16, W, rows, out)   out[i] = row rows[i] of W as float32, 16 numbers
-                                        per step (vcvtph2ps for F16; BF16 is the top
-                                        half of a float32's bits)
-    matmul_float(bf16, W, X, out)       out (T, N) = X (T, K) @ W (N, K).T, float32 sums
+    dequantize_rows(kind, W, rows, out)   out[i] = row rows[i] of W as float32, 16
+                                          numbers per step (vcvtph2ps for F16; BF16 is
+                                          the top half of a float32's bits)
+    matmul_float(kind, W, X, out)         out (T, N) = X (T, K) @ W (N, K).T, float32
+                                          sums; X holds activations already converted to
+                                          the weight's type, as ggml converts them
 """
 from __future__ import annotations
 
@@ -13,8 +16,11 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from ..ggml import GGMLType
 from .jit import (ROWS_PER_TASK, Vector, bitcast, bits_to_f32, convert, f16_to_f32, halves_to_f32,
                   vload, vstore)
+
+BF16 = int(GGMLType.BF16)
 
 
 def decode(bf16, v):
@@ -42,8 +48,9 @@ def _decode(bf16, v):
 
 
 @njit(parallel=True, cache=True)
-def dequant_float(bf16, W, rows, out):
+def dequantize_rows(kind, W, rows, out):
     """out[i] = W[rows[i]] as float32.  W (n_rows, K): float32, or uint16 bits."""
+    bf16 = kind == BF16
     for i in prange(rows.size):
         w, y = W[rows[i]], out[i]
         whole = y.size - y.size % 16
@@ -54,9 +61,11 @@ def dequant_float(bf16, W, rows, out):
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def matmul_float(bf16, W, X, out):
+def matmul_float(kind, W, X, out):
     """out (T, N) = X (T, K) @ W (N, K).T with float32 accumulation; W and X hold numbers of
-    the same float type.  The summation order is left to LLVM (SIMD lanes), as in ggml."""
+    the same float type.  The summation order is left to LLVM (SIMD lanes): ggml's
+    products of these types are not reproduced bit for bit."""
+    bf16 = kind == BF16
     N = W.shape[0]
     T, K = X.shape
     x32 = np.empty((T, K), dtype=np.float32)

@@ -18,14 +18,14 @@ Why it matters: llama.cpp builds from Feb 2024 to at least late 2025 fall back t
 for Q2_K/Q3_K tensors whose rows are not a multiple of 256 (Qwen2.5-0.5B's attn_q/k and
 ffn_gate/up in a Q3_K_M file).  Products use Q8_0 activations, like Q4_0.
 
-Fast kernels: ``legacy_numba.py`` (dequant_iq4_nl, dot_iq4_nl), which it shares with the
-other 32-weight types because they share the Q8_0 product driver.
+Fast kernels: ``legacy_numba.py`` (``quants_iq4_nl``: the table lookup, one vpshufb), whose
+dequantization and Q8_0 products it shares with the other 32-weight types.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..format.constants import GGMLType
+from ..ggml import GGMLType
 from .base import absmax_signed, f32, fp16_bytes, fp16_field
 from .legacy import LegacyType, _nibbles, _pack_nibbles
 from . import legacy_numba as fast
@@ -43,7 +43,6 @@ class IQ4_NL(LegacyType, ggml_type=GGMLType.IQ4_NL):
     least-squares d of the best one is kept.  The stored indices are those of x * (1/d).
     """
     vec_dot_type = GGMLType.Q8_0
-    dequant_kernel = fast.dequant_iq4_nl
     layout = (("d", 0, 2, "fp16 scale"), ("qs", 2, 16, "32 4-bit indices into kvalues"))
 
     @classmethod
@@ -55,26 +54,26 @@ class IQ4_NL(LegacyType, ggml_type=GGMLType.IQ4_NL):
     def quantize_blocks(cls, x):
         ntry = 7
         values = f32(KVALUES)
-        mx = absmax_signed(x)                                   # (n, 1)
-        zero = np.abs(mx) < GROUP_MAX_EPS
+        max_x = absmax_signed(x)                    # (n, 1): largest |x|, its sign kept
+        zero = np.abs(max_x) < GROUP_MAX_EPS
         w = x * x
 
         def fit(inv):
             q = values[best_index(values, inv * x)]
-            sumqx = np.zeros_like(mx)
-            sumq2 = np.zeros_like(mx)
+            sumqx = np.zeros_like(max_x)
+            sumq2 = np.zeros_like(max_x)
             for j in range(32):
                 sumqx = sumqx + w[:, j:j + 1] * q[:, j:j + 1] * x[:, j:j + 1]
                 sumq2 = sumq2 + w[:, j:j + 1] * q[:, j:j + 1] * q[:, j:j + 1]
             return sumqx, sumq2
 
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            d0 = -mx / values[0]
+            d0 = -max_x / values[0]
             sumqx, sumq2 = fit(np.float32(1) / d0)
             d = np.where(sumq2 > 0, sumqx / sumq2, np.float32(0))
             best = d * sumqx
             for itry in range(-ntry, ntry + 1):
-                sumqx, sumq2 = fit(np.float32(itry + int(KVALUES[0])) / mx)
+                sumqx, sumq2 = fit(np.float32(itry + int(KVALUES[0])) / max_x)
                 better = (sumq2 > 0) & (sumqx * sumqx > best * sumq2)
                 d = np.where(better, sumqx / sumq2, d)
                 best = np.where(better, d * sumqx, best)

@@ -64,36 +64,24 @@ def fma32(typingctx, a, b, c):
     return sig, codegen
 
 
-@intrinsic
-def f16_to_f32(typingctx, bits):
-    """IEEE binary16 bits (uint16) -> float32, exactly (every half is a float32)."""
-    sig = types.float32(types.uint16)
-
-    def codegen(context, builder, signature, args):
-        half = builder.bitcast(args[0], ir.HalfType())
-        return builder.fpext(half, ir.FloatType())
-    return sig, codegen
-
-
-@intrinsic
-def f32_to_f16(typingctx, value):
-    """float32 -> IEEE binary16 bits (uint16), rounded to nearest even like ggml's fp32_to_fp16."""
-    sig = types.uint16(types.float32)
-
-    def codegen(context, builder, signature, args):
-        half = builder.fptrunc(args[0], ir.HalfType())
-        return builder.bitcast(half, ir.IntType(16))
-    return sig, codegen
+def _conversion(result, arg, emit):
+    """An intrinsic result(arg) whose code is emit(builder, value): LLVM casts."""
+    @intrinsic
+    def conversion(typingctx, value):
+        def codegen(context, builder, signature, args):
+            return emit(builder, args[0])
+        return result(arg), codegen
+    return conversion
 
 
-@intrinsic
-def bits_to_f32(typingctx, bits):
-    """Reinterpret uint32 bits as a float32 (C: memcpy)."""
-    sig = types.float32(types.uint32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return sig, codegen
+# IEEE binary16 bits (uint16) -> float32, exactly (every half is a float32)
+f16_to_f32 = _conversion(types.float32, types.uint16,
+                         lambda builder, v: builder.fpext(builder.bitcast(v, ir.HalfType()), ir.FloatType()))
+# float32 -> IEEE binary16 bits (uint16), rounded to nearest even like ggml's fp32_to_fp16
+f32_to_f16 = _conversion(types.uint16, types.float32,
+                         lambda builder, v: builder.bitcast(builder.fptrunc(v, ir.HalfType()), ir.IntType(16)))
+# uint32 bits -> the float32 they are (C: memcpy)
+bits_to_f32 = _conversion(types.float32, types.uint32, lambda builder, v: builder.bitcast(v, ir.FloatType()))
 
 
 @njit(inline="always")

@@ -16,13 +16,15 @@ For a product the activations are quantized to Q8_K (see ``q8.py``), whose per-1
 ``bsums`` let the minimum term be computed without touching the weights:
 sum_i (d sc q_i - dmin m) x_i = d * sum_j sc_j sum_{i in j} q_i x_i - dmin * sum_j m_j bsums_j.
 
-Fast kernels: ``k_numba.py`` (dequant_<type>, dot_<type> in the same order).
+Fast kernels: ``k_numba.py`` (``dequantize_row_<type>``, ``block_lanes_<type>`` and the
+``vec_dot_*_q8_K`` float orders, under the same names as the packed scales here:
+``scale_min_k4``, ``q3_K_scales``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..format.constants import GGMLType
+from ..ggml import GGMLType
 from .base import (QuantType, absmax_signed, f32, fp16_bytes, fp16_field, fp16_round, nearest_int,
                    seq_sum)
 from . import k_numba as fast
@@ -41,6 +43,7 @@ class KType(QuantType):
         y = (d * sc_j) * q_i - (dmin * m_j)      or, without mins,   y = (d * sc_j) * q_i
     """
     vec_dot_type = GGMLType.Q8_K
+    dequant_kernel = fast.dequantize_rows
     matmul_kernel = fast.matmul_q8_K
     sub_block: int                      # weights per sub-block (16 or 32)
 
@@ -115,7 +118,6 @@ class Q2_K(KType, ggml_type=GGMLType.Q2_K):
     Quantizer: quantize_row_q2_K_ref (make_qkx2_quants with |x| weights, then 4-bit
     scales and mins relative to the largest of each).
     """
-    dequant_kernel = fast.dequant_q2_K
     layout = (("scales", 0, 16, "4-bit scale | 4-bit min << 4"), ("qs", 16, 64, "2-bit quants"),
               ("d", 80, 2, "fp16 scale of the scales"), ("dmin", 82, 2, "fp16 scale of the mins"))
     sub_block = 16
@@ -166,7 +168,6 @@ class Q3_K(KType, ggml_type=GGMLType.Q3_K):
          8: MMIIEEAA  ... 11: PPLLHHDD       2-bit pairs: the high bits, 4 per byte
     Quantizer: quantize_row_q3_K_ref (make_q3_quants per sub-block, 6-bit scales).
     """
-    dequant_kernel = fast.dequant_q3_K
     layout = (("hmask", 0, 32, "high bits"), ("qs", 32, 64, "low 2 bits"),
               ("scales", 96, 12, "16 6-bit scales"), ("d", 108, 2, "fp16 scale of the scales"))
     sub_block = 16
@@ -175,22 +176,19 @@ class Q3_K(KType, ggml_type=GGMLType.Q3_K):
     def fields(cls, blocks):
         low = _crumbs(blocks[:, 32:96]).astype(np.int8)
         high = _bits(blocks[:, 0:32]).astype(np.int8)
-        return dict(d=fp16_field(blocks, 108), sc=unpack_q3_K_scales(blocks[:, 96:108]),
+        return dict(d=fp16_field(blocks, 108), sc=q3_K_scales(blocks[:, 96:108]),
                     q=low - 4 * (1 - high))
 
     @classmethod
     def quantize_blocks(cls, x):
         n = x.shape[0]
-        scales, L = make_q3_quants(x.reshape(n * 16, 16), 4)
-        scales, L = scales.reshape(n, 16), L.reshape(n, 16, 16)
-        max_scale = np.take_along_axis(scales, np.abs(scales).argmax(axis=1)[:, None], axis=1)
-        max_scale = np.where(np.abs(max_scale) > 0, max_scale, np.float32(0))
+        scales, L, max_scale = _symmetric_sub_blocks(x, make_q3_quants, 4)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             iscale = np.float32(-32) / max_scale
             ls = np.where(max_scale != 0, np.clip(nearest_int(iscale * scales), -32, 31), 0) + 32
             d = np.where(max_scale != 0, np.float32(1) / iscale, np.float32(0))
         sc_bytes = pack_q3_K_scales(np.where(max_scale != 0, ls, 0))
-        dq = fp16_round(d) * f32(unpack_q3_K_scales(sc_bytes))          # (n, 16)
+        dq = fp16_round(d) * f32(q3_K_scales(sc_bytes))          # (n, 16)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             requant = np.clip(nearest_int(x.reshape(n, 16, 16) / dq[..., None]), -4, 3) + 4
         L = np.where((dq != 0)[..., None], requant, L).reshape(n, QK_K)
@@ -216,7 +214,6 @@ class Q4_K(KType, ggml_type=GGMLType.Q4_K):
     (ggml's get_scale_min_k4.)  Quantizer: quantize_row_q4_K_ref (make_qkx2_quants with
     weights av_x + |x|, then 6-bit scales and mins relative to the largest of each).
     """
-    dequant_kernel = fast.dequant_q4_K
     layout = (("d", 0, 2, "fp16 scale of the scales"), ("dmin", 2, 2, "fp16 scale of the mins"),
               ("scales", 4, 12, "8 6-bit scales, 8 6-bit mins"), ("qs", 16, 128, "4-bit quants"))
     sub_block = 32
@@ -224,7 +221,7 @@ class Q4_K(KType, ggml_type=GGMLType.Q4_K):
 
     @classmethod
     def fields(cls, blocks):
-        sc, m = unpack_scale_min_k4(blocks[:, 4:16])
+        sc, m = scale_min_k4(blocks[:, 4:16])
         return dict(d=fp16_field(blocks, 0), dmin=fp16_field(blocks, 2), sc=sc, m=m,
                     q=_nibbles_k(blocks[:, 16:144]))
 
@@ -246,7 +243,6 @@ class Q5_K(KType, ggml_type=GGMLType.Q5_K):
     Weight e: q = nibble (as Q4_K) + 16 * ((qh[e%32] >> e//32) & 1).
     Quantizer: quantize_row_q5_K_ref (as Q4_K with 31 levels).
     """
-    dequant_kernel = fast.dequant_q5_K
     layout = (("d", 0, 2, "fp16 scale of the scales"), ("dmin", 2, 2, "fp16 scale of the mins"),
               ("scales", 4, 12, "8 6-bit scales, 8 6-bit mins"), ("qh", 16, 32, "5th bits"),
               ("qs", 48, 128, "low 4 bits"))
@@ -255,7 +251,7 @@ class Q5_K(KType, ggml_type=GGMLType.Q5_K):
 
     @classmethod
     def fields(cls, blocks):
-        sc, m = unpack_scale_min_k4(blocks[:, 4:16])
+        sc, m = scale_min_k4(blocks[:, 4:16])
         return dict(d=fp16_field(blocks, 0), dmin=fp16_field(blocks, 2), sc=sc, m=m,
                     q=_nibbles_k(blocks[:, 48:176]) | (_bits(blocks[:, 16:48]) << 4))
 
@@ -280,7 +276,6 @@ class Q6_K(KType, ggml_type=GGMLType.Q6_K):
         q    = (low4 | hi2 << 4) - 32
     Quantizer: quantize_row_q6_K_ref (make_qx_quants per sub-block, int8 scales).
     """
-    dequant_kernel = fast.dequant_q6_K
     layout = (("ql", 0, 128, "low 4 bits"), ("qh", 128, 64, "high 2 bits"),
               ("scales", 192, 16, "16 int8 scales"), ("d", 208, 2, "fp16 scale of the scales"))
     sub_block = 16
@@ -293,9 +288,7 @@ class Q6_K(KType, ggml_type=GGMLType.Q6_K):
     @classmethod
     def quantize_blocks(cls, x):
         n = x.shape[0]
-        scales, L = make_qx_quants(x.reshape(n * 16, 16), 32)
-        scales, L = scales.reshape(n, 16), L.reshape(n, 16, 16)
-        max_scale = np.take_along_axis(scales, np.abs(scales).argmax(axis=1)[:, None], axis=1)
+        scales, L, max_scale = _symmetric_sub_blocks(x, make_qx_quants, 32)
         zero = np.abs(max_scale) < GROUP_MAX_EPS                           # (n, 1)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             iscale = np.float32(-128) / max_scale
@@ -315,6 +308,17 @@ class Q6_K(KType, ggml_type=GGMLType.Q6_K):
         return out
 
 
+def _symmetric_sub_blocks(x: np.ndarray, make_quants, nmax: int):
+    """What Q3_K's and Q6_K's quantizers start with: make_quants (make_q3_quants or
+    make_qx_quants) on each 16-weight sub-block of x (n, 256) -> scales (n, 16), levels
+    L (n, 16, 16), and max_scale (n, 1): the scale of largest |scale|, its sign kept
+    (ggml's scan, which starts from +0)."""
+    n = x.shape[0]
+    scales, L = make_quants(x.reshape(n * 16, 16), nmax)
+    scales = scales.reshape(n, 16)
+    return scales, L.reshape(n, 16, 16), absmax_signed(scales)
+
+
 def _q6_values(ql: np.ndarray, qh: np.ndarray) -> np.ndarray:
     """ql (n, 128), qh (n, 64) -> the unsigned 6-bit values (n, 256) in weight order."""
     n = ql.shape[0]
@@ -326,17 +330,17 @@ def _q6_values(ql: np.ndarray, qh: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------- packed scales
 
-def unpack_scale_min_k4(scales: np.ndarray):
+def scale_min_k4(scales: np.ndarray):
     """scales uint8 (n, 12) of Q4_K/Q5_K -> (sc, m), each (n, 8) in 0..63 (get_scale_min_k4)."""
     s = scales.reshape(-1, 3, 4)
-    d, m, md = s[:, 0], s[:, 1], s[:, 2]
-    sc = np.concatenate([d & 0x3F, (md & 0x0F) | ((d >> 6) << 4)], axis=1)
-    mn = np.concatenate([m & 0x3F, (md >> 4) | ((m >> 6) << 4)], axis=1)
-    return sc, mn
+    low_sc, low_m, high = s[:, 0], s[:, 1], s[:, 2]          # bytes 0..3, 4..7, 8..11
+    sc = np.concatenate([low_sc & 0x3F, (high & 0x0F) | ((low_sc >> 6) << 4)], axis=1)
+    m = np.concatenate([low_m & 0x3F, (high >> 4) | ((low_m >> 6) << 4)], axis=1)
+    return sc, m
 
 
 def pack_scale_min_k4(ls: np.ndarray, lm: np.ndarray) -> np.ndarray:
-    """(sc, m), each (n, 8) in 0..63 -> the 12 packed bytes (inverse of unpack_scale_min_k4)."""
+    """(sc, m), each (n, 8) in 0..63 -> the 12 packed bytes (inverse of scale_min_k4)."""
     ls, lm = ls.astype(np.uint8), lm.astype(np.uint8)
     first = ls[:, :4] | ((ls[:, 4:] >> 4) << 6)
     second = lm[:, :4] | ((lm[:, 4:] >> 4) << 6)
@@ -344,7 +348,7 @@ def pack_scale_min_k4(ls: np.ndarray, lm: np.ndarray) -> np.ndarray:
     return np.concatenate([first, second, third], axis=1)
 
 
-def unpack_q3_K_scales(scales: np.ndarray) -> np.ndarray:
+def q3_K_scales(scales: np.ndarray) -> np.ndarray:
     """scales uint8 (n, 12) of Q3_K -> (n, 16) signed scales S_j in -32..31."""
     low = np.concatenate([scales[:, 0:8] & 0x0F, scales[:, 0:8] >> 4], axis=1)
     shifts = np.array([0, 2, 4, 6], dtype=np.uint8).reshape(1, 4, 1)
@@ -353,7 +357,7 @@ def unpack_q3_K_scales(scales: np.ndarray) -> np.ndarray:
 
 
 def pack_q3_K_scales(biased: np.ndarray) -> np.ndarray:
-    """(n, 16) scales + 32 (0..63) -> the 12 packed bytes (inverse of unpack_q3_K_scales)."""
+    """(n, 16) scales + 32 (0..63) -> the 12 packed bytes (inverse of q3_K_scales)."""
     b = biased.astype(np.uint8)
     low = (b[:, 0:8] & 0x0F) | ((b[:, 8:16] & 0x0F) << 4)
     high = (b >> 4).reshape(-1, 4, 4) << np.array([0, 2, 4, 6], dtype=np.uint8).reshape(1, 4, 1)
@@ -399,17 +403,17 @@ def make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep, use_mad):
     """
     G, n = x.shape
     w = weights
-    mn = x[:, 0].copy()
-    mx = x[:, 0].copy()
+    min_x = x[:, 0].copy()
+    max_x = x[:, 0].copy()
     sum_w = w[:, 0].copy()
     sum_x = sum_w * x[:, 0]
     for i in range(1, n):
-        mn = np.where(x[:, i] < mn, x[:, i], mn)
-        mx = np.where(x[:, i] > mx, x[:, i], mx)
+        min_x = np.where(x[:, i] < min_x, x[:, i], min_x)
+        max_x = np.where(x[:, i] > max_x, x[:, i], max_x)
         sum_w = sum_w + w[:, i]
         sum_x = sum_x + w[:, i] * x[:, i]
-    mn = np.where(mn > 0, np.float32(0), mn)
-    flat = mx == mn
+    min_x = np.where(min_x > 0, np.float32(0), min_x)
+    flat = max_x == min_x
     fnmax = np.float32(nmax)
 
     def error(scale, minimum, levels):
@@ -420,13 +424,13 @@ def make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep, use_mad):
         return total
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        iscale = fnmax / (mx - mn)
+        iscale = fnmax / (max_x - min_x)
         scale = np.float32(1) / iscale
-        L = np.clip(nearest_int(iscale[:, None] * (x - mn[:, None])), 0, nmax)
-        best_error = error(scale, mn, L)
+        L = np.clip(nearest_int(iscale[:, None] * (x - min_x[:, None])), 0, nmax)
+        best_error = error(scale, min_x, L)
         for step in range(nstep + 1):
-            iscale = (np.float32(rmin) + np.float32(rdelta) * np.float32(step) + fnmax) / (mx - mn)
-            laux = np.clip(nearest_int(iscale[:, None] * (x - mn[:, None])), 0, nmax)
+            iscale = (np.float32(rmin) + np.float32(rdelta) * np.float32(step) + fnmax) / (max_x - min_x)
+            laux = np.clip(nearest_int(iscale[:, None] * (x - min_x[:, None])), 0, nmax)
             sum_l = np.zeros(G, dtype=np.float32)
             sum_l2 = np.zeros(G, dtype=np.float32)
             sum_xl = np.zeros(G, dtype=np.float32)
@@ -446,10 +450,23 @@ def make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep, use_mad):
             L = np.where(better[:, None], laux, L)
             best_error = np.where(better, cur_error, best_error)
             scale = np.where(better, this_scale, scale)
-            mn = np.where(better, this_min, mn)
+            min_x = np.where(better, this_min, min_x)
     L = np.where(flat[:, None], 0, L)
     scale = np.where(flat, np.float32(0), scale)
-    return scale, -mn, L
+    return scale, -min_x, L
+
+
+def _symmetric_levels(x, w, iscale, nmax):
+    """Levels l = clamp(nearest_int(iscale * x), -nmax, nmax - 1) of each row of x (G, n),
+    and the weighted sums sumlx = sum w x l, suml2 = sum w l^2 (G,), in ggml's order."""
+    l = np.clip(nearest_int(iscale[:, None] * x), -nmax, nmax - 1)
+    sumlx = np.zeros(x.shape[0], dtype=np.float32)
+    suml2 = np.zeros(x.shape[0], dtype=np.float32)
+    for i in range(x.shape[1]):
+        li = f32(l[:, i])
+        sumlx = sumlx + w[:, i] * x[:, i] * li
+        suml2 = suml2 + w[:, i] * li * li
+    return l, sumlx, suml2
 
 
 def make_qx_quants(x, nmax):
@@ -457,31 +474,20 @@ def make_qx_quants(x, nmax):
     ggml's make_qx_quants as Q6_K calls it.  Tries iscale = -(nmax + 0.1*is)/max for
     is = -9..9 and keeps the one with the largest sumlx^2/suml2.
     Returns (scale (G,), L (G, n) levels + nmax in 0..2*nmax-1)."""
-    G, n = x.shape
-    mx = absmax_signed(x)[:, 0]
-    zero = np.abs(mx) < GROUP_MAX_EPS
+    max_x = absmax_signed(x)[:, 0]                 # largest |x|, its sign kept
+    zero = np.abs(max_x) < GROUP_MAX_EPS
     fnmax = np.float32(nmax)
     w = x * x
-
-    def fit(iscale):
-        l = np.clip(nearest_int(iscale[:, None] * x), -nmax, nmax - 1)
-        sumlx = np.zeros(G, dtype=np.float32)
-        suml2 = np.zeros(G, dtype=np.float32)
-        for i in range(n):
-            li = f32(l[:, i])
-            sumlx = sumlx + w[:, i] * x[:, i] * li
-            suml2 = suml2 + w[:, i] * li * li
-        return l, sumlx, suml2
-
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        l, sumlx, suml2 = fit(-fnmax / mx)
+        l, sumlx, suml2 = _symmetric_levels(x, w, -fnmax / max_x, nmax)
         L = l + nmax
         scale = np.where(suml2 != 0, sumlx / suml2, np.float32(0))
         best = scale * sumlx
         for step in range(-9, 10):
             if step == 0:
                 continue
-            l, sumlx, suml2 = fit(-(fnmax + np.float32(0.1) * np.float32(step)) / mx)
+            l, sumlx, suml2 = _symmetric_levels(x, w, -(fnmax + np.float32(0.1) * np.float32(step)) / max_x,
+                                                nmax)
             better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
             L = np.where(better[:, None], l + nmax, L)
             scale = np.where(better, sumlx / suml2, scale)
@@ -496,18 +502,12 @@ def make_q3_quants(x, nmax):
     others' current fit, if that raises sumlx^2/suml2.  (A pass that changes nothing
     would change nothing if repeated, so running all 5 for every group is equivalent to
     ggml's early exit.)  Returns (scale (G,), L (G, n) levels + nmax in 0..2*nmax-1)."""
-    G, n = x.shape
-    mx = absmax_signed(x)[:, 0]
-    zero = np.abs(mx) < GROUP_MAX_EPS
+    n = x.shape[1]
+    max_x = absmax_signed(x)[:, 0]                 # largest |x|, its sign kept
+    zero = np.abs(max_x) < GROUP_MAX_EPS
     w = x * x
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        L = np.clip(nearest_int((-np.float32(nmax) / mx)[:, None] * x), -nmax, nmax - 1)
-        sumlx = np.zeros(G, dtype=np.float32)
-        suml2 = np.zeros(G, dtype=np.float32)
-        for i in range(n):
-            li = f32(L[:, i])
-            sumlx = sumlx + w[:, i] * x[:, i] * li
-            suml2 = suml2 + w[:, i] * li * li
+        L, sumlx, suml2 = _symmetric_levels(x, w, -np.float32(nmax) / max_x, nmax)
         for _ in range(5):
             for i in range(n):
                 li = f32(L[:, i])

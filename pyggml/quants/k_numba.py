@@ -1,19 +1,30 @@
 """Fast layer of the K-quants: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 
-Reference and layouts: ``k.py``.  Per type, in the same order:
+Reference and layouts: ``k.py``.  ``kind`` is the ggml type id; ``k4`` names what Q4_K and
+Q5_K share (their 12 packed scale bytes: ggml's get_scale_min_k4), ``symmetric`` what Q3_K
+and Q6_K share (16 signed scales, no mins).
 
-    dequant_<type>(W, rows, out)   out[i] = row rows[i] of W decoded, float for float
-                                   identical to the reference (same float32 operations)
-    ints_<type>(w, o, x, xo, ...)  the super-block at byte o of weight row w times the Q8_K
-                                   activation block at byte xo of x (int8): the exact
-                                   integer products in the 8 int32 lanes of ggml's AVX2
-                                   vec_dot (lane l: the weights e with (e % 32) // 4 == l)
-
-``matmul_q8_K`` runs out[t, n] = W[n] . X[t] from activations in ggml's block_q8_K
-layout, with the float32 bits of llama.cpp's CPU backend: per super-block the exact
-integer lanes, then combined in the float order of the kernel llama.cpp runs for that
-product (``dot_row``: the vec_dot's lanes, repack.cpp's gemv/gemm chains or the tiled
-matmul's; jit.order picks, kernels/ggml_order.c draws each).
+    scale_min_k4(w, s), q3_K_scales(w, s)
+                                   the packed sub-block scales (and mins) as int16 vectors
+    dequantize_row_<type>(w, y)    (Q2_K, Q3_K, Q6_K; dequantize_row_k4 for Q4_K, Q5_K)
+                                   one row decoded, float for float identical to the
+                                   reference (same float32 operations)
+    dequantize_rows(kind, W, rows, out)
+                                   out[i] = row rows[i] of W decoded, parallel over rows
+    block_lanes_<type>(w, o, x, xo, ...)
+                                   (block_lanes_q2_K, _q3_K, _k4, _q6_K) the super-block at
+                                   byte o of weight row w times the Q8_K activation block
+                                   at byte xo of x (int8): the exact integer products in
+                                   the 8 int32 lanes of ggml's AVX2 vec_dot (lane l: the
+                                   weights e with (e % 32) // 4 == l)
+    vec_dot_q2_K_q8_K, vec_dot_k4_q8_K, vec_dot_symmetric_q8_K (how, w, ...)
+                                   a weight row times an activation row: the lanes of
+                                   each block combined in the float order ``how``
+                                   (vec_dot's lanes, repack.cpp's gemv/gemm chains or the
+                                   tiled matmul's; kernels/ggml_order.c draws each)
+    matmul_q8_K(kind, W, ...)      out[t, n] = W[n] . X[t] from activations in ggml's
+                                   block_q8_K layout, each product in the order
+                                   llama.cpp's CPU backend gives it (jit.order)
 
 The kernels are written with jit.py's vectors, 32 weights per instruction as in ggml's
 AVX2 code: the quants of a 32-weight slice are unpacked into one uint8 vector, multiplied
@@ -27,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..format.constants import GGMLType
+from ..ggml import GGMLType
 from .jit import (GEMM, GEMV, ROWS_PER_TASK, TILED, bitcast, concat, convert, f16, fma32,
                   from_tuple, hsum, hsum8, madd, maddubs, order, part, repeat, splat, u32, vfma,
                   vload, vstore)
@@ -39,7 +50,7 @@ Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = (int(GGMLType.Q2_K), int(GGMLType.Q3_K), int(GGML
 # ---------------------------------------------------------------------- scales
 
 @njit(inline="always")
-def scales_mins_k4(w, s):
+def scale_min_k4(w, s):
     """The 8 scales and 8 mins of Q4_K/Q5_K (12 bytes at w[s:]) as two int16 vectors,
     unpacked 4 at a time in 32-bit words as ggml does (get_scale_min_k4 for j = 0..7):
 
@@ -54,7 +65,7 @@ def scales_mins_k4(w, s):
 
 
 @njit(inline="always")
-def scales_q3_K(w, s):
+def q3_K_scales(w, s):
     """The 16 signed scales of Q3_K (12 bytes at w[s:]; 6 bits each, biased by 32) as an
     int16 vector: the low 4 bits from bytes 0..7 (low nibbles for scales 0..7, high
     nibbles for 8..15), the high 2 bits from bytes 8..11 (2 bits per scale, by fours).
@@ -96,49 +107,47 @@ def store_slice(y, yo, q, offset, dl_a, dl_b, ml_a, ml_b, with_min):
     vstore(y, yo + 16, second)
 
 
-@njit(parallel=True, cache=True)
-def dequant_q2_K(W, rows, out):
-    for i in prange(rows.size):
-        w, y = W[rows[i]], out[i]
-        for b in range(y.size // 256):
-            o = 84 * b
-            d, dmin = f16(w, o + 80), f16(w, o + 82)
-            for h in range(2):
-                q = vload(w, o + 16 + 32 * h, 32)
-                for k in range(4):
-                    g = o + 8 * h + 2 * k                       # scale bytes of l < 16, l >= 16
-                    store_slice(y, 256 * b + 128 * h + 32 * k, (q >> np.uint8(2 * k)) & np.uint8(3), 0,
-                                d * np.float32(w[g] & 15), d * np.float32(w[g + 1] & 15),
-                                dmin * np.float32(w[g] >> 4), dmin * np.float32(w[g + 1] >> 4), True)
-
-
-@njit(parallel=True, cache=True)
-def dequant_q3_K(W, rows, out):
-    for i in prange(rows.size):
-        w, y = W[rows[i]], out[i]
-        for b in range(y.size // 256):
-            o = 110 * b
-            d = f16(w, o + 108)
-            scales = scales_q3_K(w, o + 96)
-            hmask = vload(w, o, 32)
-            for h in range(2):
-                q = vload(w, o + 32 + 32 * h, 32)
-                for k in range(4):
-                    g = 8 * h + 2 * k
-                    low = (q >> np.uint8(2 * k)) & np.uint8(3)
-                    high = (hmask >> np.uint8(4 * h + k)) & np.uint8(1)
-                    store_slice(y, 256 * b + 128 * h + 32 * k, low | (high << np.uint8(2)), 4,
-                                d * np.float32(scales[g]), d * np.float32(scales[g + 1]),
-                                np.float32(0), np.float32(0), False)
+@njit(inline="always")
+def dequantize_row_q2_K(w, y):
+    """Q2_K row w into y: y = (d sc) q - (dmin m), 4-bit sc and m."""
+    for b in range(y.size // 256):
+        o = 84 * b
+        d, dmin = f16(w, o + 80), f16(w, o + 82)
+        for h in range(2):
+            q = vload(w, o + 16 + 32 * h, 32)
+            for k in range(4):
+                g = o + 8 * h + 2 * k                           # scale bytes of l < 16, l >= 16
+                store_slice(y, 256 * b + 128 * h + 32 * k, (q >> np.uint8(2 * k)) & np.uint8(3), 0,
+                            d * np.float32(w[g] & 15), d * np.float32(w[g + 1] & 15),
+                            dmin * np.float32(w[g] >> 4), dmin * np.float32(w[g + 1] >> 4), True)
 
 
 @njit(inline="always")
-def dequant_k4_row(w, y, size, qh_at, qs_at):
+def dequantize_row_q3_K(w, y):
+    """Q3_K row w into y: y = (d S) (q - 4), q = low 2 bits + 4 * the hmask bit."""
+    for b in range(y.size // 256):
+        o = 110 * b
+        d = f16(w, o + 108)
+        scales = q3_K_scales(w, o + 96)
+        hmask = vload(w, o, 32)
+        for h in range(2):
+            q = vload(w, o + 32 + 32 * h, 32)
+            for k in range(4):
+                g = 8 * h + 2 * k
+                low = (q >> np.uint8(2 * k)) & np.uint8(3)
+                high = (hmask >> np.uint8(4 * h + k)) & np.uint8(1)
+                store_slice(y, 256 * b + 128 * h + 32 * k, low | (high << np.uint8(2)), 4,
+                            d * np.float32(scales[g]), d * np.float32(scales[g + 1]),
+                            np.float32(0), np.float32(0), False)
+
+
+@njit(inline="always")
+def dequantize_row_k4(w, y, type_size, qh_at, qs_at):
     """Q4_K (qh_at < 0) or Q5_K row w into y: y = (d sc) q - (dmin m)."""
     for b in range(y.size // 256):
-        o = size * b
+        o = type_size * b
         d, dmin = f16(w, o), f16(w, o + 2)
-        scales, mins = scales_mins_k4(w, o + 4)
+        scales, mins = scale_min_k4(w, o + 4)
         qh = vload(w, o + max(qh_at, 0), 32)
         for c in range(4):
             q = vload(w, o + qs_at + 32 * c, 32)
@@ -151,38 +160,42 @@ def dequant_k4_row(w, y, size, qh_at, qs_at):
                 store_slice(y, 256 * b + 32 * j, v, 0, dl, dl, ml, ml, True)
 
 
-@njit(parallel=True, cache=True)
-def dequant_q4_K(W, rows, out):
-    for i in prange(rows.size):
-        dequant_k4_row(W[rows[i]], out[i], 144, -1, 16)
+@njit(inline="always")
+def dequantize_row_q6_K(w, y):
+    """Q6_K row w into y: y = (d scales_j) (q - 32), q = 4 bits of ql + 2 of qh."""
+    for b in range(y.size // 256):
+        o = 210 * b
+        d = f16(w, o + 208)
+        for h in range(2):
+            ql0, ql1, qh = vload(w, o + 64 * h, 32), vload(w, o + 64 * h + 32, 32), vload(w, o + 128 + 32 * h, 32)
+            for k in range(4):
+                low = ((ql0 if k % 2 == 0 else ql1) >> np.uint8(4 * (k // 2))) & np.uint8(15)
+                high = (qh >> np.uint8(2 * k)) & np.uint8(3)
+                g = o + 192 + 8 * h + 2 * k
+                store_slice(y, 256 * b + 128 * h + 32 * k, low | (high << np.uint8(4)), 32,
+                            d * np.float32(np.int8(w[g])), d * np.float32(np.int8(w[g + 1])),
+                            np.float32(0), np.float32(0), False)
 
 
 @njit(parallel=True, cache=True)
-def dequant_q5_K(W, rows, out):
-    for i in prange(rows.size):
-        dequant_k4_row(W[rows[i]], out[i], 176, 16, 48)
-
-
-@njit(parallel=True, cache=True)
-def dequant_q6_K(W, rows, out):
+def dequantize_rows(kind, W, rows, out):
+    """out[i] = row rows[i] of W (uint8 (n_rows, row_bytes) of type kind), decoded."""
     for i in prange(rows.size):
         w, y = W[rows[i]], out[i]
-        for b in range(y.size // 256):
-            o = 210 * b
-            d = f16(w, o + 208)
-            for h in range(2):
-                ql0, ql1, qh = vload(w, o + 64 * h, 32), vload(w, o + 64 * h + 32, 32), vload(w, o + 128 + 32 * h, 32)
-                for k in range(4):
-                    low = ((ql0 if k % 2 == 0 else ql1) >> np.uint8(4 * (k // 2))) & np.uint8(15)
-                    high = (qh >> np.uint8(2 * k)) & np.uint8(3)
-                    g = o + 192 + 8 * h + 2 * k
-                    store_slice(y, 256 * b + 128 * h + 32 * k, low | (high << np.uint8(4)), 32,
-                                d * np.float32(np.int8(w[g])), d * np.float32(np.int8(w[g + 1])),
-                                np.float32(0), np.float32(0), False)
+        if kind == Q2_K:
+            dequantize_row_q2_K(w, y)
+        elif kind == Q3_K:
+            dequantize_row_q3_K(w, y)
+        elif kind == Q4_K:
+            dequantize_row_k4(w, y, 144, -1, 16)
+        elif kind == Q5_K:
+            dequantize_row_k4(w, y, 176, 16, 48)
+        else:
+            dequantize_row_q6_K(w, y)
 
 
-# ---------------------------------------------------------------------- block integers
-# ints_<type>(w, o, x, xo, ...): the super-block at byte o of weight row w times the
+# ---------------------------------------------------------------------- block lanes
+# block_lanes_<type>(w, o, x, xo, ...): the super-block at byte o of weight row w times the
 # activation quants x[xo:xo + 256] (int8), in ggml's 8 int32 lanes.  Weight 128h + 32k + l
 # of the 2-bit, 3-bit and 6-bit types sits in plane (h, k) at byte l of its half; the
 # 4- and 5-bit types store 64 weights per 32 bytes (low nibbles, then high nibbles).
@@ -210,7 +223,7 @@ def scale_quad(scales, g):
 
 
 @njit(inline="always")
-def ints_q2_K(w, o, x, xo, bs, bo):
+def block_lanes_q2_K(w, o, x, xo, bs, bo):
     """-> (lanes of weights 0..127, lanes of 128..255, min lanes): min lane l is
     m_2l bsum_2l + m_2l+1 bsum_2l+1 (bsums: the 16 int16 sums of the activation block)."""
     packed = vload(w, o, 16)
@@ -227,7 +240,7 @@ def ints_q2_K(w, o, x, xo, bs, bo):
 
 
 @njit(inline="always")
-def q3_planes(q2, unset, h, kk, x, xo, scales):
+def q3_K_planes(q2, unset, h, kk, x, xo, scales):
     """Planes k = 2kk, 2kk + 1 of half h: the value low + 4 * high - 4 as ggml forms it,
     maddubs of the low 2 bits minus maddubs of 4 where the high bit is clear (both
     exact, far from saturation).  q2: the half's low bits, and the same shifted by 2
@@ -239,16 +252,16 @@ def q3_planes(q2, unset, h, kk, x, xo, scales):
 
 
 @njit(inline="always")
-def ints_q3_K(w, o, x, xo):
-    scales = scales_q3_K(w, o + 96)
+def block_lanes_q3_K(w, o, x, xo):
+    scales = q3_K_scales(w, o + 96)
     hmask = vload(w, o, 32)
     unset = concat(hmask, hmask >> np.uint8(1)) ^ np.uint8(255)
     q = vload(w, o + 32, 32)
     q2 = concat(q, q >> np.uint8(2))
-    half0 = q3_planes(q2, unset, 0, 0, x, xo, scales) + q3_planes(q2, unset, 0, 1, x, xo, scales)
+    half0 = q3_K_planes(q2, unset, 0, 0, x, xo, scales) + q3_K_planes(q2, unset, 0, 1, x, xo, scales)
     q = vload(w, o + 64, 32)
     q2 = concat(q, q >> np.uint8(2))
-    half1 = q3_planes(q2, unset, 1, 0, x, xo, scales) + q3_planes(q2, unset, 1, 1, x, xo, scales)
+    half1 = q3_K_planes(q2, unset, 1, 0, x, xo, scales) + q3_K_planes(q2, unset, 1, 1, x, xo, scales)
     return fold(half0 + half1)
 
 
@@ -264,11 +277,11 @@ def k4_chunk(w, o, c, qh, with_qh, x, xo, scales):
 
 
 @njit(inline="always")
-def ints_k4(w, o, x, xo, bs32, bo, qh_at, qs_at):
+def block_lanes_k4(w, o, x, xo, bs32, bo, qh_at, qs_at):
     """Q4_K (qh_at < 0) or Q5_K -> (lanes of the two slices of chunk c = 0..3, 16 each;
     min lanes): min lane p is m_2p bsum32_2p + m_2p+1 bsum32_2p+1 (bsum32: the activation
     sums by 32), the 4 lanes ggml's Q4_K vec_dot keeps its mins in."""
-    scales, mins = scales_mins_k4(w, o + 4)
+    scales, mins = scale_min_k4(w, o + 4)
     with_qh = qh_at >= 0
     qh = vload(w, o + max(qh_at, 0), 32)
     return (k4_chunk(w, o + qs_at, 0, qh, with_qh, x, xo, scales),
@@ -279,7 +292,7 @@ def ints_k4(w, o, x, xo, bs32, bo, qh_at, qs_at):
 
 
 @njit(inline="always")
-def ints_q6_K(w, o, x, xo, bs, bo):
+def block_lanes_q6_K(w, o, x, xo, bs, bo):
     """Q6_K's quants 0..63 (low 4 bits in ql, high 2 in qh); the bias 32 comes out of
     each lane as 32 (S_2l bsum_2l + S_2l+1 bsum_2l+1), ggml's q8sclsub."""
     scales = convert(bitcast(vload(w, o + 192, 16), np.int8), np.int16)
@@ -297,18 +310,18 @@ def ints_q6_K(w, o, x, xo, bs, bo):
 # ---------------------------------------------------------------------- the float orders
 
 @njit(inline="always")
-def dot_symmetric(kind, how, w, x, bs, xd):
+def vec_dot_symmetric_q8_K(kind, how, w, x, bs, xd):
     """Q3_K or Q6_K weight row w times one activation row (x: its bytes as int8, bs: as
     int16, xd: d per block): the vec_dot's 8 float lanes, or the tiled chain."""
-    size, d_at = (110, 108) if kind == Q3_K else (210, 208)
+    type_size, d_at = (110, 108) if kind == Q3_K else (210, 208)
     acc = splat(np.float32(0), 8)
     chain = np.float32(0)
     for b in range(xd.size):
         if kind == Q3_K:
-            lanes = ints_q3_K(w, size * b, x, 292 * b + 4)
+            lanes = block_lanes_q3_K(w, type_size * b, x, 292 * b + 4)
         else:
-            lanes = ints_q6_K(w, size * b, x, 292 * b + 4, bs, 146 * b + 130)
-        dx, dy = f16(w, size * b + d_at), xd[b]
+            lanes = block_lanes_q6_K(w, type_size * b, x, 292 * b + 4, bs, 146 * b + 130)
+        dx, dy = f16(w, type_size * b + d_at), xd[b]
         if how == TILED:
             chain = fma32(np.float32(hsum(lanes)) * dx, dy, chain)
         else:
@@ -317,16 +330,16 @@ def dot_symmetric(kind, how, w, x, bs, xd):
 
 
 @njit(inline="always")
-def dot_k4(kind, how, w, x, bs32, xd):
+def vec_dot_k4_q8_K(kind, how, w, x, bs32, xd):
     """Q4_K or Q5_K weight row w times one activation row (bs32: the activation sums by
     32, 8 per block) in the order `how`."""
-    size, qh_at, qs_at = (144, -1, 16) if kind == Q4_K else (176, 16, 48)
+    type_size, qh_at, qs_at = (144, -1, 16) if kind == Q4_K else (176, 16, 48)
     acc = splat(np.float32(0), 8)
     acc_min = splat(np.float32(0), 4)
     chain = chain_min = extra = np.float32(0)
     for b in range(xd.size):
-        p0, p1, p2, p3, mins = ints_k4(w, size * b, x, 292 * b + 4, bs32, 8 * b, qh_at, qs_at)
-        dx, dmin, dy = f16(w, size * b), f16(w, size * b + 2), xd[b]
+        p0, p1, p2, p3, mins = block_lanes_k4(w, type_size * b, x, 292 * b + 4, bs32, 8 * b, qh_at, qs_at)
+        dx, dmin, dy = f16(w, type_size * b), f16(w, type_size * b + 2), xd[b]
         if how == GEMV or how == GEMM:                  # repack.cpp's chains (Q4_K only)
             if how == GEMV:
                 chain = fma32(np.float32(hsum((p0 + p1) + (p2 + p3))), dx * dy, chain)
@@ -359,11 +372,13 @@ def dot_k4(kind, how, w, x, bs32, xd):
 
 
 @njit(inline="always")
-def dot_q2_K(how, w, x, bs, xd):
+def vec_dot_q2_K_q8_K(how, w, x, bs, xd):
+    """Q2_K weight row w times one activation row (bs: its bytes as int16, for the bsums)
+    in the order `how`."""
     acc = splat(np.float32(0), 8)
     chain = chain_min = np.float32(0)
     for b in range(xd.size):
-        half0, half1, mins = ints_q2_K(w, 84 * b, x, 292 * b + 4, bs, 146 * b + 130)
+        half0, half1, mins = block_lanes_q2_K(w, 84 * b, x, 292 * b + 4, bs, 146 * b + 130)
         dx, dmin, dy = f16(w, 84 * b + 80), f16(w, 84 * b + 82), xd[b]
         if how == GEMV:
             chain = fma32(np.float32(hsum(half0 + half1)), dx * dy, chain)
@@ -385,15 +400,15 @@ def dot_q2_K(how, w, x, bs, xd):
 
 
 @njit(inline="always")
-def dot_row(kind, how, w, x, bs, bs32, xd):
+def vec_dot(kind, how, w, x, bs, bs32, xd):
     """Weight row w times one activation row in the float order `how` (jit.py): x is the
     block_q8_K row as int8, bs the same bytes as int16 (bsums), bs32 the activation
     sums by 32, xd the d of each block."""
     if kind == Q4_K or kind == Q5_K:
-        return dot_k4(kind, how, w, x, bs32, xd)
+        return vec_dot_k4_q8_K(kind, how, w, x, bs32, xd)
     if kind == Q2_K:
-        return dot_q2_K(how, w, x, bs, xd)
-    return dot_symmetric(kind, how, w, x, bs, xd)
+        return vec_dot_q2_K_q8_K(how, w, x, bs, xd)
+    return vec_dot_symmetric_q8_K(kind, how, w, x, bs, xd)
 
 
 @njit(parallel=True, cache=True)
@@ -420,4 +435,4 @@ def matmul_q8_K(kind, W, xq_f32, xq_i8, xq_i16, out):
         for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):
             w = W[n]
             for t in range(T):
-                out[t, n] = dot_row(kind, order(kind, N, T, t), w, xq_i8[t], xq_i16[t], bs32[t], xd[t])
+                out[t, n] = vec_dot(kind, order(kind, N, T, t), w, xq_i8[t], xq_i16[t], bs32[t], xd[t])

@@ -14,16 +14,17 @@ These types survive inside modern "K" files: when a row length is not a multiple
 Q6_K to Q8_0.  For a product their activations are quantized to Q8_0 (Q8_1 for the _1
 types, whose offset needs the sum of the activations); see ``q8.py``.
 
-Fast kernels: ``legacy_numba.py`` (dequant_<type>, dot_<type> in the same order).
+Fast kernels: ``legacy_numba.py`` (``quants_<type>`` unpacks a block; ``dequantize_rows``
+and ``matmul_q8_0`` take the type as a parameter).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..format.constants import GGMLType
+from ..ggml import GGMLType
 from .base import QuantType, absmax_signed, f32, fp16_bytes, fp16_field
 from . import legacy_numba as fast
-from .q8 import q8_round_ref, quantize_q8_0_or_1, quantize_rows_q8_0_ref
+from .q8 import q8_round_ref, quantize_rows_q8_0_q8_1, quantize_rows_q8_0_ref
 
 QK = 32                                                # weights per block
 
@@ -37,6 +38,7 @@ class LegacyType(QuantType):
 
         y = d * q            or, with an offset field m,    y = d * q + m
     """
+    dequant_kernel = fast.dequantize_rows
     matmul_kernel = fast.matmul_q8_0
 
     @classmethod
@@ -89,7 +91,6 @@ class Q4_0(LegacyType, ggml_type=GGMLType.Q4_0):
     d = max / -8, q = min(15, trunc(w / d + 8.5)): the extreme weight lands on q = 0.
     """
     vec_dot_type = GGMLType.Q8_0
-    dequant_kernel = fast.dequant_q4_0
     layout = (("d", 0, 2, "fp16 scale"), ("qs", 2, 16, "32 4-bit quants"))
 
     @classmethod
@@ -98,10 +99,7 @@ class Q4_0(LegacyType, ggml_type=GGMLType.Q4_0):
 
     @classmethod
     def quantize_blocks(cls, x):
-        d = absmax_signed(x) / np.float32(-8)
-        with np.errstate(divide="ignore"):
-            inv = np.where(d != 0, np.float32(1) / d, np.float32(0))
-        q = np.minimum(15, _c_trunc(x * inv + np.float32(8.5)))
+        d, q = _symmetric_quants(x, 8)
         return np.concatenate([fp16_bytes(d), _pack_nibbles(q)], axis=1)
 
 
@@ -118,7 +116,6 @@ class Q4_1(LegacyType, ggml_type=GGMLType.Q4_1):
     q = min(15, trunc((w - m) / d + 0.5)).
     """
     vec_dot_type = GGMLType.Q8_1
-    dequant_kernel = fast.dequant_q4_1
     layout = (("d", 0, 2, "fp16 scale"), ("m", 2, 2, "fp16 minimum"),
               ("qs", 4, 16, "32 4-bit quants"))
 
@@ -145,7 +142,6 @@ class Q5_0(LegacyType, ggml_type=GGMLType.Q5_0):
     Quantizer (quantize_row_q5_0_ref): d = max / -16, q = min(31, trunc(w / d + 16.5)).
     """
     vec_dot_type = GGMLType.Q8_0
-    dequant_kernel = fast.dequant_q5_0
     layout = (("d", 0, 2, "fp16 scale"), ("qh", 2, 4, "5th bits, uint32 LE"),
               ("qs", 6, 16, "low 4 bits"))
 
@@ -156,10 +152,7 @@ class Q5_0(LegacyType, ggml_type=GGMLType.Q5_0):
 
     @classmethod
     def quantize_blocks(cls, x):
-        d = absmax_signed(x) / np.float32(-16)
-        with np.errstate(divide="ignore"):
-            inv = np.where(d != 0, np.float32(1) / d, np.float32(0))
-        q = np.minimum(31, _c_trunc(x * inv + np.float32(16.5)))
+        d, q = _symmetric_quants(x, 16)
         return np.concatenate([fp16_bytes(d), _pack_high_bits(q), _pack_nibbles(q & 15)], axis=1)
 
 
@@ -176,7 +169,6 @@ class Q5_1(LegacyType, ggml_type=GGMLType.Q5_1):
     q = trunc((w - m) / d + 0.5)  (no clamp in ggml; the value cannot exceed 31).
     """
     vec_dot_type = GGMLType.Q8_1
-    dequant_kernel = fast.dequant_q5_1
     layout = (("d", 0, 2, "fp16 scale"), ("m", 2, 2, "fp16 minimum"),
               ("qh", 4, 4, "5th bits, uint32 LE"), ("qs", 8, 16, "low 4 bits"))
 
@@ -208,9 +200,8 @@ class Q8_0(LegacyType, ggml_type=GGMLType.Q8_0):
     instead (q = rint(x * 127/max)): q8.py explains the difference.
     """
     vec_dot_type = GGMLType.Q8_0
-    dequant_kernel = fast.dequant_q8_0
     layout = (("d", 0, 2, "fp16 scale"), ("qs", 2, 32, "32 int8 quants"))
-    quantize_kernel = quantize_q8_0_or_1
+    quantize_kernel = quantize_rows_q8_0_q8_1
 
     @classmethod
     def fields(cls, blocks):
@@ -224,6 +215,16 @@ class Q8_0(LegacyType, ggml_type=GGMLType.Q8_0):
     @classmethod
     def quantize_fast(cls, x):
         return quantize_rows_q8_0_ref(x)    # activations round otherwise: see q8.py
+
+
+def _symmetric_quants(x: np.ndarray, offset: int):
+    """(d, q) of the _0 quantizers, offset 8 (Q4_0) or 16 (Q5_0): d = max / -offset (max:
+    the weight of largest |w|, its sign kept), q = min(2 offset - 1, trunc(w / d + offset
+    + 0.5)), computed as w * (1/d)."""
+    d = absmax_signed(x) / np.float32(-offset)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0))
+    return d, np.minimum(2 * offset - 1, _c_trunc(x * inv + np.float32(offset + 0.5)))
 
 
 def _min_and_step(x: np.ndarray, levels: int):

@@ -1,19 +1,25 @@
 """Fast layer of the 32-weight block types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and IQ4_NL.
 
-Reference and layouts: ``legacy.py`` and ``iq.py``.  Per type:
+Reference and layouts: ``legacy.py`` and ``iq.py``.  ``kind`` is the ggml type id.
 
-    quants_<type>(w, o)            the 32 integer quants of the block at byte o, in weight
-                                   order, as one vector: uint8 as stored (offsets left in:
-                                   Q4_0 gives 0..15, not -8..7), int8 for Q8_0 and IQ4_NL
-    dequant_<type>(W, rows, out)   out[i] = row rows[i] of W decoded, float for float
-                                   identical to the reference (same float32 operations)
+    quants_<type>(w, o)        the 32 integer quants of the block at byte o, in weight
+                               order, as one vector: uint8 as stored (offsets left in:
+                               Q4_0 gives 0..15, not -8..7), int8 for Q8_0 and IQ4_NL
+    dequantize_row(quants, type_size, offset, affine, w, y)
+                               one row decoded, float for float identical to the
+                               reference; dequantize_rows(kind, W, rows, out) runs it
+                               over rows with the type's block format
+    vec_dot_row(quants, type_size, ..., how, w, x, ...)
+                               a weight row times an activation row in the float order
+                               ``how``; vec_dot(kind, how, ...) gives it the type's
+                               block format, matmul_q8_0(kind, W, xq, out) runs the
+                               products out[t, n] = W[n] . X[t] from activations in
+                               ggml's block_q8_0 / block_q8_1 layout
 
-and ``matmul_q8_0`` runs the products (out[t, n] = W[n] . X[t]) for all of them from the
-activations in ggml's block_q8_0 / block_q8_1 layout, with the float32 bits of
-llama.cpp's CPU backend: per block the exact integer products in the 8 lanes of ggml's
-AVX2 registers (lane l: weights 4l .. 4l+3), then the float order of the kernel
-llama.cpp runs for that product (vec_dot, tinyBLAS or repack.cpp's gemv/gemm;
-kernels/ggml_order.c draws each):
+The products have the float32 bits of llama.cpp's CPU backend: per block the exact
+integer products in the 8 lanes of ggml's AVX2 registers (lane l: weights 4l .. 4l+3),
+then the float order of the kernel llama.cpp runs for that product (vec_dot, tinyBLAS or
+repack.cpp's gemv/gemm; kernels/ggml_order.c draws each):
 
     vec_dot, tinyBLAS  lanes = fma(d_w * d_x, lanes_b, lanes), hsum  [+ sum of m_w * s_x]
                        (IQ4_NL's vec_dot: even and odd blocks apart, an odd last one alone)
@@ -29,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..format.constants import GGMLType
+from ..ggml import GGMLType
 from .jit import (GEMM, GEMV, GGML_FUSES_SCALAR_TAIL, ROWS_PER_TASK, VEC_DOT, add_pairs, bitcast,
                   concat, convert, f16, fma32, hsum, hsum8, lookup16, madd, maddubs, nonzero, order, part, repeat,
                   splat, vfma, vload, vstore)
@@ -93,13 +99,13 @@ def quants_iq4_nl(w, o):
 # ---------------------------------------------------------------------- dequantization
 
 @njit(inline="always")
-def dequant_row(quants, size, offset, affine, w, y):
+def dequantize_row(quants, type_size, offset, affine, w, y):
     """Decode one row w (bytes) into y (float32), per weight as gguf-py computes it:
         y = d * float(q - offset)          symmetric types
         y = d * float(q) + m               affine types (m: the fp16 at byte 2 of the block)
     sixteen weights per step."""
     for b in range(y.size // 32):
-        o = size * b
+        o = type_size * b
         d = splat(f16(w, o), 16)
         m = splat(f16(w, o + 2) if affine else np.float32(0), 16)
         q = convert(quants(w, o), np.int32) - np.int32(offset)
@@ -109,39 +115,22 @@ def dequant_row(quants, size, offset, affine, w, y):
 
 
 @njit(parallel=True, cache=True)
-def dequant_q4_0(W, rows, out):
+def dequantize_rows(kind, W, rows, out):
+    """out[i] = row rows[i] of W (uint8 (n_rows, row_bytes) of type kind), decoded."""
     for i in prange(rows.size):
-        dequant_row(quants_q4_0, 18, 8, False, W[rows[i]], out[i])
-
-
-@njit(parallel=True, cache=True)
-def dequant_q4_1(W, rows, out):
-    for i in prange(rows.size):
-        dequant_row(quants_q4_1, 20, 0, True, W[rows[i]], out[i])
-
-
-@njit(parallel=True, cache=True)
-def dequant_q5_0(W, rows, out):
-    for i in prange(rows.size):
-        dequant_row(quants_q5_0, 22, 16, False, W[rows[i]], out[i])
-
-
-@njit(parallel=True, cache=True)
-def dequant_q5_1(W, rows, out):
-    for i in prange(rows.size):
-        dequant_row(quants_q5_1, 24, 0, True, W[rows[i]], out[i])
-
-
-@njit(parallel=True, cache=True)
-def dequant_q8_0(W, rows, out):
-    for i in prange(rows.size):
-        dequant_row(quants_q8_0, 34, 0, False, W[rows[i]], out[i])
-
-
-@njit(parallel=True, cache=True)
-def dequant_iq4_nl(W, rows, out):
-    for i in prange(rows.size):
-        dequant_row(quants_iq4_nl, 18, 0, False, W[rows[i]], out[i])
+        w, y = W[rows[i]], out[i]
+        if kind == Q4_0:
+            dequantize_row(quants_q4_0, 18, 8, False, w, y)
+        elif kind == Q4_1:
+            dequantize_row(quants_q4_1, 20, 0, True, w, y)
+        elif kind == Q5_0:
+            dequantize_row(quants_q5_0, 22, 16, False, w, y)
+        elif kind == Q5_1:
+            dequantize_row(quants_q5_1, 24, 0, True, w, y)
+        elif kind == Q8_0:
+            dequantize_row(quants_q8_0, 34, 0, False, w, y)
+        else:
+            dequantize_row(quants_iq4_nl, 18, 0, False, w, y)
 
 
 # ---------------------------------------------------------------------- products
@@ -162,18 +151,21 @@ def block_lanes(quants, signed, offset, w, o, x, xo, sums4, so):
 
 
 @njit(inline="always")
-def dot_row(quants, size, signed, offset, affine, paired, how, w, x, act_size, xd, xs, sums4):
+def vec_dot_row(quants, type_size, signed, offset, affine, paired, how, w, x, act_size, xd, xs, sums4):
     """Weight row w times one activation row (x: its bytes as int8, act_size: 34 or 36
-    bytes per block, xd: d, xs: Q8_1's s, sums4: sums by 4) in the float order `how`;
-    paired: IQ4_NL's vec_dot (even and odd blocks in two lane sets, an odd last block
-    added alone)."""
+    bytes per block, xd: d, xs: Q8_1's s, sums4: sums by 4) in the float order `how`.
+    The block format: quants = quants_<type>, type_size its bytes, signed: int8 quants,
+    offset: the one its quants carry (Q4_0's 8, Q5_0's 16), affine: an fp16 offset m at
+    byte 2 (the _1 types), paired: IQ4_NL's vec_dot (even and odd blocks in two lane
+    sets, an odd last block added alone)."""
     nb = xd.size
     acc = splat(np.float32(0), 8)
     odd = splat(np.float32(0), 8)
     chain = extra = tail_d = np.float32(0)
     for b in range(nb):
-        lanes = block_lanes(quants, signed, offset, w, size * b, x, act_size * (b + 1) - 32, sums4, 8 * b)
-        dx, dy = f16(w, size * b), xd[b]
+        lanes = block_lanes(quants, signed, offset, w, type_size * b, x, act_size * (b + 1) - 32,
+                            sums4, 8 * b)
+        dx, dy = f16(w, type_size * b), xd[b]
         if how == GEMV or how == GEMM:                  # repack.cpp: one chain
             chain = fma32(np.float32(hsum(lanes)), dx * dy, chain)
         elif paired and how == VEC_DOT:
@@ -186,7 +178,7 @@ def dot_row(quants, size, signed, offset, affine, paired, how, w, x, act_size, x
         else:                                           # vec_dot and tinyBLAS: 8 lanes
             acc = vfma(splat(dx * dy, 8), convert(lanes, np.float32), acc)
             if affine:              # + m s (exact: fp16 times fp16), as ggml's fused m * s + acc
-                extra = extra + f16(w, size * b + 2) * xs[b]
+                extra = extra + f16(w, type_size * b + 2) * xs[b]
     if how == GEMV or how == GEMM:
         return chain
     if paired and how == VEC_DOT:
@@ -198,18 +190,19 @@ def dot_row(quants, size, signed, offset, affine, paired, how, w, x, act_size, x
 
 
 @njit(inline="always")
-def dot_kind(kind, how, w, x, act_size, xd, xs, sums4):
+def vec_dot(kind, how, w, x, act_size, xd, xs, sums4):
+    """vec_dot_row with the block format of the type `kind`."""
     if kind == Q4_0:
-        return dot_row(quants_q4_0, 18, False, 8, False, False, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_q4_0, 18, False, 8, False, False, how, w, x, act_size, xd, xs, sums4)
     if kind == Q5_0:
-        return dot_row(quants_q5_0, 22, False, 16, False, False, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_q5_0, 22, False, 16, False, False, how, w, x, act_size, xd, xs, sums4)
     if kind == Q8_0:
-        return dot_row(quants_q8_0, 34, True, 0, False, False, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_q8_0, 34, True, 0, False, False, how, w, x, act_size, xd, xs, sums4)
     if kind == IQ4_NL:
-        return dot_row(quants_iq4_nl, 18, True, 0, False, True, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_iq4_nl, 18, True, 0, False, True, how, w, x, act_size, xd, xs, sums4)
     if kind == Q4_1:
-        return dot_row(quants_q4_1, 20, False, 0, True, False, how, w, x, act_size, xd, xs, sums4)
-    return dot_row(quants_q5_1, 24, False, 0, True, False, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_q4_1, 20, False, 0, True, False, how, w, x, act_size, xd, xs, sums4)
+    return vec_dot_row(quants_q5_1, 24, False, 0, True, False, how, w, x, act_size, xd, xs, sums4)
 
 
 @njit(parallel=True, cache=True)
@@ -242,4 +235,4 @@ def matmul_q8_0(kind, W, xq, out):
         for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):
             w = W[n]
             for t in range(T):
-                out[t, n] = dot_kind(kind, order(kind, N, T, t), w, x8[t], act_size, xd[t], xs[t], sums4[t])
+                out[t, n] = vec_dot(kind, order(kind, N, T, t), w, x8[t], act_size, xd[t], xs[t], sums4[t])

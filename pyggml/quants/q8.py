@@ -62,14 +62,23 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..format.constants import GGMLType
+from ..ggml import GGMLType
 from .base import QuantType, absmax_signed, f32, fp16_bytes, fp16_field, nearest_int
 from .jit import f32_to_f16, nearest_int as nearest_int_jit, round_away
 
 INT32_MIN = -2**31            # what cvtps_epi32 makes of inf, NaN and out-of-range lanes
 
 
-class Q8_K(QuantType, ggml_type=GGMLType.Q8_K):
+class ActivationType(QuantType):
+    """What the activation-only formats share: y = d * q per block."""
+
+    @classmethod
+    def dequantize_blocks(cls, blocks):
+        f = cls.fields(blocks)
+        return f["d"] * f32(f["q"])
+
+
+class Q8_K(ActivationType, ggml_type=GGMLType.Q8_K):
     """Activations of the K-quant products (never stored in files)."""
     vec_dot_type = GGMLType.Q8_K
     layout = (("d", 0, 4, "float32 scale"), ("qs", 4, 256, "int8 quants"),
@@ -81,17 +90,12 @@ class Q8_K(QuantType, ggml_type=GGMLType.Q8_K):
                     bsums=blocks[:, 260:292].view("<i2"))
 
     @classmethod
-    def dequantize_blocks(cls, blocks):
-        f = cls.fields(blocks)
-        return f["d"] * f32(f["q"])
-
-    @classmethod
     def quantize_blocks(cls, x):
-        mx = absmax_signed(x)
+        max_x = absmax_signed(x)                    # largest |x|, its sign kept
         with np.errstate(divide="ignore", invalid="ignore"):
-            iscale = np.float32(-127) / mx
-            qs = np.minimum(127, nearest_int(np.where(mx != 0, iscale * x, 0)))
-            d = np.where(mx != 0, np.float32(1) / iscale, np.float32(0))
+            iscale = np.float32(-127) / max_x
+            qs = np.minimum(127, nearest_int(np.where(max_x != 0, iscale * x, 0)))
+            d = np.where(max_x != 0, np.float32(1) / iscale, np.float32(0))
         bsums = qs.reshape(-1, 16, 16).sum(axis=2)
         return np.concatenate([d.astype("<f4").view(np.uint8), qs.astype(np.int8).view(np.uint8),
                                bsums.astype("<i2").view(np.uint8)], axis=1)
@@ -101,7 +105,7 @@ class Q8_K(QuantType, ggml_type=GGMLType.Q8_K):
         return quantize_activations_q8_K(x)
 
 
-class Q8_1(QuantType, ggml_type=GGMLType.Q8_1):
+class Q8_1(ActivationType, ggml_type=GGMLType.Q8_1):
     """Activations of the Q4_1/Q5_1 products (never stored in files): ggml-cpu's run-time
     quantize_row_q8_1 (see the module docstring), not quantize_row_q8_1_ref."""
     vec_dot_type = GGMLType.Q8_1
@@ -110,11 +114,6 @@ class Q8_1(QuantType, ggml_type=GGMLType.Q8_1):
     @classmethod
     def fields(cls, blocks):
         return dict(d=fp16_field(blocks, 0), s=fp16_field(blocks, 2), q=blocks[:, 4:36].view(np.int8))
-
-    @classmethod
-    def dequantize_blocks(cls, blocks):
-        f = cls.fields(blocks)
-        return f["d"] * f32(f["q"])
 
     @classmethod
     def quantize_blocks(cls, x):
@@ -160,18 +159,18 @@ def q8_blocks_run_time(x: np.ndarray, with_sum: bool) -> np.ndarray:
 # than waking a second thread, and a prefill's products dwarf it.
 
 @njit(cache=True)
-def quantize_q8_K(x, out_f32, out_i8, out_i16):
+def quantize_rows_q8_K(x, out_f32, out_i8, out_i16):
     """x (T, K) float32 -> block_q8_K rows, exactly quantize_row_q8_K_ref."""
     T, K = x.shape
     for t in range(T):
         for b in range(K // 256):
             v = x[t, 256 * b:256 * b + 256]
             amax = np.float32(0)
-            mx = np.float32(0)
+            max_x = np.float32(0)                   # the v[j] of largest |v[j]|, its sign kept
             for j in range(256):
                 if abs(v[j]) > amax:
                     amax = abs(v[j])
-                    mx = v[j]
+                    max_x = v[j]
             qs = 292 * b + 4
             if amax == 0:
                 out_f32[t, 73 * b] = 0
@@ -180,7 +179,7 @@ def quantize_q8_K(x, out_f32, out_i8, out_i16):
                 for g in range(16):
                     out_i16[t, 146 * b + 130 + g] = 0
                 continue
-            iscale = np.float32(-127.0) / mx
+            iscale = np.float32(-127.0) / max_x
             for g in range(16):
                 total = 0
                 for j in range(16 * g, 16 * g + 16):
@@ -192,7 +191,7 @@ def quantize_q8_K(x, out_f32, out_i8, out_i16):
 
 
 @njit(cache=True)
-def quantize_q8_0_or_1(x, out_u16, out_i8, with_sum, run_time):
+def quantize_rows_q8_0_q8_1(x, out_u16, out_i8, with_sum, run_time):
     """x (T, K) float32 -> block_q8_0 rows (block_q8_1 if with_sum).
 
     run_time: ggml-cpu's x86 quantize_row_q8_0 / q8_1 (activations; see the module
@@ -228,30 +227,30 @@ def quantize_q8_0_or_1(x, out_u16, out_i8, with_sum, run_time):
 
 def quantize_activations_q8_K(x: np.ndarray) -> np.ndarray:
     out = np.empty((x.shape[0], x.shape[1] // 256 * 292), dtype=np.uint8)
-    quantize_q8_K(x, out.view(np.float32), out.view(np.int8), out.view(np.int16))
+    quantize_rows_q8_K(x, out.view(np.float32), out.view(np.int8), out.view(np.int16))
     return out
 
 
-def _q8_0_or_1(x: np.ndarray, with_sum: bool, run_time: bool) -> np.ndarray:
+def _quantize_rows_q8_0_q8_1(x: np.ndarray, with_sum: bool, run_time: bool) -> np.ndarray:
     out = np.empty((x.shape[0], x.shape[1] // 32 * (36 if with_sum else 34)), dtype=np.uint8)
-    quantize_q8_0_or_1(x, out.view(np.uint16), out.view(np.int8), with_sum, run_time)
+    quantize_rows_q8_0_q8_1(x, out.view(np.uint16), out.view(np.int8), with_sum, run_time)
     return out
 
 
 def quantize_rows_q8_0_ref(x: np.ndarray) -> np.ndarray:
     """Q8_0 weights, as llama_model_quantize writes them (quantize_row_q8_0_ref)."""
-    return _q8_0_or_1(x, False, False)
+    return _quantize_rows_q8_0_q8_1(x, False, False)
 
 
 def quantize_activations_q8_0(x: np.ndarray) -> np.ndarray:
     """Q8_0 activations, as llama.cpp's x86 CPU backend makes them (quantize_row_q8_0)."""
-    return _q8_0_or_1(x, False, True)
+    return _quantize_rows_q8_0_q8_1(x, False, True)
 
 
 def quantize_activations_q8_1(x: np.ndarray) -> np.ndarray:
     """Q8_1 activations, as llama.cpp's x86 CPU backend makes them (quantize_row_q8_1)."""
-    return _q8_0_or_1(x, True, True)
+    return _quantize_rows_q8_0_q8_1(x, True, True)
 
 
-Q8_K.quantize_kernel = quantize_q8_K
-Q8_1.quantize_kernel = quantize_q8_0_or_1
+Q8_K.quantize_kernel = quantize_rows_q8_K
+Q8_1.quantize_kernel = quantize_rows_q8_0_q8_1
