@@ -7,20 +7,24 @@
  * less).
  *
  *   h      = rms_norm(x) * attn_norm
- *   q,k,v  = Wq h + bq, Wk h + bk, Wv h + bv         one quantization of h, one pool job
+ *   q,k,v  = Wq h [+ bq], Wk h [+ bk], Wv h [+ bv]   one quantization of h, one pool job
  *   q,k    = rope(q), rope(k)                        cos/sin tables from Python
  *   K,V[pos0 .. pos0+T) = fp16(k), fp16(v)
- *   att    = attention(q, K, V)                      causal, grouped-query, per head
+ *   att    = attention(q, K, V)                      causal, grouped-query, per head,
+ *                                                    scores scaled by attn_scale
  *   x     += Wo att
  *   h      = rms_norm(x) * ffn_norm
  *   g,u    = Wgate h, Wup h                          one quantization of h
  *   x     += Wdown (silu(g) * u)
  *
+ * What varies between architectures is a field of the pyggml_layer struct (pyggml_cpu.h),
+ * filled from the layer's BlockSpec: this file never asks which family it runs.
+ *
  * Numerics follow forward.py and numerics.py, which follow llama.cpp's CPU code bit for
  * bit: rope's rotation with the FMAs GCC makes of ggml's expression, Q rounded to fp16
  * before the scores, the attention dots in ggml's orders (dot_key, weighted_values),
- * scores scaled after the dot, softmax
- * through ggml's exp (softmax_row, ops.c), probabilities rounded to fp16.
+ * scores scaled after the dot, softmax through ggml's exp (softmax_row, ops.c),
+ * probabilities rounded to fp16.
  */
 #include <math.h>
 
@@ -207,7 +211,6 @@ static void attention_head(void *ctx, int64_t h) {
     const pyggml_layer *L = job->L;
     const int64_t d = L->head_dim, g = h / (L->n_head / L->n_head_kv);
     const int64_t kv_stride = L->n_head_kv * d;
-    const float scale = 1.0f / sqrtf((float)d);
     const int prompt = job->T > 1;              /* ggml's prompt path: tinyBLAS */
     float *scores = job->scores + h * L->n_ctx;
     float q16[1024];                                       /* head_dim <= 1024 (checked) */
@@ -216,7 +219,7 @@ static void attention_head(void *ctx, int64_t h) {
         const float *q = job->q + t * L->n_embd + h * d;
         for (int64_t i = 0; i < d; i++) q16[i] = fp16_to_fp32(fp32_to_fp16(q[i]));
         for (int64_t j = 0; j < n_kv; j++)
-            scores[j] = dot_key(L->k_cache + j * kv_stride + g * d, q16, d, prompt) * scale;
+            scores[j] = dot_key(L->k_cache + j * kv_stride + g * d, q16, d, prompt) * L->attn_scale;
         softmax_row(scores, n_kv);
         for (int64_t j = 0; j < n_kv; j++) scores[j] = fp16_to_fp32(fp32_to_fp16(scores[j]));
         weighted_values(L->v_cache + g * d, kv_stride, scores, n_kv, d, prompt, job->acc + h * 64 * d,
@@ -254,6 +257,12 @@ static void add_rows(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+/* x (T rows of n) += bias on every row; no bias (NULL): nothing */
+static void add_bias(float *x, const float *bias, int64_t T, int64_t n) {
+    if (bias)
+        for (int64_t t = 0; t < T; t++) add_rows(x + t * n, bias, n);
+}
+
 int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos0,
                          const float *rope_cos, const float *rope_sin, void *scratch,
                          int64_t scratch_bytes, int n_threads) {
@@ -279,12 +288,9 @@ int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos
     const pyggml_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
     float *qkv_out[3] = {q, k, v};
     if ((rc = products(qkv, qkv_out, 3, h, T, n_embd, act, n_threads))) return rc;
-    if (L->bq)
-        for (int64_t t = 0; t < T; t++) {
-            add_rows(q + t * n_embd, L->bq, n_embd);
-            add_rows(k + t * n_gqa, L->bk, n_gqa);
-            add_rows(v + t * n_gqa, L->bv, n_gqa);
-        }
+    add_bias(q, L->bq, T, n_embd);
+    add_bias(k, L->bk, T, n_gqa);
+    add_bias(v, L->bv, T, n_gqa);
     rope(q, n_embd, T, L->n_head, d, L->rope_neox, rope_cos, rope_sin);
     rope(k, n_gqa, T, L->n_head_kv, d, L->rope_neox, rope_cos, rope_sin);
     for (int64_t i = 0; i < T * n_gqa; i++) {

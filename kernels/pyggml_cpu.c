@@ -24,7 +24,7 @@
  *   rows, unpacked once into a panel that all activation rows use (panels_avx2.c).
  *
  *   Products smaller than PARALLEL_MIN_BYTES run on the calling thread alone:
- *   handing out chunks costs about a microsecond, more than they save.
+ *   handing out chunks costs more than they save.
  *
  * A job's activation rows may come in two parts of different orders: a repacked
  * matrix takes the first n_act - n_act % 4 rows 4 at a time (ORDER_GEMM), the rest
@@ -33,15 +33,14 @@
 #include "cpu_internal.h"
 #include "pyggml_cpu.h"
 
-#define ABI_VERSION 3
 #define DECODE_CHUNK_BYTES (64 * 1024)
-#define PANEL_MIN_ACT 8                    /* measured: panels win from about 8 activation rows */
+#define PANEL_MIN_ACT 8                    /* panels pay for their packing from about 8 rows */
 #define PREFILL_CHUNK_BYTES (16 * 1024)
 #ifndef PARALLEL_MIN_BYTES                 /* (a -D for experiments) */
-#define PARALLEL_MIN_BYTES (128 * 1024)    /* weight bytes x activation rows; measured break-even ~100 KB */
+#define PARALLEL_MIN_BYTES (128 * 1024)    /* weight bytes x activation rows: about the break-even */
 #endif
 
-int pyggml_cpu_abi_version(void) { return ABI_VERSION; }
+int pyggml_cpu_abi_version(void) { return PYGGML_CPU_ABI_VERSION; }
 
 const char *pyggml_cpu_features(void) {
     return "C99"
@@ -87,7 +86,7 @@ int64_t pyggml_row_bytes(int type, int64_t k) {
 
 static product_fn product_for(const type_traits *t, product_order order) {
     const product_fn fast = fast_product(t->type, order);
-    return fast ? fast : t->product[order];
+    return fast ? fast : ref_product;
 }
 
 static quantize_row_fn quantize_row_for(int act_type) {
@@ -136,7 +135,7 @@ int pyggml_quantize_act(int act_type, const float *x, int64_t ldx, int64_t n_row
 /* ================================================================ dequantization */
 
 typedef struct {
-    dequant_row_fn dequant;
+    dequantize_row_fn dequantize_row;
     const char *w;
     int64_t w_stride;
     const int64_t *rows;
@@ -147,13 +146,13 @@ typedef struct {
 
 static void dequant_chunk(void *ctx, int64_t i) {
     const dequant_job *d = ctx;
-    d->dequant(d->w + (d->rows ? d->rows[i] : i) * d->w_stride, d->out + i * d->ldo, d->k);
+    d->dequantize_row(d->w + (d->rows ? d->rows[i] : i) * d->w_stride, d->out + i * d->ldo, d->k);
 }
 
 int pyggml_dequantize_rows(int type, const void *w, int64_t w_stride, int64_t n_w_rows,
                            const int64_t *rows, int64_t n_rows, int64_t k, float *out, int64_t ldo) {
     const type_traits *t = ref_traits(type);
-    if (!t || !t->dequant) return PYGGML_ERR_TYPE;
+    if (!t || !t->dequantize_row) return PYGGML_ERR_TYPE;
     const int64_t row_bytes = pyggml_row_bytes(type, k);
     if (row_bytes < 0 || n_rows < 0 || n_w_rows < 0) return PYGGML_ERR_SHAPE;
     if (n_rows == 0) return PYGGML_OK;
@@ -165,7 +164,7 @@ int pyggml_dequantize_rows(int type, const void *w, int64_t w_stride, int64_t n_
     } else if (n_rows > n_w_rows) {
         return PYGGML_ERR_INDEX;
     }
-    dequant_job job = {t->dequant, w, w_stride, rows, k, out, ldo};
+    dequant_job job = {t->dequantize_row, w, w_stride, rows, k, out, ldo};
     run_chunks(threads_for(n_rows * row_bytes, 0), n_rows, dequant_chunk, &job);
     return PYGGML_OK;
 }
@@ -184,6 +183,8 @@ int pyggml_vec_dot_ref(int w_type, const void *w_row, const void *act_row, int64
 /* what a checked job needs in the hot loop: its weights and activation rows t0..t1-1,
  * all in one order */
 typedef struct {
+    int type;
+    product_order order;
     const char *w;
     int64_t w_stride, n_rows, chunk_rows, n_chunks, t0, t1;
     float *out;
@@ -206,16 +207,20 @@ static void product_chunk(void *ctx, int64_t c) {
     while (c >= job->n_chunks) c -= job++->n_chunks;
     const int64_t row0 = c * job->chunk_rows;
     const int64_t row1 = row0 + job->chunk_rows < job->n_rows ? row0 + job->chunk_rows : job->n_rows;
-    if (job->panel && job->panel(p->k, job->w + row0 * job->w_stride, job->w_stride, (int)(row1 - row0),
-                                 p->act + job->t0 * p->act_stride, p->act_stride, job->t1 - job->t0,
-                                 job->out + job->t0 * job->ldo + row0, job->ldo))
+    product_args args = {job->type, job->order, p->k, job->w + row0 * job->w_stride, job->w_stride,
+                         (int)(row1 - row0), p->act + job->t0 * p->act_stride, p->act_stride,
+                         job->t1 - job->t0, job->out + job->t0 * job->ldo + row0, job->ldo};
+    if (job->panel && job->panel(&args))
         return;                /* (else out of memory for the panel: the row kernels instead) */
     for (int64_t t0 = job->t0; t0 < job->t1; t0 += MAX_ACT_ROWS) {
-        const int R = (int)(job->t1 - t0 < MAX_ACT_ROWS ? job->t1 - t0 : MAX_ACT_ROWS);
-        for (int64_t n = row0; n < row1; n += ROW_GROUP)
-            job->product(p->k, job->w + n * job->w_stride, job->w_stride,
-                         (int)(row1 - n < ROW_GROUP ? row1 - n : ROW_GROUP), p->act + t0 * p->act_stride,
-                         p->act_stride, R, job->out + t0 * job->ldo + n, job->ldo);
+        args.act = p->act + t0 * p->act_stride;
+        args.n_act = job->t1 - t0 < MAX_ACT_ROWS ? job->t1 - t0 : MAX_ACT_ROWS;
+        for (int64_t n = row0; n < row1; n += ROW_GROUP) {
+            args.w = job->w + n * job->w_stride;
+            args.n_rows = (int)(row1 - n < ROW_GROUP ? row1 - n : ROW_GROUP);
+            args.out = job->out + t0 * job->ldo + n;
+            job->product(&args);
+        }
     }
 }
 
@@ -257,6 +262,8 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
             int64_t t1 = t0 + 1;
             while (t1 < n_act && ggml_product_order(job->type, job->n_rows, n_act, t1) == order) t1++;
             prepared_job *p = &prep[n_parts++];
+            p->type = job->type;
+            p->order = order;
             p->w = job->w;
             p->w_stride = job->w_stride;
             p->n_rows = job->n_rows;

@@ -40,6 +40,10 @@ extern "C" {
 #pragma GCC visibility push(default)
 #endif
 
+/* What pyggml_cpu_abi_version() returns, bumped on any incompatible change; equal to
+ * ABI_VERSION in pyggml/backends/cpu_c.py.  4: pyggml_layer.attn_scale. */
+#define PYGGML_CPU_ABI_VERSION 4
+
 /* cdef: begin */
 enum pyggml_status {
     PYGGML_OK = 0,
@@ -116,17 +120,6 @@ int pyggml_rms_norm(const float *x, int64_t ldx, const float *weight, float *y, 
  * out may equal gate or up. */
 int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n_rows, int64_t n);
 
-/* Softmax of n_rows rows of n scores (already scaled and masked; row t at x + t * ldx,
- * result at y + t * ldy; y may equal x), with the float32 bits of ggml_soft_max's row
- * loop on a row of n_kv >= n entries whose last n_kv - n are masked (-inf): llama.cpp
- * pads its kv positions so; pass n_kv = n for rows of their own length.
- *     max; e = exp(x - max): ggml_v_expf for the first n_kv - n_kv % 16 entries, expf
- *     after; the float sum of each 16 (_mm512_reduce_add_ps's order) and then each
- *     expf value added in double; y = e * (float)(1 / sum).
- * -inf entries give 0; a row needs one finite entry. */
-int pyggml_softmax(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t n_rows, int64_t n,
-                   int64_t n_kv);
-
 /* One weight matrix of a layer: N = n_rows rows, row n at w + n * w_stride bytes. */
 typedef struct {
     int32_t type;
@@ -135,14 +128,18 @@ typedef struct {
     int64_t w_stride;
 } pyggml_weight;
 
-/* One transformer block (Qwen2 / llama), as pyggml.model.forward.layer_forward describes
- * it; filled once per layer by pyggml/backends/c_layer.py.  bq/bk/bv may be NULL.  The kv
- * cache is fp16 (n_ctx, n_head_kv, head_dim), rows back to back. */
+/* One transformer block, as pyggml.model.forward.layer_forward describes it; filled once
+ * per layer from its BlockSpec (pyggml/model/arch.py) by pyggml/backends/c_layer.py.  No
+ * field names an architecture: what differs between families is a field (the rope mode,
+ * the bias pointers, the attention scale), and a new variant of a step is a new field.
+ * The kv cache is fp16 (n_ctx, n_head_kv, head_dim), rows back to back. */
 typedef struct {
     int64_t n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
     int32_t rope_neox;         /* 1: NEOX (x[i], x[i + d/2]); 0: NORM (x[2i], x[2i + 1]) */
     float rms_eps;
-    const float *attn_norm, *ffn_norm, *bq, *bk, *bv;
+    float attn_scale;          /* scores = (q . k) * attn_scale */
+    const float *attn_norm, *ffn_norm;
+    const float *bq, *bk, *bv; /* added to q, k, v; NULL: no bias */
     pyggml_weight wq, wk, wv, wo, w_gate, w_up, w_down;
     uint16_t *k_cache, *v_cache;
 } pyggml_layer;

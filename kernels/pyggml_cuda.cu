@@ -1,14 +1,15 @@
 /* pyggml_cuda.cu -- one transformer layer on an NVIDIA GPU, behind the C ABI of pyggml_cuda.h.
  *
  * What runs here, per offloaded layer and token batch (pyggml/backends/cuda.py
- * calls these in the order of pyggml.model.forward.layer_forward):
+ * calls these in the order of pyggml.model.forward.layer_forward, as the layer's
+ * BlockSpec says: biases or none, rope mode, attention scale):
  *
  *     x (T, n_embd) -- stays on the GPU between layers --------------------------+
  *     h = rms_norm(x) * attn_norm                       rms_norm_kernel          |
- *     q, k, v = Wq h + bq, Wk h + bk, Wv h + bv         matmul_kernel<type> x3   |
- *     q, k = rope(q), rope(k)                           rope_kernel x2           |
+ *     q, k, v = Wq h [+ bq], Wk h [+ bk], Wv h [+ bv]   matmul_kernel<type> x3   |
+ *     q, k = rope(q), rope(k)   (host cos/sin tables)   rope_kernel x2           |
  *     K, V cache [pos0 : pos0+T] = fp16(k), fp16(v)     store_kv_kernel          |
- *     a = softmax(q K^T / sqrt(d)) V   (causal, GQA)    attention_kernel         |
+ *     a = softmax(q K^T * scale) V   (causal, GQA)      attention_kernel         |
  *     x += Wo a                                         matmul_kernel (accumulate)
  *     h = rms_norm(x) * ffn_norm                        rms_norm_kernel          |
  *     x += Wdown (silu(Wgate h) * (Wup h))              matmul x2, silu_mul, matmul (accumulate)
@@ -34,9 +35,10 @@
  * Numerics kept equal to the CPU reference where it is cheap: dequantization is
  * bit-exact (`d * q + m` is two roundings: __fadd_rn/__fsub_rn are never fused
  * into an FMA, as the C side builds with -ffp-contract=off); RMS norm sums in
- * double; rope builds its angles by float32 multiplication like ggml; K and V
- * are stored as fp16 (round to nearest even).  Build WITHOUT --use_fast_math:
- * rope needs accurate sinf/cosf at angles of thousands of radians.
+ * double; rope rotates by the same cos/sin tables as the CPU (computed on the host,
+ * pyggml.model.forward.rope_cache) with the CPU's FMAs; K and V are stored as fp16
+ * (round to nearest even).  Build WITHOUT --use_fast_math: it would flush denormals
+ * and approximate the divisions and square roots of rms_norm and the softmax.
  */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -49,7 +51,7 @@
 #include "ggml_blocks.h"
 #include "pyggml_cuda.h"
 
-#define PYGGML_CUDA_ABI_VERSION 1
+#define PYGGML_CUDA_ABI_VERSION 2       /* 2: rope takes cos/sin tables */
 
 /* `#pragma unroll` in device code; the host compiler, which also sees the __host__ __device__
  * helpers, does not know the pragma */
@@ -142,13 +144,6 @@ UNROLL
     return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-UNROLL
-    for (int offset = WARP / 2; offset > 0; offset >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-    return v;
-}
-
 #define KVALUES_IQ4NL {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
 __device__ const int8_t kvalues_iq4nl_device[16] = KVALUES_IQ4NL;
 [[maybe_unused]] static const int8_t kvalues_iq4nl_host[16] = KVALUES_IQ4NL;     /* host tests */
@@ -161,72 +156,57 @@ __host__ __device__ __forceinline__ int kvalue_iq4nl(int q) {
 #endif
 }
 
-/* ================================================================ decoding, one type per struct
+/* ================================================================ decoding, one function per type
  *
- * Block<TYPE>::decode(block, sub, y) writes the 32 floats of sub-block `sub`
- * (0 for 32-element blocks, 0..7 for 256-element super-blocks) into y[0..31],
- * in the order and with the arithmetic of quants_ref.c's dequant_<type>.
- * Float types are read as blocks of 32 elements so that every type is chunked
- * alike.  Within a sub-block, element l (0..31) of K-quant sub-block s is
- * element e = 32 s + l of the super-block.                                  */
+ * dequantize_<type>(block, sub, y) writes the 32 floats of sub-block `sub` (0 for
+ * 32-element blocks, 0..7 for 256-element super-blocks) into y[0..31], in the order and
+ * with the arithmetic of the C reference's dequantize_row_<type> (quants_ref.c); the
+ * names and fields are ggml's (d, dmin, scales, qs, qh, hmask, ql).  Float types are read
+ * as blocks of 32 elements so that every type is chunked alike.  Within a sub-block,
+ * element l (0..31) of K-quant sub-block s is element e = 32 s + l of the super-block. */
 
-template <int TYPE> struct Block;
-
-template <> struct Block<GGML_TYPE_F32> {
-    static constexpr int block_size = 32, type_size = 32 * 4;
-    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
-        const float4 *x = reinterpret_cast<const float4 *>(b);      /* rows are 16-byte aligned */
+__host__ __device__ __forceinline__ void dequantize_f32(const uint8_t *b, int, float *y) {
+    const float4 *x = reinterpret_cast<const float4 *>(b);          /* rows are 16-byte aligned */
 UNROLL
-        for (int i = 0; i < 8; i++) {
-            const float4 v = x[i];
-            y[4 * i] = v.x, y[4 * i + 1] = v.y, y[4 * i + 2] = v.z, y[4 * i + 3] = v.w;
-        }
+    for (int i = 0; i < 8; i++) {
+        const float4 v = x[i];
+        y[4 * i] = v.x, y[4 * i + 1] = v.y, y[4 * i + 2] = v.z, y[4 * i + 3] = v.w;
     }
-};
+}
 
-template <> struct Block<GGML_TYPE_F16> {
-    static constexpr int block_size = 32, type_size = 32 * 2;
-    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
-        const ggml_half *x = reinterpret_cast<const ggml_half *>(b);
+__host__ __device__ __forceinline__ void dequantize_f16(const uint8_t *b, int, float *y) {
+    const ggml_half *x = reinterpret_cast<const ggml_half *>(b);
 UNROLL
-        for (int i = 0; i < 32; i++) y[i] = fp16_to_fp32(x[i]);
-    }
-};
+    for (int i = 0; i < 32; i++) y[i] = fp16_to_fp32(x[i]);
+}
 
-template <> struct Block<GGML_TYPE_BF16> {
-    static constexpr int block_size = 32, type_size = 32 * 2;
-    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
-        const uint16_t *x = reinterpret_cast<const uint16_t *>(b);
+__host__ __device__ __forceinline__ void dequantize_bf16(const uint8_t *b, int, float *y) {
+    const uint16_t *x = reinterpret_cast<const uint16_t *>(b);
 UNROLL
-        for (int i = 0; i < 32; i++) y[i] = bf16_to_fp32(x[i]);
-    }
-};
+    for (int i = 0; i < 32; i++) y[i] = bf16_to_fp32(x[i]);
+}
 
-template <> struct Block<GGML_TYPE_Q4_0> {           /* y = d * (q - 8) */
-    static constexpr int block_size = QK4_0, type_size = sizeof(block_q4_0);
-    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
-        const block_q4_0 *x = reinterpret_cast<const block_q4_0 *>(b);
-        const float d = fp16_to_fp32(x->d);
+/* y = d * (q - 8) */
+__host__ __device__ __forceinline__ void dequantize_q4_0(const uint8_t *b, int, float *y) {
+    const block_q4_0 *x = reinterpret_cast<const block_q4_0 *>(b);
+    const float d = fp16_to_fp32(x->d);
 UNROLL
-        for (int j = 0; j < 16; j++) {
-            y[j] = d * ((x->qs[j] & 0x0F) - 8);
-            y[j + 16] = d * ((x->qs[j] >> 4) - 8);
-        }
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * ((x->qs[j] & 0x0F) - 8);
+        y[j + 16] = d * ((x->qs[j] >> 4) - 8);
     }
-};
+}
 
-template <> struct Block<GGML_TYPE_Q4_1> {           /* y = d * q + m */
-    static constexpr int block_size = QK4_1, type_size = sizeof(block_q4_1);
-    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
-        const block_q4_1 *x = reinterpret_cast<const block_q4_1 *>(b);
-        const float d = fp16_to_fp32(x->d), m = fp16_to_fp32(x->m);
+/* y = d * q + m */
+__host__ __device__ __forceinline__ void dequantize_q4_1(const uint8_t *b, int, float *y) {
+    const block_q4_1 *x = reinterpret_cast<const block_q4_1 *>(b);
+    const float d = fp16_to_fp32(x->d), m = fp16_to_fp32(x->m);
 UNROLL
-        for (int j = 0; j < 16; j++) {
-            y[j] = mul_add(d, x->qs[j] & 0x0F, m);
-            y[j + 16] = mul_add(d, x->qs[j] >> 4, m);
-        }
+    for (int j = 0; j < 16; j++) {
+        y[j] = mul_add(d, x->qs[j] & 0x0F, m);
+        y[j + 16] = mul_add(d, x->qs[j] >> 4, m);
     }
-};
+}
 
 /* 5-bit quant j (0..31) of a Q5_0/Q5_1 block: nibble of qs, 5th bit j of qh */
 __host__ __device__ __forceinline__ int q5_quant(const uint8_t *qs, uint32_t qh, int j) {
@@ -234,166 +214,178 @@ __host__ __device__ __forceinline__ int q5_quant(const uint8_t *qs, uint32_t qh,
     return nibble | (int)(((qh >> j) & 1) << 4);
 }
 
-template <> struct Block<GGML_TYPE_Q5_0> {           /* y = d * (q - 16) */
-    static constexpr int block_size = QK5_0, type_size = sizeof(block_q5_0);
-    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
-        const block_q5_0 *x = reinterpret_cast<const block_q5_0 *>(b);
-        const float d = fp16_to_fp32(x->d);
-        const uint32_t qh = load_u32(x->qh);
+/* y = d * (q - 16) */
+__host__ __device__ __forceinline__ void dequantize_q5_0(const uint8_t *b, int, float *y) {
+    const block_q5_0 *x = reinterpret_cast<const block_q5_0 *>(b);
+    const float d = fp16_to_fp32(x->d);
+    const uint32_t qh = load_u32(x->qh);
 UNROLL
-        for (int j = 0; j < 32; j++) y[j] = d * (q5_quant(x->qs, qh, j) - 16);
-    }
-};
+    for (int j = 0; j < 32; j++) y[j] = d * (q5_quant(x->qs, qh, j) - 16);
+}
 
-template <> struct Block<GGML_TYPE_Q5_1> {           /* y = d * q + m */
-    static constexpr int block_size = QK5_1, type_size = sizeof(block_q5_1);
-    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
-        const block_q5_1 *x = reinterpret_cast<const block_q5_1 *>(b);
-        const float d = fp16_to_fp32(x->d), m = fp16_to_fp32(x->m);
-        const uint32_t qh = load_u32(x->qh);
+/* y = d * q + m */
+__host__ __device__ __forceinline__ void dequantize_q5_1(const uint8_t *b, int, float *y) {
+    const block_q5_1 *x = reinterpret_cast<const block_q5_1 *>(b);
+    const float d = fp16_to_fp32(x->d), m = fp16_to_fp32(x->m);
+    const uint32_t qh = load_u32(x->qh);
 UNROLL
-        for (int j = 0; j < 32; j++) y[j] = mul_add(d, q5_quant(x->qs, qh, j), m);
-    }
-};
+    for (int j = 0; j < 32; j++) y[j] = mul_add(d, q5_quant(x->qs, qh, j), m);
+}
 
-template <> struct Block<GGML_TYPE_Q8_0> {           /* y = q * d */
-    static constexpr int block_size = QK8_0, type_size = sizeof(block_q8_0);
-    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
-        const block_q8_0 *x = reinterpret_cast<const block_q8_0 *>(b);
-        const float d = fp16_to_fp32(x->d);
+/* y = q * d */
+__host__ __device__ __forceinline__ void dequantize_q8_0(const uint8_t *b, int, float *y) {
+    const block_q8_0 *x = reinterpret_cast<const block_q8_0 *>(b);
+    const float d = fp16_to_fp32(x->d);
 UNROLL
-        for (int j = 0; j < 32; j++) y[j] = x->qs[j] * d;
-    }
-};
+    for (int j = 0; j < 32; j++) y[j] = x->qs[j] * d;
+}
 
-template <> struct Block<GGML_TYPE_IQ4_NL> {         /* y = d * kvalues_iq4nl[q] */
-    static constexpr int block_size = QK4_NL, type_size = sizeof(block_iq4_nl);
-    __host__ __device__ static void decode(const uint8_t *b, int, float *y) {
-        const block_iq4_nl *x = reinterpret_cast<const block_iq4_nl *>(b);
-        const float d = fp16_to_fp32(x->d);
+/* y = d * kvalues_iq4nl[q] */
+__host__ __device__ __forceinline__ void dequantize_iq4_nl(const uint8_t *b, int, float *y) {
+    const block_iq4_nl *x = reinterpret_cast<const block_iq4_nl *>(b);
+    const float d = fp16_to_fp32(x->d);
 UNROLL
-        for (int j = 0; j < 16; j++) {
-            y[j] = d * kvalue_iq4nl(x->qs[j] & 0x0F);
-            y[j + 16] = d * kvalue_iq4nl(x->qs[j] >> 4);
-        }
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * kvalue_iq4nl(x->qs[j] & 0x0F);
+        y[j + 16] = d * kvalue_iq4nl(x->qs[j] >> 4);
     }
-};
+}
 
 /* K-quants: sub-block s holds elements 32 s .. 32 s + 31, i.e. half h = s / 4 and
  * slice j = s % 4 of the super-block; Q2_K/Q3_K keep element l's 2 low bits at
  * bits 2j..2j+1 of qs[32 h + l]. */
 
-template <> struct Block<GGML_TYPE_Q2_K> {           /* y = d * (sc & 15) * q - dmin * (sc >> 4) */
-    static constexpr int block_size = QK_K, type_size = sizeof(block_q2_K);
-    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
-        const block_q2_K *x = reinterpret_cast<const block_q2_K *>(b);
-        const float d = fp16_to_fp32(x->d), dmin = fp16_to_fp32(x->dmin);
-        const uint8_t *qs = x->qs + 32 * (s / 4);
-        const int shift = 2 * (s % 4);
+/* y = d * (sc & 15) * q - dmin * (sc >> 4) */
+__host__ __device__ __forceinline__ void dequantize_q2_K(const uint8_t *b, int s, float *y) {
+    const block_q2_K *x = reinterpret_cast<const block_q2_K *>(b);
+    const float d = fp16_to_fp32(x->d), dmin = fp16_to_fp32(x->dmin);
+    const uint8_t *qs = x->qs + 32 * (s / 4);
+    const int shift = 2 * (s % 4);
 UNROLL
-        for (int half = 0; half < 2; half++) {                   /* 16 elements per scale */
-            const int sc = x->scales[2 * s + half];
-            const float dl = d * (sc & 0x0F), ml = dmin * (sc >> 4);
+    for (int half = 0; half < 2; half++) {                       /* 16 elements per scale */
+        const int sc = x->scales[2 * s + half];
+        const float dl = d * (sc & 0x0F), ml = dmin * (sc >> 4);
 UNROLL
-            for (int l = 16 * half; l < 16 * half + 16; l++)
-                y[l] = mul_sub(dl, (qs[l] >> shift) & 3, ml);
+        for (int l = 16 * half; l < 16 * half + 16; l++)
+            y[l] = mul_sub(dl, (qs[l] >> shift) & 3, ml);
+    }
+}
+
+/* Scale g (0..15) of Q3_K's sixteen packed 6-bit scales (quants_ref.c's q3_K_scales
+ * unpacks all of them): low 4 bits in scales[g % 8] (low nibble if g < 8), 2 high bits at
+ * bits 2 (g / 4) of scales[8 + g % 4]; stored +32.  One at a time: an array indexed by
+ * the run-time sub-block would leave the registers. */
+__host__ __device__ __forceinline__ int q3_K_scale(const uint8_t *scales, int g) {
+    const int low4 = g < 8 ? (scales[g] & 0x0F) : (scales[g - 8] >> 4);
+    const int hi2 = (scales[8 + g % 4] >> (2 * (g / 4))) & 3;
+    return (low4 | (hi2 << 4)) - 32;
+}
+
+/* y = d * S * (L - 4), S 6-bit signed, L = 2 low bits | hmask bit << 2 */
+__host__ __device__ __forceinline__ void dequantize_q3_K(const uint8_t *b, int s, float *y) {
+    const block_q3_K *x = reinterpret_cast<const block_q3_K *>(b);
+    const float d = fp16_to_fp32(x->d);
+    const uint8_t *qs = x->qs + 32 * (s / 4);
+    const int shift = 2 * (s % 4);
+UNROLL
+    for (int half = 0; half < 2; half++) {
+        const float dl = d * q3_K_scale(x->scales, 2 * s + half);
+UNROLL
+        for (int l = 16 * half; l < 16 * half + 16; l++) {
+            const int low = (qs[l] >> shift) & 3, hb = (x->hmask[l] >> s) & 1;
+            y[l] = dl * (low + 4 * hb - 4);
         }
     }
-};
+}
 
-template <> struct Block<GGML_TYPE_Q3_K> {           /* y = d * S * (L - 4), S 6-bit signed */
-    static constexpr int block_size = QK_K, type_size = sizeof(block_q3_K);
-    /* scale g (0..15): low 4 bits in scales[g % 8] (low nibble if g < 8), 2 high bits
-     * at bits 2 (g / 4) of scales[8 + g % 4]; stored +32 */
-    __host__ __device__ static int scale(const uint8_t *sc, int g) {
-        const int low4 = g < 8 ? (sc[g] & 0x0F) : (sc[g - 8] >> 4);
-        const int hi2 = (sc[8 + g % 4] >> (2 * (g / 4))) & 3;
-        return (low4 | (hi2 << 4)) - 32;
-    }
-    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
-        const block_q3_K *x = reinterpret_cast<const block_q3_K *>(b);
-        const float d = fp16_to_fp32(x->d);
-        const uint8_t *qs = x->qs + 32 * (s / 4);
-        const int shift = 2 * (s % 4);
-UNROLL
-        for (int half = 0; half < 2; half++) {
-            const float dl = d * scale(x->scales, 2 * s + half);
-UNROLL
-            for (int l = 16 * half; l < 16 * half + 16; l++) {
-                const int low = (qs[l] >> shift) & 3, hb = (x->hmask[l] >> s) & 1;
-                y[l] = dl * (low + 4 * hb - 4);
-            }
-        }
-    }
-};
-
-/* Q4_K/Q5_K: 6-bit scale and min of sub-block s (ggml's get_scale_min_k4) */
-__host__ __device__ __forceinline__ void scale_min_k4(int s, const uint8_t *q, int *sc, int *m) {
-    if (s < 4) {
-        *sc = q[s] & 63;
-        *m = q[s + 4] & 63;
+/* Q4_K/Q5_K: 6-bit scale and min of sub-block j (ggml's get_scale_min_k4) */
+__host__ __device__ __forceinline__ void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
     } else {
-        *sc = (q[s + 4] & 0x0F) | ((q[s - 4] >> 6) << 4);
-        *m = (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
+        *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
 }
 
-template <> struct Block<GGML_TYPE_Q4_K> {           /* y = d * sc * q - dmin * m */
-    static constexpr int block_size = QK_K, type_size = sizeof(block_q4_K);
-    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
-        const block_q4_K *x = reinterpret_cast<const block_q4_K *>(b);
-        int sc, m;
-        scale_min_k4(s, x->scales, &sc, &m);
-        const float d1 = fp16_to_fp32(x->d) * sc, m1 = fp16_to_fp32(x->dmin) * m;
-        const uint8_t *qs = x->qs + 32 * (s / 2);                  /* low nibbles: even s */
-        const int shift = 4 * (s % 2);
+/* y = d * sc * q - dmin * m */
+__host__ __device__ __forceinline__ void dequantize_q4_K(const uint8_t *b, int s, float *y) {
+    const block_q4_K *x = reinterpret_cast<const block_q4_K *>(b);
+    int sc, m;
+    scale_min_k4(s, x->scales, &sc, &m);
+    const float d1 = fp16_to_fp32(x->d) * sc, m1 = fp16_to_fp32(x->dmin) * m;
+    const uint8_t *qs = x->qs + 32 * (s / 2);                      /* low nibbles: even s */
+    const int shift = 4 * (s % 2);
 UNROLL
-        for (int l = 0; l < 32; l++) y[l] = mul_sub(d1, (qs[l] >> shift) & 0x0F, m1);
-    }
-};
-
-template <> struct Block<GGML_TYPE_Q5_K> {           /* as Q4_K with bit s of qh[l] as 5th bit */
-    static constexpr int block_size = QK_K, type_size = sizeof(block_q5_K);
-    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
-        const block_q5_K *x = reinterpret_cast<const block_q5_K *>(b);
-        int sc, m;
-        scale_min_k4(s, x->scales, &sc, &m);
-        const float d1 = fp16_to_fp32(x->d) * sc, m1 = fp16_to_fp32(x->dmin) * m;
-        const uint8_t *qs = x->qs + 32 * (s / 2);
-        const int shift = 4 * (s % 2);
-UNROLL
-        for (int l = 0; l < 32; l++) {
-            const int q = ((qs[l] >> shift) & 0x0F) | (((x->qh[l] >> s) & 1) << 4);
-            y[l] = mul_sub(d1, q, m1);
-        }
-    }
-};
-
-template <> struct Block<GGML_TYPE_Q6_K> {           /* y = d * scales[e / 16] * (q - 32) */
-    static constexpr int block_size = QK_K, type_size = sizeof(block_q6_K);
-    __host__ __device__ static void decode(const uint8_t *b, int s, float *y) {
-        const block_q6_K *x = reinterpret_cast<const block_q6_K *>(b);
-        const float d = fp16_to_fp32(x->d);
-        const int h = s / 4, j = s % 4;
-        const uint8_t *ql = x->ql + 64 * h + 32 * (j & 1), *qh = x->qh + 32 * h;
-UNROLL
-        for (int half = 0; half < 2; half++) {
-            const float dl = d * x->scales[2 * s + half];
-UNROLL
-            for (int l = 16 * half; l < 16 * half + 16; l++) {
-                const int q = ((ql[l] >> (4 * (j >> 1))) & 0x0F) | (((qh[l] >> (2 * j)) & 3) << 4);
-                y[l] = dl * (q - 32);
-            }
-        }
-    }
-};
-
-/* chunk c of a row: sub-block c % (block_size / 32) of block c / (block_size / 32) */
-template <int TYPE>
-__host__ __device__ __forceinline__ void decode_chunk(const uint8_t *row, int64_t c, float *y) {
-    constexpr int subs = Block<TYPE>::block_size / CHUNK;
-    Block<TYPE>::decode(row + (c / subs) * Block<TYPE>::type_size, (int)(c % subs), y);
+    for (int l = 0; l < 32; l++) y[l] = mul_sub(d1, (qs[l] >> shift) & 0x0F, m1);
 }
+
+/* as Q4_K with bit s of qh[l] as 5th bit */
+__host__ __device__ __forceinline__ void dequantize_q5_K(const uint8_t *b, int s, float *y) {
+    const block_q5_K *x = reinterpret_cast<const block_q5_K *>(b);
+    int sc, m;
+    scale_min_k4(s, x->scales, &sc, &m);
+    const float d1 = fp16_to_fp32(x->d) * sc, m1 = fp16_to_fp32(x->dmin) * m;
+    const uint8_t *qs = x->qs + 32 * (s / 2);
+    const int shift = 4 * (s % 2);
+UNROLL
+    for (int l = 0; l < 32; l++) {
+        const int q = ((qs[l] >> shift) & 0x0F) | (((x->qh[l] >> s) & 1) << 4);
+        y[l] = mul_sub(d1, q, m1);
+    }
+}
+
+/* y = d * scales[e / 16] * (q - 32), q = 4 bits of ql | 2 bits of qh << 4 */
+__host__ __device__ __forceinline__ void dequantize_q6_K(const uint8_t *b, int s, float *y) {
+    const block_q6_K *x = reinterpret_cast<const block_q6_K *>(b);
+    const float d = fp16_to_fp32(x->d);
+    const int h = s / 4, j = s % 4;
+    const uint8_t *ql = x->ql + 64 * h + 32 * (j & 1), *qh = x->qh + 32 * h;
+UNROLL
+    for (int half = 0; half < 2; half++) {
+        const float dl = d * x->scales[2 * s + half];
+UNROLL
+        for (int l = 16 * half; l < 16 * half + 16; l++) {
+            const int q = ((ql[l] >> (4 * (j >> 1))) & 0x0F) | (((qh[l] >> (2 * j)) & 3) << 4);
+            y[l] = dl * (q - 32);
+        }
+    }
+}
+
+/* ================================================================ the types, in one place
+ *
+ * Type<GGML_TYPE_x> is ggml's block geometry of type x with its decoder; every kernel
+ * below is a template over it, and TYPES (further down) is the one table of type ids. */
+
+typedef void (*dequantize_fn)(const uint8_t *block, int sub, float *y);
+
+template <int BLOCK_SIZE, int TYPE_SIZE, dequantize_fn DEQUANTIZE>
+struct QuantType {
+    static constexpr int block_size = BLOCK_SIZE, type_size = TYPE_SIZE;
+
+    /* chunk c of a row: sub-block c % (block_size / 32) of block c / (block_size / 32) */
+    __host__ __device__ static void dequantize_chunk(const uint8_t *row, int64_t c, float *y) {
+        constexpr int subs = BLOCK_SIZE / CHUNK;
+        DEQUANTIZE(row + (c / subs) * TYPE_SIZE, (int)(c % subs), y);
+    }
+};
+
+template <int TYPE> struct Type;
+template <> struct Type<GGML_TYPE_F32> : QuantType<32, 32 * 4, dequantize_f32> {};
+template <> struct Type<GGML_TYPE_F16> : QuantType<32, 32 * 2, dequantize_f16> {};
+template <> struct Type<GGML_TYPE_BF16> : QuantType<32, 32 * 2, dequantize_bf16> {};
+template <> struct Type<GGML_TYPE_Q4_0> : QuantType<QK4_0, sizeof(block_q4_0), dequantize_q4_0> {};
+template <> struct Type<GGML_TYPE_Q4_1> : QuantType<QK4_1, sizeof(block_q4_1), dequantize_q4_1> {};
+template <> struct Type<GGML_TYPE_Q5_0> : QuantType<QK5_0, sizeof(block_q5_0), dequantize_q5_0> {};
+template <> struct Type<GGML_TYPE_Q5_1> : QuantType<QK5_1, sizeof(block_q5_1), dequantize_q5_1> {};
+template <> struct Type<GGML_TYPE_Q8_0> : QuantType<QK8_0, sizeof(block_q8_0), dequantize_q8_0> {};
+template <> struct Type<GGML_TYPE_IQ4_NL> : QuantType<QK4_NL, sizeof(block_iq4_nl), dequantize_iq4_nl> {};
+template <> struct Type<GGML_TYPE_Q2_K> : QuantType<QK_K, sizeof(block_q2_K), dequantize_q2_K> {};
+template <> struct Type<GGML_TYPE_Q3_K> : QuantType<QK_K, sizeof(block_q3_K), dequantize_q3_K> {};
+template <> struct Type<GGML_TYPE_Q4_K> : QuantType<QK_K, sizeof(block_q4_K), dequantize_q4_K> {};
+template <> struct Type<GGML_TYPE_Q5_K> : QuantType<QK_K, sizeof(block_q5_K), dequantize_q5_K> {};
+template <> struct Type<GGML_TYPE_Q6_K> : QuantType<QK_K, sizeof(block_q6_K), dequantize_q6_K> {};
 
 /* ================================================================ products and row fetches */
 
@@ -425,7 +417,7 @@ __global__ void matmul_kernel(const uint8_t *__restrict__ w, int64_t w_stride, i
     float acc[MAX_TOK] = {};
     for (int64_t c = lane; c < n_chunks; c += WARP) {
         float wc[CHUNK];
-        decode_chunk<TYPE>(row, c, wc);
+        Type<TYPE>::dequantize_chunk(row, c, wc);
 UNROLL
         for (int t = 0; t < MAX_TOK; t++)
             if (t < n_tok) acc[t] += dot_chunk(wc, x + t * ldx + c * CHUNK);
@@ -450,7 +442,7 @@ __global__ void get_rows_kernel(const uint8_t *__restrict__ w, int64_t w_stride,
     float *o = out + blockIdx.x * ldo;
     for (int64_t c = threadIdx.x; c < n_chunks; c += blockDim.x) {
         float wc[CHUNK];
-        decode_chunk<TYPE>(row, c, wc);
+        Type<TYPE>::dequantize_chunk(row, c, wc);
 UNROLL
         for (int e = 0; e < CHUNK; e++) o[c * CHUNK + e] = wc[e];
     }
@@ -480,14 +472,18 @@ struct TypeEntry {
     decltype(&launch_get_rows<GGML_TYPE_F32>) get_rows;
 };
 
-#define TYPE_ENTRY(T) \
-    {T, Block<T>::block_size, Block<T>::type_size, launch_matmul<T>, launch_get_rows<T>}
+template <int TYPE>
+static constexpr TypeEntry entry() {
+    return {TYPE, Type<TYPE>::block_size, Type<TYPE>::type_size, launch_matmul<TYPE>,
+            launch_get_rows<TYPE>};
+}
+
 static const TypeEntry TYPES[] = {
-    TYPE_ENTRY(GGML_TYPE_F32),  TYPE_ENTRY(GGML_TYPE_F16),  TYPE_ENTRY(GGML_TYPE_BF16),
-    TYPE_ENTRY(GGML_TYPE_Q4_0), TYPE_ENTRY(GGML_TYPE_Q4_1), TYPE_ENTRY(GGML_TYPE_Q5_0),
-    TYPE_ENTRY(GGML_TYPE_Q5_1), TYPE_ENTRY(GGML_TYPE_Q8_0), TYPE_ENTRY(GGML_TYPE_IQ4_NL),
-    TYPE_ENTRY(GGML_TYPE_Q2_K), TYPE_ENTRY(GGML_TYPE_Q3_K), TYPE_ENTRY(GGML_TYPE_Q4_K),
-    TYPE_ENTRY(GGML_TYPE_Q5_K), TYPE_ENTRY(GGML_TYPE_Q6_K),
+    entry<GGML_TYPE_F32>(),  entry<GGML_TYPE_F16>(),  entry<GGML_TYPE_BF16>(),
+    entry<GGML_TYPE_Q4_0>(), entry<GGML_TYPE_Q4_1>(), entry<GGML_TYPE_Q5_0>(),
+    entry<GGML_TYPE_Q5_1>(), entry<GGML_TYPE_Q8_0>(), entry<GGML_TYPE_IQ4_NL>(),
+    entry<GGML_TYPE_Q2_K>(), entry<GGML_TYPE_Q3_K>(), entry<GGML_TYPE_Q4_K>(),
+    entry<GGML_TYPE_Q5_K>(), entry<GGML_TYPE_Q6_K>(),
 };
 
 static const TypeEntry *find_type(int type) {
@@ -519,19 +515,18 @@ UNROLL
         yr[i] = weight ? (xr[i] * scale) * weight[i] : xr[i] * scale;
 }
 
-/* grid (n_tok * n_heads), block head_dim / 2: thread i rotates pair i of one head */
-__global__ void rope_kernel(float *x, int n_heads, int head_dim, int64_t pos0, float theta_scale,
-                            int neox) {
+/* grid (n_tok * n_heads), block head_dim / 2: thread i rotates pair i of one head by
+ * row t of the tables, with the FMAs of the CPU's rope (layer.c, numerics.rope_pairs) */
+__global__ void rope_kernel(float *x, int n_heads, int head_dim, const float *cos_t,
+                            const float *sin_t, int neox) {
     const int64_t t = blockIdx.x / n_heads;
     float *v = x + blockIdx.x * (int64_t)head_dim;
-    const int i = threadIdx.x;
-    float theta = (float)(pos0 + t);                   /* pos * theta_scale^i, like ggml */
-    for (int step = 0; step < i; step++) theta *= theta_scale;
-    const float c = cosf(theta), s = sinf(theta);
-    const int i0 = neox ? i : 2 * i, i1 = neox ? i + head_dim / 2 : 2 * i + 1;
+    const int i = threadIdx.x, half = head_dim / 2;
+    const float c = cos_t[t * half + i], s = sin_t[t * half + i];
+    const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
     const float x0 = v[i0], x1 = v[i1];
-    v[i0] = __fsub_rn(x0 * c, x1 * s);                 /* two products, then one rounding */
-    v[i1] = __fadd_rn(x0 * s, x1 * c);
+    v[i0] = fmaf(x0, c, -__fmul_rn(x1, s));
+    v[i1] = fmaf(x0, s, __fmul_rn(x1, c));
 }
 
 /* grid-stride over n_tok * width elements */
@@ -669,11 +664,6 @@ int pyggml_cuda_mem_info(uint64_t *free_bytes, uint64_t *total_bytes) {
     return PYGGML_CUDA_OK;
 }
 
-int pyggml_cuda_synchronize(void) {
-    CUDA_TRY("cudaDeviceSynchronize", cudaDeviceSynchronize());
-    return PYGGML_CUDA_OK;
-}
-
 int pyggml_cuda_malloc(void **ptr, uint64_t nbytes) {
     if (!ptr) return fail(PYGGML_CUDA_ERR_ARG, "malloc: ptr is NULL");
     *ptr = nullptr;
@@ -803,18 +793,18 @@ int pyggml_cuda_rms_norm(const float *x, const float *weight, float *y, int64_t 
     return PYGGML_CUDA_OK;
 }
 
-int pyggml_cuda_rope(float *x, int64_t n_tok, int n_heads, int head_dim, int64_t pos0,
-                     float theta_scale, int mode) {
-    if (!x) return fail(PYGGML_CUDA_ERR_ARG, "rope: x is NULL");
+int pyggml_cuda_rope(float *x, int64_t n_tok, int n_heads, int head_dim, const float *cos_t,
+                     const float *sin_t, int mode) {
+    if (!x || !cos_t || !sin_t) return fail(PYGGML_CUDA_ERR_ARG, "rope: NULL pointer");
     if (mode != 0 && mode != 2)
         return fail(PYGGML_CUDA_ERR_ARG, "rope: mode %d is neither 0 (NORM) nor 2 (NEOX)", mode);
     if (n_tok < 0 || n_heads <= 0 || head_dim <= 0 || head_dim % 2 || head_dim > 2048 ||
-        pos0 < 0 || n_tok * n_heads > 0x7fffffff)
-        return fail(PYGGML_CUDA_ERR_SHAPE, "rope: bad shape (n_tok %lld, n_heads %d, head_dim %d, "
-                    "pos0 %lld)", (long long)n_tok, n_heads, head_dim, (long long)pos0);
+        n_tok * n_heads > 0x7fffffff)
+        return fail(PYGGML_CUDA_ERR_SHAPE, "rope: bad shape (n_tok %lld, n_heads %d, head_dim %d)",
+                    (long long)n_tok, n_heads, head_dim);
     if (n_tok == 0) return PYGGML_CUDA_OK;
-    rope_kernel<<<(unsigned)(n_tok * n_heads), head_dim / 2>>>(x, n_heads, head_dim, pos0,
-                                                                theta_scale, mode == 2);
+    rope_kernel<<<(unsigned)(n_tok * n_heads), head_dim / 2>>>(x, n_heads, head_dim, cos_t, sin_t,
+                                                                mode == 2);
     LAUNCH_CHECK("rope kernel launch");
     return PYGGML_CUDA_OK;
 }

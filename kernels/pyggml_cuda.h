@@ -7,7 +7,7 @@
  * and without one every call fails cleanly with PYGGML_CUDA_ERR_CUDA.
  *
  * Conventions
- *   - Pointers named w, x, y, out, bias, weight, *_cache are DEVICE pointers
+ *   - Pointers named w, x, y, out, bias, weight, *_cache, *_t are DEVICE pointers
  *     (from pyggml_cuda_malloc); everything else is host memory.
  *   - Types are ggml type ids (ggml_blocks.h).  A weight matrix W is n_rows rows
  *     of k elements; row n starts at w + n * w_stride bytes and holds k / block
@@ -21,7 +21,7 @@
  *     aborts.  After PYGGML_CUDA_ERR_CUDA, pyggml_cuda_last_error() names the
  *     failing runtime call and CUDA's own error name and text.  Kernel
  *     launches are asynchronous: a fault inside a kernel surfaces at the next
- *     call that synchronizes (download, synchronize, free).
+ *     call that synchronizes (download, free).
  *   - All work goes to the default stream, in call order.
  */
 #ifndef PYGGML_CUDA_H
@@ -60,7 +60,6 @@ int pyggml_cuda_set_device(int device, char *name, int name_size, int *cc_major,
                            int *n_sm);
 /* cudaMemGetInfo of the current device: free and total bytes, all processes counted. */
 int pyggml_cuda_mem_info(uint64_t *free_bytes, uint64_t *total_bytes);
-int pyggml_cuda_synchronize(void);
 int pyggml_cuda_malloc(void **ptr, uint64_t nbytes);
 int pyggml_cuda_free(void *ptr);
 int pyggml_cuda_memset(void *ptr, int value, uint64_t nbytes);
@@ -92,12 +91,13 @@ int pyggml_cuda_get_rows(int type, const void *w, int64_t w_stride, int64_t n_w_
 int pyggml_cuda_rms_norm(const float *x, const float *weight, float *y, int64_t n_rows,
                          int64_t n, float eps);
 
-/* Rotate x (n_tok, n_heads, head_dim) in place; token t sits at position pos0 + t.
- * Angle of pair i: theta = pos * theta_scale^i built by repeated float32
- * multiplication like ggml (theta_scale = base^(-2/head_dim), computed by the caller).
+/* Rotate x (n_tok, n_heads, head_dim) in place: pair i of every head of token t by the
+ * angle whose cosine and sine are cos_t[t * head_dim/2 + i], sin_t[...] (device tables of
+ * n_tok rows, pyggml.model.forward.rope_cache: the positions, base and any scaling are
+ * the caller's), as fma(x0, c, -(x1 * s)), fma(x0, s, x1 * c) like the CPU.
  * mode 2 (NEOX) pairs (x[i], x[i + head_dim/2]); mode 0 (NORM) pairs (x[2i], x[2i+1]). */
-int pyggml_cuda_rope(float *x, int64_t n_tok, int n_heads, int head_dim, int64_t pos0,
-                     float theta_scale, int mode);
+int pyggml_cuda_rope(float *x, int64_t n_tok, int n_heads, int head_dim, const float *cos_t,
+                     const float *sin_t, int mode);
 
 /* k_cache[pos0 + t, :] = fp16(k[t, :]), v_cache likewise, for t < n_tok; each cache
  * row holds width = n_head_kv * head_dim halves. */

@@ -65,7 +65,7 @@ def run_engine(engine: str, path: str, n_ctx: int, n_prompt: int, n_decode: int,
     """Measure one engine on one file in this process; returns a dict of figures."""
     import numpy as np
 
-    from pyggml.model.stats import peak_rss_bytes, rss_bytes
+    from pyggml.runtime.stats import peak_rss_bytes, rss_bytes
     started = time.perf_counter()
     if engine == "pyggml":
         import pyggml

@@ -11,14 +11,14 @@ In one run, medians of several repeats:
      kernels (llama-cpp-python's libggml, called through ctypes on the same bytes),
      with 1 and 2 threads, and pyggml as a share of the read bandwidth;
   3. per-call cost on SmolLM2-135M-sized matrices (overhead-bound): microseconds per
-     product through the Python wrapper, through a prepared Products group, and the
-     C call alone, next to the time the bytes take at the 1-thread bandwidth;
+     product through the Python wrapper and the C call alone (what kernels/layer.c
+     makes), next to the time the bytes take at the 1-thread bandwidth;
   4. prefill: 128 activation rows times 1536x1536, 8960x1536 and 1536x8960, GFLOP/s
      (2 N K T / time, activation quantization included) for pyggml and ggml;
   5. one decode token's products of real model files (SmolLM2-135M Q4_1, the 1.5B
-     Qwen2-shaped Q4_K_M fixture), as the forward pass would run them with Products
-     groups (q/k/v, gate/up): milliseconds per token, i.e. the ceiling the products
-     alone put on decode tokens/s.
+     Qwen2-shaped Q4_K_M fixture), as the forward pass runs them (one activation
+     quantization per input and format, shared by q/k/v and by gate/up): milliseconds
+     per token, i.e. the ceiling the products alone put on decode tokens/s.
 Matrices hold random blocks (finite scales); several copies larger than the last-level
 cache together are cycled through, so that every product streams from memory.
 """
@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyggml.backends import cpu_c  # noqa: E402
-from pyggml.format.constants import TYPE_TRAITS, GGMLType as G  # noqa: E402
+from pyggml.ggml import TYPE_TRAITS, GGMLType as G  # noqa: E402
 
 CACHE_BYTES = 32 << 20          # last-level cache of the project machine; copies cover 4x it
 DECODE_SHAPES = [(8960, 1536), (1536, 8960), (151936, 1536)]
@@ -185,8 +185,8 @@ def decode(types, ggml, bandwidth, repeats):
 
 def small(repeats):
     print("\n## Per call, SmolLM2-135M-sized matrices (microseconds, median of 2000 calls)")
-    print(f"{'type':7} {'N x K':>11} | {'bytes at 1T BW':>14} | {'matmul_q8':>9} {'Products':>9}"
-          f" {'C call':>7} | threads 1 vs default")
+    print(f"{'type':7} {'N x K':>11} | {'bytes at 1T BW':>14} | {'matmul_q8':>9} {'C call':>7} |"
+          f" threads 1 vs default")
     rng = np.random.default_rng(1)
     lib, ffi = cpu_c.load(), cpu_c._state["ffi"]
     for n, k, t in SMALL_SHAPES:
@@ -195,7 +195,6 @@ def small(repeats):
         fmt = cpu_c.vec_dot_type(t)
         xq = cpu_c.quantize_activations(x, fmt)
         out = np.empty((1, n), np.float32)
-        group = cpu_c.Products([(t, w)], max_rows=1)
         job = ffi.new("pyggml_matmul_job *", (int(t), n, ffi.from_buffer(w), w.shape[1],
                                               ffi.from_buffer("float[]", out), n))
         act = ffi.from_buffer(xq)
@@ -207,11 +206,10 @@ def small(repeats):
                     fn()
             return median_time(loop, max(3, repeats // 2)) / calls * 1e6
         wrapper = per_call(lambda: cpu_c.matmul_q8(t, w, xq, out))
-        prepared = per_call(lambda: group(x))
         c_only = per_call(lambda: lib.pyggml_matmul(job, 1, ffi.NULL, 0, act, 1, k, 0))
         c_single = per_call(lambda: lib.pyggml_matmul(job, 1, ffi.NULL, 0, act, 1, k, 1))
         print(f"{t.name:7} {n:>5}x{k:<5} | {w.nbytes / BANDWIDTH[1] / 1e3:11.1f} us | {wrapper:9.1f}"
-              f" {prepared:9.1f} {c_only:7.1f} | {c_single:.1f} vs {c_only:.1f}", flush=True)
+              f" {c_only:7.1f} | {c_single:.1f} vs {c_only:.1f}", flush=True)
 
 
 def prefill(types, ggml, repeats, n_act=128):
@@ -223,14 +221,14 @@ def prefill(types, ggml, repeats, n_act=128):
             w = random_weights(t, n, k, rng)
             x = rng.standard_normal((n_act, k)).astype(np.float32)
             flop = 2.0 * n * k * n_act
-            group = cpu_c.Products([(t, w)], max_rows=n_act)
-            c1 = flop / median_time(lambda: group(x, n_threads=1), repeats) / 1e9
-            c2 = flop / median_time(lambda: group(x, n_threads=2), repeats) / 1e9
+            out = np.empty((n_act, n), np.float32)
+            c1 = flop / median_time(lambda: cpu_c.matmul(t, w, x, out, n_threads=1), repeats) / 1e9
+            c2 = flop / median_time(lambda: cpu_c.matmul(t, w, x, out, n_threads=2), repeats) / 1e9
             gg = ratio = "      -"
             if ggml:
                 run, result, free = ggml.products(t, [w], x)
                 gflops = flop / median_time(lambda: run(2), repeats) / 1e9
-                err = np.abs(result(0) - group(x)[0]).max() / np.abs(result(0)).max()
+                err = np.abs(result(0) - cpu_c.matmul(t, w, x)).max() / np.abs(result(0)).max()
                 free()
                 # (ggml's AVX2 Q8_0 quantizer rounds half to even, the reference away from zero)
                 assert err < 3e-3, f"pyggml and ggml disagree on {t.name} {n}x{k}: {err:.1e}"
@@ -242,39 +240,40 @@ def model_token(names, repeats):
     import pyggml
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import make_model
-    print("\n## One decode token's products of real files (Products groups, median)")
+    print("\n## One decode token's products of real files (as the forward pass groups them, median)")
     print(f"{'model':18} {'MB/token':>8} | {'1T ms':>6} {'2T ms':>6} | {'2T GB/s':>7} {'tok/s ceiling':>13}")
     rng = np.random.default_rng(3)
     for name in names:
         with pyggml.open(make_model.model_path(name)) as f:
             def matrix(tensor):
                 info = f.tensors[tensor]
-                return info.type, f.raw(tensor).reshape(info.ne[1], -1)
-            layers, n_bytes = [], 0
+                w = f.raw(tensor).reshape(info.ne[1], -1)
+                return info.type, w, np.empty((1, w.shape[0]), np.float32)
+            groups, n_bytes = [], 0                  # (matrices sharing an input, its width)
+            n_ff, n_embd = f.tensors["blk.0.ffn_down.weight"].ne[:2]      # ggml order: (n_in, n_out)
             i = 0
             while f"blk.{i}.attn_q.weight" in f.tensors:
                 mats = {part: matrix(f"blk.{i}.{part}.weight") for part in
                         ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")}
-                n_bytes += sum(w.nbytes for _, w in mats.values())
-                layers.append((cpu_c.Products([mats["attn_q"], mats["attn_k"], mats["attn_v"]], 1),
-                               cpu_c.Products([mats["attn_output"]], 1),
-                               cpu_c.Products([mats["ffn_gate"], mats["ffn_up"]], 1),
-                               cpu_c.Products([mats["ffn_down"]], 1)))
+                n_bytes += sum(w.nbytes for _, w, _ in mats.values())
+                groups += [([mats["attn_q"], mats["attn_k"], mats["attn_v"]], n_embd),
+                           ([mats["attn_output"]], n_embd),
+                           ([mats["ffn_gate"], mats["ffn_up"]], n_embd),
+                           ([mats["ffn_down"]], n_ff)]
                 i += 1
             head = matrix("output.weight" if "output.weight" in f.tensors else "token_embd.weight")
             n_bytes += head[1].nbytes
-            head = cpu_c.Products([head], 1)
-            n_embd, n_ff = layers[0][0].k, layers[0][3].k
-            x = rng.standard_normal((1, n_embd)).astype(np.float32)
-            h = rng.standard_normal((1, n_ff)).astype(np.float32)
+            groups.append(([head], n_embd))
+            inputs = {n: rng.standard_normal((1, n)).astype(np.float32) for n in (n_embd, n_ff)}
 
             def token(n_threads):
-                for qkv, o, gate_up, down in layers:
-                    qkv(x, n_threads)
-                    o(x, n_threads)
-                    gate_up(x, n_threads)
-                    down(h, n_threads)
-                head(x, n_threads)
+                for mats, width in groups:
+                    quantized = {}
+                    for t, w, out in mats:
+                        fmt = cpu_c.vec_dot_type(t)
+                        if fmt not in quantized:
+                            quantized[fmt] = cpu_c.quantize_activations(inputs[width], fmt)
+                        cpu_c.matmul_q8(t, w, quantized[fmt], out, n_threads=n_threads)
             t1, t2 = (median_time(lambda: token(n), repeats) for n in (1, 2))
             print(f"{name:18} {n_bytes / 1e6:8.1f} | {t1 * 1e3:6.2f} {t2 * 1e3:6.2f} | "
                   f"{n_bytes / t2 / 1e9:7.1f} {1 / t2:13.1f}", flush=True)

@@ -26,14 +26,15 @@ Four tables, all from the same run (medians of --repeat timings):
 Targets (issue 3): dequant >= 30x gguf-py; Q4_K, Q3_K, Q6_K matvec >= 60% of the
 2-thread read bandwidth.  Kernels are compiled (or loaded from numba's cache) before
 timing.  The script prints numba's threading layer (OpenMP: the workqueue layer costs
-~70 us per product here).
+far more per product, docs/performance.md).
 
 The script re-executes itself once with glibc's mmap and trim thresholds raised:
 otherwise whether a 16 MiB result array is recycled or page-faulted anew on every call
-depends on the allocation history, and some types would pay ~8 ms of page faults per call.
+depends on the allocation history, and some types would pay milliseconds of page faults
+per call.
 
 Run it on an idle machine: with another process on the second core, every 2-thread
-parallel region can wait a scheduler time slice (~8 ms) for its second thread.  The
+parallel region can wait a scheduler time slice (milliseconds) for its second thread.  The
 script prints the load average it started with.
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ from numba import njit, prange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pyggml.quants as quants  # noqa: E402
-from pyggml.format.constants import GGMLType  # noqa: E402
+from pyggml.ggml import GGMLType  # noqa: E402
 from pyggml.quants.jit import splat, vload, vstore  # noqa: E402
 
 LLC_BYTES = 32 << 20                                   # last-level cache of the project machine

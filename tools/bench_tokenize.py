@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 import make_model  # noqa: E402
 import pyggml  # noqa: E402
-from pyggml.model.tokenizer import Tokenizer  # noqa: E402
+from pyggml.text.tokenizer import Tokenizer  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "corpus"
 

@@ -68,22 +68,21 @@ def load(path, n_gpu_layers: int, device: str):
     """A Model with n_gpu_layers on `device`: 'cuda' (CudaDevice), 'simulated' (the GPU's
     arithmetic on the CPU) or 'cpu' (the default CPU kernels everywhere)."""
     import pyggml
-    from pyggml.model import Model
-    from pyggml.model.hparams import HParams
+    from pyggml.runtime import Model
     gguf = pyggml.open(path)
     if device == "cpu" or n_gpu_layers == 0:
         return Model(gguf, n_ctx=N_CTX)
     if device == "cuda":
         return Model(gguf, n_ctx=N_CTX, n_gpu_layers=n_gpu_layers)
+    from pyggml.backends.cpu import CpuDevice
     from pyggml.backends.simulated import GPUArithmetic, SimulatedDevice
-    hp = HParams.from_metadata(gguf.metadata, path=path)
     return Model(gguf, n_ctx=N_CTX, n_gpu_layers=n_gpu_layers,
-                 gpu=SimulatedDevice(GPUArithmetic(), hp, capacity=1 << 40))
+                 gpu=SimulatedDevice(CpuDevice(GPUArithmetic()), capacity=1 << 40))
 
 
 def run_one(path: str, n_gpu_layers: int, n_tokens: int, device: str) -> dict:
     """Measure one setting, then compare it with its references (see the module doc)."""
-    from pyggml.model.stats import peak_rss_bytes
+    from pyggml.runtime.stats import peak_rss_bytes
     started = time.perf_counter()
     model = load(path, n_gpu_layers, device)
     load_s = time.perf_counter() - started

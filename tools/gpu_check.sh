@@ -102,8 +102,8 @@ EOF
 from pyggml.backends.cuda import CudaDevice
 from pyggml.model.hparams import HParams
 hp = HParams(arch="qwen2", n_vocab=32, n_ctx_train=64, n_embd=64, n_layer=1, n_head=2, n_head_kv=1,
-             n_ff=128, head_dim=32, n_rot=32, rope_mode=2, rope_base=1e4, rms_eps=1e-6)
-gpu = CudaDevice(hp)
+             n_ff=128, head_dim=32, n_rot=32, rope_base=1e4, rms_eps=1e-6)
+gpu = CudaDevice(hp, max_batch=512)
 free, total = gpu.mem_info()
 print(f"{gpu.name}: compute {gpu.compute_capability}, {gpu.n_sm} SMs, "
       f"{free / 2**20:,.0f} of {total / 2**20:,.0f} MiB free")

@@ -4,18 +4,19 @@ forward.layer_forward is the readable definition of a block: 15 numpy and kernel
 For a small model those steps' Python overhead is most of a decode step's time
 (SmolLM2-135M: 30 layers x 15 steps per token), so the C backend runs the same steps
 inside one call.  This module only describes a layer to C: a ``pyggml_layer`` struct
-filled once per layer with pointers to the weights (the file's mmap views, not copies),
-norms, biases and the layer's kv cache, kept alive by references held here.
+filled once per layer from its BlockSpec (shapes, rope mode, attention scale; a bias
+pointer is NULL where the block has none) with pointers to the weights (the file's mmap
+views, not copies), norms and the layer's kv cache, kept alive by references held here.
 
-    block = CBlock(hp, layer_weights, k_cache, v_cache)
-    x = block(x, pos0, cos, sin, scratch, n_threads)     # x (T, n_embd) float32, in place
+    c_block = CBlock(block_spec, layer_weights, k_cache, v_cache)
+    x = c_block(x, pos0, cos, sin, scratch, n_threads)     # x (T, n_embd) float32, in place
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import BackendError
-from ..model.hparams import ROPE_NEOX, HParams
+from ..model.arch import ROPE_NEOX, BlockSpec
 from ..model.weights import LayerWeights, QMatrix
 from . import cpu_c
 
@@ -33,21 +34,26 @@ class Scratch:
 
 
 class CBlock:
-    def __init__(self, hp: HParams, w: LayerWeights, k_cache: np.ndarray, v_cache: np.ndarray):
+    def __init__(self, block: BlockSpec, w: LayerWeights, k_cache: np.ndarray,
+                 v_cache: np.ndarray):
         lib, ffi = cpu_c.load(), cpu_c.ffi()
         for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
             if (cache.dtype != np.float16 or not cache.flags.c_contiguous
-                    or cache.shape[1:] != (hp.n_head_kv, hp.head_dim)):
+                    or cache.shape[1:] != (block.n_head_kv, block.head_dim)):
                 raise BackendError(f"{name} must be C-contiguous fp16 (n_ctx, n_head_kv, head_dim)")
+        if block.rope.n_rot != block.head_dim:
+            raise BackendError(f"the C block rotates whole heads: n_rot {block.rope.n_rot} "
+                               f"!= head_dim {block.head_dim}")
         self.lib, self.ffi = lib, ffi
         self.keep = [k_cache, v_cache]              # what the struct points into
         L = self.layer = ffi.new("pyggml_layer *")
-        L.n_embd, L.n_head, L.n_head_kv = hp.n_embd, hp.n_head, hp.n_head_kv
-        L.head_dim, L.n_ff, L.n_ctx = hp.head_dim, hp.n_ff, k_cache.shape[0]
-        L.rope_neox = int(hp.rope_mode == ROPE_NEOX)
-        L.rms_eps = hp.rms_eps
+        L.n_embd, L.n_head, L.n_head_kv = block.n_embd, block.n_head, block.n_head_kv
+        L.head_dim, L.n_ff, L.n_ctx = block.head_dim, block.n_ff, k_cache.shape[0]
+        L.rope_neox = int(block.rope.mode == ROPE_NEOX)
+        L.rms_eps, L.attn_scale = block.rms_eps, block.attn_scale
         L.attn_norm, L.ffn_norm = self._floats(w.attn_norm), self._floats(w.ffn_norm)
-        L.bq, L.bk, L.bv = (self._floats(b) if b is not None else ffi.NULL for b in (w.bq, w.bk, w.bv))
+        L.bq, L.bk, L.bv = ((self._floats(b) for b in (w.bq, w.bk, w.bv)) if block.qkv_bias
+                            else (ffi.NULL,) * 3)
         for field, matrix in (("wq", w.wq), ("wk", w.wk), ("wv", w.wv), ("wo", w.wo),
                               ("w_gate", w.w_gate), ("w_up", w.w_up), ("w_down", w.w_down)):
             self._weight(getattr(L, field), matrix)

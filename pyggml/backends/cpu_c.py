@@ -6,16 +6,9 @@ The same products as the numba layer of pyggml.quants, with the same names:
     quantize_activations(x (T, K) f32, vec_dot_type) -> uint8 (T, act_row_bytes)
     matmul_q8(ggml_type, W uint8 (N, row_bytes), xq uint8 (T, act_row_bytes), out f32 (T, N))
     matmul(ggml_type, W, x (T, K) f32) -> f32 (T, N)           quantize + products, one call
-    dequantize_rows(ggml_type, W, rows, n_per_row) -> f32 (len(rows), K)
-    dequantize(ggml_type, raw, shape) -> f32 `shape`
+    dequantize_rows(ggml_type, W, rows, n_per_row) -> f32 (len(rows), K)   the embedding lookup
 
-and what a layer's CPU fast path wants on top:
-
-    Products([(ggml_type, W), ...], max_rows)   products sharing one input (q/k/v, gate/up),
-                                                prepared once; products(x) -> (f32 (T, N_i), ...)
-    rms_norm(x, weight, eps, out=None)          ggml's numerics (sum of squares in double)
-    silu_mul(gate, up, out=None)                silu(gate) * up, ggml's float32 bits
-    softmax(scores, n_kv=None, out=None)        ggml_soft_max's float32 bits, row by row
+A whole block in one call (kernels/layer.c) is c_layer.py's.
 
 Everything is checked here before it reaches C (dtype, shape, contiguity, row
 indices): a wrong argument raises UsageError or UnsupportedTypeError, never a
@@ -34,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, UnsupportedTypeError, UsageError
-from ..format.constants import TYPE_TRAITS, GGMLType
+from ..ggml import TYPE_TRAITS, GGMLType
+from .. import paths
 from . import native
 
-ABI_VERSION = 3
+ABI_VERSION = 4        # kernels/pyggml_cpu.h's PYGGML_CPU_ABI_VERSION
 HEADER_NAME = "pyggml_cpu.h"
 
 STATUS_NAMES = {-1: "PYGGML_ERR_TYPE", -2: "PYGGML_ERR_SHAPE", -3: "PYGGML_ERR_ARG",
@@ -57,7 +51,7 @@ _state: dict = {}       # "ffi", "lib", "features", "types"  or  "error"
 
 def library_path() -> Path:
     """$PYGGML_CPU_LIB, else pyggml/lib/libpyggml_cpu.so."""
-    return native.library_path("pyggml_cpu", "PYGGML_CPU_LIB")
+    return paths.library_path("pyggml_cpu", "PYGGML_CPU_LIB")
 
 
 def _check_cpu(features: list[str], path: Path) -> None:
@@ -296,71 +290,6 @@ def matmul(ggml_type, W: np.ndarray, x: np.ndarray, out: np.ndarray | None = Non
     return out
 
 
-class Products:
-    """Products of several matrices with one input (q/k/v, gate/up), prepared once.
-
-        p = Products([(ggml_type_q, Wq), (ggml_type_k, Wk), (ggml_type_v, Wv)], max_rows=512)
-        q, k, v = p(x)          # x float32 (T, K), T <= max_rows -> views (T, N_i) of p's buffers
-
-    All matrices must share K and the activation format.  The outputs are p's own
-    buffers (max_rows x N_i floats each: for the output head, ask for the rows you need),
-    overwritten by the next call.  One C call quantizes x once and runs every product
-    as one job of the thread pool.
-    """
-
-    def __init__(self, weights, max_rows: int):
-        self._lib = load()
-        ffi = self._ffi = _state["ffi"]
-        self._float_array = _state["ctypes"]["float[]"]
-        weights = list(weights)
-        if not 1 <= len(weights) <= 16:
-            raise UsageError(f"Products takes 1 to 16 matrices, got {len(weights)}")
-        if max_rows < 1:
-            raise UsageError(f"max_rows must be positive, got {max_rows}")
-        self.n_jobs = len(weights)
-        self.max_rows = int(max_rows)
-        self._jobs = ffi.new("pyggml_matmul_job[]", self.n_jobs)
-        self._keep = []                     # what the jobs point into stays alive with them
-        self.outs = []
-        self.k = fmt = tr = None
-        for j, (ggml_type, W) in enumerate(weights):
-            wp, w_stride, n, k, tr = _weights(ggml_type, W)
-            if self.k is not None and (k != self.k or tr[2] != fmt):
-                raise UsageError(f"matrix {j} has K={k} and activations {tr[2].name}; "
-                                 f"matrix 0 has K={self.k} and {fmt.name}")
-            self.k, fmt = k, tr[2]
-            out = np.empty((self.max_rows, n), np.float32)
-            op = ffi.from_buffer("float[]", out, require_writable=True)
-            self._jobs[j] = (int(ggml_type), n, wp, w_stride, op, n)
-            self._keep += [W, wp, op]
-            self.outs.append(out)
-        self.vec_dot_type = fmt
-        self._views = {}                    # n_act -> the outputs' first n_act rows
-        self._act = (ffi.new("char[]", self.max_rows * _act_row_bytes(tr, self.k))
-                     if fmt != GGMLType.F32 else ffi.NULL)
-
-    def __call__(self, x: np.ndarray, n_threads: int | None = None) -> tuple[np.ndarray, ...]:
-        # the per-token path: the common case (contiguous float32 rows) checked inline
-        if (type(x) is np.ndarray and x.dtype is F32 and x.ndim == 2 and x.shape[1] == self.k
-                and x.shape[0] <= self.max_rows and x.flags.c_contiguous):
-            n_act, xp, ldx = x.shape[0], self._ffi.from_buffer(self._float_array, x), self.k
-        else:
-            _array("x", x, F32, 2)
-            n_act = x.shape[0]
-            if x.shape[1] != self.k or n_act > self.max_rows:
-                raise UsageError(f"x must have shape (T <= {self.max_rows}, {self.k}), got {x.shape}")
-            xp, ldx = _rows_view("x", x)
-        if n_act:
-            rc = self._lib.pyggml_matmul(self._jobs, self.n_jobs, xp, ldx, self._act, n_act, self.k,
-                                         n_threads or 0)
-            if rc:
-                _call("pyggml_matmul", rc)
-        views = self._views.get(n_act)
-        if views is None:
-            views = self._views[n_act] = tuple(o[:n_act] for o in self.outs)
-        return views
-
-
 # ----------------------------------------------------------------------------- dequantization
 
 def dequantize_rows(ggml_type, W: np.ndarray, rows, n_per_row: int | None = None,
@@ -386,108 +315,4 @@ def dequantize_rows(ggml_type, W: np.ndarray, rows, n_per_row: int | None = None
     op, ldo = _out_view(out, (n_sel, k))
     _call("pyggml_dequantize_rows", lib.pyggml_dequantize_rows(
         int(ggml_type), wp, w_stride, n, idx, n_sel, k, op, ldo))
-    return out
-
-
-def dequantize(ggml_type, raw: np.ndarray, shape) -> np.ndarray:
-    """A whole tensor: raw uint8 (contiguous, row_bytes * n_rows bytes) -> float32 `shape`."""
-    shape = tuple(int(s) for s in shape)
-    if not shape or min(shape) < 0:
-        raise UsageError(f"shape must be a non-empty tuple of sizes, got {shape}")
-    block_size, type_size = _type(ggml_type)[:2]
-    k = shape[-1]
-    if k % block_size:
-        raise UsageError(f"rows of {k} elements are not a multiple of "
-                         f"{GGMLType(int(ggml_type)).name}'s block of {block_size}")
-    n_rows = int(np.prod(shape[:-1], dtype=np.int64))
-    row_bytes = k // block_size * type_size
-    if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8:
-        raise UsageError("raw must be a uint8 numpy array")
-    if raw.nbytes != n_rows * row_bytes or not raw.flags.c_contiguous:
-        raise UsageError(f"raw must be C-contiguous with {n_rows * row_bytes} bytes for shape "
-                         f"{shape}, got {raw.nbytes} bytes")
-    if n_rows * k == 0:
-        return np.empty(shape, np.float32)
-    out = dequantize_rows(ggml_type, raw.reshape(n_rows, row_bytes), None)
-    return out.reshape(shape)
-
-
-# ----------------------------------------------------------------------------- layer helpers
-
-def _float_rows(arg: str, a: np.ndarray) -> np.ndarray:
-    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim not in (1, 2):
-        raise UsageError(f"{arg} must be a float32 array of 1 or 2 dimensions")
-    return a
-
-
-def rms_norm(x: np.ndarray, weight: np.ndarray | None, eps: float,
-             out: np.ndarray | None = None) -> np.ndarray:
-    """x (T, n) or (n,) -> (x / sqrt(mean(x^2) + eps)) * weight, like ggml_rms_norm + ggml_mul."""
-    lib, ffi = load(), _state["ffi"]
-    x2 = _float_rows("x", x).reshape(1, -1) if x.ndim == 1 else x
-    n = x2.shape[1]
-    wp = ffi.NULL
-    if weight is not None:
-        if _float_rows("weight", weight).shape != (n,) or not weight.flags.c_contiguous:
-            raise UsageError(f"weight must be contiguous float32 ({n},), got {weight.shape}")
-        wp = ffi.from_buffer("float[]", weight)
-    if out is None:
-        out = np.empty(x.shape, np.float32)
-    elif _float_rows("out", out).shape != x.shape:
-        raise UsageError(f"out must have shape {x.shape}, got {out.shape}")
-    out2 = out.reshape(1, -1) if out.ndim == 1 else out
-    xp, ldx = _rows_view("x", x2)
-    op, ldy = _rows_view("out", out2, writable=True)
-    _call("pyggml_rms_norm", lib.pyggml_rms_norm(xp, ldx, wp, op, ldy, x2.shape[0], n,
-                                                 float(eps)))
-    return out
-
-
-def silu_mul(gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """silu(gate) * up = gate / (1 + exp(-gate)) * up, elementwise on same-shape C-contiguous
-    float32 arrays, with ggml_vec_swiglu_f32's bits on each row (the last axis): ggml's
-    exp, and the C library's expf for the last (row length % 16) elements of a row."""
-    lib, ffi = load(), _state["ffi"]
-    for arg, a in (("gate", gate), ("up", up)):
-        if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous:
-            raise UsageError(f"{arg} must be a C-contiguous float32 array")
-    if up.shape != gate.shape:
-        raise UsageError(f"gate and up must have the same shape, got {gate.shape} and {up.shape}")
-    if out is None:
-        out = np.empty(gate.shape, np.float32)
-    elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != gate.shape
-          or not out.flags.c_contiguous or not out.flags.writeable):
-        raise UsageError(f"out must be a writable C-contiguous float32 array of shape {gate.shape}")
-    n = gate.shape[-1] if gate.ndim else 1
-    _call("pyggml_silu_mul", lib.pyggml_silu_mul(ffi.from_buffer("float[]", gate),
-                                                 ffi.from_buffer("float[]", up),
-                                                 ffi.from_buffer("float[]", out, require_writable=True),
-                                                 gate.size // n if n else 0, n))
-    return out
-
-
-def softmax(scores: np.ndarray, n_kv: int | None = None,
-            out: np.ndarray | None = None) -> np.ndarray:
-    """Softmax over the last axis of float32 scores (..., n), already scaled and masked
-    (-inf entries give 0), with the bits of ggml_soft_max on rows of n_kv >= n entries whose
-    last n_kv - n are masked, as llama.cpp pads its kv positions: ggml's exp for the first
-    n_kv - n_kv % 16 entries, the C library's expf after them.  The default n_kv, n rounded
-    up to a multiple of 16, is llama.cpp's case (its n_kv is a multiple of 256), and
-    pyggml.model.numerics.softmax's."""
-    lib = load()
-    if not isinstance(scores, np.ndarray) or scores.dtype != np.float32 or scores.ndim < 1:
-        raise UsageError("scores must be a float32 array of at least one dimension")
-    n = scores.shape[-1]
-    n_kv = -(-n // 16) * 16 if n_kv is None else int(n_kv)
-    if n < 1 or n_kv < n:
-        raise UsageError(f"softmax: rows of {n} scores need n >= 1 and n_kv >= n, got n_kv={n_kv}")
-    if out is None:
-        out = np.empty(scores.shape, np.float32)
-    elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != scores.shape
-          or not out.flags.c_contiguous):
-        raise UsageError(f"out must be a C-contiguous float32 array of shape {scores.shape}")
-    x2 = scores if scores.ndim == 2 else scores.reshape(-1, n)      # a view when contiguous
-    xp, ldx = _rows_view("scores", x2)
-    op, ldy = _rows_view("out", out.reshape(-1, n), writable=True)
-    _call("pyggml_softmax", lib.pyggml_softmax(xp, ldx, op, ldy, x2.shape[0], n, n_kv))
     return out

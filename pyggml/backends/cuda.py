@@ -1,19 +1,21 @@
 """Layers on an NVIDIA GPU: libpyggml_cuda (kernels/pyggml_cuda.cu) through cffi, ABI mode.
 
-``CudaDevice`` follows HostDevice's contract (pyggml/backends/host.py).  At load
-time each offloaded layer's weights are copied to the GPU once, in their quantized
-encoding, and the layer gets an fp16 kv cache in GPU memory.  Per forward, only
-the hidden state crosses the bus:
+``CudaDevice`` is a Device (pyggml/backends/device.py).  At load time each offloaded
+layer's weights are copied to the GPU once, in their quantized encoding, and the layer
+gets an fp16 kv cache in GPU memory.  Per forward, only the hidden state crosses the bus,
+and the rope tables of its positions (cos and sin, n_rot floats per token):
 
          CPU                                  GPU
     x = embed(tokens) ---- to_device ---->  x (T, n_embd) in the workspace
+    rope tables       -------------------> cos, sin (T, n_rot/2)
                                             layer n-N ... layer n-1    (in place: x += ...)
     head on the CPU   <---- to_host ------  x                 (or the head runs here and
                                                                only the logits come back)
 
 Every step of a block is one kernel of pyggml_cuda.cu, called in the order of
-pyggml.model.forward.layer_forward; the products dequantize on the fly and
-accumulate in float32 (see the top of pyggml_cuda.cu for why).
+pyggml.model.forward.layer_forward and chosen by the layer's BlockSpec (biases, rope
+mode, attention scale: no test of an architecture's name); the products dequantize on
+the fly and accumulate in float32 (see the top of pyggml_cuda.cu for why).
 
 Without the library, the driver or a device, constructing CudaDevice raises
 BackendError saying which is missing; a failing CUDA call raises BackendError
@@ -29,44 +31,26 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from ..errors import BackendError, UnsupportedTypeError, UsageError
-from ..format.constants import type_name
+from ..ggml import type_name
+from ..model.arch import BlockSpec
 from ..model.hparams import HParams
 from ..model.weights import LayerWeights, QMatrix
 from . import native
+from .device import MIB, Device, RopeTables, Traffic, not_enough_memory
 
-ABI_VERSION = 1
+ABI_VERSION = 2        # kernels/pyggml_cuda.cu's PYGGML_CUDA_ABI_VERSION
 HEADER_NAME = "pyggml_cuda.h"
-MIB = 1 << 20
 
 _state: dict = {}            # "ffi", "lib", "path"  or  "error"
-
-
-def not_enough_memory(device: str, what: str, needed: int, free: int) -> BackendError:
-    """The error for a device that cannot hold what the placement asks (shared with simulated)."""
-    return BackendError(
-        f"not enough memory on {device} for {what}: {needed:,} bytes needed "
-        f"({needed / MIB:,.1f} MiB), {free:,} bytes free ({free / MIB:,.1f} MiB); "
-        f"offload fewer layers (a smaller n_gpu_layers / --n-gpu-layers)")
-
-
-@dataclasses.dataclass
-class Traffic:
-    """Bytes that crossed between the CPU and a device, counted by the device."""
-    to_device: int = 0           # hidden states in
-    to_host: int = 0             # hidden states out
-    logits: int = 0              # logits out, when the head runs on the device
-    uploaded: int = 0            # weights at load time
-
-    def reset(self) -> None:
-        self.to_device = self.to_host = self.logits = 0
 
 
 # ----------------------------------------------------------------------------- the library
 
 def library_path() -> Path:
     """$PYGGML_CUDA_LIB, else pyggml/lib/libpyggml_cuda.so."""
-    return native.library_path("pyggml_cuda", "PYGGML_CUDA_LIB")
+    return paths.library_path("pyggml_cuda", "PYGGML_CUDA_LIB")
 
 
 def load():
@@ -123,6 +107,7 @@ class CudaMatrix:
 @dataclasses.dataclass
 class CudaLayer:
     weights: LayerWeights        # the same fields, holding CudaMatrix / DeviceArray
+    block: BlockSpec
     k_cache: DeviceArray         # fp16 (n_ctx, n_head_kv * head_dim)
     v_cache: DeviceArray
     n_ctx: int
@@ -132,6 +117,7 @@ class CudaLayer:
 class CudaHead:
     output_norm: DeviceArray     # (n_embd,)
     output: CudaMatrix           # (n_vocab, n_embd)
+    rms_eps: float
 
 
 @dataclasses.dataclass
@@ -146,19 +132,29 @@ class Workspace:
     att: DeviceArray             # (T, n_embd)
     gate: DeviceArray            # (T, n_ff)
     up: DeviceArray              # (T, n_ff)
+    cos: DeviceArray             # (T, n_rot / 2)  the rope tables of the batch's positions
+    sin: DeviceArray             # (T, n_rot / 2)
+
+
+def workspace_widths(hp: HParams) -> dict[str, int]:
+    """Floats per token of each workspace buffer."""
+    return dict(x=hp.n_embd, h=hp.n_embd, q=hp.n_embd, k=hp.n_embd_gqa, v=hp.n_embd_gqa,
+                att=hp.n_embd, gate=hp.n_ff, up=hp.n_ff, cos=hp.n_rot // 2, sin=hp.n_rot // 2)
 
 
 def workspace_bytes(hp: HParams, n_tok: int) -> int:
-    return 4 * n_tok * (4 * hp.n_embd + 2 * hp.n_embd_gqa + 2 * hp.n_ff)
+    return 4 * n_tok * sum(workspace_widths(hp).values())
 
 
 # ----------------------------------------------------------------------------- the device
 
-class CudaDevice:
-    """One CUDA GPU holding the last layers of a model (HostDevice's protocol)."""
+class CudaDevice(Device):
+    """One CUDA GPU holding the last layers of a model; hp sizes the activations of one
+    batch of up to max_batch tokens (the workspace)."""
 
-    def __init__(self, hp: HParams, device: int = 0):
+    def __init__(self, hp: HParams, max_batch: int, device: int = 0):
         self.hp = hp
+        self.max_batch = max_batch
         try:
             self.ffi, self.lib = load()
         except BackendError as exc:
@@ -182,9 +178,6 @@ class CudaDevice:
         self.name = f"cuda:{device} {self.ffi.string(name).decode(errors='replace')}"
         self.compute_capability = (major[0], minor[0])
         self.n_sm = n_sm[0]
-        hp_problem = self._unsupported_shape(hp)
-        if hp_problem:
-            raise BackendError(f"{self.name}: the CUDA kernels cannot run this model: {hp_problem}")
         self.traffic = Traffic()
         self.allocated = 0                    # bytes of live pyggml buffers
         self.peak_allocated = 0
@@ -192,16 +185,16 @@ class CudaDevice:
         self.peak_used = 0
         self._workspace: Workspace | None = None
         self._logits: DeviceArray | None = None
-        # computed as forward.rope_cache and forward.attention compute them
-        self._theta_scale = float(np.float32(hp.rope_base) ** np.float32(-2.0 / hp.n_rot))
-        self._attn_scale = float(np.float32(1.0 / np.sqrt(hp.head_dim)))
+        self.rope = RopeTables(self._upload_rope)
         self._note_memory()
 
     @staticmethod
-    def _unsupported_shape(hp: HParams) -> str | None:
-        if hp.head_dim % 32 or hp.head_dim > 256:
-            return f"head_dim {hp.head_dim} is not a multiple of 32 up to 256"
-        for name, n in (("n_embd", hp.n_embd), ("n_ff", hp.n_ff)):
+    def _unsupported_shape(block: BlockSpec) -> str | None:
+        if block.head_dim % 32 or block.head_dim > 256:
+            return f"head_dim {block.head_dim} is not a multiple of 32 up to 256"
+        if block.rope.n_rot != block.head_dim:
+            return f"n_rot {block.rope.n_rot} is not head_dim {block.head_dim}"
+        for name, n in (("n_embd", block.n_embd), ("n_ff", block.n_ff)):
             if n % 32:
                 return f"{name} = {n} is not a multiple of 32"
         return None
@@ -233,10 +226,9 @@ class CudaDevice:
         self.peak_allocated = max(self.peak_allocated, self.allocated)
 
     def reserve(self, nbytes: int) -> None:
-        """Refuse early if weights + kv cache (nbytes) + the activations of one prompt batch
-        cannot fit in free memory."""
-        from ..model import N_BATCH
-        scratch = workspace_bytes(self.hp, N_BATCH)
+        """Refuse early if weights + kv cache (nbytes) + the activations of one batch of
+        max_batch tokens cannot fit in free memory."""
+        scratch = workspace_bytes(self.hp, self.max_batch)
         free, _ = self.mem_info()
         if nbytes + scratch > free:
             raise not_enough_memory(self.name, f"{nbytes:,} bytes of weights and kv cache and "
@@ -272,9 +264,6 @@ class CudaDevice:
                                                   dev.ptr, out.nbytes), "downloading")
         return out
 
-    def synchronize(self) -> None:
-        self._check(self.lib.pyggml_cuda_synchronize(), "cudaDeviceSynchronize")
-
     # ------------------------------------------------------------------ placement (load time)
     def upload_matrix(self, m: QMatrix) -> CudaMatrix:
         row_bytes = self.lib.pyggml_cuda_row_bytes(m.ggml_type, m.n_in)
@@ -300,23 +289,27 @@ class CudaDevice:
         free, total = self.mem_info()
         self.used_after_load, self.allocated_after_load = total - free, self.allocated
 
-    def upload_layer(self, weights: LayerWeights, n_ctx: int) -> CudaLayer:
+    def upload_layer(self, weights: LayerWeights, block: BlockSpec, n_ctx: int) -> CudaLayer:
+        problem = self._unsupported_shape(block)
+        if problem:
+            raise BackendError(f"{self.name}: the CUDA kernels cannot run this model: {problem}")
         fields = {}
         for f in dataclasses.fields(weights):
             value = getattr(weights, f.name)
             fields[f.name] = (self.upload_matrix(value) if isinstance(value, QMatrix)
                               else self._upload_vector(value, f.name))
-        cache_shape = (n_ctx, self.hp.n_embd_gqa)
+        cache_shape = (n_ctx, block.n_embd_gqa)
         k_cache = self.empty(cache_shape, np.float16, "the K cache")
         v_cache = self.empty(cache_shape, np.float16, "the V cache")
         for cache in (k_cache, v_cache):
             self._check(self.lib.pyggml_cuda_memset(cache.ptr, 0, cache.nbytes),
                         "clearing the kv cache")
         self._loaded()
-        return CudaLayer(LayerWeights(**fields), k_cache, v_cache, n_ctx)
+        return CudaLayer(LayerWeights(**fields), block, k_cache, v_cache, n_ctx)
 
-    def upload_head(self, output_norm: np.ndarray, output: QMatrix) -> CudaHead:
-        head = CudaHead(self._upload_vector(output_norm, "output_norm"), self.upload_matrix(output))
+    def upload_head(self, output_norm: np.ndarray, output: QMatrix, rms_eps: float) -> CudaHead:
+        head = CudaHead(self._upload_vector(output_norm, "output_norm"), self.upload_matrix(output),
+                        rms_eps)
         self._loaded()
         return head
 
@@ -324,13 +317,10 @@ class CudaDevice:
     def _workspace_for(self, n_tok: int) -> Workspace:
         ws = self._workspace
         if ws is None or ws.n_tok < n_tok:
-            hp = self.hp
             self._workspace = None                      # free the old one first
-            widths = dict(x=hp.n_embd, h=hp.n_embd, q=hp.n_embd, k=hp.n_embd_gqa,
-                          v=hp.n_embd_gqa, att=hp.n_embd, gate=hp.n_ff, up=hp.n_ff)
             ws = Workspace(n_tok, **{name: self.empty((n_tok, width), np.float32,
                                                       f"activations ({name})")
-                                     for name, width in widths.items()})
+                                     for name, width in workspace_widths(self.hp).items()})
             self._workspace = ws
         return ws
 
@@ -348,6 +338,18 @@ class CudaDevice:
         self.traffic.to_host += out.nbytes
         return out
 
+    def _upload_rope(self, cos: np.ndarray, sin: np.ndarray) -> tuple[DeviceArray, DeviceArray]:
+        """The rope tables of a forward (T, n_rot/2) -> the workspace's copies."""
+        ws = self._workspace_for(cos.shape[0])
+        tables = []
+        for table, dev in ((cos, ws.cos), (sin, ws.sin)):
+            dev = dev.rows(0, table.shape[0])
+            self._check(self.lib.pyggml_cuda_upload(dev.ptr, self.ffi.from_buffer(table),
+                                                    table.nbytes), "uploading the rope tables")
+            self.traffic.rope += table.nbytes
+            tables.append(dev)
+        return tuple(tables)
+
     # ------------------------------------------------------------------ one step each
     def matmul(self, w: CudaMatrix, x: DeviceArray, out: DeviceArray,
                bias: DeviceArray | None = None, accumulate: bool = False) -> None:
@@ -355,21 +357,23 @@ class CudaDevice:
         self._call("matmul", w.ggml_type, w.data, w.row_bytes, w.n_out, w.n_in, x, w.n_in,
                    x.shape[0], bias, out, w.n_out, int(accumulate))
 
-    def rms_norm(self, x: DeviceArray, weight: DeviceArray | None, out: DeviceArray) -> None:
-        self._call("rms_norm", x, weight, out, x.shape[0], x.shape[1], self.hp.rms_eps)
+    def rms_norm(self, x: DeviceArray, weight: DeviceArray | None, out: DeviceArray,
+                 eps: float) -> None:
+        self._call("rms_norm", x, weight, out, x.shape[0], x.shape[1], eps)
 
-    def rope(self, x: DeviceArray, n_heads: int, pos0: int) -> None:
-        """Rotate x (T, n_heads * head_dim) in place for positions pos0.., as forward.rope."""
-        self._call("rope", x, x.shape[0], n_heads, self.hp.head_dim, pos0, self._theta_scale,
-                   self.hp.rope_mode)
+    def rope_rotate(self, x: DeviceArray, n_heads: int, head_dim: int, cos: DeviceArray,
+                    sin: DeviceArray, mode: int) -> None:
+        """Rotate x (T, n_heads * head_dim) in place by the tables cos, sin (T, head_dim/2),
+        as forward.rope."""
+        self._call("rope", x, x.shape[0], n_heads, head_dim, cos, sin, mode)
 
     def store_kv(self, layer: CudaLayer, k: DeviceArray, v: DeviceArray, pos0: int) -> None:
         self._call("store_kv", k, v, layer.k_cache, layer.v_cache, pos0, k.shape[0], k.shape[1])
 
     def attention(self, layer: CudaLayer, q: DeviceArray, out: DeviceArray, pos0: int) -> None:
-        hp = self.hp
+        block = layer.block
         self._call("attention", q, layer.k_cache, layer.v_cache, out, pos0, q.shape[0],
-                   hp.n_head, hp.n_head_kv, hp.head_dim, self._attn_scale)
+                   block.n_head, block.n_head_kv, block.head_dim, block.attn_scale)
 
     def silu_mul(self, gate: DeviceArray, up: DeviceArray, out: DeviceArray) -> None:
         self._call("silu_mul", gate, up, out, gate.shape[0] * gate.shape[1])
@@ -389,22 +393,25 @@ class CudaDevice:
         if pos0 < 0 or pos0 + n_tok > layer.n_ctx:
             raise UsageError(f"positions {pos0}..{pos0 + n_tok - 1} do not fit in the kv cache "
                              f"of {layer.n_ctx}")
+        cos, sin = self.rope(layer.block.rope, pos0, n_tok)
         ws = self._workspace_for(n_tok)
-        self._attention_block(layer, x, pos0, ws)
+        self._attention_block(layer, x, pos0, cos, sin, ws)
         self._feed_forward_block(layer, x, ws)
         return x
 
-    def _attention_block(self, layer: CudaLayer, x: DeviceArray, pos0: int, ws: Workspace) -> None:
-        """x += Wo attention(rope(Wq h + bq), rope(Wk h + bk), Wv h + bv),
+    def _attention_block(self, layer: CudaLayer, x: DeviceArray, pos0: int, cos: DeviceArray,
+                         sin: DeviceArray, ws: Workspace) -> None:
+        """x += Wo attention(rope(Wq h [+ bq]), rope(Wk h [+ bk]), Wv h [+ bv]),
         h = rms_norm(x) * attn_norm"""
-        w, hp, n_tok = layer.weights, self.hp, x.shape[0]
+        w, block, n_tok = layer.weights, layer.block, x.shape[0]
         h, q, k, v, att = (a.rows(0, n_tok) for a in (ws.h, ws.q, ws.k, ws.v, ws.att))
-        self.rms_norm(x, w.attn_norm, h)
-        self.matmul(w.wq, h, q, bias=w.bq)
-        self.matmul(w.wk, h, k, bias=w.bk)
-        self.matmul(w.wv, h, v, bias=w.bv)
-        self.rope(q, hp.n_head, pos0)
-        self.rope(k, hp.n_head_kv, pos0)
+        self.rms_norm(x, w.attn_norm, h, block.rms_eps)
+        bq, bk, bv = (w.bq, w.bk, w.bv) if block.qkv_bias else (None, None, None)
+        self.matmul(w.wq, h, q, bias=bq)
+        self.matmul(w.wk, h, k, bias=bk)
+        self.matmul(w.wv, h, v, bias=bv)
+        self.rope_rotate(q, block.n_head, block.head_dim, cos, sin, block.rope.mode)
+        self.rope_rotate(k, block.n_head_kv, block.head_dim, cos, sin, block.rope.mode)
         self.store_kv(layer, k, v, pos0)                # the cache now holds 0 .. pos0 + T - 1
         self.attention(layer, q, att, pos0)
         self.matmul(w.wo, att, x, accumulate=True)      # residual add fused into the product
@@ -413,7 +420,7 @@ class CudaDevice:
         """x += Wdown (silu(Wgate h) * (Wup h)), h = rms_norm(x) * ffn_norm"""
         w, n_tok = layer.weights, x.shape[0]
         h, gate, up = (a.rows(0, n_tok) for a in (ws.h, ws.gate, ws.up))
-        self.rms_norm(x, w.ffn_norm, h)
+        self.rms_norm(x, w.ffn_norm, h, layer.block.rms_eps)
         self.matmul(w.w_gate, h, gate)
         self.matmul(w.w_up, h, up)
         self.silu_mul(gate, up, gate)
@@ -429,7 +436,7 @@ class CudaDevice:
             self._logits = self.empty((n_tok, n_vocab), np.float32, "the logits")
         h = self._workspace_for(n_tok).h.rows(0, n_tok)
         logits = self._logits.rows(0, n_tok)
-        self.rms_norm(x, head.output_norm, h)
+        self.rms_norm(x, head.output_norm, h, head.rms_eps)
         self.matmul(head.output, h, logits)
         out = self.download(logits)
         self.traffic.logits += out.nbytes

@@ -1,4 +1,5 @@
-"""Finding and opening pyggml's native libraries (libpyggml_cpu, libpyggml_cuda) with cffi.
+"""Opening pyggml's native libraries (libpyggml_cpu, libpyggml_cuda) with cffi (where they
+are: pyggml.paths).
 
 Both are loaded in ABI mode: no compiler at run time, the declarations come from the
 library's own header (the part between ``/* cdef: begin */`` and ``/* cdef: end */``),
@@ -7,25 +8,10 @@ build is refused with a message instead of crashing on a changed struct.
 """
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 from ..errors import BackendError
-
-PACKAGE_LIB_DIR = Path(__file__).resolve().parents[1] / "lib"      # pyggml/lib, filled by setup.py
-SOURCE_DIR = Path(__file__).resolve().parents[2] / "kernels"         # a source checkout
-
-
-def library_file(stem: str) -> str:
-    """libpyggml_cpu.so / .dylib / pyggml_cpu.dll for stem "pyggml_cpu"."""
-    return {"darwin": f"lib{stem}.dylib", "win32": f"{stem}.dll"}.get(sys.platform, f"lib{stem}.so")
-
-
-def library_path(stem: str, env_var: str) -> Path:
-    """$env_var if set, else pyggml/lib/<library file>."""
-    explicit = os.environ.get(env_var)
-    return Path(explicit) if explicit else PACKAGE_LIB_DIR / library_file(stem)
+from ..paths import SOURCE_DIR
 
 
 def read_cdef(header: Path) -> str:

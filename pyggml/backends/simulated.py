@@ -1,25 +1,26 @@
 """A GPU stand-in on the CPU, so that the offload logic is tested where there is no GPU.
 
 ``SimulatedDevice`` keeps CudaDevice's contract and its bookkeeping, with numpy
-arrays as "device memory":
+arrays as "device memory", and leaves the arithmetic to a CPU device it wraps:
 
     reserve(bytes)          refuses, naming bytes needed and free, like CudaDevice
     upload_layer / _head    COPIES weights into device memory of a fixed capacity; the
                             layer's kv cache is allocated there too
     to_device / to_host     wrap / unwrap the hidden state, counting the bytes that cross
+                            (and the rope tables of each forward, as CudaDevice uploads them)
     layer_forward           refuses a hidden state or a layer that is not on this device,
-                            then runs the block with the same CPU kernels as HostDevice
+                            then runs the block on the wrapped CPU device
 
-With the CPU kernels, a model split across the CPU and this device gives
-bit-identical logits to the all-CPU model: any difference is a bug in the boundary
-logic (a layer run twice or skipped, a kv cache in the wrong place, a hidden state
-not handed over), which is what tests of the split path look for.
+Wrapping the model's own kind of CPU device (cpu.cpu_device()), a model split across
+the CPU and this device gives bit-identical logits to the all-CPU model: any difference
+is a bug in the boundary logic (a layer run twice or skipped, a kv cache in the wrong
+place, a hidden state not handed over), which is what tests of the split path look for.
 
-With ``GPUArithmetic`` kernels instead, the device computes what the CUDA kernels
-compute (no 8-bit activation rounding, float products of the exactly dequantized
-weights), so it predicts a CudaDevice's logits to float32 rounding: the reference
-the GPU checks compare against.  (Against the all-CPU model a GPU differs by the
-CPU's activation rounding, a few percent of the logits' range on a 12-layer model:
+Wrapping ``CpuDevice(GPUArithmetic())`` instead, the device computes what the CUDA
+kernels compute (no 8-bit activation rounding, float products of the exactly
+dequantized weights), so it predicts a CudaDevice's logits to float32 rounding: the
+reference the GPU checks compare against.  (Against the all-CPU model a GPU differs by
+the CPU's activation rounding, a few percent of the logits' range on a 12-layer model:
 each 8-bit rounding that flips compounds through the layers.)
 """
 from __future__ import annotations
@@ -29,15 +30,14 @@ import dataclasses
 import numpy as np
 
 from ..errors import BackendError
-from ..format.constants import GGMLType
-from ..model.hparams import HParams
+from ..ggml import GGMLType
+from ..model.arch import BlockSpec
 from ..model.weights import LayerWeights, QMatrix
-from .cuda import Traffic, not_enough_memory
-from . import NumpyBlocks
-from .host import HostDevice, HostHead, HostLayer
+from .cpu import CpuDevice, CpuHead, CpuLayer
+from .device import Device, RopeTables, Traffic, not_enough_memory
 
 
-class GPUArithmetic(NumpyBlocks):
+class GPUArithmetic:
     """Kernels (forward.project's protocol) doing the CUDA kernels' arithmetic on the CPU:
     activations stay float32, weights are dequantized exactly, products are summed in
     float64 (pyggml.quants.matmul_exact) -- slow, for reference only."""
@@ -66,18 +66,19 @@ class SimulatedArray:
 
 
 @dataclasses.dataclass
-class SimulatedLayer(HostLayer):
+class SimulatedLayer(CpuLayer):
     device: SimulatedDevice | None = None
 
 
-class SimulatedDevice(HostDevice):
+class SimulatedDevice(Device):
     name = "simulated GPU"
 
-    def __init__(self, kernels, hp: HParams, capacity: int):
-        super().__init__(kernels, hp)
+    def __init__(self, cpu: CpuDevice, capacity: int):
+        self.cpu = cpu                       # does the arithmetic
         self.capacity = capacity             # bytes of "device memory"
         self.used = 0
         self.traffic = Traffic()
+        self.rope = RopeTables(self._upload_tables)
 
     # ------------------------------------------------------------------ memory
     def reserve(self, nbytes: int) -> None:
@@ -100,20 +101,25 @@ class SimulatedDevice(HostDevice):
     def _upload_matrix(self, m: QMatrix) -> QMatrix:
         return dataclasses.replace(m, data=self._upload(m.data))
 
+    def _upload_tables(self, cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.traffic.rope += cos.nbytes + sin.nbytes      # scratch, like CudaDevice's workspace
+        return cos.copy(), sin.copy()
+
     # ------------------------------------------------------------------ placement
-    def upload_layer(self, weights: LayerWeights, n_ctx: int) -> SimulatedLayer:
+    def upload_layer(self, weights: LayerWeights, block: BlockSpec, n_ctx: int) -> SimulatedLayer:
         fields = {}
         for f in dataclasses.fields(weights):
             value = getattr(weights, f.name)
             fields[f.name] = (self._upload_matrix(value) if isinstance(value, QMatrix)
                               else None if value is None else self._upload(value))
-        shape = (n_ctx, self.hp.n_head_kv, self.hp.head_dim)
+        shape = (n_ctx, block.n_head_kv, block.head_dim)
         k_cache = self._allocate(np.zeros(shape, np.float16))
         v_cache = self._allocate(np.zeros(shape, np.float16))
-        return SimulatedLayer(LayerWeights(**fields), k_cache, v_cache, device=self)
+        return self.cpu.prepare(SimulatedLayer(LayerWeights(**fields), block, k_cache, v_cache,
+                                               device=self))
 
-    def upload_head(self, output_norm: np.ndarray, output: QMatrix) -> HostHead:
-        return HostHead(self._upload(output_norm), self._upload_matrix(output))
+    def upload_head(self, output_norm: np.ndarray, output: QMatrix, rms_eps: float) -> CpuHead:
+        return CpuHead(self._upload(output_norm), self._upload_matrix(output), rms_eps)
 
     # ------------------------------------------------------------------ the bus
     def to_device(self, x: np.ndarray) -> SimulatedArray:
@@ -133,15 +139,17 @@ class SimulatedDevice(HostDevice):
         self.traffic.to_host += data.nbytes
         return data.copy()
 
-    # ------------------------------------------------------------------ arithmetic: HostDevice's
+    # ------------------------------------------------------------------ arithmetic: the CPU's
     def layer_forward(self, layer: SimulatedLayer, x: SimulatedArray, pos0: int) -> SimulatedArray:
         if getattr(layer, "device", None) is not self:
             raise BackendError(f"{self.name} was asked to run a layer it does not hold")
-        x.data = super().layer_forward(layer, self._own(x), pos0)
+        data = self._own(x)
+        cos, sin = self.rope(layer.block.rope, pos0, data.shape[0])
+        x.data = self.cpu.block_forward(layer, data, pos0, cos, sin)
         return x
 
-    def head_forward(self, head: HostHead, x: SimulatedArray, all_logits: bool) -> np.ndarray:
-        logits = super().head_forward(head, self._own(x), all_logits)
+    def head_forward(self, head: CpuHead, x: SimulatedArray, all_logits: bool) -> np.ndarray:
+        logits = self.cpu.head_forward(head, self._own(x), all_logits)
         self.traffic.logits += logits.nbytes
         return logits
 

@@ -81,7 +81,7 @@ def _model_path(args, positional: list[str]) -> str:
 
 
 def _load(args, model_path: str):
-    from ..model import load
+    from ..runtime import load
     if args.n_predict < -1:
         raise UsageError(f"-n/--n-predict {args.n_predict}: give a number of tokens >= 0, "
                          "or -1 to generate until the end of generation or a full context")
@@ -97,7 +97,7 @@ _SAMPLER_OPTIONS = {"temperature": "--temp", "top_k": "--top-k", "top_p": "--top
 
 
 def _settings(args):
-    from ..model.sampler import SamplerSettings
+    from ..runtime.sampler import SamplerSettings
     try:
         return SamplerSettings(temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
                                min_p=args.min_p, repeat_penalty=args.repeat_penalty,
@@ -127,7 +127,7 @@ def _prompt_progress(args):
 def _user_text(text: str, encoding: str = "utf-8") -> str:
     """A prompt as the user's bytes read as llama.cpp reads them: Python decoded the
     command line (and our stdin) with surrogate escapes, which re-encode exactly."""
-    from ..model.tokenizer import decode_utf8
+    from ..text.tokenizer import decode_utf8
     return decode_utf8(text.encode(encoding, "surrogateescape"))
 
 

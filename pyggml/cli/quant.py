@@ -20,7 +20,8 @@ import time
 import numpy as np
 
 from ..errors import UnsupportedTypeError, UsageError
-from ..format.constants import TYPE_TRAITS, GGMLType, GGUFValueType, LlamaFileType
+from ..format.constants import GGUFValueType, LlamaFileType
+from ..ggml import TYPE_TRAITS, GGMLType
 from .progress import ProgressBar, add_progress_option, format_bytes
 
 # llama-quantize's shape fallbacks (llama-quant.cpp tensor_type_fallback, 2026 builds)

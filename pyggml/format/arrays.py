@@ -1,9 +1,10 @@
 """Large metadata arrays: located in bulk at open, decoded only when asked.
 
 A Qwen2 vocabulary is two arrays of ~150,000 strings each.  Decoding them one by
-one in a Python loop costs ~90 ms per 300k strings and ~17 MB of ``str`` objects,
-most of which nobody reads.  So for arrays of ``LAZY_MIN_ITEMS`` or more items the
-reader keeps the raw bytes and an index, and these sequences decode on access:
+one in a Python loop costs a tenth of a second and tens of MB of ``str`` objects
+(docs/performance.md measures it), most of which nobody reads.  So for arrays of
+``LAZY_MIN_ITEMS`` or more items the reader keeps the raw bytes and an index, and these
+sequences decode on access:
 
     StringArray   behaves like list[str]; indexing decodes one string, tolist()
                   and iteration decode all of them in one bulk pass

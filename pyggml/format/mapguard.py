@@ -73,7 +73,7 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
 
 
 def _load_library() -> tuple[ctypes.CDLL | None, str | None]:
-    from ..backends.native import library_path     # where pyggml's native libraries are
+    from ..paths import library_path
     path = library_path("pyggml_mapguard", "PYGGML_MAPGUARD_LIB")
     try:
         lib = ctypes.CDLL(str(path))

@@ -54,9 +54,9 @@ from ..errors import (GGUFChangedError, GGUFError, GGUFMagicError, GGUFMetadataE
                       GGUFTensorError, GGUFTruncatedError, GGUFVersionError)
 from . import mapguard
 from .arrays import LAZY_MIN_ITEMS, NumberArray, StringArray, StringChainError, find_string_bounds
+from ..ggml import TYPE_TRAITS, GGMLType, type_name
 from .constants import (GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC,
-                        GGUF_SUPPORTED_VERSIONS, TYPE_TRAITS, VALUE_DTYPES, GGMLType,
-                        GGUFValueType, type_name)
+                        GGUF_SUPPORTED_VERSIONS, VALUE_DTYPES, GGUFValueType)
 
 MAX_STRING_LENGTH = 1 << 30      # llama.cpp's GGUF_MAX_STRING_LENGTH
 MAX_ARRAY_ITEMS = 1 << 30        # llama.cpp's GGUF_MAX_ARRAY_ELEMENTS

@@ -46,8 +46,9 @@ import numpy as np
 
 from ..errors import GGUFError, GGUFMetadataError, GGUFTensorError, UnsupportedTypeError, UsageError
 from .arrays import NumberArray, StringArray
+from ..ggml import TYPE_TRAITS, GGMLType, type_name
 from .constants import (GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC,
-                        TYPE_TRAITS, VALUE_DTYPES, GGMLType, GGUFValueType, type_name)
+                        VALUE_DTYPES, GGUFValueType)
 from .reader import MetadataField
 from .shards import SPLIT_COUNT, SPLIT_KEYS, SPLIT_NO, SPLIT_TENSORS_COUNT, GGUFFile, shard_path
 

@@ -1,13 +1,14 @@
-"""The transformer forward pass: Qwen2 and llama share one decoder.
+"""The transformer forward pass: the one decoder block every architecture shares.
 
 Read top to bottom, this is llama.cpp's ``llm_build_qwen2`` / ``llm_build_llama``
-in numpy, with the big products done by quantized kernels:
+in numpy, with the big products done by quantized kernels; what varies between
+families is a field of the layer's BlockSpec (pyggml/model/arch.py):
 
     x = token_embd[tokens]                                   (T, n_embd)
     for each layer:
         h   = rms_norm(x) * attn_norm
-        q,k,v = Wq h + bq, Wk h + bk, Wv h + bv               one activation quantization
-        q,k = rope(q, pos), rope(k, pos)
+        q,k,v = Wq h [+ bq], Wk h [+ bk], Wv h [+ bv]         one activation quantization
+        q,k = rope(q, pos), rope(k, pos)                      pairs or halves: block.rope
         kv cache <- k, v   (fp16, like llama.cpp's default cache type; the device owns it)
         x  += Wo attention(q, K[:pos], V[:pos])               causal, grouped-query
         h   = rms_norm(x) * ffn_norm
@@ -15,17 +16,17 @@ in numpy, with the big products done by quantized kernels:
     logits = Wout (rms_norm(x) * output_norm)
 
 Shapes are written (rows, cols) in numpy order; T is the number of tokens in the
-batch, ``pos0`` the position of the first of them.  The CPU kernels object
-(pyggml.quants for numba, pyggml.backends.cpu_c for C) provides the products;
-everything else here is plain numpy and follows ggml's arithmetic where it
-matters for matching llama.cpp (rms_norm's sum in double, rope's float32 angle
-recurrence, fp16 K/V).
+batch, ``pos0`` the position of the first of them.  A kernels object provides the
+products (``project``: the numba kernels of pyggml.quants, or the GPU arithmetic of
+pyggml.backends.simulated); everything else here is plain numpy and follows ggml's
+arithmetic where it matters for matching llama.cpp (rms_norm's sum in double, rope's
+float32 angle recurrence, fp16 K/V).  kernels/layer.c runs the same block in C.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .hparams import ROPE_NEOX, HParams
+from .arch import ROPE_NEOX, BlockSpec, Rope
 from .numerics import cos_sin, dot, rope_pairs, silu_mul, softmax
 from .weights import LayerWeights, QMatrix
 
@@ -41,15 +42,16 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return (x * scale[:, None]) * weight
 
 
-def rope_cache(n_rot: int, base: float, positions: np.ndarray):
-    """cos, sin (T, n_rot/2) of the angles pos * base^(-2i/n_rot).
+def rope_cache(rope: Rope, pos0: int, n_tokens: int):
+    """cos, sin (T, n_rot/2) float32 of the angles pos * base^(-2i/n_rot) for the positions
+    pos0 .. pos0 + T - 1: the tables every device rotates q and k by.
 
     ggml builds the angles by repeated float32 multiplication (theta *= theta_scale),
     not with pow(); doing the same keeps us within an ulp of llama.cpp.
     """
-    theta_scale = np.float32(base) ** np.float32(-2.0 / n_rot)
-    factors = np.full((len(positions), n_rot // 2), theta_scale, dtype=np.float32)
-    factors[:, 0] = positions.astype(np.float32)
+    theta_scale = np.float32(rope.base) ** np.float32(-2.0 / rope.n_rot)
+    factors = np.full((n_tokens, rope.n_rot // 2), theta_scale, dtype=np.float32)
+    factors[:, 0] = np.arange(pos0, pos0 + n_tokens, dtype=np.float32)
     theta = np.cumprod(factors, axis=1, dtype=np.float32)
     return cos_sin(theta)
 
@@ -90,11 +92,13 @@ def project(kernels, x: np.ndarray, *weights: QMatrix) -> list[np.ndarray]:
 
 # ----------------------------------------------------------------------------- one layer
 
-def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int) -> np.ndarray:
+def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int,
+              scale: float) -> np.ndarray:
     """Causal grouped-query attention for T new tokens at positions pos0..pos0+T-1.
 
     q (T, n_head, d); k_cache, v_cache (n_ctx, n_head_kv, d) fp16 holding 0..pos0+T-1.
-    Query head h reads key/value head h // (n_head / n_head_kv).  -> (T, n_head * d)
+    Query head h reads key/value head h // (n_head / n_head_kv); scores are (q . k) * scale.
+    -> (T, n_head * d)
     """
     T, n_head, d = q.shape
     n_kv = pos0 + T
@@ -112,7 +116,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int
     for rows in _chunks(group * T, 32):         # bounds dot()'s lane buffers on long contexts
         qc = qg[:, rows, None, :]                                      # (n_head_kv, r, 1, d)
         scores = dot(qc, keys[:, None, :, :], prompt=prompt and d % 16 == 0)
-        scores *= np.float32(1.0 / np.sqrt(d))                         # (n_head_kv, r, n_kv)
+        scores *= np.float32(scale)                                    # (n_head_kv, r, n_kv)
         scores[:, np.arange(n_kv)[None, :] > query_pos[rows, None]] = -np.inf    # causal
         probs = softmax(scores).astype(np.float16).astype(np.float32)
         out[:, rows] = dot(probs[:, :, None, :], values[:, None, :, :], prompt=prompt, padded=True)
@@ -123,22 +127,23 @@ def _chunks(n: int, size: int):
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def layer_forward(kernels, hp: HParams, w: LayerWeights, x: np.ndarray, pos0: int,
+def layer_forward(kernels, block: BlockSpec, w: LayerWeights, x: np.ndarray, pos0: int,
                   k_cache: np.ndarray, v_cache: np.ndarray, cos, sin) -> np.ndarray:
-    """One transformer block on x (T, n_embd), updating the layer's kv cache. -> (T, n_embd)"""
+    """One transformer block on x (T, n_embd), updating the layer's kv cache; cos, sin are
+    rope_cache(block.rope, pos0, T). -> (T, n_embd)"""
     T = x.shape[0]
-    h = rms_norm(x, w.attn_norm, hp.rms_eps)
+    h = rms_norm(x, w.attn_norm, block.rms_eps)
     q, k, v = project(kernels, h, w.wq, w.wk, w.wv)       # (T, n_embd), (T, n_gqa), (T, n_gqa)
-    if w.bq is not None:
+    if block.qkv_bias:
         q += w.bq
         k += w.bk
         v += w.bv
-    q = rope(q.reshape(T, hp.n_head, hp.head_dim), cos, sin, hp.rope_mode)
-    k = rope(k.reshape(T, hp.n_head_kv, hp.head_dim), cos, sin, hp.rope_mode)
+    q = rope(q.reshape(T, block.n_head, block.head_dim), cos, sin, block.rope.mode)
+    k = rope(k.reshape(T, block.n_head_kv, block.head_dim), cos, sin, block.rope.mode)
     k_cache[pos0:pos0 + T] = k
-    v_cache[pos0:pos0 + T] = v.reshape(T, hp.n_head_kv, hp.head_dim)
-    att = attention(q, k_cache, v_cache, pos0)            # (T, n_embd)
+    v_cache[pos0:pos0 + T] = v.reshape(T, block.n_head_kv, block.head_dim)
+    att = attention(q, k_cache, v_cache, pos0, block.attn_scale)       # (T, n_embd)
     x = x + project(kernels, att, w.wo)[0]
-    h = rms_norm(x, w.ffn_norm, hp.rms_eps)
+    h = rms_norm(x, w.ffn_norm, block.rms_eps)
     gate, up = project(kernels, h, w.w_gate, w.w_up)      # (T, n_ff) each
     return x + project(kernels, silu_mul(gate, up), w.w_down)[0]

@@ -1,12 +1,8 @@
 """Hyperparameters of a decoder-only transformer, read from GGUF metadata.
 
-Keys are ``<arch>.<name>`` (e.g. ``qwen2.embedding_length``); the table below says
-which architectures pyggml runs and how they differ.  Everything else about the
-forward pass is shared (see forward.py).
-
-    arch    rope  q/k/v bias   notes
-    qwen2   NEOX  yes          rotate halves (x[i], x[i + n_rot/2])
-    llama   NORM  no           rotate pairs (x[2i], x[2i+1]); SmolLM2, Llama 2/3 files
+Keys are ``<arch>.<name>`` (e.g. ``qwen2.embedding_length``); which architectures pyggml
+runs, and how they differ, is arch.py's table.  ``HParams.block`` combines the two into
+what the devices run: one layer's BlockSpec.
 """
 from __future__ import annotations
 
@@ -14,10 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from ..errors import ModelError, TokenizerError
-
-ROPE_NORM, ROPE_NEOX = 0, 2            # ggml's rope modes
-
-ARCHITECTURES = {"qwen2": ROPE_NEOX, "llama": ROPE_NORM}
+from .arch import ARCHITECTURES, Architecture, BlockSpec, Rope, default_attn_scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +25,6 @@ class HParams:
     n_ff: int
     head_dim: int          # n_embd_head_k == n_embd_head_v == n_rot for the archs we run
     n_rot: int
-    rope_mode: int
     rope_base: float
     rms_eps: float
 
@@ -40,6 +32,18 @@ class HParams:
     def n_embd_gqa(self) -> int:
         """Width of K and V: head_dim * n_head_kv (grouped-query attention)."""
         return self.head_dim * self.n_head_kv
+
+    @property
+    def architecture(self) -> Architecture:
+        return ARCHITECTURES[self.arch]
+
+    def block(self, *, qkv_bias: bool) -> BlockSpec:
+        """A layer as the devices run it (every layer has the same shapes in the families
+        here); qkv_bias: whether its weights have q/k/v biases."""
+        return BlockSpec(n_embd=self.n_embd, n_head=self.n_head, n_head_kv=self.n_head_kv,
+                         head_dim=self.head_dim, n_ff=self.n_ff, rms_eps=self.rms_eps,
+                         rope=Rope(self.architecture.rope_mode, self.n_rot, self.rope_base),
+                         qkv_bias=qkv_bias, attn_scale=default_attn_scale(self.head_dim))
 
     @classmethod
     def from_metadata(cls, metadata: Mapping, *, path="model") -> HParams:
@@ -90,6 +94,5 @@ class HParams:
         return cls(arch=arch, n_vocab=n_vocab, n_ctx_train=get("context_length"),
                    n_embd=n_embd, n_layer=get("block_count"), n_head=n_head, n_head_kv=n_head_kv,
                    n_ff=get("feed_forward_length"), head_dim=head_dim, n_rot=n_rot,
-                   rope_mode=ARCHITECTURES[arch],
                    rope_base=get("rope.freq_base", 10000.0, kind=float),
                    rms_eps=get("attention.layer_norm_rms_epsilon", kind=float))

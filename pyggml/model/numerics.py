@@ -86,7 +86,8 @@ def expf(x: np.ndarray) -> np.ndarray:
 
 
 def _libm_map(function, x: np.ndarray) -> np.ndarray:
-    """A float32 function of the C library, element by element (ctypes: ~0.3 us each)."""
+    """A float32 function of the C library, element by element (one ctypes call each: slow,
+    so used only where ggml itself calls libm)."""
     x = np.asarray(x, dtype=np.float32)
     return np.array(list(map(function, x.ravel().tolist())), np.float32).reshape(x.shape)
 

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import ModelError
-from ..format.constants import TYPE_TRAITS, GGMLType, type_name
+from ..ggml import TYPE_TRAITS, GGMLType, type_name
 from .hparams import HParams
 
 
@@ -41,7 +41,7 @@ class LayerWeights:
     wq: QMatrix                  # (n_embd, n_embd)
     wk: QMatrix                  # (n_embd_gqa, n_embd)
     wv: QMatrix                  # (n_embd_gqa, n_embd)
-    bq: np.ndarray | None        # (n_embd,)      qwen2 only
+    bq: np.ndarray | None        # (n_embd,)      all three or none (Architecture.qkv_bias)
     bk: np.ndarray | None        # (n_embd_gqa,)
     bv: np.ndarray | None        # (n_embd_gqa,)
     wo: QMatrix                  # (n_embd, n_embd)
@@ -50,8 +50,10 @@ class LayerWeights:
     w_up: QMatrix                # (n_ff, n_embd)
     w_down: QMatrix              # (n_embd, n_ff)
 
-    def matrices(self) -> list[QMatrix]:
-        return [self.wq, self.wk, self.wv, self.wo, self.w_gate, self.w_up, self.w_down]
+    def tensors(self) -> list[QMatrix | np.ndarray]:
+        """Every tensor the layer has (absent optional ones left out), matrices and vectors."""
+        return [t for t in (getattr(self, f.name) for f in dataclasses.fields(self))
+                if t is not None]
 
 
 @dataclasses.dataclass
@@ -89,26 +91,30 @@ def load_weights(gguf, hp: HParams) -> ModelWeights:
         data = gguf.raw(name).reshape(n_out, row_bytes)
         return QMatrix(name, tensor.type, n_out, n_in, data)
 
-    def vector(name, n, *, optional=False):
-        if optional and name not in gguf.tensors:
-            return None
+    def vector(name, n):
         tensor = info(name)
         if tuple(tensor.shape) != (n,):
             raise ModelError(f"{path}: tensor {name} has shape {tensor.shape}, expected ({n},)")
         return np.ascontiguousarray(gguf.dequantize(name), dtype=np.float32)
 
+    def biases(p):
+        """bq, bk, bv: required by some families, read when present by others"""
+        if not hp.architecture.qkv_bias and p + "attn_q.bias" not in gguf.tensors:
+            return None, None, None
+        return (vector(p + "attn_q.bias", n_embd), vector(p + "attn_k.bias", n_gqa),
+                vector(p + "attn_v.bias", n_gqa))
+
     n_embd, n_gqa, n_ff = hp.n_embd, hp.n_embd_gqa, hp.n_ff
     layers = []
     for i in range(hp.n_layer):
         p = f"blk.{i}."
+        bq, bk, bv = biases(p)
         layers.append(LayerWeights(
             attn_norm=vector(p + "attn_norm.weight", n_embd),
             wq=matrix(p + "attn_q.weight", n_embd, n_embd),
             wk=matrix(p + "attn_k.weight", n_gqa, n_embd),
             wv=matrix(p + "attn_v.weight", n_gqa, n_embd),
-            bq=vector(p + "attn_q.bias", n_embd, optional=True),
-            bk=vector(p + "attn_k.bias", n_gqa, optional=True),
-            bv=vector(p + "attn_v.bias", n_gqa, optional=True),
+            bq=bq, bk=bk, bv=bv,
             wo=matrix(p + "attn_output.weight", n_embd, n_embd),
             ffn_norm=vector(p + "ffn_norm.weight", n_embd),
             w_gate=matrix(p + "ffn_gate.weight", n_ff, n_embd),

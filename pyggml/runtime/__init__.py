@@ -5,8 +5,14 @@
         print(piece, end="")
 
 ``load`` is the path of one generate call read straight down: open the file (any
-shard of a split set), read the hyperparameters, build the tokenizer, take zero-copy
-views of the weights, allocate the kv cache.  No weight is dequantized.
+shard of a split set), read the hyperparameters (pyggml.model), build the tokenizer
+(pyggml.text), take zero-copy views of the weights, place the layers on devices
+(offload.py, pyggml.backends), each allocating its layers' kv caches.  No weight is
+dequantized.
+
+    sampler.py    the next token from the logits (llama.cpp's chain)
+    offload.py    which layers run where (--n-gpu-layers), as a plan
+    stats.py      load time, memory, speeds: the stats block of `generate`
 """
 from __future__ import annotations
 
@@ -19,11 +25,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ..errors import PyggmlWarning, UsageError
-from .hparams import HParams
+from ..model.hparams import HParams
+from ..model.weights import load_weights
 from .offload import plan_offload
 from .sampler import Sampler, SamplerSettings
 from .stats import Stats, available_memory_bytes, rss_bytes
-from .weights import load_weights
 
 DEFAULT_N_CTX = 4096
 # prompt tokens per forward call: llama.cpp's default n_ubatch, so that a long prompt is cut
@@ -36,15 +42,15 @@ class Model:
 
     def __init__(self, gguf, *, n_ctx: int | None = None, n_gpu_layers: int = 0,
                  backend: str | None = None, n_threads: int | None = None, gpu=None):
-        from ..backends import cpu_kernels
-        from ..backends.host import HostDevice
-        from .chat import ChatTemplate
-        from .tokenizer import Tokenizer
+        from ..backends.cpu import cpu_device
+        from ..text.chat import ChatTemplate
+        from ..text.tokenizer import Tokenizer
         started = time.perf_counter()
         self.file = gguf
         self.hparams = hp = HParams.from_metadata(gguf.metadata, path=gguf.path)
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
-        self.kernels = cpu_kernels(backend, n_threads)
+        self.host = cpu_device(backend, n_threads)
+        self.kernels = self.host.kernels
         self.weights = w = load_weights(gguf, hp)
         self.n_ctx = context_size(n_ctx, hp.n_ctx_train)
 
@@ -55,20 +61,20 @@ class Model:
             warnings.warn(f"a context of {self.n_ctx} tokens is longer than the "
                           f"{hp.n_ctx_train} the model was trained on: text beyond that may "
                           "degrade", PyggmlWarning, stacklevel=3)
-        self.host = HostDevice(self.kernels, hp)
         self.gpu = None
         if self.plan.n_gpu_layers or self.plan.output_on_gpu:
             if gpu is None:
                 from ..backends.cuda import CudaDevice
-                gpu = CudaDevice(hp)
+                gpu = CudaDevice(hp, max_batch=N_BATCH)
             gpu.reserve(self.plan.gpu_bytes)       # fails early, naming bytes needed and free
             self.gpu = gpu
         self.layers = []                            # (device, that device's handle of the layer)
         for i, layer in enumerate(w.layers):
             device = self.gpu if self.plan.on_gpu(i) else self.host
-            self.layers.append((device, device.upload_layer(layer, self.n_ctx)))
+            block = hp.block(qkv_bias=layer.bq is not None)
+            self.layers.append((device, device.upload_layer(layer, block, self.n_ctx)))
         head_device = self.gpu if self.plan.output_on_gpu else self.host
-        self.head = (head_device, head_device.upload_head(w.output_norm, w.output))
+        self.head = (head_device, head_device.upload_head(w.output_norm, w.output, hp.rms_eps))
         self.tokens: list[int] = []               # what the kv caches hold, in order
         self._in_use = threading.Lock()           # held while a call or generator uses the cache
 
@@ -97,7 +103,7 @@ class Model:
     # ------------------------------------------------------------------ forward
     def _forward(self, tokens: list[int], all_logits: bool) -> np.ndarray:
         """Run tokens through the model after self.tokens; -> logits (T or 1, n_vocab)."""
-        hp, w, k = self.hparams, self.weights, self.kernels
+        hp = self.hparams
         pos0 = len(self.tokens)
         if pos0 + len(tokens) > self.n_ctx:
             raise UsageError(f"{pos0 + len(tokens)} tokens do not fit in the context of "
@@ -106,9 +112,8 @@ class Model:
         if bad:
             raise UsageError(f"token id {bad[0]} is outside the vocabulary (0..{hp.n_vocab - 1})")
         self.file.check_unchanged()      # the weights are views of the file: it must still be whole
-        ids = np.asarray(tokens, dtype=np.int64)
-        x = k.dequantize_rows(w.token_embd.ggml_type, w.token_embd.data, ids, hp.n_embd)
         where = self.host                           # the embedding lookup runs on the CPU
+        x = where.embed(self.weights.token_embd, np.asarray(tokens, dtype=np.int64))
         for device, layer in self.layers:
             if device is not where:                 # only the hidden state crosses devices
                 x, where = device.to_device(where.to_host(x)), device
@@ -230,7 +235,7 @@ class Model:
     def generate(self, prompt: str | bytes | list[int], max_tokens: int = 128, *,
                  special: bool = False, **kwargs) -> Iterator[str]:
         """Stream text pieces continuing prompt; pieces always end on whole UTF-8 characters."""
-        from .tokenizer import StreamDecoder
+        from ..text.tokenizer import StreamDecoder
         decoder = StreamDecoder(self.tokenizer, special=special)
         for token in self.generate_tokens(prompt, max_tokens, special=special, **kwargs):
             if token in self.tokenizer.eog_ids:
@@ -251,7 +256,7 @@ class Model:
         gets those characters, not a forged system turn.  ``parse_special_in_content=True``
         is llama.cpp's behaviour instead, where message text can write control tokens.
         """
-        from .chat import protect_messages
+        from ..text.chat import protect_messages
         if parse_special_in_content:
             prompt = self.chat_template.render(messages, add_generation_prompt=add_generation_prompt)
             return self.tokenizer.encode(prompt, add_special=True, parse_special=True)
@@ -303,8 +308,8 @@ def check_host_memory(kv_bytes: int, n_ctx: int) -> None:
 def load(path, *, n_ctx: int | None = None, n_gpu_layers: int = 0, backend: str | None = None,
          n_threads: int | None = None) -> Model:
     """Open a GGUF model (a file or any shard of a split set) ready to run."""
-    from .. import open as open_gguf
-    gguf = open_gguf(path)
+    from ..format.shards import GGUFFile
+    gguf = GGUFFile(path)
     try:
         return Model(gguf, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, backend=backend,
                      n_threads=n_threads)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import UsageError
-from .hparams import HParams
-from .weights import ModelWeights
+from ..model.hparams import HParams
+from ..model.weights import ModelWeights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,10 +52,7 @@ class OffloadPlan:
 
 
 def layer_weight_bytes(weights: ModelWeights, i: int) -> int:
-    layer = weights.layers[i]
-    vectors = [layer.attn_norm, layer.ffn_norm, layer.bq, layer.bk, layer.bv]
-    return (sum(m.nbytes for m in layer.matrices())
-            + sum(v.nbytes for v in vectors if v is not None))
+    return sum(t.nbytes for t in weights.layers[i].tensors())
 
 
 def plan_offload(hp: HParams, weights: ModelWeights, n_gpu_layers: int, n_ctx: int) -> OffloadPlan:

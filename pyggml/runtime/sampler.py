@@ -73,7 +73,8 @@ class Sampler:
         if s.temperature <= 0:
             return int(np.argmax(logits))
 
-        # candidates, most likely first (a partition first: sorting 150k logits costs ~10 ms)
+        # candidates, most likely first (a partition first: a full sort of 150k logits costs
+        # milliseconds per token, docs/performance.md)
         if 0 < s.top_k < len(logits):
             ids = np.argpartition(logits, -s.top_k)[-s.top_k:]
         else:

@@ -2,8 +2,9 @@
 
 tokenizer.py says what BPE does (lowest merge rank first, leftmost on ties, as
 llama.cpp's llm_tokenizer_bpe_session); this module does it fast for the words most
-texts are made of.  In Python each merge costs two lookups in a 150k-entry dict
-(~0.3 us each, cache misses on a big table), which capped tokenization near 1 MB/s.
+texts are made of.  In Python each merge costs two lookups in a 150k-entry dict, each a
+cache miss on a big table, which capped tokenization below llama.cpp's speed
+(docs/performance.md; tools/bench_tokenize.py measures this module).
 
 The merges become one sorted table of int64 pairs, searched by bisection:
 

@@ -19,13 +19,13 @@ llama.cpp's tables (generated from UnicodeData.txt 15.1 and White_Space):
     .  anything else (marks, symbols, controls, unassigned, ...)
 
 Python's ``re`` has no \\p{L}, so the classes are spelled out as character ranges
-built once from ``unicodedata`` (~40 ms) and the regexes run in C.  Only the BMP
+built once from ``unicodedata`` (tens of ms) and the regexes run in C.  Only the BMP
 goes into the classes: ``re`` tests a character against a class's ranges above
-U+FFFF one by one (some 150 of them for letters), which made every class test
-15x slower.  Code points above U+FFFF (emoji, rare scripts) are instead replaced,
-before matching, by a BMP stand-in of the same class, one code point for one, so the
-matches' positions still cut the original text (llama.cpp's "collapsed" text, too,
-is one byte per code point).
+U+FFFF one by one (some 150 of them for letters), which made every class test an
+order of magnitude slower (docs/performance.md).  Code points above U+FFFF (emoji,
+rare scripts) are instead replaced, before matching, by a BMP stand-in of the same
+class, one code point for one, so the matches' positions still cut the original text
+(llama.cpp's "collapsed" text, too, is one byte per code point).
 
 Python 3.11's unicodedata is Unicode 14.0 while llama.cpp's tables are Unicode 15.1:
 the code points assigned in between are patched in below (checked code point by code
