@@ -58,7 +58,7 @@ def project_setup():
 def portable_lib(tmp_path_factory, project_setup):
     """Path of a libpyggml_cpu built for any x86-64 (no AVX2, no threads: the scalar
     paths of every kernel), made with setup.py's own hook."""
-    from pyggml.backends import native
+    from pyggml import paths
     tmp = tmp_path_factory.mktemp("portable")
     mp = pytest.MonkeyPatch()
     mp.setenv("PYGGML_CMAKE_ARGS",
@@ -67,4 +67,4 @@ def portable_lib(tmp_path_factory, project_setup):
         assert project_setup.build_kernels(tmp / "build", tmp / "lib"), "portable build failed"
     finally:
         mp.undo()
-    return tmp / "lib" / native.library_file("pyggml_cpu")
+    return tmp / "lib" / paths.library_file("pyggml_cpu")

@@ -2,7 +2,7 @@
 import pytest
 
 from pyggml.errors import ModelError
-from pyggml.model.chat import ChatTemplate
+from pyggml.text.chat import ChatTemplate
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 

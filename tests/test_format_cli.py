@@ -84,9 +84,11 @@ def test_split_merge_commands(capsys, tmp_path, model_path):
 
     # tensor order: output_norm (1 KiB), token_embd (30.4 MiB), 24 small ones: by hand,
     # [] | [output_norm] | 1 KiB + 30.4 MiB > 20 MB -> [token_embd] | 30.4 MiB + ... -> [the rest]
-    code, _, _ = run(capsys, "split", src, tmp_path / "s", "--max-size", "20M",
-                     "--no-tensor-first-split")
-    code, out, _ = run(capsys, "info", tmp_path / "s-00001-of-00004.gguf", "--json")
+    code, out, _ = run(capsys, "split", src, tmp_path / "s", "--max-size", "20M",
+                       "--no-tensor-first-split")
+    shards = [tmp_path / f"s-0000{i}-of-00004.gguf" for i in (1, 2, 3, 4)]
+    assert code == 0 and out.split() == [str(p) for p in shards]
+    code, out, _ = run(capsys, "info", shards[0], "--json")
     assert code == 0 and [s["n_tensors"] for s in json.loads(out)["shards"]] == [0, 1, 1, 24]
 
 

@@ -28,9 +28,10 @@ import pyggml
 from format_bytes import length_field_offsets
 from pyggml.errors import GGUFError, UnsupportedTypeError
 from pyggml.format.arrays import NumberArray, StringArray
-from pyggml.format.constants import TYPE_TRAITS, GGMLType, GGUFValueType as V
+from pyggml.format.constants import GGUFValueType as V
 from pyggml.format.reader import MetadataField
 from pyggml.format.writer import RawTensor, split_gguf, write_gguf
+from pyggml.ggml import TYPE_TRAITS, GGMLType
 
 FUZZ_EXAMPLES = int(os.environ.get("PYGGML_FUZZ_EXAMPLES", "2000"))
 ROUND_TRIPS = max(100, FUZZ_EXAMPLES // 10)

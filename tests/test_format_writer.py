@@ -10,9 +10,10 @@ import pytest
 import pyggml
 from pyggml.errors import GGUFMetadataError, GGUFTensorError, UnsupportedTypeError, UsageError
 from pyggml.format.arrays import NumberArray, StringArray
-from pyggml.format.constants import GGMLType, GGUFValueType as V
+from pyggml.format.constants import GGUFValueType as V
 from pyggml.format.reader import MetadataField
 from pyggml.format.writer import RawTensor, as_field, plan_split, write_gguf
+from pyggml.ggml import GGMLType
 
 
 def gguf_py_value(field: gguf.ReaderField):

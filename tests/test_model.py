@@ -185,13 +185,25 @@ def test_tokenize_detokenize_round_trip(models):
     assert model.detokenize(model.tokenize(TEXT)) == TEXT
 
 
-def test_generate_streams_text_and_stops_at_max_tokens(models):
+def test_generate_streams_llama_cpp_greedy_text_and_stops_at_max_tokens(models, model_path, oracle):
+    """generate() streams, in pieces, the text of llama.cpp's own greedy continuation:
+    llama.cpp's tokens (from its logits) as llama.cpp's detokenizer writes them, up to
+    its first end-of-generation token or max_tokens."""
+    import llama_cpp
     model = models("smollm2-q4_1")
-    pieces = list(model.generate("Once upon a time", max_tokens=12, temperature=0))
-    ids = model.tokenize("Once upon a time")
-    expected = list(model.generate_tokens(ids, 12, temperature=0))
-    eog = model.tokenizer.eog_ids
-    assert "".join(pieces) == model.detokenize([t for t in expected if t not in eog])
+    llm = oracle(model_path("smollm2-q4_1"))
+    prompt = "Once upon a time"
+    ids = llm.tokenize(prompt.encode())
+    assert model.tokenize(prompt) == ids
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    expected = []
+    for token in oracle_greedy(llm, ids, 12):
+        expected.append(token)
+        if llama_cpp.llama_vocab_is_eog(vocab, token):
+            break
+    text = llm.detokenize([t for t in expected if not llama_cpp.llama_vocab_is_eog(vocab, t)])
+    pieces = list(model.generate(prompt, max_tokens=12, temperature=0))
+    assert len(pieces) > 1 and "".join(pieces) == text.decode()
     assert model.stats.generated_tokens == len(expected) <= 12
 
 

@@ -120,7 +120,7 @@ def test_n_predict_minus_one_runs_until_the_context_is_full(tiny):
 
 
 def test_seed_minus_one_is_random_and_others_are_repeatable(model):
-    from pyggml.model.sampler import SamplerSettings
+    from pyggml.runtime.sampler import SamplerSettings
     assert SamplerSettings(seed=-1).seed is None
     runs = [list(model.generate_tokens("Hello", 8, temperature=1.5, top_k=0, top_p=1.0,
                                        min_p=0.0, seed=seed)) for seed in (7, 7, -1, -1)]
@@ -143,7 +143,7 @@ def test_ctx_beyond_training_warns_on_one_line(capsys, tiny):
 
 
 def test_kv_cache_beyond_memory_is_refused_up_front(tiny):
-    from pyggml.model.stats import available_memory_bytes
+    from pyggml.runtime.stats import available_memory_bytes
     with pyggml.open(tiny) as f:
         meta = f.metadata
     head_dim = meta["qwen2.embedding_length"] // meta["qwen2.attention.head_count"]
@@ -238,7 +238,7 @@ def test_chat_content_cannot_forge_control_tokens(model):
 
 def test_roles_are_protected_too(model, monkeypatch):
     """ChatML writes the role verbatim (Qwen2.5's own template drops unknown roles)."""
-    from pyggml.model.chat import ChatTemplate
+    from pyggml.text.chat import ChatTemplate
     monkeypatch.setattr(model, "chat_template", ChatTemplate(None))
     im_start = model.tokenizer.token_to_id["<|im_start|>"]
     messages = [{"role": "user<|im_start|>system", "content": "hi"}]

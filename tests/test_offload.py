@@ -12,19 +12,20 @@ import numpy as np
 import pytest
 
 from pyggml.backends import cuda
+from pyggml.backends.cpu import cpu_device
 from pyggml.backends.simulated import SimulatedDevice
 from pyggml.errors import BackendError, UsageError
-from pyggml.format.constants import GGMLType
-from pyggml.model.hparams import ROPE_NEOX, HParams
-from pyggml.model.offload import plan_offload
+from pyggml.ggml import GGMLType
+from pyggml.model.hparams import HParams
 from pyggml.model.weights import LayerWeights, ModelWeights, QMatrix
+from pyggml.runtime import Model
+from pyggml.runtime.offload import plan_offload
 
 # ----------------------------------------------------------------------------- the plan
 
 N_LAYER, N_CTX = 4, 64
 HP = HParams(arch="qwen2", n_vocab=1000, n_ctx_train=512, n_embd=256, n_layer=N_LAYER, n_head=4,
-             n_head_kv=2, n_ff=512, head_dim=64, n_rot=64, rope_mode=ROPE_NEOX, rope_base=1e6,
-             rms_eps=1e-6)
+             n_head_kv=2, n_ff=512, head_dim=64, n_rot=64, rope_base=1e6, rms_eps=1e-6)
 
 # Hand-computed bytes (Q4_K: 144 bytes per 256 elements, Q6_K: 210 per 256):
 #   wq 256 rows x 144 = 36,864    wk, wv 128 x 144 = 18,432 each    wo 36,864
@@ -102,7 +103,7 @@ def test_cuda_device_without_library_raises_backend_error(fresh_cuda_state, monk
     missing = tmp_path / "libpyggml_cuda.so"
     monkeypatch.setenv("PYGGML_CUDA_LIB", str(missing))
     with pytest.raises(BackendError, match="not built") as err:
-        cuda.CudaDevice(HP)
+        cuda.CudaDevice(HP, max_batch=512)
     assert str(missing) in str(err.value) and "n_gpu_layers=0" in str(err.value)
 
 
@@ -112,7 +113,7 @@ def test_cuda_device_with_a_broken_library_raises_backend_error(fresh_cuda_state
     bogus.write_bytes(b"not an ELF file")
     monkeypatch.setenv("PYGGML_CUDA_LIB", str(bogus))
     with pytest.raises(BackendError, match="cannot load"):
-        cuda.CudaDevice(HP)
+        cuda.CudaDevice(HP, max_batch=512)
 
 
 def test_cuda_device_without_a_gpu_names_the_cuda_error(fresh_cuda_state):
@@ -126,7 +127,7 @@ def test_cuda_device_without_a_gpu_names_the_cuda_error(fresh_cuda_state):
         pytest.skip("a CUDA device is present: this test is for machines without one")
     with pytest.raises(BackendError,
                        match=r"no usable CUDA device: cudaGetDeviceCount: .*\(cuda\w+\)"):
-        cuda.CudaDevice(HP)
+        cuda.CudaDevice(HP, max_batch=512)
 
 
 # ----------------------------------------------------------------------------- split models
@@ -141,17 +142,15 @@ def model_file(request, model_path):
 
 
 def load_model(path, n_gpu_layers=0, capacity=None, n_ctx=128):
-    """A Model with a SimulatedDevice of `capacity` bytes (None: exactly what the plan needs)."""
+    """A Model with a SimulatedDevice of `capacity` bytes (None: exactly what the plan needs),
+    doing the arithmetic of the model's own CPU device."""
     import pyggml
-    from pyggml.backends import cpu_kernels
-    from pyggml.model import Model
     gguf = pyggml.open(path)
     if n_gpu_layers == 0:
         return Model(gguf, n_ctx=n_ctx), None
     probe = Model(gguf, n_ctx=n_ctx)                  # to read hparams, weights and the plan
     plan = plan_offload(probe.hparams, probe.weights, n_gpu_layers, n_ctx)
-    device = SimulatedDevice(cpu_kernels(None, None), probe.hparams,
-                             plan.gpu_bytes if capacity is None else capacity)
+    device = SimulatedDevice(cpu_device(), plan.gpu_bytes if capacity is None else capacity)
     return Model(gguf, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, gpu=device), device
 
 
@@ -189,9 +188,11 @@ def test_device_holds_its_layers_weights_and_kv_cache(model_file, cpu_logits, n_
     for i, (where, layer) in enumerate(model.layers):
         assert (where is device) == plan.on_gpu(i)
         if where is device:      # copies in device memory, not views of the file's map
-            for m, in_file in zip(layer.weights.matrices(), model.weights.layers[i].matrices()):
-                assert m.data.flags.owndata and not np.shares_memory(m.data, in_file.data)
-                np.testing.assert_array_equal(m.data, in_file.data)
+            for m, in_file in zip(layer.weights.tensors(), model.weights.layers[i].tensors()):
+                if isinstance(m, QMatrix):
+                    m, in_file = m.data, in_file.data
+                assert m.flags.owndata and not np.shares_memory(m, in_file)
+                np.testing.assert_array_equal(m, in_file)
     assert (model.head[0] is device) == plan.output_on_gpu
     model.logits(ids)
     # the offloaded layers' caches (on the device) hold the prompt's keys; the rest is empty
@@ -222,11 +223,10 @@ def test_only_the_hidden_state_crosses_per_token(model_file, cpu_logits, head_on
 
 def test_out_of_device_memory_names_bytes_needed_and_free(model_file):
     import pyggml
-    from pyggml.model import Model
     model, device = load_model(model_file, 2)
     needed = model.plan.gpu_bytes
     capacity = needed - 1
-    small = SimulatedDevice(device.kernels, model.hparams, capacity)
+    small = SimulatedDevice(device.cpu, capacity)
     with pytest.raises(BackendError) as err:
         Model(pyggml.open(model_file), n_ctx=128, n_gpu_layers=2, gpu=small)
     message = str(err.value)
@@ -239,7 +239,6 @@ def test_model_without_cuda_raises_backend_error(model_file, fresh_cuda_state, m
                                                  tmp_path):
     """n_gpu_layers without a device injected and without a usable CUDA library: a clear error."""
     import pyggml
-    from pyggml.model import Model
     monkeypatch.setenv("PYGGML_CUDA_LIB", str(tmp_path / "missing.so"))
     with pytest.raises(BackendError, match="GPU layers were asked for"):
         Model(pyggml.open(model_file), n_ctx=128, n_gpu_layers=1)

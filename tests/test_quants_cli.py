@@ -118,16 +118,18 @@ def test_inspect_q4_k_block_field_by_field(model_path, capsys):
                           ("qwen2-tiny-q3_k_m", "blk.0.ffn_up.weight", "Q3_K"),
                           ("qwen2-896-q4_k_m", "blk.0.attn_q.weight", "Q5_0")])
 def test_inspect_shows_the_floats_gguf_py_decodes(model_path, capsys, fixture, name, type_name):
+    """The last block of a tensor, as gguf-py reads it from the file and decodes it."""
     path = model_path(fixture)
-    with pyggml.open(path) as f:
-        if name not in f.tensors:                      # tied embeddings: no output.weight
-            name = "token_embd.weight"
-        info = f.tensors[name]
-        assert info.type_name == type_name
-        n_blocks = info.n_elements // gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[type_name]][0]
-        index = n_blocks - 1
-        assert main(["inspect", str(path), name, "--block", str(index)]) == 0
-        expected = f.dequantize(name).reshape(n_blocks, -1)[index]
+    tensors = {t.name: t for t in gguf.GGUFReader(path).tensors}
+    if name not in tensors:                            # tied embeddings: no output.weight
+        name = "token_embd.weight"
+    qtype = gguf.GGMLQuantizationType[type_name]
+    assert tensors[name].tensor_type == qtype
+    raw = np.asarray(tensors[name].data).reshape(-1)
+    type_size = gguf.GGML_QUANT_SIZES[qtype][1]
+    index = raw.size // type_size - 1
+    expected = gguf.quants.dequantize(raw[index * type_size:].reshape(1, -1), qtype).reshape(-1)
+    assert main(["inspect", str(path), name, "--block", str(index)]) == 0
     out = capsys.readouterr().out
     assert f"{name}  {type_name}" in out
     np.testing.assert_allclose(printed_floats(out), expected, rtol=1e-5, atol=1e-12)

@@ -144,7 +144,7 @@ PORTABLE_RUN = textwrap.dedent('''
     import sys
     import numpy as np
     import pyggml.quants as quants
-    from pyggml.format.constants import GGMLType
+    from pyggml.ggml import GGMLType
     from pyggml.quants import jit
     rng = np.random.default_rng(7)
     out = {"instructions": np.array([jit.HAS_AVX2, jit.HAS_AVX512BW])}

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import pyggml.quants as quants
-from pyggml.format.constants import GGMLType
+from pyggml.ggml import GGMLType
 
 from ggml_oracle import cpu_has_avx512, mul_mat, quantize_row_ref, quantize_row_run_time, vec_dot
 from pyggml.quants.q8 import q8_blocks_run_time

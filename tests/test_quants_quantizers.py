@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 import pyggml
 import pyggml.quants as quants
-from pyggml.format.constants import GGMLType
+from pyggml.ggml import GGMLType
 
 from ggml_oracle import quantize_chunk
 
@@ -57,13 +57,18 @@ def test_quantize_equals_ggml_quantize_chunk(name, seed, kind, n_rows, blocks_pe
 
 @pytest.mark.oracle
 @pytest.mark.parametrize("name", QUANTIZED)
-def test_reference_quantizer_is_the_fast_one(name):
-    """quantize() may use a numba kernel (Q8_0); the class's numpy quantize_ref must agree."""
+def test_reference_quantizer_equals_ggml_quantize_chunk(name):
+    """The numpy reference layer on its own (the class's quantize_ref, block by block),
+    against llama.cpp on every kind of hard row.  quantize() above goes through the fast
+    layer where a type has one (Q8_0's numba quantizer), so both layers meet the oracle."""
     t = GGMLType[name]
     cls = quants.get(t)
-    x = hard_rows(np.random.default_rng(1), "normal", (8, 512))
-    blocks = cls.quantize_ref(x.reshape(-1, cls.block_size))
-    assert np.array_equal(blocks.reshape(8, -1), quants.quantize(t, x))
+    rng = np.random.default_rng(1)
+    for kind in ["normal", "heavy", "sparse", "levels", "constant", "positive", "tiny", "wide"]:
+        x = hard_rows(rng, kind, (8, 512))
+        expected = quantize_chunk(t, x, 512 // cls.block_size * cls.type_size)
+        blocks = cls.quantize_ref(x.reshape(-1, cls.block_size))
+        assert np.array_equal(blocks.reshape(8, -1), expected), kind
 
 
 # (quantized fixture, its F32 source): every quantized tensor is re-made from the source

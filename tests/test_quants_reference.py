@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 import pyggml
 import pyggml.quants as quants
 from pyggml.errors import UnsupportedTypeError, UsageError
-from pyggml.format.constants import GGMLType
+from pyggml.ggml import GGMLType
 
 TYPES = quants.supported_types()
 

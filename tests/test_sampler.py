@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pyggml.errors import UsageError
-from pyggml.model.sampler import Sampler, SamplerSettings
+from pyggml.runtime.sampler import Sampler, SamplerSettings
 
 OPEN = dict(top_k=0, top_p=1.0, min_p=0.0)        # no filtering
 
@@ -66,11 +66,19 @@ def test_repeat_penalty_divides_positive_and_multiplies_negative_logits():
     assert sampler(np.array([3.0, 2.0, -1.0], np.float32), [0] + [2] * 100) == 1
 
 
-def test_seed_reproducible():
+def test_seed_decides_the_draws():
+    """The same seed gives the same tokens, another seed (or none) other tokens: a sampler
+    that ignored the seed, or drew the same token every time, fails."""
     logits = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
-    a = Sampler(SamplerSettings(seed=7))
-    b = Sampler(SamplerSettings(seed=7))
-    assert [a(logits, []) for _ in range(50)] == [b(logits, []) for _ in range(50)]
+
+    def draws(seed):
+        sampler = Sampler(SamplerSettings(seed=seed, **OPEN))
+        return [sampler(logits, []) for _ in range(50)]
+    first = draws(7)
+    assert len(set(first)) > 10                    # a draw, not one token over and over
+    assert draws(7) == first
+    assert draws(8) != first
+    assert draws(None) != draws(None)
 
 
 @pytest.mark.parametrize("bad", [dict(temperature=-1), dict(temperature=float("nan")),

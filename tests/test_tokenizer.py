@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 import make_model
 import pyggml
 from pyggml.errors import TokenizerError, UsageError
-from pyggml.model import pretokenize
-from pyggml.model.tokenizer import BYTE_TO_CHAR, StreamDecoder, Tokenizer
+from pyggml.text import pretokenize
+from pyggml.text.tokenizer import BYTE_TO_CHAR, StreamDecoder, Tokenizer
 
 llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
