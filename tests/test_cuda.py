@@ -182,7 +182,8 @@ def host_decoder(tmp_path_factory):
         pytest.skip("nvcc not found: the CUDA sources cannot be compiled here")
     folder = tmp_path_factory.mktemp("decoder")
     (folder / "decode.cu").write_text(HOST_DECODER)
-    cmd = [nvcc, "-arch=sm_90", "-std=c++17", "-Xcompiler", "-ffp-contract=off", "-I",
+    cmd = [nvcc, "-arch=sm_90", "-std=c++17", "-Werror", "all-warnings", "-Xcompiler",
+           "-ffp-contract=off,-Wall,-Wextra,-Werror", "-I",
            str(SOURCE.parent), str(folder / "decode.cu"), "-o", str(folder / "decode")]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout}{result.stderr}"
