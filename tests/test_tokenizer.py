@@ -400,7 +400,7 @@ def test_tiny_vocabulary_by_hand():
 
 @pytest.mark.parametrize("changes, message", [
     ({"tokenizer.ggml.model": None}, "no tokenizer"),
-    ({"tokenizer.ggml.model": "llama"}, "'llama'"),
+    ({"tokenizer.ggml.model": "t5"}, "'t5'"),
     ({"tokenizer.ggml.tokens": None}, "tokenizer.ggml.tokens"),
     ({"tokenizer.ggml.merges": None}, "tokenizer.ggml.merges"),
     ({"tokenizer.ggml.tokens": []}, "empty"),

@@ -18,7 +18,7 @@ path takes (long words keep tokenizer.py's heap).
 """
 from __future__ import annotations
 
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 
 import numpy as np
@@ -77,19 +77,22 @@ class MergeTable:
     def __init__(self, keys, values, byte_ids):
         self.keys, self.values = keys, values    # sorted pair keys and their merges
         self.byte_ids = byte_ids                 # uint8 byte -> id of its byte-level token
-        self.drops_bytes = bool((byte_ids < 0).any())
+                                                 # (None: BPE over characters, no bytes)
+        self.drops_bytes = byte_ids is not None and bool((byte_ids < 0).any())
 
     @classmethod
     def build(cls, merges: list[str], token_to_id: dict[str, int],
-              byte_level_alphabet: list[str]) -> MergeTable | None:
+              byte_level_alphabet: list[str] | None) -> MergeTable | None:
         """None when this vocabulary needs the general path: a merge whose parts or result
         are not tokens, a merge starting with a space (llama.cpp splits at the first space
-        after position 0), or more than 2^20 tokens."""
+        after position 0), or more than 2^20 tokens.  Without a byte-level alphabet (BPE
+        over the characters themselves) words come as ids, to merge_words."""
         if len(token_to_id) > ID_MASK or not merges:
             return None
         # a byte that is not a token (SmolLM2 lacks some) gets id -1: no merge takes it in
         # (every pair key is >= 0), and llama.cpp drops such a symbol at the end
-        byte_ids = [token_to_id.get(c, -1) for c in byte_level_alphabet]
+        byte_ids = (None if byte_level_alphabet is None else
+                    np.array([token_to_id.get(c, -1) for c in byte_level_alphabet], np.int32))
         parts = list(map(str.partition, merges, repeat(" ")))
         lefts, rights = list(map(itemgetter(0), parts)), list(map(itemgetter(2), parts))
         if "" in lefts or not all(map(itemgetter(1), parts)):
@@ -101,14 +104,22 @@ class MergeTable:
         if (a < 0).any() or (b < 0).any() or (c < 0).any():
             return None
         keys, first = np.unique(a << ID_BITS | b, return_index=True)    # the first merge counts
-        return cls(keys, first << ID_BITS | c[first], np.array(byte_ids, np.int32))
+        return cls(keys, first << ID_BITS | c[first], byte_ids)
 
     def encode_words(self, words: list[bytes]) -> list[tuple[int, ...]]:
         """The ids of each word (given as UTF-8 bytes), all in one compiled call."""
         lengths = np.fromiter(map(len, words), np.int64, len(words))
-        starts = np.zeros(len(words), np.int64)
+        return self._merge(self.byte_ids[np.frombuffer(b"".join(words), np.uint8)], lengths)
+
+    def merge_words(self, words: list[list[int]]) -> list[tuple[int, ...]]:
+        """The ids of each word, given as the ids of its characters, all in one compiled call."""
+        lengths = np.fromiter(map(len, words), np.int64, len(words))
+        return self._merge(np.fromiter(chain.from_iterable(words), np.int32, int(lengths.sum())),
+                           lengths)
+
+    def _merge(self, ids: np.ndarray, lengths: np.ndarray) -> list[tuple[int, ...]]:
+        starts = np.zeros(len(lengths), np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        ids = self.byte_ids[np.frombuffer(b"".join(words), np.uint8)]
         announce_compile(_merge_words, "tokenizer's BPE")
         _merge_words(ids, starts, lengths, self.keys, self.values)
         flat = ids.tolist()
