@@ -1,7 +1,8 @@
 """pyggml: load, run and study GGUF models from Python.
 
-    pyggml.open(path)     a GGUF file or split set: metadata, tensor index, zero-copy views
-    pyggml.load(path)     a runnable model: tokenize, logits, generate
+    pyggml.open(path)            a GGUF file or split set: metadata, tensor index, zero-copy views
+    pyggml.load(path)            a runnable model: tokenize, logits, generate
+    pyggml.load_tokenizer(path)  the tokenizer of any GGUF (vocabulary-only files too)
 
 Heavy modules (numba kernels, the model) are imported on first use, so that
 ``import pyggml`` stays cheap for scripts that only read metadata.
@@ -11,7 +12,7 @@ from .errors import (BackendError, GGUFError, ModelError, PyggmlError, Tokenizer
 
 __version__ = "0.1.0"
 
-__all__ = ["open", "load", "PyggmlError", "GGUFError", "UnsupportedTypeError", "ModelError",
+__all__ = ["open", "load", "load_tokenizer", "PyggmlError", "GGUFError", "UnsupportedTypeError", "ModelError",
            "TokenizerError", "BackendError", "UsageError"]
 
 
@@ -32,3 +33,13 @@ def load(path, *, n_ctx: int | None = None, n_gpu_layers: int = 0, backend: str 
     from .runtime import load as load_model
     return load_model(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, backend=backend,
                       n_threads=n_threads)
+
+
+def load_tokenizer(path):
+    """The tokenizer of a GGUF file (any shard of a split set, or a vocabulary-only file):
+    ``encode(text, add_special=True, parse_special=False) -> ids``, ``decode(ids)``,
+    ``token_to_piece(id)``, as llama.cpp tokenizes with the same file.  Raises a
+    TokenizerError for a vocabulary pyggml cannot read, naming its kind."""
+    from .text.tokenizer import Tokenizer
+    with open(path) as gguf:
+        return Tokenizer.from_metadata(gguf.metadata)

@@ -124,11 +124,18 @@ def _prompt_progress(args):
     return progress
 
 
+def _user_bytes(text: str, encoding: str = "utf-8") -> bytes:
+    """The bytes the user typed: Python decoded the command line (and our stdin) with
+    surrogate escapes, which re-encode exactly.  A plain prompt goes to the tokenizer as
+    these bytes (each tokenizer kind reads bytes that are not UTF-8 as llama.cpp does)."""
+    return text.encode(encoding, "surrogateescape")
+
+
 def _user_text(text: str, encoding: str = "utf-8") -> str:
-    """A prompt as the user's bytes read as llama.cpp reads them: Python decoded the
-    command line (and our stdin) with surrogate escapes, which re-encode exactly."""
+    """A chat message: the user's bytes read as llama.cpp reads UTF-8 (the chat template
+    works on text)."""
     from ..text.tokenizer import decode_utf8
-    return decode_utf8(text.encode(encoding, "surrogateescape"))
+    return decode_utf8(_user_bytes(text, encoding))
 
 
 def _stream(pieces) -> None:
@@ -144,17 +151,17 @@ def run_generate(args) -> int:
     if args.system is not None and not args.chat:
         raise UsageError("--system is a chat message: use it with --chat")
     *model_arg, prompt = args.args
-    prompt = _user_text(prompt, sys.getfilesystemencoding())
+    encoding = sys.getfilesystemencoding()
     settings = _settings(args)
     with _load(args, _model_path(args, model_arg)) as model:
         options = dict(settings=settings, progress=_prompt_progress(args))
         if args.chat:
             messages = ([{"role": "system", "content": args.system}] if args.system else [])
-            messages.append({"role": "user", "content": prompt})
+            messages.append({"role": "user", "content": _user_text(prompt, encoding)})
             _stream(model.chat(messages, args.n_predict,
                                parse_special_in_content=args.parse_special_in_content, **options))
         else:
-            _stream(model.generate(prompt, args.n_predict, **options))
+            _stream(model.generate(_user_bytes(prompt, encoding), args.n_predict, **options))
         sys.stdout.write("\n")
         if not args.no_stats:
             print("\n" + model.stats.report(model.device_report()), file=sys.stderr)

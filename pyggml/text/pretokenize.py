@@ -37,7 +37,7 @@ class, one code point for one, so the matches' positions still cut the original 
 
 Python 3.11's unicodedata is Unicode 14.0 while llama.cpp's tables are Unicode 15.1:
 the code points assigned in between are patched in below (checked code point by code
-point against llama.cpp's own table in tests/test_tokenizer.py).  A Python whose
+point against llama.cpp's own table in tests/test_text_pretokenizers.py).  A Python whose
 unicodedata is newer than 15.1 classifies the later additions itself, where
 llama.cpp sees unassigned code points; that test would then say which.
 
