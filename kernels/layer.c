@@ -8,14 +8,18 @@
  *
  *   h      = rms_norm(x) * attn_norm
  *   q,k,v  = Wq h [+ bq], Wk h [+ bk], Wv h [+ bv]   one quantization of h, one pool job
+ *   q,k    = rms_norm(q) * q_norm, ... per head      [q_norm, k_norm]
  *   q,k    = rope(q), rope(k)                        cos/sin tables from Python
+ *   q     *= q_scale                                 [q_scale != 1]
  *   K,V[pos0 .. pos0+T) = fp16(k), fp16(v)
  *   att    = attention(q, K, V)                      causal, grouped-query, per head,
- *                                                    scores scaled by attn_scale
- *   x     += Wo att
+ *                                                    scores scaled by attn_scale, keys
+ *                                                    within the window [window]
+ *   x     += rms_norm(Wo att) * attn_post_norm, or Wo att        [attn_post_norm]
  *   h      = rms_norm(x) * ffn_norm
  *   g,u    = Wgate h, Wup h                          one quantization of h
- *   x     += Wdown (silu(g) * u)
+ *   x     += rms_norm(Wdown act(g) * u) * ffn_post_norm, or ...  [ffn_post_norm]
+ *            act: silu, or GELU by ggml's fp16 table             [gelu_table]
  *
  * What varies between architectures is a field of the pyggml_layer struct (pyggml_cpu.h),
  * filled from the layer's BlockSpec: this file never asks which family it runs.
@@ -31,14 +35,16 @@
 #include "cpu_internal.h"
 #include "pyggml_cpu.h"
 
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
 /* the float scratch a block needs for T tokens, in floats */
 static int64_t scratch_floats(const pyggml_layer *L, int64_t T) {
-    const int64_t n_gqa = L->n_head_kv * L->head_dim;
-    const int64_t k_max = L->n_ff > L->n_embd ? L->n_ff : L->n_embd;
+    const int64_t n_gqa = L->n_head_kv * L->head_dim, n_q = L->n_head * L->head_dim;
+    const int64_t k_max = max64(L->n_ff, max64(L->n_embd, n_q));
     return T * (L->n_embd          /* h, then the product before the residual add */
-                + L->n_embd        /* q */
+                + n_q              /* q */
                 + 2 * n_gqa        /* k, v */
-                + L->n_embd        /* att */
+                + n_q              /* att */
                 + 2 * L->n_ff      /* gate, up */
                 + 2 * k_max)       /* quantized activations (<= 1.14 bytes per element) */
            + L->n_head * L->n_ctx   /* attention scores, one row per head */
@@ -171,13 +177,18 @@ static float dot_key(const ggml_half *key, const float *q16, int64_t d, int prom
  * Each of those lanes is one FMA chain over its positions, in order; acc holds the chain
  * of lane L for every i at acc + L * d (a whole value row per step, so the step
  * vectorizes), and its lanes are then summed as dot_key sums them, for every i at once. */
-static void weighted_values(const ggml_half *v, int64_t v_stride, const float *p, int64_t n_kv,
-                            int64_t d, int prompt, float *acc /* 64 * d */, float *out) {
+static void weighted_values(const ggml_half *v, int64_t v_stride, const float *p, int64_t j0,
+                            int64_t n_kv, int64_t d, int prompt, float *acc /* 64 * d */,
+                            float *out) {
     const int64_t n_lanes = prompt ? 16 : 64;
     for (int64_t lane = 0; lane < n_lanes; lane++) {
         float *a = acc + lane * d;
         for (int64_t i = 0; i < d; i++) a[i] = 0.0f;
-        for (int64_t j = lane; j < n_kv; j += n_lanes) axpy_fp16(a, v + j * v_stride, p[j], d);
+        /* positions before j0 (outside a window) have p = +0: an FMA chain that starts at
+         * +0 is unchanged by them (+0 + +-0 is +0), so they are skipped */
+        const int64_t first =
+            j0 <= lane ? lane : lane + (j0 - lane + n_lanes - 1) / n_lanes * n_lanes;
+        for (int64_t j = first; j < n_kv; j += n_lanes) axpy_fp16(a, v + j * v_stride, p[j], d);
     }
     /* row l of acc, l < 16: lane l of (acc0 + acc2) + (acc1 + acc3); then lanes16_sum's
      * pairs: l + (l + 8), then + 4, then (0 + 2) + (1 + 3) */
@@ -198,8 +209,8 @@ static void weighted_values(const ggml_half *v, int64_t v_stride, const float *p
 
 typedef struct {
     const pyggml_layer *L;
-    const float *q;          /* (T, n_embd) after rope */
-    float *att;              /* (T, n_embd) */
+    const float *q;          /* (T, n_head * head_dim) after rope */
+    float *att;              /* (T, n_head * head_dim) */
     float *scores;           /* n_head rows of n_ctx */
     float *acc;              /* n_head blocks of 4 * 16 * head_dim: V.p's accumulators */
     int64_t T, pos0;
@@ -210,20 +221,23 @@ static void attention_head(void *ctx, int64_t h) {
     const attention_job *job = ctx;
     const pyggml_layer *L = job->L;
     const int64_t d = L->head_dim, g = h / (L->n_head / L->n_head_kv);
-    const int64_t kv_stride = L->n_head_kv * d;
+    const int64_t kv_stride = L->n_head_kv * d, n_q = L->n_head * d;
     const int prompt = job->T > 1;              /* ggml's prompt path: tinyBLAS */
     float *scores = job->scores + h * L->n_ctx;
     float q16[1024];                                       /* head_dim <= 1024 (checked) */
     for (int64_t t = 0; t < job->T; t++) {
         const int64_t n_kv = job->pos0 + t + 1;            /* causal: keys 0..pos0+t */
-        const float *q = job->q + t * L->n_embd + h * d;
+        /* a window hides the keys at p' <= p - window: -inf scores, as llama.cpp's mask */
+        const int64_t j0 = L->window > 0 ? max64(0, n_kv - L->window) : 0;
+        const float *q = job->q + t * n_q + h * d;
         for (int64_t i = 0; i < d; i++) q16[i] = fp16_to_fp32(fp32_to_fp16(q[i]));
-        for (int64_t j = 0; j < n_kv; j++)
+        for (int64_t j = 0; j < j0; j++) scores[j] = -INFINITY;
+        for (int64_t j = j0; j < n_kv; j++)
             scores[j] = dot_key(L->k_cache + j * kv_stride + g * d, q16, d, prompt) * L->attn_scale;
         softmax_row(scores, n_kv);
         for (int64_t j = 0; j < n_kv; j++) scores[j] = fp16_to_fp32(fp32_to_fp16(scores[j]));
-        weighted_values(L->v_cache + g * d, kv_stride, scores, n_kv, d, prompt, job->acc + h * 64 * d,
-                        job->att + t * L->n_embd + h * d);
+        weighted_values(L->v_cache + g * d, kv_stride, scores, j0, n_kv, d, prompt,
+                        job->acc + h * 64 * d, job->att + t * n_q + h * d);
     }
 }
 
@@ -257,6 +271,17 @@ static void add_rows(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+/* x (T, n_embd) += rms_norm(y) * post_norm, or y where post_norm is NULL; y is scratch */
+static int add_residual(float *x, float *y, const float *post_norm, int64_t T, int64_t n_embd,
+                        float eps) {
+    if (post_norm) {
+        const int rc = pyggml_rms_norm(y, n_embd, post_norm, y, n_embd, T, n_embd, eps);
+        if (rc) return rc;
+    }
+    add_rows(x, y, T * n_embd);
+    return PYGGML_OK;
+}
+
 /* x (T rows of n) += bias on every row; no bias (NULL): nothing */
 static void add_bias(float *x, const float *bias, int64_t T, int64_t n) {
     if (bias)
@@ -269,15 +294,14 @@ int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos
     if (!L || !x || !rope_cos || !rope_sin || !scratch || !L->k_cache || !L->v_cache)
         return PYGGML_ERR_ARG;
     if (T < 1 || pos0 < 0 || pos0 + T > L->n_ctx || L->head_dim < 2 || L->head_dim > 1024 ||
-        L->head_dim % 2 || L->n_head_kv < 1 || L->n_head % L->n_head_kv ||
-        L->n_head * L->head_dim != L->n_embd)
+        L->head_dim % 2 || L->n_head_kv < 1 || L->n_head % L->n_head_kv || L->window < 0)
         return PYGGML_ERR_SHAPE;
     if (scratch_bytes < pyggml_layer_scratch_bytes(L, T)) return PYGGML_ERR_ARG;
 
     const int64_t n_embd = L->n_embd, n_ff = L->n_ff, d = L->head_dim;
-    const int64_t n_gqa = L->n_head_kv * d;
-    float *h = scratch, *q = h + T * n_embd, *k = q + T * n_embd, *v = k + T * n_gqa;
-    float *att = v + T * n_gqa, *gate = att + T * n_embd, *up = gate + T * n_ff;
+    const int64_t n_gqa = L->n_head_kv * d, n_q = L->n_head * d;
+    float *h = scratch, *q = h + T * n_embd, *k = q + T * n_q, *v = k + T * n_gqa;
+    float *att = v + T * n_gqa, *gate = att + T * n_q, *up = gate + T * n_ff;
     float *scores = up + T * n_ff, *acc = scores + L->n_head * L->n_ctx;
     void *act = acc + L->n_head * 64 * d;
     int rc;
@@ -288,19 +312,25 @@ int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos
     const pyggml_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
     float *qkv_out[3] = {q, k, v};
     if ((rc = products(qkv, qkv_out, 3, h, T, n_embd, act, n_threads))) return rc;
-    add_bias(q, L->bq, T, n_embd);
+    add_bias(q, L->bq, T, n_q);
     add_bias(k, L->bk, T, n_gqa);
     add_bias(v, L->bv, T, n_gqa);
-    rope(q, n_embd, T, L->n_head, d, L->rope_neox, rope_cos, rope_sin);
+    if (L->q_norm && (rc = pyggml_rms_norm(q, d, L->q_norm, q, d, T * L->n_head, d, L->rms_eps)))
+        return rc;
+    if (L->k_norm && (rc = pyggml_rms_norm(k, d, L->k_norm, k, d, T * L->n_head_kv, d, L->rms_eps)))
+        return rc;
+    rope(q, n_q, T, L->n_head, d, L->rope_neox, rope_cos, rope_sin);
     rope(k, n_gqa, T, L->n_head_kv, d, L->rope_neox, rope_cos, rope_sin);
+    if (L->q_scale != 1.0f)                     /* before Q is rounded to fp16 for K.q */
+        for (int64_t i = 0; i < T * n_q; i++) q[i] *= L->q_scale;
     for (int64_t i = 0; i < T * n_gqa; i++) {
         L->k_cache[pos0 * n_gqa + i] = fp32_to_fp16(k[i]);
         L->v_cache[pos0 * n_gqa + i] = fp32_to_fp16(v[i]);
     }
     attention_job job = {L, q, att, scores, acc, T, pos0};
-    run_chunks(T * (pos0 + T) * n_embd > (1 << 16) ? n_threads : 1, L->n_head, attention_head, &job);
-    if ((rc = product(&L->wo, att, T, n_embd, h, act, n_threads))) return rc;
-    add_rows(x, h, T * n_embd);
+    run_chunks(T * (pos0 + T) * n_q > (1 << 16) ? n_threads : 1, L->n_head, attention_head, &job);
+    if ((rc = product(&L->wo, att, T, n_q, h, act, n_threads))) return rc;
+    if ((rc = add_residual(x, h, L->attn_post_norm, T, n_embd, L->rms_eps))) return rc;
 
     /* feed-forward */
     if ((rc = pyggml_rms_norm(x, n_embd, L->ffn_norm, h, n_embd, T, n_embd, L->rms_eps)))
@@ -308,8 +338,9 @@ int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos
     const pyggml_weight *gu[2] = {&L->w_gate, &L->w_up};
     float *gu_out[2] = {gate, up};
     if ((rc = products(gu, gu_out, 2, h, T, n_embd, act, n_threads))) return rc;
-    if ((rc = pyggml_silu_mul(gate, up, gate, T, n_ff))) return rc;
+    if ((rc = L->gelu_table ? pyggml_gelu_mul(gate, up, gate, T * n_ff, L->gelu_table)
+                            : pyggml_silu_mul(gate, up, gate, T, n_ff)))
+        return rc;
     if ((rc = product(&L->w_down, gate, T, n_ff, h, act, n_threads))) return rc;
-    add_rows(x, h, T * n_embd);
-    return PYGGML_OK;
+    return add_residual(x, h, L->ffn_post_norm, T, n_embd, L->rms_eps);
 }

@@ -1,7 +1,7 @@
-/* ops.c -- the element-wise steps of a layer (layer.c): RMS norm, SiLU(gate) * up, and
- * the softmax of attention scores.  Cheap next to the products, they live in C so that a
- * layer's float work does not bounce between numpy temporaries, and they give ggml's
- * float32 bits. */
+/* ops.c -- the element-wise steps of a layer (layer.c): RMS norm, SiLU(gate) * up,
+ * GELU(gate) * up, and the softmax of attention scores.  Cheap next to the products, they
+ * live in C so that a layer's float work does not bounce between numpy temporaries, and
+ * they give ggml's float32 bits. */
 #include <math.h>
 
 #include "cpu_internal.h"
@@ -129,6 +129,22 @@ int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n_ro
         for (; i < n_simd; i++) out[i] = gate[i] / (1.0f + ggml_expf(0.0f - gate[i])) * up[i];
 #endif
         for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    }
+    return PYGGML_OK;
+}
+
+/* ggml_vec_geglu_f32 with GGML_GELU_FP16: ggml does not compute GELU but looks it up in
+ * a table of the fp16 GELU of every fp16 value, indexed by the gate rounded to fp16 */
+int pyggml_gelu_mul(const float *gate, const float *up, float *out, int64_t n,
+                    const uint16_t *table) {
+    if (n < 0) return PYGGML_ERR_SHAPE;
+    if (n == 0) return PYGGML_OK;
+    if (!gate || !up || !out || !table) return PYGGML_ERR_ARG;
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        if (g <= -10.0f) out[i] = 0.0f;
+        else if (g >= 10.0f) out[i] = g * up[i];
+        else out[i] = fp16_to_fp32(table[fp32_to_fp16(g)]) * up[i];
     }
     return PYGGML_OK;
 }

@@ -41,8 +41,9 @@ extern "C" {
 #endif
 
 /* What pyggml_cpu_abi_version() returns, bumped on any incompatible change; equal to
- * ABI_VERSION in pyggml/backends/cpu_c.py.  4: pyggml_layer.attn_scale. */
-#define PYGGML_CPU_ABI_VERSION 4
+ * ABI_VERSION in pyggml/backends/cpu_c.py.  4: pyggml_layer.attn_scale.  5: the optional
+ * steps of a BlockSpec (q/k norms, post-norms, GeGLU, q_scale, window, n_embd_q). */
+#define PYGGML_CPU_ABI_VERSION 5
 
 /* cdef: begin */
 enum pyggml_status {
@@ -120,6 +121,13 @@ int pyggml_rms_norm(const float *x, int64_t ldx, const float *weight, float *y, 
  * out may equal gate or up. */
 int pyggml_silu_mul(const float *gate, const float *up, float *out, int64_t n_rows, int64_t n);
 
+/* out = gelu(gate) * up on n contiguous values as ggml_vec_geglu_f32 computes it with
+ * GGML_GELU_FP16: 0 where gate <= -10, gate * up where gate >= 10, else
+ * table[fp16(gate)] * up, table being ggml_table_gelu_f16 (65536 fp16 values; pyggml
+ * makes it in pyggml.model.numerics.gelu_table).  out may equal gate or up. */
+int pyggml_gelu_mul(const float *gate, const float *up, float *out, int64_t n,
+                    const uint16_t *table);
+
 /* One weight matrix of a layer: N = n_rows rows, row n at w + n * w_stride bytes. */
 typedef struct {
     int32_t type;
@@ -131,15 +139,24 @@ typedef struct {
 /* One transformer block, as pyggml.model.forward.layer_forward describes it; filled once
  * per layer from its BlockSpec (pyggml/model/arch.py) by pyggml/backends/c_layer.py.  No
  * field names an architecture: what differs between families is a field (the rope mode,
- * the bias pointers, the attention scale), and a new variant of a step is a new field.
+ * the bias and norm pointers, the attention scale, ...), and a new variant of a step is a
+ * new field.  An optional step is off where its pointer is NULL or its number neutral.
+ * Q and the attention's output have n_head * head_dim columns, which need not be n_embd.
  * The kv cache is fp16 (n_ctx, n_head_kv, head_dim), rows back to back. */
 typedef struct {
     int64_t n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
     int32_t rope_neox;         /* 1: NEOX (x[i], x[i + d/2]); 0: NORM (x[2i], x[2i + 1]) */
     float rms_eps;
     float attn_scale;          /* scores = (q . k) * attn_scale */
+    float q_scale;             /* q *= q_scale after rope, before K.q (1: no step) */
+    int64_t window;            /* a query at p sees keys p - window < p' <= p; 0: all <= p */
     const float *attn_norm, *ffn_norm;
     const float *bq, *bk, *bv; /* added to q, k, v; NULL: no bias */
+    const float *q_norm, *k_norm;     /* (head_dim,): each head of q, k RMS-normed; NULL: no */
+    const float *attn_post_norm, *ffn_post_norm;  /* (n_embd,): the attention's and the FFN's
+                                  outputs RMS-normed before the residual adds; NULL: no */
+    const uint16_t *gelu_table;       /* NULL: silu(gate) * up; else GeGLU with this table of
+                                  fp16 GELU values of every fp16 (ggml_table_gelu_f16) */
     pyggml_weight wq, wk, wv, wo, w_gate, w_up, w_down;
     uint16_t *k_cache, *v_cache;
 } pyggml_layer;

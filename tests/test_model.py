@@ -14,17 +14,13 @@ we assert, per file:
 import numpy as np
 import pytest
 
-import make_model
 import pyggml
+from llama_oracle import LOGIT_TOL, PROMPTS, TEXT, llama_cache
+from llama_oracle import greedy as oracle_greedy, logits as oracle_logits
 from pyggml.errors import ModelError, TokenizerError, UsageError
 
 pytestmark = pytest.mark.oracle
 
-LOGIT_TOL = 0.05          # max |Δlogit| relative to the logits' standard deviation
-PROMPTS = ["Hello, my name is", "The capital of France is",
-           "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"]
-TEXT = ("In 1887 the engineer wrote: \"The bridge will carry 12,500 tonnes.\" 桥梁的设计非常复杂。"
-        " Then, after 34 years, the river moved. 🚀 def f(x): return x**2 + 1\n\n") * 4
 N_CTX = 512
 
 FILES = ["qwen2-tiny-q4_k_m", "qwen2-tiny-q3_k_m", "smollm2-q4_1", "smollm2-q4_k_m"]
@@ -33,35 +29,7 @@ FILES = ["qwen2-tiny-q4_k_m", "qwen2-tiny-q3_k_m", "smollm2-q4_1", "smollm2-q4_k
 @pytest.fixture(scope="module")
 def oracle():
     """oracle(path) -> a cached llama_cpp.Llama with every position's logits kept."""
-    import llama_cpp
-    make_model._quiet_llama()
-    cache = {}
-
-    def get(path):
-        if path not in cache:
-            cache[path] = llama_cpp.Llama(model_path=str(path), logits_all=True, n_ctx=N_CTX,
-                                          n_batch=N_CTX, n_threads=2, verbose=False, seed=0)
-        return cache[path]
-    yield get
-    for llm in cache.values():
-        llm.close()
-
-
-def oracle_logits(llm, ids):
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[:len(ids)], dtype=np.float32)
-
-
-def oracle_greedy(llm, ids, n):
-    llm.reset()
-    llm.eval(ids)
-    out = []
-    for _ in range(n):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        out.append(token)
-        llm.eval([token])
-    return out
+    yield from llama_cache(N_CTX)
 
 
 def split_model(path, tmp_path_factory, n_shards=3):

@@ -13,6 +13,11 @@ not enough: every comparison is of float32 bits):
 - softmax equals ggml_soft_max_ext(x, mask, scale) with -inf masks: on rows of their own
   length (n_kv = n), on rows padded with masked entries as llama.cpp pads its kv positions
   (n_kv > n), and by default on rows padded to a multiple of 16.
+- gelu_mul equals llama.cpp's GeGLU (a ggml_geglu_split graph) on every fp16 value, the
+  table's whole domain, and beyond it; tanhf equals ggml_tanh (the final soft-cap).
+- forward.rope_cache equals the cos/sin of ggml_rope_ext's cache (a rope graph on unit
+  pairs), for plain, linear, yarn, frequency-factor (llama3, LongRoPE) and attention-factor
+  ropes, at small and large positions.
 tests/test_kernels_c.py holds the C kernels to the same oracles.
 """
 from __future__ import annotations
@@ -23,8 +28,10 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pyggml.model import numerics
+from pyggml.model.arch import ROPE_NEOX, Rope
+from pyggml.model.forward import rope_cache
 
-from ggml_oracle import cpu_has_avx512, soft_max, swiglu, vec_soft_max
+from ggml_oracle import cpu_has_avx512, geglu, rope_tables, soft_max, swiglu, tanh, vec_soft_max
 
 # numerics follows ggml_v_expf's AVX-512 form, the one llama.cpp builds on machines like this
 # project's; an AVX2-only build of libggml-cpu computes 2^n otherwise and differs in the
@@ -141,3 +148,52 @@ def test_softmax_default_is_a_row_padded_to_16(n, seed):
 def test_softmax_refuses_a_shorter_n_kv():
     with pytest.raises(ValueError, match="n_kv"):
         numerics.softmax(np.zeros((1, 20), np.float32), n_kv=19)
+
+
+def test_gelu_mul_equals_ggml_geglu_on_every_fp16_value():
+    """ggml looks GELU up in a table of fp16 results indexed by fp16(x) for -10 < x < 10:
+    every fp16 value there, its neighbours in float32 (which round onto them), the edges
+    and beyond, times random ups."""
+    table_domain = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    table_domain = table_domain[np.abs(table_domain) < 10]
+    between = np.nextafter(table_domain, np.float32(np.inf))
+    gate = np.concatenate([table_domain, between, [-10.0, 10.0, -10.5, 10.5, -1e4, 1e4]])
+    gate = gate.astype(np.float32)[None, :]
+    up = np.random.default_rng(7).standard_normal(gate.shape).astype(np.float32)
+    np.testing.assert_array_equal(bits(numerics.gelu_mul(gate, up)), bits(geglu(gate, up)))
+
+
+def test_tanhf_equals_ggml_tanh():
+    x = np.random.default_rng(8).standard_normal((4, 5000)).astype(np.float32) * 10.0 ** (
+        np.random.default_rng(9).uniform(-4, 2, (4, 5000))).astype(np.float32)
+    np.testing.assert_array_equal(bits(numerics.tanhf(x)), bits(tanh(x)))
+    assert (bits(np.tanh(x)) != bits(tanh(x))).any()         # numpy's own tanh does differ
+
+
+FACTORS = tuple(np.random.default_rng(10).uniform(1, 40, 32).astype(np.float32).tolist())
+
+
+@pytest.mark.parametrize("rope", [
+    Rope(ROPE_NEOX, 64, 1e6),
+    Rope(ROPE_NEOX, 128, 500000.0, freq_factors=FACTORS + FACTORS),           # llama3-like
+    Rope(ROPE_NEOX, 64, 10000.0, freq_scale=0.125),                           # linear x8
+    Rope(ROPE_NEOX, 64, 1e6, freq_scale=0.25, ext_factor=1.0, attn_factor=0.9,
+         n_ctx_orig=1024),                                                    # yarn x4
+    Rope(ROPE_NEOX, 96, 10000.0, freq_scale=0.5, ext_factor=1.0, n_ctx_orig=4096,
+         beta_fast=16.0, beta_slow=2.0),
+    Rope(ROPE_NEOX, 64, 10000.0, attn_factor=1.19, freq_factors=FACTORS),     # LongRoPE
+], ids=["plain", "freq-factors", "linear", "yarn", "yarn-betas", "longrope"])
+def test_rope_tables_equal_ggml_rope_ext(rope):
+    """Position by position (large ones need the real cosf/sinf), and as one batch."""
+    def ggml_tables(positions):
+        return rope_tables(positions, rope.n_rot, freq_base=rope.base,
+                           freq_scale=rope.freq_scale, ext_factor=rope.ext_factor,
+                           attn_factor=rope.attn_factor, n_ctx_orig=rope.n_ctx_orig,
+                           beta_fast=rope.beta_fast, beta_slow=rope.beta_slow,
+                           freq_factors=rope.freq_factors)
+    positions = np.concatenate([np.arange(40), [511, 1000, 4095, 32767, 131071]])
+    one_by_one = [rope_cache(rope, int(p), 1) for p in positions]
+    for ours, expected in zip(map(np.concatenate, zip(*one_by_one)), ggml_tables(positions)):
+        np.testing.assert_array_equal(bits(ours), bits(expected))
+    for ours, expected in zip(rope_cache(rope, 100, 20), ggml_tables(np.arange(100, 120))):
+        np.testing.assert_array_equal(bits(ours), bits(expected))

@@ -132,7 +132,9 @@ def test_cuda_device_without_a_gpu_names_the_cuda_error(fresh_cuda_state):
 
 # ----------------------------------------------------------------------------- split models
 
-FIXTURES = ["qwen2-tiny-q4_k_m", "smollm2-q4_1"]      # qwen2 (NEOX, biases, tied), llama (NORM)
+# qwen2 (NEOX, biases, tied), llama (NORM), gemma3 (every optional step of a BlockSpec, the
+# embedding scale on the host, a soft-capped head; run by the C block where it is built)
+FIXTURES = ["qwen2-tiny-q4_k_m", "smollm2-q4_1", "gemma3-softcap-q4_k_m"]
 PROMPT = "The quick brown fox jumps over the lazy dog. 1234"
 
 
@@ -150,7 +152,8 @@ def load_model(path, n_gpu_layers=0, capacity=None, n_ctx=128):
         return Model(gguf, n_ctx=n_ctx), None
     probe = Model(gguf, n_ctx=n_ctx)                  # to read hparams, weights and the plan
     plan = plan_offload(probe.hparams, probe.weights, n_gpu_layers, n_ctx)
-    device = SimulatedDevice(cpu_device(), plan.gpu_bytes if capacity is None else capacity)
+    device = SimulatedDevice(cpu_device(probe.kernels.name),
+                             plan.gpu_bytes if capacity is None else capacity)
     return Model(gguf, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, gpu=device), device
 
 
@@ -255,3 +258,18 @@ def test_device_refuses_a_hidden_state_that_was_not_handed_over(model_file):
     host_layer = model.layers[0][1]
     with pytest.raises(BackendError, match="does not hold"):
         device.layer_forward(host_layer, device.to_device(x), 0)
+
+
+def test_device_refuses_the_steps_its_arithmetic_lacks(model_path, monkeypatch):
+    """A SimulatedDevice refuses, at upload, a layer that takes steps its arithmetic lacks,
+    naming the BlockSpec fields.  The C block implements every step (the split tests above
+    run them), so here it is made to lack two."""
+    import pyggml
+    from pyggml.backends.cpu import CBlockDevice
+    monkeypatch.setattr(CBlockDevice, "steps", CBlockDevice.steps - {"post_norms", "ffn_act"})
+    device = SimulatedDevice(cpu_device("c"), 1 << 30)
+    with pytest.raises(BackendError, match=r"C block .* does not implement post_norms=True, "
+                                           r"ffn_act='gelu' yet"):
+        Model(pyggml.open(model_path("gemma3-softcap-q4_k_m")), n_ctx=128, n_gpu_layers=1,
+              gpu=device)
+    assert device.used == 0

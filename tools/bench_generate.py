@@ -2,13 +2,18 @@
 
     .venv/bin/python tools/bench_generate.py                   # all models below
     .venv/bin/python tools/bench_generate.py --models smollm2-q4_1 --runs 5
+    .venv/bin/python tools/bench_generate.py --models gemma3-270m qwen3-q4_k_m --threads 2
 
-For each model and engine a fresh process loads the file, then (each repeated --runs
-times on a reset context) evaluates a 128-token prompt in one batch (prefill) and
-generates --decode tokens one at a time, greedily (decode).  Both engines use the same
-number of threads and the same context size.  Reported: medians of the runs, the
-pyggml/llama.cpp ratio, peak RSS of the process against pyggml's memory budget
-(file size + kv cache + 300 MB), and load time.  A last row measures a cold start:
+Models are tools/make_model.py fixtures by name (random weights in real shapes:
+qwen3-q4_k_m is its Qwen3 fixture), '<fixture>-split3', and gemma3-270m: Google's Gemma 3
+270M Q4_K_M, real weights, fetched by pyggml.cache.gemma3_demo_model.
+For each model, --rounds times, each engine in turn (pyggml, llama.cpp, pyggml, ...) runs
+in a fresh process that loads the file, then (each repeated --runs times on a reset
+context) evaluates a 128-token prompt in one batch (prefill) and generates --decode
+tokens one at a time, greedily (decode).  Both engines use the same number of threads
+and the same context size.  Reported: medians over the rounds of each process's median,
+the pyggml/llama.cpp ratio, the largest peak RSS of the processes against pyggml's memory
+budget (file size + kv cache + 300 MB), and load time.  A last row measures a cold start:
 a new process that imports pyggml, loads the tiny test model and produces its first
 token (numba/C kernels already compiled and cached).
 
@@ -31,7 +36,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
 MODELS = ["qwen2-1.5b-q4_k_m", "qwen2-1.5b-q3_k_m", "qwen2-1.5b-q4_k_m-split3",
-          "smollm2-q4_1", "smollm2-q4_k_m"]
+          "smollm2-q4_1", "smollm2-q4_k_m", "gemma3-270m", "qwen3-q4_k_m"]
+GEMMA3_270M = "gemma3-270m"          # the real file, not a fixture
 PROMPT = ("The history of the printing press begins in the fifteenth century, when Johannes "
           "Gutenberg combined movable metal type, oil-based ink and a wooden press adapted from "
           "those used to make wine. ") * 8
@@ -43,6 +49,10 @@ def model_files(name: str, workdir: Path) -> tuple[Path, Path]:
     that model split into 3 shards by pyggml: pyggml opens shard 2 (any shard works),
     llama.cpp needs shard 1."""
     import make_model
+    if name == GEMMA3_270M:
+        from pyggml.cache import gemma3_demo_model
+        path = gemma3_demo_model()
+        return path, path
     if not name.endswith("-split3"):
         path = make_model.model_path(name)
         return path, path
@@ -135,6 +145,7 @@ def cold_start() -> dict:
 # ----------------------------------------------------------------------------- driver
 
 def measure(engine, path, args) -> dict:
+    """One fresh process of one engine on one file."""
     cmd = [sys.executable, __file__, "--child", engine, str(path), "--ctx", str(args.ctx),
            "--prompt", str(args.prompt), "--decode", str(args.decode), "--runs", str(args.runs),
            "--threads", str(args.threads)]
@@ -144,10 +155,32 @@ def measure(engine, path, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def measure_rounds(path, llama_path, args) -> tuple[dict, dict]:
+    """Both engines, alternating, each round a fresh process of each: (pyggml, llama.cpp),
+    each the median over the rounds of the figures, the largest peak RSS, the runs kept.
+    Alternating spreads the load of a shared machine over both engines alike."""
+    rounds = {"pyggml": [], "llama.cpp": []}
+    for _ in range(args.rounds):
+        for engine, where in (("pyggml", path), ("llama.cpp", llama_path)):
+            rounds[engine].append(measure(engine, where, args))
+    summary = []
+    for engine, results in rounds.items():
+        combined = dict(results[0])
+        for key in ("load_s", "prefill", "decode"):
+            combined[key] = statistics.median(r[key] for r in results)
+        for key in ("prefill_all", "decode_all"):
+            combined[key] = [r[key.split("_")[0]] for r in results]
+        combined["peak_rss"] = max(r["peak_rss"] for r in results)
+        summary.append(combined)
+    return summary[0], summary[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--runs", type=int, default=3, help="runs per process (median)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fresh processes per engine, alternating (median of theirs)")
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens (prefill)")
     parser.add_argument("--decode", type=int, default=32, help="tokens generated per run")
     parser.add_argument("--ctx", type=int, default=1024)
@@ -166,7 +199,8 @@ def main() -> None:
     workdir.mkdir(exist_ok=True)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
           f"{args.threads} threads, n_ctx {args.ctx}, {args.prompt}-token prompt, "
-          f"{args.decode} decoded tokens, median of {args.runs} runs per engine\n")
+          f"{args.decode} decoded tokens, median of {args.rounds} alternating fresh processes "
+          f"per engine, each the median of {args.runs} runs\n")
     header = (f"{'model':28} {'file MiB':>9} | {'prefill tok/s':>21} {'ratio':>6} | "
               f"{'decode tok/s':>19} {'ratio':>6} | {'peak RSS MiB':>17} {'budget':>7} | "
               f"{'load s':>11}")
@@ -176,7 +210,7 @@ def main() -> None:
     for name in args.models:
         path, llama_path = model_files(name, workdir)
         size = sum(p.stat().st_size for p in _shards_of(path))
-        ours, ref = measure("pyggml", path, args), measure("llama.cpp", llama_path, args)
+        ours, ref = measure_rounds(path, llama_path, args)
         budget = size + ours["kv_bytes"] + 300 * MIB
         rows.append(dict(model=name, file_bytes=size, pyggml=ours, llama_cpp=ref,
                          budget_bytes=budget))
@@ -189,7 +223,8 @@ def main() -> None:
     cold = cold_start()
     print(f"\ncold start (new process, kernels cached): first token of qwen2-tiny-q4_k_m after "
           f"{cold['in_process']:.2f} s in-process, {cold['wall']:.2f} s wall (target 2 s)")
-    print("\nbudget: pyggml's peak RSS <= file size + kv cache + 300 MB")
+    print(f"\nbudget: pyggml's peak RSS <= file size + kv cache + 300 MB; load average at the "
+          f"end {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(dict(rows=rows, cold_start=cold), indent=1))
 

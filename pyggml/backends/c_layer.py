@@ -4,9 +4,12 @@ forward.layer_forward is the readable definition of a block: 15 numpy and kernel
 For a small model those steps' Python overhead is most of a decode step's time
 (SmolLM2-135M: 30 layers x 15 steps per token), so the C backend runs the same steps
 inside one call.  This module only describes a layer to C: a ``pyggml_layer`` struct
-filled once per layer from its BlockSpec (shapes, rope mode, attention scale; a bias
-pointer is NULL where the block has none) with pointers to the weights (the file's mmap
-views, not copies), norms and the layer's kv cache, kept alive by references held here.
+filled once per layer from its BlockSpec (shapes, rope mode, attention and Q scales,
+window; a bias or norm pointer is NULL where the block does not take that step, the GELU
+table pointer NULL for SiLU) with pointers to the weights (the file's mmap views, not
+copies; a fused tensor's row views), norms and the layer's kv cache, kept alive by
+references held here.  Every optional step of a BlockSpec (arch.STEPS) has its field, so
+the C block runs every architecture the numpy block does.
 
     c_block = CBlock(block_spec, layer_weights, k_cache, v_cache)
     x = c_block(x, pos0, cos, sin, scratch, n_threads)     # x (T, n_embd) float32, in place
@@ -16,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BackendError
-from ..model.arch import ROPE_NEOX, BlockSpec
+from ..model.arch import FFN_GELU, FFN_SILU, ROPE_NEOX, BlockSpec
+from ..model.numerics import gelu_table
 from ..model.weights import LayerWeights, QMatrix
 from . import cpu_c
 
@@ -44,6 +48,8 @@ class CBlock:
         if block.rope.n_rot != block.head_dim:
             raise BackendError(f"the C block rotates whole heads: n_rot {block.rope.n_rot} "
                                f"!= head_dim {block.head_dim}")
+        if block.ffn_act not in (FFN_SILU, FFN_GELU):
+            raise BackendError(f"the C block has no FFN activation {block.ffn_act!r}")
         self.lib, self.ffi = lib, ffi
         self.keep = [k_cache, v_cache]              # what the struct points into
         L = self.layer = ffi.new("pyggml_layer *")
@@ -51,9 +57,23 @@ class CBlock:
         L.head_dim, L.n_ff, L.n_ctx = block.head_dim, block.n_ff, k_cache.shape[0]
         L.rope_neox = int(block.rope.mode == ROPE_NEOX)
         L.rms_eps, L.attn_scale = block.rms_eps, block.attn_scale
-        L.attn_norm, L.ffn_norm = self._floats(w.attn_norm), self._floats(w.ffn_norm)
-        L.bq, L.bk, L.bv = ((self._floats(b) for b in (w.bq, w.bk, w.bv)) if block.qkv_bias
-                            else (ffi.NULL,) * 3)
+        L.q_scale, L.window = block.q_scale, block.window
+        n_embd, n_q, n_gqa, d = block.n_embd, block.n_embd_q, block.n_embd_gqa, block.head_dim
+        L.attn_norm = self._floats(w.attn_norm, n_embd)
+        L.ffn_norm = self._floats(w.ffn_norm, n_embd)
+        L.bq, L.bk, L.bv = ((self._floats(w.bq, n_q), self._floats(w.bk, n_gqa),
+                             self._floats(w.bv, n_gqa)) if block.qkv_bias else (ffi.NULL,) * 3)
+        L.q_norm, L.k_norm = ((self._floats(w.q_norm, d), self._floats(w.k_norm, d))
+                              if block.qk_norm else (ffi.NULL,) * 2)
+        L.attn_post_norm, L.ffn_post_norm = (
+            (self._floats(w.attn_post_norm, n_embd), self._floats(w.ffn_post_norm, n_embd))
+            if block.post_norms else (ffi.NULL,) * 2)
+        if block.ffn_act == FFN_GELU:
+            table = gelu_table().view(np.uint16)      # one table, numerics' (the numpy block's)
+            self.keep.append(table)
+            L.gelu_table = ffi.cast("uint16_t *", ffi.from_buffer(table))
+        else:
+            L.gelu_table = ffi.NULL
         for field, matrix in (("wq", w.wq), ("wk", w.wk), ("wv", w.wv), ("wo", w.wo),
                               ("w_gate", w.w_gate), ("w_up", w.w_up), ("w_down", w.w_down)):
             self._weight(getattr(L, field), matrix)
@@ -61,8 +81,12 @@ class CBlock:
         L.v_cache = ffi.cast("uint16_t *", ffi.from_buffer(v_cache))
         self.scratch_bytes = {}                     # T -> bytes, asked of C once per T
 
-    def _floats(self, a: np.ndarray):
-        a = np.ascontiguousarray(a, dtype=np.float32)
+    def _floats(self, a: np.ndarray | None, n: int):
+        """A pointer C reads n floats at (a vector of the layer: a norm, a bias)."""
+        if a is None or np.size(a) != n:
+            raise BackendError(f"the C block needs a vector of {n} floats, got "
+                               f"{None if a is None else np.shape(a)}")
+        a = np.ascontiguousarray(a, dtype=np.float32).reshape(n)
         self.keep.append(a)
         return self.ffi.cast("float *", self.ffi.from_buffer(a))
 

@@ -18,20 +18,22 @@ device's job:
 The weights stay the file's mmap views, so "uploading" a layer copies nothing; each
 layer gets its fp16 kv cache (n_ctx, n_head_kv, head_dim) in host memory.
 
-    cpu_device(backend=None, n_threads=None) -> the CPU device of a model: backend "c",
-        "numba", or None for the fastest that works (C, else numba, saying once why not C)
+    cpu_device(backend=None, n_threads=None, blocks=()) -> the CPU device of a model:
+        backend "c", "numba", or None for the fastest that works for these layers (C, else
+        numba, saying in one line why not C)
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 
 from ..errors import UsageError
-from ..model.arch import BlockSpec
-from ..model.forward import layer_forward, project, rms_norm
+from ..model.arch import ALL_STEPS, BlockSpec, HeadSpec
+from ..model.forward import head_forward, layer_forward
 from ..model.weights import LayerWeights, QMatrix
-from .device import Device, RopeTables
+from .device import Device, RopeTables, check_steps
 
 BACKENDS = ("c", "numba")
 
@@ -110,12 +112,13 @@ class CpuLayer:
 class CpuHead:
     output_norm: np.ndarray      # (n_embd,)
     output: QMatrix              # (n_vocab, n_embd)
-    rms_eps: float
+    spec: HeadSpec
 
 
 class CpuDevice(Device):
     """The CPU running model/forward.py's numpy block around a kernels object's products."""
     name = "cpu"
+    steps = ALL_STEPS            # the optional steps of a BlockSpec it runs: all of them
 
     def __init__(self, kernels):
         self.kernels = kernels
@@ -135,8 +138,8 @@ class CpuDevice(Device):
         """Make a layer (weights and kv cache in place) ready to run here."""
         return layer
 
-    def upload_head(self, output_norm: np.ndarray, output: QMatrix, rms_eps: float) -> CpuHead:
-        return CpuHead(output_norm, output, rms_eps)
+    def upload_head(self, output_norm: np.ndarray, output: QMatrix, head: HeadSpec) -> CpuHead:
+        return CpuHead(output_norm, output, head)
 
     # -- the hidden state crossing devices: it is already here
     def to_device(self, x: np.ndarray) -> np.ndarray:
@@ -159,13 +162,15 @@ class CpuDevice(Device):
     def head_forward(self, head: CpuHead, x: np.ndarray, all_logits: bool) -> np.ndarray:
         if not all_logits:
             x = x[-1:]
-        x = rms_norm(x, head.output_norm, head.rms_eps)
-        return project(self.kernels, x, head.output)[0]
+        return head_forward(self.kernels, head.spec, head.output_norm, head.output, x)
 
 
 class CBlockDevice(CpuDevice):
     """The CPU with libpyggml_cpu: a block is one call of kernels/layer.c, which does the
-    steps of model/forward.py without returning to Python between them."""
+    steps of model/forward.py without returning to Python between them.  The head is
+    CpuDevice's (numpy around the C products)."""
+    name = "the C block (kernels/layer.c)"
+    steps = ALL_STEPS            # every optional step: fields of pyggml_layer (c_layer.py)
 
     def __init__(self, kernels: CKernels):
         from .c_layer import Scratch
@@ -174,6 +179,7 @@ class CBlockDevice(CpuDevice):
 
     def prepare(self, layer: CpuLayer) -> CpuLayer:
         from .c_layer import CBlock
+        check_steps(self.name, layer.block, self.steps)
         layer.native = CBlock(layer.block, layer.weights, layer.k_cache, layer.v_cache)
         return layer
 
@@ -182,7 +188,22 @@ class CBlockDevice(CpuDevice):
         return layer.native(x, pos0, cos, sin, self._scratch, self.kernels.n_threads)
 
 
-def cpu_device(backend: str | None = None, n_threads: int | None = None) -> CpuDevice:
-    """The CPU device of a model (see cpu_kernels for backend)."""
+def c_block_lacks(blocks: list[BlockSpec]) -> list[str]:
+    """The optional steps of these layers that the C block does not implement yet."""
+    return sorted({step for block in blocks for name, step in block.steps().items()
+                   if name not in CBlockDevice.steps})
+
+
+def cpu_device(backend: str | None = None, n_threads: int | None = None,
+               blocks: list[BlockSpec] = ()) -> CpuDevice:
+    """The CPU device of a model whose layers are blocks (see cpu_kernels for backend).
+    By default the C block runs them where it implements their steps; where it does not
+    yet, the numba backend does, and one line on stderr says why."""
+    if backend is None:
+        unported = c_block_lacks(blocks)
+        if unported:
+            print(f"pyggml: {CBlockDevice.name} does not implement {', '.join(unported)} yet; "
+                  "using the numba backend", file=sys.stderr)
+            backend = "numba"
     kernels = cpu_kernels(backend, n_threads)
     return CBlockDevice(kernels) if kernels.name == "c" else CpuDevice(kernels)

@@ -13,9 +13,12 @@ and the rope tables of its positions (cos and sin, n_rot floats per token):
                                                                only the logits come back)
 
 Every step of a block is one kernel of pyggml_cuda.cu, called in the order of
-pyggml.model.forward.layer_forward and chosen by the layer's BlockSpec (biases, rope
-mode, attention scale: no test of an architecture's name); the products dequantize on
-the fly and accumulate in float32 (see the top of pyggml_cuda.cu for why).
+pyggml.model.forward.layer_forward and chosen by the layer's BlockSpec (biases, q/k
+norms, rope mode, Q's pre-scale, attention scale and window, post-norms, SiLU or GeGLU:
+no test of an architecture's name), and the head's soft-cap by its HeadSpec; the
+products dequantize on the fly and accumulate in float32 (see the top of pyggml_cuda.cu
+for why).  GeGLU looks GELU up in ggml's fp16 table, made once on the host
+(numerics.gelu_table, the CPU's own) and uploaded once per device.
 
 Without the library, the driver or a device, constructing CudaDevice raises
 BackendError saying which is missing; a failing CUDA call raises BackendError
@@ -34,13 +37,14 @@ import numpy as np
 from .. import paths
 from ..errors import BackendError, UnsupportedTypeError, UsageError
 from ..ggml import type_name
-from ..model.arch import BlockSpec
+from ..model.arch import ALL_STEPS, FFN_GELU, BlockSpec, HeadSpec
 from ..model.hparams import HParams
+from ..model.numerics import gelu_table
 from ..model.weights import LayerWeights, QMatrix
 from . import native
-from .device import MIB, Device, RopeTables, Traffic, not_enough_memory
+from .device import MIB, Device, RopeTables, Traffic, check_steps, not_enough_memory
 
-ABI_VERSION = 2        # kernels/pyggml_cuda.cu's PYGGML_CUDA_ABI_VERSION
+ABI_VERSION = 3        # kernels/pyggml_cuda.cu's PYGGML_CUDA_ABI_VERSION
 HEADER_NAME = "pyggml_cuda.h"
 
 _state: dict = {}            # "ffi", "lib", "path"  or  "error"
@@ -117,7 +121,7 @@ class CudaLayer:
 class CudaHead:
     output_norm: DeviceArray     # (n_embd,)
     output: CudaMatrix           # (n_vocab, n_embd)
-    rms_eps: float
+    spec: HeadSpec
 
 
 @dataclasses.dataclass
@@ -126,10 +130,10 @@ class Workspace:
     n_tok: int
     x: DeviceArray               # (T, n_embd)   the hidden state, updated in place
     h: DeviceArray               # (T, n_embd)   normed input of a product
-    q: DeviceArray               # (T, n_embd)
+    q: DeviceArray               # (T, n_embd_q)
     k: DeviceArray               # (T, n_embd_gqa)
     v: DeviceArray               # (T, n_embd_gqa)
-    att: DeviceArray             # (T, n_embd)
+    att: DeviceArray             # (T, n_embd_q)
     gate: DeviceArray            # (T, n_ff)
     up: DeviceArray              # (T, n_ff)
     cos: DeviceArray             # (T, n_rot / 2)  the rope tables of the batch's positions
@@ -138,8 +142,8 @@ class Workspace:
 
 def workspace_widths(hp: HParams) -> dict[str, int]:
     """Floats per token of each workspace buffer."""
-    return dict(x=hp.n_embd, h=hp.n_embd, q=hp.n_embd, k=hp.n_embd_gqa, v=hp.n_embd_gqa,
-                att=hp.n_embd, gate=hp.n_ff, up=hp.n_ff, cos=hp.n_rot // 2, sin=hp.n_rot // 2)
+    return dict(x=hp.n_embd, h=hp.n_embd, q=hp.n_embd_q, k=hp.n_embd_gqa, v=hp.n_embd_gqa,
+                att=hp.n_embd_q, gate=hp.n_ff, up=hp.n_ff, cos=hp.n_rot // 2, sin=hp.n_rot // 2)
 
 
 def workspace_bytes(hp: HParams, n_tok: int) -> int:
@@ -151,6 +155,7 @@ def workspace_bytes(hp: HParams, n_tok: int) -> int:
 class CudaDevice(Device):
     """One CUDA GPU holding the last layers of a model; hp sizes the activations of one
     batch of up to max_batch tokens (the workspace)."""
+    steps = ALL_STEPS            # every optional step of a BlockSpec
 
     def __init__(self, hp: HParams, max_batch: int, device: int = 0):
         self.hp = hp
@@ -185,6 +190,7 @@ class CudaDevice(Device):
         self.peak_used = 0
         self._workspace: Workspace | None = None
         self._logits: DeviceArray | None = None
+        self._gelu_table: DeviceArray | None = None      # gelu_table(): with a GeGLU layer
         self.rope = RopeTables(self._upload_rope)
         self._note_memory()
 
@@ -290,6 +296,7 @@ class CudaDevice(Device):
         self.used_after_load, self.allocated_after_load = total - free, self.allocated
 
     def upload_layer(self, weights: LayerWeights, block: BlockSpec, n_ctx: int) -> CudaLayer:
+        check_steps(self.name, block, self.steps)
         problem = self._unsupported_shape(block)
         if problem:
             raise BackendError(f"{self.name}: the CUDA kernels cannot run this model: {problem}")
@@ -298,6 +305,8 @@ class CudaDevice(Device):
             value = getattr(weights, f.name)
             fields[f.name] = (self.upload_matrix(value) if isinstance(value, QMatrix)
                               else self._upload_vector(value, f.name))
+        if block.ffn_act == FFN_GELU:
+            self.gelu_table()                           # uploaded at load time, once
         cache_shape = (n_ctx, block.n_embd_gqa)
         k_cache = self.empty(cache_shape, np.float16, "the K cache")
         v_cache = self.empty(cache_shape, np.float16, "the V cache")
@@ -307,11 +316,11 @@ class CudaDevice(Device):
         self._loaded()
         return CudaLayer(LayerWeights(**fields), block, k_cache, v_cache, n_ctx)
 
-    def upload_head(self, output_norm: np.ndarray, output: QMatrix, rms_eps: float) -> CudaHead:
-        head = CudaHead(self._upload_vector(output_norm, "output_norm"), self.upload_matrix(output),
-                        rms_eps)
+    def upload_head(self, output_norm: np.ndarray, output: QMatrix, head: HeadSpec) -> CudaHead:
+        handle = CudaHead(self._upload_vector(output_norm, "output_norm"),
+                          self.upload_matrix(output), head)
         self._loaded()
-        return head
+        return handle
 
     # ------------------------------------------------------------------ the hidden state
     def _workspace_for(self, n_tok: int) -> Workspace:
@@ -373,10 +382,35 @@ class CudaDevice(Device):
     def attention(self, layer: CudaLayer, q: DeviceArray, out: DeviceArray, pos0: int) -> None:
         block = layer.block
         self._call("attention", q, layer.k_cache, layer.v_cache, out, pos0, q.shape[0],
-                   block.n_head, block.n_head_kv, block.head_dim, block.attn_scale)
+                   block.n_head, block.n_head_kv, block.head_dim, block.attn_scale, block.window)
 
     def silu_mul(self, gate: DeviceArray, up: DeviceArray, out: DeviceArray) -> None:
         self._call("silu_mul", gate, up, out, gate.shape[0] * gate.shape[1])
+
+    def gelu_table(self) -> DeviceArray:
+        """ggml's fp16 GELU table on this device (numerics.gelu_table, uploaded once)."""
+        if self._gelu_table is None:
+            self._gelu_table = self.upload(gelu_table().view(np.uint16), "the GELU table")
+        return self._gelu_table
+
+    def gelu_mul(self, gate: DeviceArray, up: DeviceArray, out: DeviceArray) -> None:
+        self._call("gelu_mul", gate, up, out, gate.shape[0] * gate.shape[1], self.gelu_table())
+
+    def softcap(self, x: DeviceArray, cap: float) -> None:
+        self._call("softcap", x, x.shape[0] * x.shape[1], cap)
+
+    def scale(self, x: DeviceArray, s: float) -> None:
+        self._call("scale", x, x.shape[0] * x.shape[1], s)
+
+    def add(self, x: DeviceArray, y: DeviceArray) -> None:
+        self._call("add", x, y, x.shape[0] * x.shape[1])
+
+    def add_residual(self, x: DeviceArray, y: DeviceArray, post_norm: DeviceArray | None,
+                     eps: float) -> None:
+        """x += rms_norm(y) * post_norm (y normed in place), or y where there is none."""
+        if post_norm is not None:
+            self.rms_norm(y, post_norm, y, eps)
+        self.add(x, y)
 
     def get_rows(self, w: CudaMatrix, rows: np.ndarray) -> np.ndarray:
         """Dequantized rows of a resident matrix -> float32 (len(rows), n_in) on the host."""
@@ -401,30 +435,47 @@ class CudaDevice(Device):
 
     def _attention_block(self, layer: CudaLayer, x: DeviceArray, pos0: int, cos: DeviceArray,
                          sin: DeviceArray, ws: Workspace) -> None:
-        """x += Wo attention(rope(Wq h [+ bq]), rope(Wk h [+ bk]), Wv h [+ bv]),
-        h = rms_norm(x) * attn_norm"""
+        """x += [post-norm] Wo attention(q, k, v), q = rope([norm] Wq h [+ bq]) [* q_scale],
+        k = rope([norm] Wk h [+ bk]), v = Wv h [+ bv], h = rms_norm(x) * attn_norm"""
         w, block, n_tok = layer.weights, layer.block, x.shape[0]
         h, q, k, v, att = (a.rows(0, n_tok) for a in (ws.h, ws.q, ws.k, ws.v, ws.att))
-        self.rms_norm(x, w.attn_norm, h, block.rms_eps)
+        eps, d = block.rms_eps, block.head_dim
+        self.rms_norm(x, w.attn_norm, h, eps)
         bq, bk, bv = (w.bq, w.bk, w.bv) if block.qkv_bias else (None, None, None)
         self.matmul(w.wq, h, q, bias=bq)
         self.matmul(w.wk, h, k, bias=bk)
         self.matmul(w.wv, h, v, bias=bv)
-        self.rope_rotate(q, block.n_head, block.head_dim, cos, sin, block.rope.mode)
-        self.rope_rotate(k, block.n_head_kv, block.head_dim, cos, sin, block.rope.mode)
+        if block.qk_norm:                               # each head a row of head_dim
+            self._call("rms_norm", q, w.q_norm, q, n_tok * block.n_head, d, eps)
+            self._call("rms_norm", k, w.k_norm, k, n_tok * block.n_head_kv, d, eps)
+        self.rope_rotate(q, block.n_head, d, cos, sin, block.rope.mode)
+        self.rope_rotate(k, block.n_head_kv, d, cos, sin, block.rope.mode)
+        if block.q_scale != 1.0:
+            self.scale(q, block.q_scale)
         self.store_kv(layer, k, v, pos0)                # the cache now holds 0 .. pos0 + T - 1
         self.attention(layer, q, att, pos0)
-        self.matmul(w.wo, att, x, accumulate=True)      # residual add fused into the product
+        if block.post_norms:
+            self.matmul(w.wo, att, h)
+            self.add_residual(x, h, w.attn_post_norm, eps)
+        else:
+            self.matmul(w.wo, att, x, accumulate=True)  # residual add fused into the product
 
     def _feed_forward_block(self, layer: CudaLayer, x: DeviceArray, ws: Workspace) -> None:
-        """x += Wdown (silu(Wgate h) * (Wup h)), h = rms_norm(x) * ffn_norm"""
-        w, n_tok = layer.weights, x.shape[0]
+        """x += [post-norm] Wdown (act(Wgate h) * (Wup h)), h = rms_norm(x) * ffn_norm"""
+        w, block, n_tok = layer.weights, layer.block, x.shape[0]
         h, gate, up = (a.rows(0, n_tok) for a in (ws.h, ws.gate, ws.up))
-        self.rms_norm(x, w.ffn_norm, h, layer.block.rms_eps)
+        self.rms_norm(x, w.ffn_norm, h, block.rms_eps)
         self.matmul(w.w_gate, h, gate)
         self.matmul(w.w_up, h, up)
-        self.silu_mul(gate, up, gate)
-        self.matmul(w.w_down, gate, x, accumulate=True)
+        if block.ffn_act == FFN_GELU:
+            self.gelu_mul(gate, up, gate)
+        else:
+            self.silu_mul(gate, up, gate)
+        if block.post_norms:
+            self.matmul(w.w_down, gate, h)
+            self.add_residual(x, h, w.ffn_post_norm, block.rms_eps)
+        else:
+            self.matmul(w.w_down, gate, x, accumulate=True)
 
     def head_forward(self, head: CudaHead, x: DeviceArray, all_logits: bool) -> np.ndarray:
         """logits (T, n_vocab) of the hidden states x, or (1, n_vocab) of the last; to the host."""
@@ -436,8 +487,10 @@ class CudaDevice(Device):
             self._logits = self.empty((n_tok, n_vocab), np.float32, "the logits")
         h = self._workspace_for(n_tok).h.rows(0, n_tok)
         logits = self._logits.rows(0, n_tok)
-        self.rms_norm(x, head.output_norm, h, head.rms_eps)
+        self.rms_norm(x, head.output_norm, h, head.spec.rms_eps)
         self.matmul(head.output, h, logits)
+        if head.spec.logit_softcap:
+            self.softcap(logits, head.spec.logit_softcap)
         out = self.download(logits)
         self.traffic.logits += out.nbytes
         return out

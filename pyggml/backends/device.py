@@ -2,8 +2,10 @@
 
 A device owns, for each layer placed on it, the layer's weights (in its own memory),
 the layer's kv cache, and the arithmetic of one transformer block, which it reads from
-the layer's BlockSpec (pyggml/model/arch.py).  The model moves only the hidden state x
-(T, n_embd) float32 between devices:
+the layer's BlockSpec (pyggml/model/arch.py); a device that has not implemented one of
+the block's optional steps yet refuses the layer at upload time, naming the field
+(``check_steps``), and the head likewise (HeadSpec).  The model moves only the hidden
+state x (T, n_embd) float32 between devices:
 
     x = host.embed(token_embd, tokens)                          the CPU
     for each layer:  x = device.to_device(host x) if the layer is elsewhere
@@ -19,7 +21,8 @@ Implementations:
     SimulatedDevice a GPU stand-in on the CPU, for tests                    simulated.py
 
 What is shared by more than one device lives here too: the rope tables of a forward
-(``RopeTables``), the bus counters (``Traffic``) and the out-of-memory error.
+(``RopeTables``), the bus counters (``Traffic``), the refusal of unported steps and the
+out-of-memory error.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import BackendError
-from ..model.arch import BlockSpec, Rope
+from ..model.arch import BlockSpec, HeadSpec, Rope
 from ..model.forward import rope_cache
 from ..model.weights import LayerWeights, QMatrix
 
@@ -58,7 +61,7 @@ class Device(abc.ABC):
         and an empty fp16 kv cache of n_ctx positions.  -> this device's handle of it."""
 
     @abc.abstractmethod
-    def upload_head(self, output_norm: np.ndarray, output: QMatrix, rms_eps: float):
+    def upload_head(self, output_norm: np.ndarray, output: QMatrix, head: HeadSpec):
         """Place the output head here (its norm and matrix).  -> this device's handle."""
 
     @abc.abstractmethod
@@ -86,19 +89,27 @@ class Device(abc.ABC):
 
 
 class RopeTables:
-    """cos, sin of the positions of one forward (forward.rope_cache), computed once and
-    shared by the layers of the same rope; ``convert(cos, sin)`` makes the device's copy of
-    the tables (an upload), also once.  Called as tables(rope, pos0, n_tokens)."""
+    """cos, sin of the positions of one forward (forward.rope_cache), computed once per
+    rope and shared by the layers of that rope (gemma3's local and global layers alternate
+    two: each is computed once, not at every switch); ``convert(cos, sin)`` makes the
+    device's copy of the tables (an upload into one buffer), again when the rope changes
+    from one layer to the next.  Called as tables(rope, pos0, n_tokens)."""
 
     def __init__(self, convert=lambda cos, sin: (cos, sin)):
         self.convert = convert
+        self._positions = None       # (pos0, n_tokens) of the host tables in _host
+        self._host = {}              # rope -> (cos, sin) on the host
         self._key = None
         self._tables = None
 
     def __call__(self, rope: Rope, pos0: int, n_tokens: int):
         key = (rope, pos0, n_tokens)
         if self._key != key:
-            self._tables = self.convert(*rope_cache(rope, pos0, n_tokens))
+            if self._positions != (pos0, n_tokens):
+                self._positions, self._host = (pos0, n_tokens), {}
+            if rope not in self._host:
+                self._host[rope] = rope_cache(rope, pos0, n_tokens)
+            self._tables = self.convert(*self._host[rope])
             self._key = key
         return self._tables
 
@@ -114,6 +125,16 @@ class Traffic:
 
     def reset(self) -> None:
         self.to_device = self.to_host = self.logits = self.rope = 0
+
+
+def check_steps(device: str, block: BlockSpec, implemented: frozenset[str]) -> None:
+    """Refuse a layer that takes an optional step this device has not implemented yet,
+    naming the BlockSpec fields (rather than run a different model)."""
+    missing = [step for name, step in block.steps().items() if name not in implemented]
+    if missing:
+        raise BackendError(f"{device} does not implement {', '.join(missing)} yet, which "
+                           "this model's layers need; the numba backend runs every step "
+                           "(backend='numba', --backend numba)")
 
 
 def not_enough_memory(device: str, what: str, needed: int, free: int) -> BackendError:

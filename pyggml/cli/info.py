@@ -62,6 +62,7 @@ def describe(model, tensors: bool = False) -> dict:
         "architecture": arch,
         "name": meta.get("general.name"),
         "file_type": _enum_name(LlamaFileType, file_type),
+        "features": _features(model),
         "hyperparameters": {key[len(arch_prefix):]: _summary(model.fields[key])
                             for key in meta if arch_prefix and key.startswith(arch_prefix)},
         "tokenizer": _tokenizer(model),
@@ -84,6 +85,18 @@ def describe(model, tensors: bool = False) -> dict:
                               "nbytes": i.nbytes, "shard": i.shard, "offset": i.offset}
                              for i in model.tensors.values()]
     return report
+
+
+def _features(model) -> dict:
+    """What pyggml computes for this file, in words ({"features": [...]}), or why it does
+    not run it ({"not_run": the error})."""
+    from ..errors import PyggmlError
+    from ..model.hparams import HParams
+    try:
+        hp = HParams.from_metadata(model.metadata, path=model.path)
+    except PyggmlError as err:
+        return {"not_run": str(err)}
+    return {"features": hp.features(model.tensors)}
 
 
 def _enum_name(enum, value):
@@ -130,6 +143,13 @@ def render(report: dict) -> str:
     if report["file_type"] is not None:
         model += f", file type {report['file_type']}"
     add(f"model        {model or '(no general.architecture)'}")
+    features = report["features"]
+    if "features" in features:
+        first, *rest = features["features"]
+        phrases = [f"{report['architecture']}: {first}", *rest]
+        add("runs as      " + _wrap([p + "," for p in phrases[:-1]] + phrases[-1:], separator=" "))
+    else:
+        add(f"not run      {features['not_run']}")
     if report["hyperparameters"]:
         add("hparams      " + _wrap([f"{k} {_text(v)}" for k, v in report["hyperparameters"].items()]))
     if report["tokenizer"]:
@@ -185,13 +205,13 @@ def _text(value) -> str:
     return str(value)
 
 
-def _wrap(items: list[str], indent: int = 13, width: int = 100) -> str:
+def _wrap(items: list[str], indent: int = 13, width: int = 100, separator: str = " · ") -> str:
     lines, line = [], ""
     for item in items:
-        if line and len(line) + 3 + len(item) > width - indent:
+        if line and len(line) + len(separator) + len(item) > width - indent:
             lines.append(line)
             line = item
         else:
-            line = f"{line} · {item}" if line else item
+            line = f"{line}{separator}{item}" if line else item
     lines.append(line)
     return ("\n" + " " * indent).join(lines)

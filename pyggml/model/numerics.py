@@ -21,6 +21,12 @@ same float32 bits as ggml's, not merely accurate ones:
 - ``rope_pairs``: ggml-cpu is C++ compiled with GCC's default -ffp-contract=fast, so its
   ``x0*cos - x1*sin`` is fma(x0, cos, -(x1*sin)) and ``x0*sin + x1*cos`` is
   fma(x0, sin, x1*cos): one rounding fewer than numpy's, and a different last bit.
+- ``logf``, ``tanhf``: the C library's, where ggml calls them (yarn's correction dims and
+  magnitude, the final logit soft-cap's ggml_tanh, the GELU table).
+- ``gelu_mul``: ggml's GELU is not computed but looked up: ggml_cpu_init fills a table of
+  the tanh-approximated GELU of every fp16 value (GGML_GELU_FP16), rounded to fp16, and
+  ggml_vec_geglu_f32 rounds its input to fp16 to index it.  ``gelu_table`` makes the same
+  table (ggml-cpu.c is C compiled as GNU C, so ``1.0f + GELU_COEF_A*x*x`` is an FMA).
 - ``dot``: the attention products (K.q and V.p, fp16 operands) take one of two paths in
   ggml's mul_mat.  A single token (decode) goes to ggml_vec_dot_f16: with AVX-512, four
   accumulators of 16 lanes take 64 elements per step, then (acc0 + acc2) + (acc1 + acc3),
@@ -37,6 +43,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import math
 
 import numpy as np
 
@@ -53,7 +61,7 @@ _C5, _C4, _C3, _C2, _C1 = (_f(float.fromhex(h)) for h in (
 
 SIMD_WIDTH = 16          # ggml's AVX-512 loops; what is left of a row goes through expf
 _libm = ctypes.CDLL(ctypes.util.find_library("m"))
-for _name in ("expf", "cosf", "sinf"):
+for _name in ("expf", "cosf", "sinf", "logf"):
     getattr(_libm, _name).restype = ctypes.c_float
     getattr(_libm, _name).argtypes = [ctypes.c_float]
 
@@ -102,6 +110,54 @@ def _row_exp(x: np.ndarray, n_simd: int) -> np.ndarray:
     if n_simd == x.shape[-1]:
         return expf(x)
     return np.concatenate([expf(x[..., :n_simd]), libm_expf(x[..., n_simd:])], axis=-1)
+
+
+def logf(x) -> np.float32:
+    """The C library's logf of one float32."""
+    return _f(_libm.logf(float(_f(x))))
+
+
+@functools.cache
+def _tanhf_kernel():
+    import numba
+
+    @numba.njit(cache=True)
+    def kernel(x, out):
+        for i in range(x.size):
+            out[i] = math.tanh(x[i])             # float32: numba calls the C library's tanhf
+    return kernel
+
+
+def tanhf(x: np.ndarray) -> np.ndarray:
+    """The C library's tanhf of every element (ggml_vec_tanh_f32's loop); compiled, since
+    the soft-cap takes it over every logit of a 262,144-token vocabulary."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(x)
+    _tanhf_kernel()(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+GELU_COEF_A = _f(0.044715)
+SQRT_2_OVER_PI = _f(0.79788456080286535587989211986876)
+
+
+@functools.cache
+def gelu_table() -> np.ndarray:
+    """ggml_table_gelu_f16: for every fp16 bit pattern x, fp16(ggml_gelu_f32(x)) with
+    ggml_gelu_f32(x) = 0.5f*x*(1.0f + tanhf(SQRT_2_OVER_PI*x*(1.0f + GELU_COEF_A*x*x)))."""
+    x = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    with np.errstate(all="ignore"):                  # inf and NaN patterns: never looked up
+        inner = SQRT_2_OVER_PI * x * fma(GELU_COEF_A * x, x, _f(1.0))
+        return ((_f(0.5) * x) * (_f(1.0) + tanhf(inner))).astype(np.float16)
+
+
+def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """gelu(gate) * up as ggml's geglu on each row (ggml_vec_geglu_f32, GGML_GELU_FP16):
+    0 where gate <= -10, gate * up where gate >= 10, else table[fp16(gate)] * up."""
+    with np.errstate(over="ignore"):                 # |gate| >= 65520 -> inf: not looked up
+        index = gate.astype(np.float16).view(np.uint16)
+    gelu = np.where(gate >= _f(10.0), gate, gelu_table()[index].astype(np.float32))
+    return np.where(gate <= _f(-10.0), _f(0.0), gelu * up)
 
 
 def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
