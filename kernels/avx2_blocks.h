@@ -117,6 +117,29 @@ INLINE __m128i q3_K_scales(const uint8_t *b) {
     return _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(hi2, 4)), _mm_set1_epi8(32));
 }
 
+/* ---------------------------------------------------------------- rows of a product_fn */
+
+/* a kernel of quants_avx2.c (sections 2 and 3) or quants_iq_grid_avx2.c: one weight row of
+ * `type` against R activation rows, in `order` (which some kernels serve several of:
+ * IQ4_NL's vec_dot and tinyBLAS, gemv and gemm) */
+typedef void row_kernel(const int type, const product_order order, const int R, int64_t k, const void *w,
+                        const void *act, int64_t act_stride, float *out, int64_t ldo);
+
+/* the rows of one call, each through `kernel` specialised for R = n_act activation rows */
+INLINE void product_rows(row_kernel *kernel, const int type, const product_order order, const product_args *p) {
+    for (int j = 0; j < p->n_rows; j++) {
+        const void *w = (const char *)p->w + j * p->w_stride;
+        switch (p->n_act) {
+        case 1: kernel(type, order, 1, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
+        case 2: kernel(type, order, 2, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
+        case 3: kernel(type, order, 3, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
+        default: kernel(type, order, 4, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- K-quant slices */
+
 /* quants of slice s = 4h + j, each type's bits (see quants_ref.c) */
 INLINE __m256i slice_q2_K(const block_q2_K *b, int h, int j) {
     const __m256i qs = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * h));

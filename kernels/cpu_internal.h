@@ -81,6 +81,22 @@ static inline float bf16_to_fp32(uint16_t h) { return bits_to_fp32((uint32_t)h <
 /* ---------------------------------------------------------------- kernels by type */
 
 extern const int8_t kvalues_iq4nl[16];
+extern const int8_t kvalues_mxfp4[16];
+
+/* MXFP4's E8M0 scale halved (the values are doubled): 2^(e - 128), as ggml builds the bits
+ * (e = 0, 1 subnormal; 255 stays 2^127) */
+static inline float e8m0_to_fp32_half(uint8_t e) {
+    return bits_to_fp32(e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23);
+}
+
+/* NVFP4's UE4M3 scale halved (ggml_ue4m3_to_fp32): exponent bits 3..6 (bias 7), mantissa
+ * 0..2; exponent 0 subnormal, m 2^-9; 0x00 and 0x7F (E4M3's NaN) read as 0 */
+static inline float ue4m3_to_fp32(uint8_t u) {
+    if (u == 0 || u == 0x7F) return 0.0f;
+    const int e = (u >> 3) & 15, m = u & 7;
+    const float raw = e == 0 ? ldexpf((float)m, -9) : ldexpf(1.0f + (float)m / 8.0f, e - 7);
+    return raw * 0.5f;
+}
 
 /* dequantize one row of k elements */
 typedef void (*dequantize_row_fn)(const void *w, float *y, int64_t k);
@@ -124,9 +140,44 @@ typedef void (*product_fn)(const product_args *p);
 #define MAX_ACT_ROWS 4
 #define ROW_GROUP 8
 
-/* the integer lanes of one weight block times its activation block (quants_ref.c) */
-struct block_lanes;
+/* ---------------------------------------------------------------- the integers of a block
+ * Every kernel of ggml first forms exact integer dot products per block; what differs
+ * between them is how those integers are grouped before they meet the float scales.
+ * block_lanes_<type> (quants_ref.c, quants_iq_grid_ref.c) computes them as ggml's x86
+ * vec_dot kernels hold them -- 8 int32 lanes, lane l getting the products of the
+ * elements e with (e % 32) / 4 == l (each 32-byte register of activation quants feeds 8
+ * lanes of 4 bytes), sub-block scales applied -- and, for repack's gemm, the same
+ * products by 64 elements.  The sums fit int32 (|lane| < 2^27); ggml's instructions
+ * would wrap, and so do these (uint32). */
+struct block_lanes {
+    int32_t lane[8];     /* ggml's 8 integer lanes of the block's dot product */
+    int32_t part[4];     /* the same products summed by 64 elements (repack's gemm steps) */
+    int32_t min[8];      /* the min term in ggml's lanes: n_min of them, the rest 0 */
+    int n_min;           /* Q2_K 8 (groups 2l, 2l+1), Q4_K and Q5_K 4 (sub-blocks 2p, 2p+1) */
+    float d, dmin, m;    /* weight block: d; dmin (K-quants) or m (Q4_1, Q5_1) */
+    float d_y, s_y;      /* activation block: d, and Q8_1's s */
+};
+typedef struct block_lanes block_lanes;
 typedef struct block_lanes (*block_lanes_fn)(const void *w, const void *act, int64_t i);
+
+static inline int32_t wrapping_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+
+/* the product v of element e with its activation, into its lane and its part */
+static inline void add_lane(block_lanes *b, int e, int32_t v) {
+    b->lane[(e % 32) / 4] = wrapping_add(b->lane[(e % 32) / 4], v);
+    b->part[e / 64 % 4] = wrapping_add(b->part[e / 64 % 4], v);
+}
+
+static inline int32_t sum_lanes(const int32_t v[8]) {
+    int32_t s = 0;
+    for (int l = 0; l < 8; l++) s = wrapping_add(s, v[l]);
+    return s;
+}
+
+/* _mm256 hsum of arch/x86/quants.c: halves added, then pairs, then the two */
+static inline float hsum8(const float a[8]) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
 
 typedef struct {
     int type;
@@ -151,6 +202,46 @@ float ref_dot(int type, product_order order, int64_t k, const void *w, const voi
 /* the product_fn of every type and order, ref_dot output by output */
 void ref_product(const product_args *p);
 
+/* quants_iq_grid_ref.c: the codebook i-quants' references, in quants_ref.c's ref_table */
+void dequantize_row_iq2_xxs(const void *w, float *y, int64_t k);
+void dequantize_row_iq2_xs(const void *w, float *y, int64_t k);
+void dequantize_row_iq2_s(const void *w, float *y, int64_t k);
+void dequantize_row_iq1_s(const void *w, float *y, int64_t k);
+void dequantize_row_iq1_m(const void *w, float *y, int64_t k);
+block_lanes block_lanes_iq2_xxs(const void *w, const void *act, int64_t i);
+block_lanes block_lanes_iq2_xs(const void *w, const void *act, int64_t i);
+block_lanes block_lanes_iq2_s(const void *w, const void *act, int64_t i);
+block_lanes block_lanes_iq1_s(const void *w, const void *act, int64_t i);
+block_lanes block_lanes_iq1_m(const void *w, const void *act, int64_t i);
+float vec_dot_iq2_xxs_q8_K_ref(int64_t k, const void *w, const void *act);
+float vec_dot_iq2_xs_q8_K_ref(int64_t k, const void *w, const void *act);
+float vec_dot_iq2_s_q8_K_ref(int64_t k, const void *w, const void *act);
+float vec_dot_iq1_s_q8_K_ref(int64_t k, const void *w, const void *act);
+float vec_dot_iq1_m_q8_K_ref(int64_t k, const void *w, const void *act);
+
+/* quants_lowbit_ref.c: TQ1_0, TQ2_0, NVFP4, Q1_0 and Q2_0, in quants_ref.c's ref_table */
+void dequantize_row_tq1_0(const void *w, float *y, int64_t k);
+void dequantize_row_tq2_0(const void *w, float *y, int64_t k);
+void dequantize_row_nvfp4(const void *w, float *y, int64_t k);
+void dequantize_row_q1_0(const void *w, float *y, int64_t k);
+void dequantize_row_q2_0(const void *w, float *y, int64_t k);
+float vec_dot_tq1_0_q8_K_ref(int64_t k, const void *w, const void *act);
+float vec_dot_tq2_0_q8_K_ref(int64_t k, const void *w, const void *act);
+float vec_dot_nvfp4_q8_0_ref(int64_t k, const void *w, const void *act);
+float vec_dot_q1_0_q8_0_ref(int64_t k, const void *w, const void *act);
+float vec_dot_q2_0_q8_0_ref(int64_t k, const void *w, const void *act);
+
+/* quants_iq3_ref.c: IQ3_XXS, IQ3_S and IQ4_XS, in quants_ref.c's ref_table */
+void dequantize_row_iq3_xxs(const void *w, float *y, int64_t k);
+void dequantize_row_iq3_s(const void *w, float *y, int64_t k);
+void dequantize_row_iq4_xs(const void *w, float *y, int64_t k);
+block_lanes block_lanes_iq3_xxs(const void *w, const void *act, int64_t i);
+block_lanes block_lanes_iq3_s(const void *w, const void *act, int64_t i);
+block_lanes block_lanes_iq4_xs(const void *w, const void *act, int64_t i);
+float vec_dot_iq3_xxs_q8_K_ref(int64_t k, const void *w, const void *act);
+float vec_dot_iq3_s_q8_K_ref(int64_t k, const void *w, const void *act);
+float vec_dot_iq4_xs_q8_K_ref(int64_t k, const void *w, const void *act);
+
 /* ggml_order.c: the order llama.cpp's CPU backend gives activation row t of a product
  * of n_act rows with a weight matrix of n_rows rows of `type`, on an x86 machine with
  * AVX-512 (as llama-cpp-python builds it there) */
@@ -170,6 +261,12 @@ int default_threads(void);      /* online CPUs */
  * order): the fast kernel of a type and order, bit-identical to the reference; the
  * activation quantizers */
 product_fn fast_product(int type, product_order order);
+/* quants_iq_grid_avx2.c (AVX2 builds): the same for the codebook i-quants, NULL for others */
+product_fn fast_product_iq_grid(int type, product_order order);
+/* quants_iq3_avx2.c (AVX2 builds): the same for IQ3_XXS, IQ3_S and IQ4_XS, NULL for others */
+product_fn fast_product_iq3(int type, product_order order);
+/* quants_lowbit_avx2.c (AVX2 builds): the same for TQ1_0, TQ2_0, NVFP4, Q1_0, Q2_0 */
+product_fn fast_product_lowbit(int type, product_order order);
 quantize_row_fn fast_quantize_row(int act_type);
 
 /* panels_avx2.c (NULL without VNNI, or for other types and orders): the products of

@@ -35,13 +35,19 @@
  *      quantize_row_q8_K_ref only in the sign it gives d and q when +max and -max both
  *      occur in a block, which cancels exactly in every product.
  *
- *   2. Tiled (tiled/tiled.cpp): K-quants not repacked (Q2_K..Q6_K) with T >= 8 take
- *      the tiled matmul; its AVX-512 VNNI microtile forms, per output and block,
+ *   2. Tiled (tiled/tiled.cpp): K-quants not repacked (Q2_K..Q6_K) and the i-quants of
+ *      256 (IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S IQ1_M IQ4_XS) with T >= 8 take the
+ *      tiled matmul; its AVX-512 VNNI microtile forms, per output and block,
  *
- *          s1 = sum_s sc_s * (raw_s - bias * bsum_s)     exact int, bias: Q3_K 4, Q6_K 32
+ *          s1 = sum_s sc_s * (raw_s - bias * bsum_s)     exact int, bias: Q3_K 4, Q6_K 32,
+ *                                                         the i-quants 128
  *          s2 = sum_s m_s * bsum_s                        exact int (Q2_K, Q4_K, Q5_K)
  *          r  = (float) s1 * d_w;  r = fma(-dmin_w, (float) s2, r)
  *          acc = fma(r, d_y, acc)                         blocks in order, acc from 0
+ *
+ *      The i-quants' codes are their values + 128: IQ2_* the signed grid bytes with
+ *      sc_s = 2 ls + 1 and d_w = d / 8; IQ1_* 8 q + s (q the grid's -1, 0, +1, s the
+ *      delta's sign) with d_w = d / 8, so s1 = 8 (grid sum) + (delta sum).
  *
  *   3. tinyBLAS (llamafile/sgemm.cpp, tinyBLAS_Q0_AVX): Q8_0, Q4_0, Q5_0 and IQ4_NL
  *      not repacked, T >= 2.  Per output 8 float lanes, lane l holding the exact dot
@@ -70,6 +76,13 @@
  *                          ((m0 + m2) + (m1 + m3))
  *          Q5_K            lanes as Q3_K; s = fma(-d_y dmin_w, (float) sum of the 4
  *                          min lanes, s); hsum(lanes) + s
+ *          IQ2_XXS IQ2_XS  lanes of (2 ls + 1) q x = fma(d_w d_y, lanes_b, lanes);
+ *          IQ2_S           0.125 hsum(lanes)
+ *          IQ1_S           grid lanes as IQ2; the delta term sum (2 ls + 1) s x (from
+ *                          bsums) in a scalar s = s + d_w d_y sum, fused except on AMD
+ *                          Zen (add_scalar_tail); hsum(lanes) + 0.125 s
+ *          IQ1_M           grid lanes as IQ2; the delta terms in 8 lanes of their own,
+ *                          fma(d_w d_y, ., .); hsum(lanes) + 0.125 hsum(delta lanes)
  *
  * None of these depends on how ggml splits the work between threads: each output is
  * computed by one kernel call from its own weight row and activation row.  Checked
@@ -85,12 +98,20 @@
  */
 #include "cpu_internal.h"
 
-static int is_k_quant(int type) { return type >= GGML_TYPE_Q2_K && type <= GGML_TYPE_Q6_K; }
+/* 2. the types tiled.cpp takes (ggml_tiled_supported) */
+static int tiled_type(int type) {
+    switch (type) {
+    case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
+    case GGML_TYPE_IQ2_XXS: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ2_S: case GGML_TYPE_IQ3_XXS:
+    case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ1_S: case GGML_TYPE_IQ1_M: case GGML_TYPE_IQ4_XS: return 1;
+    default: return 0;
+    }
+}
 
 /* 1. in a CPU_REPACK buffer: interleaved 8 rows at a time at load */
 static int repacked(int type, int64_t n_rows) {
     const int repack_type = type == GGML_TYPE_Q4_0 || type == GGML_TYPE_IQ4_NL || type == GGML_TYPE_Q4_K
-                         || type == GGML_TYPE_Q2_K;
+                         || type == GGML_TYPE_Q2_K || type == GGML_TYPE_MXFP4;
     return repack_type && n_rows % 8 == 0;
 }
 
@@ -101,7 +122,7 @@ static int tinyblas_type(int type) {
 
 product_order ggml_product_order(int type, int64_t n_rows, int64_t n_act, int64_t t) {
     if (repacked(type, n_rows)) return t < n_act - n_act % 4 ? ORDER_GEMM : ORDER_GEMV;     /* 1. */
-    if (is_k_quant(type) && n_act >= 8) return ORDER_TILED;                                /* 2. */
+    if (tiled_type(type) && n_act >= 8) return ORDER_TILED;                                /* 2. */
     if (tinyblas_type(type) && n_act >= 2) return ORDER_TINYBLAS;                          /* 3. */
     return ORDER_VEC_DOT;                                                                  /* 4. */
 }

@@ -7,12 +7,18 @@
  *     x (T, n_embd) -- stays on the GPU between layers --------------------------+
  *     h = rms_norm(x) * attn_norm                       rms_norm_kernel          |
  *     q, k, v = Wq h [+ bq], Wk h [+ bk], Wv h [+ bv]   matmul_kernel<type> x3   |
+ *     [q, k = rms_norm(q) * q_norm, ... per head]       rms_norm_kernel x2       |
  *     q, k = rope(q), rope(k)   (host cos/sin tables)   rope_kernel x2           |
+ *     [q *= q_scale]                                    scale_kernel             |
  *     K, V cache [pos0 : pos0+T] = fp16(k), fp16(v)     store_kv_kernel          |
- *     a = softmax(q K^T * scale) V   (causal, GQA)      attention_kernel         |
+ *     a = softmax(q K^T * scale) V   (causal, GQA,      attention_kernel         |
+ *                                     [a window])                                |
  *     x += Wo a                                         matmul_kernel (accumulate)
+ *       [or x += rms_norm(Wo a) * attn_post_norm]       matmul, rms_norm, add    |
  *     h = rms_norm(x) * ffn_norm                        rms_norm_kernel          |
  *     x += Wdown (silu(Wgate h) * (Wup h))              matmul x2, silu_mul, matmul (accumulate)
+ *       [gelu by ggml's fp16 table; a post-norm]        gelu_mul_kernel, ...     |
+ *   and the head: logits = Wout rms_norm(x) * output_norm [then a soft-cap: softcap_kernel]
  *
  * Products: DEQUANTIZE ON THE FLY, ACCUMULATE IN FLOAT32.  ggml-cuda instead
  * quantizes the activations to Q8_1 and multiplies integers (mmvq).  We do not:
@@ -51,7 +57,8 @@
 #include "ggml_blocks.h"
 #include "pyggml_cuda.h"
 
-#define PYGGML_CUDA_ABI_VERSION 2       /* 2: rope takes cos/sin tables */
+#define PYGGML_CUDA_ABI_VERSION 3       /* 2: rope takes cos/sin tables; 3: the optional
+                                           steps (gelu_mul, scale, add, softcap, window) */
 
 /* `#pragma unroll` in device code; the host compiler, which also sees the __host__ __device__
  * helpers, does not know the pragma */
@@ -353,6 +360,255 @@ UNROLL
     }
 }
 
+/* Codebook i-quants (quants_iq_grid_ref.c): sub-block s is elements 32 s .. 32 s + 31, four
+ * groups of 8 whose grid points come from the tables of ggml_iq_grids.h, here in device
+ * memory and, for the host tests, on the host (IQ_TABLE picks the copy). */
+#define IQ_GRID_TABLE(type, name, size) __device__ const type name##_device[size]
+#include "ggml_iq_grids.h"
+#undef IQ_GRID_TABLE
+#define IQ_GRID_TABLE(type, name, size) [[maybe_unused]] static const type name##_host[size]
+#include "ggml_iq_grids.h"
+#undef IQ_GRID_TABLE
+#ifdef __CUDA_ARCH__
+#define IQ_TABLE(name) name##_device
+#else
+#define IQ_TABLE(name) name##_host
+#endif
+
+/* y[0..7] = db * q for the signed coordinates q of a 2-bit grid point (bit j of signs: minus) */
+__host__ __device__ __forceinline__ void signed_point(uint64_t point, int signs, float db, float *y) {
+UNROLL
+    for (int j = 0; j < 8; j++) {
+        const int v = (int)(point >> (8 * j) & 0xFF);
+        y[j] = db * (signs >> j & 1 ? -v : v);
+    }
+}
+
+/* y = d * (0.5 + ls) * 0.25 * q; 4 grid indices, then a u32 of 4 x 7 sign bits | ls << 28 */
+__host__ __device__ __forceinline__ void dequantize_iq2_xxs(const uint8_t *b, int s, float *y) {
+    const block_iq2_xxs *x = reinterpret_cast<const block_iq2_xxs *>(b);
+    const uint8_t *q = reinterpret_cast<const uint8_t *>(x->qs) + 8 * s;
+    const uint32_t aux = load_u32(q + 4);
+    const float db = fp16_to_fp32(x->d) * (0.5f + (aux >> 28)) * 0.25f;
+UNROLL
+    for (int l = 0; l < 4; l++)
+        signed_point(IQ_TABLE(iq2xxs_grid)[q[l]], IQ_TABLE(ksigns_iq2xs)[(aux >> (7 * l)) & 127], db, y + 8 * l);
+}
+
+/* as IQ2_XXS; qs[m] = 9-bit grid index | 7-bit sign index << 9, a scale ls per 16 */
+__host__ __device__ __forceinline__ void dequantize_iq2_xs(const uint8_t *b, int s, float *y) {
+    const block_iq2_xs *x = reinterpret_cast<const block_iq2_xs *>(b);
+    const float d = fp16_to_fp32(x->d);
+UNROLL
+    for (int l = 0; l < 4; l++) {
+        const int q = x->qs[4 * s + l];
+        const float db = d * (0.5f + ((x->scales[s] >> (4 * (l / 2))) & 0x0F)) * 0.25f;
+        signed_point(IQ_TABLE(iq2xs_grid)[q & 511], IQ_TABLE(ksigns_iq2xs)[q >> 9], db, y + 8 * l);
+    }
+}
+
+/* as IQ2_XS; index qs[m] | 2 bits of qh[s] << 8 into iq2s_grid, all 8 sign bits in qs[32 + m] */
+__host__ __device__ __forceinline__ void dequantize_iq2_s(const uint8_t *b, int s, float *y) {
+    const block_iq2_s *x = reinterpret_cast<const block_iq2_s *>(b);
+    const float d = fp16_to_fp32(x->d);
+UNROLL
+    for (int l = 0; l < 4; l++) {
+        const int m = 4 * s + l, index = x->qs[m] | ((x->qh[s] >> (2 * l)) & 3) << 8;
+        const float db = d * (0.5f + ((x->scales[s] >> (4 * (l / 2))) & 0x0F)) * 0.25f;
+        signed_point(IQ_TABLE(iq2s_grid)[index], x->qs[QK_K / 8 + m], db, y + 8 * l);
+    }
+}
+
+/* y[0..7] = dl * (q + delta) for the coordinates q (-1, 0, +1) of point `index` of iq1s_grid */
+__host__ __device__ __forceinline__ void shifted_point(int index, float delta, float dl, float *y) {
+    const uint64_t point = IQ_TABLE(iq1s_grid)[index];
+UNROLL
+    for (int j = 0; j < 8; j++) y[j] = dl * ((int8_t)(point >> (8 * j) & 0xFF) + delta);
+}
+
+/* y = d * (2 ls + 1) * (q + delta); qh[s] = 4 x 3 high index bits | ls << 12 | delta sign << 15 */
+__host__ __device__ __forceinline__ void dequantize_iq1_s(const uint8_t *b, int s, float *y) {
+    const block_iq1_s *x = reinterpret_cast<const block_iq1_s *>(b);
+    const int h = x->qh[s];
+    const float dl = fp16_to_fp32(x->d) * (2 * ((h >> 12) & 7) + 1);
+    const float delta = h & 0x8000 ? -0.125f : 0.125f;
+UNROLL
+    for (int l = 0; l < 4; l++) shifted_point(x->qs[4 * s + l] | ((h >> (3 * l)) & 7) << 8, delta, dl, y + 8 * l);
+}
+
+/* as IQ1_S with a delta per 8 (bit 3 of each group's nibble of qh) and a scale per 16; d is
+ * the fp16 in the top nibbles of the four scale words */
+__host__ __device__ __forceinline__ void dequantize_iq1_m(const uint8_t *b, int s, float *y) {
+    const block_iq1_m *x = reinterpret_cast<const block_iq1_m *>(b);
+    const uint8_t *sc = x->scales;            /* 4 little-endian uint16: the top nibbles of bytes 1, 3, 5, 7 */
+    const float d = fp16_to_fp32((ggml_half)(sc[1] >> 4 | (sc[3] >> 4) << 4 | (sc[5] >> 4) << 8 | (sc[7] >> 4) << 12));
+    const int word = sc[2 * (s / 2)] | sc[2 * (s / 2) + 1] << 8;
+UNROLL
+    for (int l = 0; l < 4; l++) {
+        const int nibble = (x->qh[2 * s + l / 2] >> (4 * (l % 2))) & 0x0F;
+        const float dl = d * (2 * ((word >> (6 * (s % 2) + 3 * (l / 2))) & 7) + 1);
+        shifted_point(x->qs[4 * s + l] | (nibble & 7) << 8, nibble & 8 ? -0.125f : 0.125f, dl, y + 8 * l);
+    }
+}
+
+/* IQ3_XXS, IQ3_S (quants_iq3_ref.c): groups of 4 elements, grid points from
+ * ggml_iq3_grids.h (device and host copies, as above); IQ4_XS: IQ4_NL's table, 6-bit scales */
+#define IQ_GRID_TABLE(type, name, size) __device__ const type name##_device[size]
+#include "ggml_iq3_grids.h"
+#undef IQ_GRID_TABLE
+#define IQ_GRID_TABLE(type, name, size) [[maybe_unused]] static const type name##_host[size]
+#include "ggml_iq3_grids.h"
+#undef IQ_GRID_TABLE
+
+/* y[0..3] = db * q for the coordinates q of a 3-bit grid point (bit j of signs: minus) */
+__host__ __device__ __forceinline__ void signed_point4(uint32_t point, int signs, float db, float *y) {
+UNROLL
+    for (int j = 0; j < 4; j++) {
+        const int v = (int)(point >> (8 * j) & 0xFF);
+        y[j] = db * (signs >> j & 1 ? -v : v);
+    }
+}
+
+/* y = d * (0.5 + ls) * 0.5 * q; grid indices qs[8 s ..], then at byte 64 + 4 s of qs a u32
+ * of 4 x 7 sign indices (8 elements each) | ls << 28 */
+__host__ __device__ __forceinline__ void dequantize_iq3_xxs(const uint8_t *b, int s, float *y) {
+    const block_iq3_xxs *x = reinterpret_cast<const block_iq3_xxs *>(b);
+    const uint8_t *q = x->qs + 8 * s;
+    const uint32_t aux = load_u32(x->qs + QK_K / 4 + 4 * s);
+    const float db = fp16_to_fp32(x->d) * (0.5f + (aux >> 28)) * 0.5f;
+UNROLL
+    for (int l = 0; l < 4; l++) {
+        const int signs = IQ_TABLE(ksigns_iq2xs)[(aux >> (7 * l)) & 127];
+        signed_point4(IQ_TABLE(iq3xxs_grid)[q[2 * l]], signs, db, y + 8 * l);
+        signed_point4(IQ_TABLE(iq3xxs_grid)[q[2 * l + 1]], signs >> 4, db, y + 8 * l + 4);
+    }
+}
+
+/* y = d * (1 + 2 ls) * q; group g: index qs[g] | bit g % 8 of qh[g / 8] << 8, the sign of
+ * element e bit e % 8 of signs[e / 8] */
+__host__ __device__ __forceinline__ void dequantize_iq3_s(const uint8_t *b, int s, float *y) {
+    const block_iq3_s *x = reinterpret_cast<const block_iq3_s *>(b);
+    const float db = fp16_to_fp32(x->d) * (1 + 2 * ((x->scales[s / 2] >> (4 * (s % 2))) & 15));
+UNROLL
+    for (int l = 0; l < 8; l++) {
+        const int g = 8 * s + l;
+        const int index = x->qs[g] | ((x->qh[s] >> l) & 1) << 8;
+        signed_point4(IQ_TABLE(iq3s_grid)[index], x->signs[4 * s + l / 2] >> (4 * (l % 2)), db, y + 4 * l);
+    }
+}
+
+/* y = d * (ls - 32) * kvalues_iq4nl[q]; sub-block s packed as IQ4_NL's qs */
+__host__ __device__ __forceinline__ void dequantize_iq4_xs(const uint8_t *b, int s, float *y) {
+    const block_iq4_xs *x = reinterpret_cast<const block_iq4_xs *>(b);
+    const int ls = ((x->scales_l[s / 2] >> (4 * (s % 2))) & 15) | ((x->scales_h >> (2 * s)) & 3) << 4;
+    const float dl = fp16_to_fp32(x->d) * (ls - 32);
+    const uint8_t *qs = x->qs + 16 * s;
+UNROLL
+    for (int j = 0; j < 16; j++) {
+        y[j] = dl * kvalue_iq4nl(qs[j] & 0x0F);
+        y[j + 16] = dl * kvalue_iq4nl(qs[j] >> 4);
+    }
+}
+
+/* Ternary, 4-bit floats, 1-2 bits (quants_lowbit_ref.c; MXFP4 in quants_ref.c) */
+#define KVALUES_MXFP4 {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12}
+__device__ const int8_t kvalues_mxfp4_device[16] = KVALUES_MXFP4;
+[[maybe_unused]] static const int8_t kvalues_mxfp4_host[16] = KVALUES_MXFP4;
+
+__host__ __device__ __forceinline__ int kvalue_mxfp4(int q) {
+#ifdef __CUDA_ARCH__
+    return kvalues_mxfp4_device[q];
+#else
+    return kvalues_mxfp4_host[q];
+#endif
+}
+
+__host__ __device__ __forceinline__ float f32_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* trit n (0: the most significant) of a base-3 byte: ((b * 3^n) mod 256) * 3 >> 8 */
+__host__ __device__ __forceinline__ int trit(int b, int n) {
+    const int pow3 = n == 0 ? 1 : n == 1 ? 3 : n == 2 ? 9 : n == 3 ? 27 : 81;
+    return (((b * pow3) & 0xFF) * 3) >> 8;
+}
+
+/* y = (t - 1) * d; sub-block s: elements 32 s .. 32 s + 31 (ternary.py draws the trits) */
+__host__ __device__ __forceinline__ void dequantize_tq1_0(const uint8_t *b, int s, float *y) {
+    const block_tq1_0 *x = reinterpret_cast<const block_tq1_0 *>(b);
+    const float d = fp16_to_fp32(x->d);
+UNROLL
+    for (int j = 0; j < 32; j++) {
+        const int e = 32 * s + j;
+        const int t = e < 160 ? trit(x->qs[e % 32], e / 32)
+                    : e < 240 ? trit(x->qs[32 + (e - 160) % 16], (e - 160) / 16)
+                              : trit(x->qh[(e - 240) % 4], (e - 240) / 4);
+        y[j] = (float)(t - 1) * d;
+    }
+}
+
+/* element 128 h + 32 k + l: bits 2 k of qs[32 h + l] */
+__host__ __device__ __forceinline__ void dequantize_tq2_0(const uint8_t *b, int s, float *y) {
+    const block_tq2_0 *x = reinterpret_cast<const block_tq2_0 *>(b);
+    const float d = fp16_to_fp32(x->d);
+    const uint8_t *qs = x->qs + 32 * (s / 4);
+UNROLL
+    for (int l = 0; l < 32; l++) y[l] = (float)(((qs[l] >> (2 * (s % 4))) & 3) - 1) * d;
+}
+
+/* y = d * kvalues_mxfp4[q], d = 2^(e - 128) (ggml's bits: e = 0, 1 subnormal) */
+__host__ __device__ __forceinline__ void dequantize_mxfp4(const uint8_t *b, int, float *y) {
+    const block_mxfp4 *x = reinterpret_cast<const block_mxfp4 *>(b);
+    const float d = f32_from_bits(x->e < 2 ? 0x00200000u << x->e : (uint32_t)(x->e - 1) << 23);
+UNROLL
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * kvalue_mxfp4(x->qs[j] & 0x0F);
+        y[j + 16] = d * kvalue_mxfp4(x->qs[j] >> 4);
+    }
+}
+
+/* UE4M3 halved: exponent bits 3..6 (bias 7), mantissa 0..2, exponent 0 subnormal; 0x00 and
+ * 0x7F read as 0 */
+__host__ __device__ __forceinline__ float ue4m3_to_fp32(int u) {
+    if (u == 0 || u == 0x7F) return 0.0f;
+    const int e = (u >> 3) & 15, m = u & 7;
+    const float raw = e == 0 ? ldexpf((float)m, -9) : ldexpf(1.0f + (float)m / 8.0f, e - 7);
+    return raw * 0.5f;
+}
+
+/* y = kvalues_mxfp4[q] * d_j, a UE4M3 d_j per 16: element 16 j + i is nibble i / 8 of qs[8 j + i % 8] */
+__host__ __device__ __forceinline__ void dequantize_nvfp4(const uint8_t *b, int s, float *y) {
+    const block_nvfp4 *x = reinterpret_cast<const block_nvfp4 *>(b);
+UNROLL
+    for (int h = 0; h < 2; h++) {
+        const int j = 2 * s + h;
+        const float d = ue4m3_to_fp32(x->d[j]);
+UNROLL
+        for (int i = 0; i < 8; i++) {
+            y[16 * h + i] = (float)kvalue_mxfp4(x->qs[8 * j + i] & 0x0F) * d;
+            y[16 * h + i + 8] = (float)kvalue_mxfp4(x->qs[8 * j + i] >> 4) * d;
+        }
+    }
+}
+
+/* y = bit ? d : -d, bit e % 8 of qs[e / 8] */
+__host__ __device__ __forceinline__ void dequantize_q1_0(const uint8_t *b, int s, float *y) {
+    const block_q1_0 *x = reinterpret_cast<const block_q1_0 *>(b);
+    const float d = fp16_to_fp32(x->d);
+UNROLL
+    for (int j = 0; j < 32; j++) y[j] = (x->qs[4 * s + j / 8] >> (j % 8)) & 1 ? d : -d;
+}
+
+/* y = (q - 1) * d, q bits 2 (e % 4) of qs[e / 4] */
+__host__ __device__ __forceinline__ void dequantize_q2_0(const uint8_t *b, int s, float *y) {
+    const block_q2_0 *x = reinterpret_cast<const block_q2_0 *>(b);
+    const float d = fp16_to_fp32(x->d);
+UNROLL
+    for (int j = 0; j < 32; j++) y[j] = (float)(((x->qs[8 * s + j / 4] >> (2 * (j % 4))) & 3) - 1) * d;
+}
+
 /* ================================================================ the types, in one place
  *
  * Type<GGML_TYPE_x> is ggml's block geometry of type x with its decoder; every kernel
@@ -386,6 +642,20 @@ template <> struct Type<GGML_TYPE_Q3_K> : QuantType<QK_K, sizeof(block_q3_K), de
 template <> struct Type<GGML_TYPE_Q4_K> : QuantType<QK_K, sizeof(block_q4_K), dequantize_q4_K> {};
 template <> struct Type<GGML_TYPE_Q5_K> : QuantType<QK_K, sizeof(block_q5_K), dequantize_q5_K> {};
 template <> struct Type<GGML_TYPE_Q6_K> : QuantType<QK_K, sizeof(block_q6_K), dequantize_q6_K> {};
+template <> struct Type<GGML_TYPE_IQ2_XXS> : QuantType<QK_K, sizeof(block_iq2_xxs), dequantize_iq2_xxs> {};
+template <> struct Type<GGML_TYPE_IQ2_XS> : QuantType<QK_K, sizeof(block_iq2_xs), dequantize_iq2_xs> {};
+template <> struct Type<GGML_TYPE_IQ2_S> : QuantType<QK_K, sizeof(block_iq2_s), dequantize_iq2_s> {};
+template <> struct Type<GGML_TYPE_IQ1_S> : QuantType<QK_K, sizeof(block_iq1_s), dequantize_iq1_s> {};
+template <> struct Type<GGML_TYPE_IQ1_M> : QuantType<QK_K, sizeof(block_iq1_m), dequantize_iq1_m> {};
+template <> struct Type<GGML_TYPE_IQ3_XXS> : QuantType<QK_K, sizeof(block_iq3_xxs), dequantize_iq3_xxs> {};
+template <> struct Type<GGML_TYPE_IQ3_S> : QuantType<QK_K, sizeof(block_iq3_s), dequantize_iq3_s> {};
+template <> struct Type<GGML_TYPE_IQ4_XS> : QuantType<QK_K, sizeof(block_iq4_xs), dequantize_iq4_xs> {};
+template <> struct Type<GGML_TYPE_TQ1_0> : QuantType<QK_K, sizeof(block_tq1_0), dequantize_tq1_0> {};
+template <> struct Type<GGML_TYPE_TQ2_0> : QuantType<QK_K, sizeof(block_tq2_0), dequantize_tq2_0> {};
+template <> struct Type<GGML_TYPE_MXFP4> : QuantType<QK_MXFP4, sizeof(block_mxfp4), dequantize_mxfp4> {};
+template <> struct Type<GGML_TYPE_NVFP4> : QuantType<QK_NVFP4, sizeof(block_nvfp4), dequantize_nvfp4> {};
+template <> struct Type<GGML_TYPE_Q1_0> : QuantType<QK1_0, sizeof(block_q1_0), dequantize_q1_0> {};
+template <> struct Type<GGML_TYPE_Q2_0> : QuantType<QK2_0, sizeof(block_q2_0), dequantize_q2_0> {};
 
 /* ================================================================ products and row fetches */
 
@@ -484,6 +754,11 @@ static const TypeEntry TYPES[] = {
     entry<GGML_TYPE_Q5_1>(), entry<GGML_TYPE_Q8_0>(), entry<GGML_TYPE_IQ4_NL>(),
     entry<GGML_TYPE_Q2_K>(), entry<GGML_TYPE_Q3_K>(), entry<GGML_TYPE_Q4_K>(),
     entry<GGML_TYPE_Q5_K>(), entry<GGML_TYPE_Q6_K>(),
+    entry<GGML_TYPE_IQ2_XXS>(), entry<GGML_TYPE_IQ2_XS>(), entry<GGML_TYPE_IQ2_S>(),
+    entry<GGML_TYPE_IQ1_S>(), entry<GGML_TYPE_IQ1_M>(),
+    entry<GGML_TYPE_IQ3_XXS>(), entry<GGML_TYPE_IQ3_S>(), entry<GGML_TYPE_IQ4_XS>(),
+    entry<GGML_TYPE_TQ1_0>(), entry<GGML_TYPE_TQ2_0>(), entry<GGML_TYPE_MXFP4>(),
+    entry<GGML_TYPE_NVFP4>(), entry<GGML_TYPE_Q1_0>(), entry<GGML_TYPE_Q2_0>(),
 };
 
 static const TypeEntry *find_type(int type) {
@@ -546,7 +821,7 @@ __global__ void store_kv_kernel(const float *k, const float *v, __half *k_cache,
  *     m = max_w m_w,  l = sum_w l_w e^(m_w - m),  out = sum_w o_w e^(m_w - m) / l      */
 __global__ void attention_kernel(const float *q, const __half *k_cache, const __half *v_cache,
                                  float *out, int64_t pos0, int n_head, int n_head_kv, int head_dim,
-                                 float scale) {
+                                 float scale, int64_t window) {
     constexpr int MAX_DPL = MAX_HEAD_DIM / WARP;       /* dims per lane */
     __shared__ float warp_m[ATTN_WARPS], warp_l[ATTN_WARPS];
     __shared__ float warp_o[ATTN_WARPS][MAX_HEAD_DIM];
@@ -555,6 +830,7 @@ __global__ void attention_kernel(const float *q, const __half *k_cache, const __
     const int g = h / (n_head / n_head_kv);
     const int dpl = head_dim / WARP;
     const int64_t n_kv = pos0 + t + 1;                 /* causal: positions 0 .. pos0 + t */
+    const int64_t j0 = window > 0 && n_kv > window ? n_kv - window : 0;   /* the window's first */
     const int64_t kv_stride = (int64_t)n_head_kv * head_dim;
     const float *qh = q + (t * n_head + h) * head_dim;
 
@@ -565,7 +841,7 @@ UNROLL
         o[i] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    for (int64_t j = warp; j < n_kv; j += ATTN_WARPS) {
+    for (int64_t j = j0 + warp; j < n_kv; j += ATTN_WARPS) {
         const __half *kj = k_cache + j * kv_stride + g * head_dim;
         const __half *vj = v_cache + j * kv_stride + g * head_dim;
         float dot = 0.0f;
@@ -613,6 +889,37 @@ __global__ void silu_mul_kernel(const float *gate, const float *up, float *out, 
         const float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
+}
+
+/* GeGLU as ggml_vec_geglu_f32 with GGML_GELU_FP16: the table holds the fp16 GELU of every
+ * fp16 value (made on the host: pyggml.model.numerics.gelu_table), indexed by fp16(gate) */
+__global__ void gelu_mul_kernel(const float *gate, const float *up, float *out, int64_t n,
+                                const __half *table) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float g = gate[i];
+        const float gelu = g >= 10.0f ? g : __half2float(table[__half_as_ushort(__float2half_rn(g))]);
+        out[i] = g <= -10.0f ? 0.0f : __fmul_rn(gelu, up[i]);
+    }
+}
+
+__global__ void scale_kernel(float *x, int64_t n, float s) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride)
+        x[i] = __fmul_rn(x[i], s);
+}
+
+__global__ void add_kernel(float *x, const float *y, int64_t n) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride)
+        x[i] = __fadd_rn(x[i], y[i]);
+}
+
+/* x = cap * tanh(x / cap) as llama.cpp's graph: scale by 1/cap, tanh, scale by cap */
+__global__ void softcap_kernel(float *x, int64_t n, float inv_cap, float cap) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride)
+        x[i] = __fmul_rn(tanhf(__fmul_rn(x[i], inv_cap)), cap);
 }
 
 /* blocks for a grid-stride loop over n elements */
@@ -826,22 +1133,22 @@ int pyggml_cuda_store_kv(const float *k, const float *v, uint16_t *k_cache, uint
 
 int pyggml_cuda_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
                           float *out, int64_t pos0, int64_t n_tok, int n_head, int n_head_kv,
-                          int head_dim, float scale) {
+                          int head_dim, float scale, int64_t window) {
     if (!q || !k_cache || !v_cache || !out)
         return fail(PYGGML_CUDA_ERR_ARG, "attention: NULL pointer");
     if (head_dim <= 0 || head_dim % WARP || head_dim > MAX_HEAD_DIM)
         return fail(PYGGML_CUDA_ERR_SHAPE, "attention: head_dim %d is not a multiple of 32 up to "
                     "%d", head_dim, MAX_HEAD_DIM);
     if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv || n_tok < 0 || n_tok > 65535 ||
-        pos0 < 0)
+        pos0 < 0 || window < 0)
         return fail(PYGGML_CUDA_ERR_SHAPE, "attention: bad shape (n_head %d, n_head_kv %d, "
-                    "n_tok %lld, pos0 %lld)", n_head, n_head_kv, (long long)n_tok,
-                    (long long)pos0);
+                    "n_tok %lld, pos0 %lld, window %lld)", n_head, n_head_kv, (long long)n_tok,
+                    (long long)pos0, (long long)window);
     if (n_tok == 0) return PYGGML_CUDA_OK;
     const __half *kc = reinterpret_cast<const __half *>(k_cache);
     const __half *vc = reinterpret_cast<const __half *>(v_cache);
     attention_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), dim3(WARP, ATTN_WARPS)>>>(
-        q, kc, vc, out, pos0, n_head, n_head_kv, head_dim, scale);
+        q, kc, vc, out, pos0, n_head, n_head_kv, head_dim, scale, window);
     LAUNCH_CHECK("attention kernel launch");
     return PYGGML_CUDA_OK;
 }
@@ -852,6 +1159,45 @@ int pyggml_cuda_silu_mul(const float *gate, const float *up, float *out, int64_t
     if (n == 0) return PYGGML_CUDA_OK;
     silu_mul_kernel<<<grid_for(n, 256), 256>>>(gate, up, out, n);
     LAUNCH_CHECK("silu_mul kernel launch");
+    return PYGGML_CUDA_OK;
+}
+
+int pyggml_cuda_gelu_mul(const float *gate, const float *up, float *out, int64_t n,
+                         const uint16_t *table) {
+    if (!gate || !up || !out || !table) return fail(PYGGML_CUDA_ERR_ARG, "gelu_mul: NULL pointer");
+    if (n < 0) return fail(PYGGML_CUDA_ERR_SHAPE, "gelu_mul: negative n");
+    if (n == 0) return PYGGML_CUDA_OK;
+    gelu_mul_kernel<<<grid_for(n, 256), 256>>>(gate, up, out, n,
+                                               reinterpret_cast<const __half *>(table));
+    LAUNCH_CHECK("gelu_mul kernel launch");
+    return PYGGML_CUDA_OK;
+}
+
+int pyggml_cuda_scale(float *x, int64_t n, float s) {
+    if (!x) return fail(PYGGML_CUDA_ERR_ARG, "scale: x is NULL");
+    if (n < 0) return fail(PYGGML_CUDA_ERR_SHAPE, "scale: negative n");
+    if (n == 0) return PYGGML_CUDA_OK;
+    scale_kernel<<<grid_for(n, 256), 256>>>(x, n, s);
+    LAUNCH_CHECK("scale kernel launch");
+    return PYGGML_CUDA_OK;
+}
+
+int pyggml_cuda_add(float *x, const float *y, int64_t n) {
+    if (!x || !y) return fail(PYGGML_CUDA_ERR_ARG, "add: NULL pointer");
+    if (n < 0) return fail(PYGGML_CUDA_ERR_SHAPE, "add: negative n");
+    if (n == 0) return PYGGML_CUDA_OK;
+    add_kernel<<<grid_for(n, 256), 256>>>(x, y, n);
+    LAUNCH_CHECK("add kernel launch");
+    return PYGGML_CUDA_OK;
+}
+
+int pyggml_cuda_softcap(float *x, int64_t n, float cap) {
+    if (!x) return fail(PYGGML_CUDA_ERR_ARG, "softcap: x is NULL");
+    if (n < 0 || !(cap > 0.0f))
+        return fail(PYGGML_CUDA_ERR_SHAPE, "softcap: negative n or a cap that is not positive");
+    if (n == 0) return PYGGML_CUDA_OK;
+    softcap_kernel<<<grid_for(n, 256), 256>>>(x, n, 1.0f / cap, cap);
+    LAUNCH_CHECK("softcap kernel launch");
     return PYGGML_CUDA_OK;
 }
 

@@ -106,15 +106,31 @@ int pyggml_cuda_store_kv(const float *k, const float *v, uint16_t *k_cache, uint
 
 /* Causal grouped-query attention of n_tok queries at positions pos0.. over the fp16
  * caches (positions 0..pos0+n_tok-1 filled):
- *   out[t, h*d:(h+1)*d] = softmax(scale * q[t,h] . K[:pos0+t+1, g]) V[:pos0+t+1, g],
- *   g = h / (n_head / n_head_kv).
+ *   out[t, h*d:(h+1)*d] = softmax(scale * q[t,h] . K[j0:pos0+t+1, g]) V[j0:pos0+t+1, g],
+ *   g = h / (n_head / n_head_kv), j0 = max(0, pos0 + t + 1 - window) with a sliding
+ *   window (window > 0), else 0.
  * head_dim must be a multiple of 32, at most 256. */
 int pyggml_cuda_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
                           float *out, int64_t pos0, int64_t n_tok, int n_head, int n_head_kv,
-                          int head_dim, float scale);
+                          int head_dim, float scale, int64_t window);
 
 /* out[i] = gate[i] / (1 + expf(-gate[i])) * up[i]; out may equal gate or up. */
 int pyggml_cuda_silu_mul(const float *gate, const float *up, float *out, int64_t n);
+
+/* out[i] = gelu(gate[i]) * up[i] as ggml's GeGLU with its fp16 table: 0 where gate <= -10,
+ * gate * up where gate >= 10, else table[fp16 bits of gate] * up; table is a DEVICE array
+ * of 65536 fp16 values (pyggml.model.numerics.gelu_table).  out may equal gate or up. */
+int pyggml_cuda_gelu_mul(const float *gate, const float *up, float *out, int64_t n,
+                         const uint16_t *table);
+
+/* x[i] *= s for i < n (Q's pre-scale). */
+int pyggml_cuda_scale(float *x, int64_t n, float s);
+
+/* x[i] += y[i] for i < n (a residual add after a post-norm). */
+int pyggml_cuda_add(float *x, const float *y, int64_t n);
+
+/* x[i] = tanhf(x[i] * (1 / cap)) * cap for i < n (the head's final logit soft-cap). */
+int pyggml_cuda_softcap(float *x, int64_t n, float cap);
 /* cdef: end */
 
 #if defined(__GNUC__)

@@ -47,6 +47,7 @@ INLINE size_t block_bytes(const int type) {
     case GGML_TYPE_Q5_1: return sizeof(block_q5_1);
     case GGML_TYPE_Q8_0: return sizeof(block_q8_0);
     case GGML_TYPE_IQ4_NL: return sizeof(block_iq4_nl);
+    case GGML_TYPE_MXFP4: return sizeof(block_mxfp4);
     case GGML_TYPE_Q2_K: return sizeof(block_q2_K);
     case GGML_TYPE_Q3_K: return sizeof(block_q3_K);
     case GGML_TYPE_Q4_K: return sizeof(block_q4_K);
@@ -82,7 +83,10 @@ INLINE float fp16_at(const void *p) {
     memcpy(&h, p, 2);
     return fp16_to_fp32(h);
 }
-INLINE float d_of(const int type, const void *block) { return fp16_at((const char *)block + d_offset(type)); }
+INLINE float d_of(const int type, const void *block) {
+    if (type == GGML_TYPE_MXFP4) return e8m0_to_fp32_half(((const block_mxfp4 *)block)->e);
+    return fp16_at((const char *)block + d_offset(type));
+}
 INLINE float dmin_of(const int type, const void *block) { return fp16_at((const char *)block + d_offset(type) + 2); }
 INLINE float m_of(const int type, const void *block) {
     return fp16_to_fp32(type == GGML_TYPE_Q5_1 ? ((const block_q5_1 *)block)->m : ((const block_q4_1 *)block)->m);
@@ -121,6 +125,12 @@ INLINE __m256i quants_iq4_nl(const block_iq4_nl *b) {
     return _mm256_shuffle_epi8(table, nibbles_32(b->qs));
 }
 
+/* MXFP4: IQ4_NL's packing, the doubled E2M1 values (kvalues_mxfp4) as the table */
+INLINE __m256i quants_mxfp4(const block_mxfp4 *b) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_mxfp4));
+    return _mm256_shuffle_epi8(table, nibbles_32(b->qs));
+}
+
 /* the 32 quants of a block in element order: signed, or unsigned where has_m(type) */
 INLINE __m256i quants_32(const int type, const void *block) {
     switch (type) {
@@ -129,6 +139,7 @@ INLINE __m256i quants_32(const int type, const void *block) {
     case GGML_TYPE_Q5_0: return quants_q5_0(block);
     case GGML_TYPE_Q5_1: return quants_q5_1(block);
     case GGML_TYPE_Q8_0: return quants_q8_0(block);
+    case GGML_TYPE_MXFP4: return quants_mxfp4(block);
     default: return quants_iq4_nl(block);
     }
 }
@@ -324,12 +335,12 @@ INLINE void vec_dot_float(const int type, const product_order order, const int R
 /* ---------------------------------------------------------------- 32-element blocks
  * Q4_0 Q5_0 Q8_0 (and every one of them in tinyBLAS): lanes = fma(d d_y, lanes_b, lanes);
  * hsum.  Q4_1 Q5_1: the same, and m s_y summed apart (exact: fp16 x fp16); hsum + that.
- * IQ4_NL's vec_dot: even and odd blocks in two accumulators, an odd last block alone,
+ * IQ4_NL's and MXFP4's vec_dot: even and odd blocks in two accumulators, an odd last block alone,
  * its d * (float) sum added after the horizontal sum (add_scalar_tail: fused or not, as
  * GCC compiles llama.cpp for this CPU). */
 INLINE void vec_dot_32(const int type, const product_order order, const int R, int64_t k, const void *w,
                        const void *act, int64_t act_stride, float *out, int64_t ldo) {
-    const int paired = type == GGML_TYPE_IQ4_NL && order == ORDER_VEC_DOT;
+    const int paired = (type == GGML_TYPE_IQ4_NL || type == GGML_TYPE_MXFP4) && order == ORDER_VEC_DOT;
     const int64_t nb = k / 32;
     __m256 acc[2][MAX_ACT_ROWS];
     float summs[MAX_ACT_ROWS];
@@ -496,7 +507,7 @@ INLINE void chain_with_mins(const int type, const product_order order, const int
     UNROLL for (int r = 0; r < R; r++) out[r * ldo] = _mm_cvtss_f32(acc[r]) - _mm_cvtss_f32(_mm_movehdup_ps(acc[r]));
 }
 
-/* GEMV (and GEMM: a block is one step) of Q4_0 and IQ4_NL: acc = fma(isum, d d_y, acc).
+/* GEMV (and GEMM: a block is one step) of Q4_0, IQ4_NL and MXFP4: acc = fma(isum, d d_y, acc).
  * Several activation rows: their chains side by side in the lanes of one register; one
  * row: four blocks reduced together, then four chained fmas. */
 INLINE void chain_32(const int type, const product_order order, const int R, int64_t k, const void *w,
@@ -528,8 +539,11 @@ INLINE void chain_32(const int type, const product_order order, const int R, int
         UNROLL for (int q = 0; q < 4; q++) lanes_32(type, w, i + q, act, act_stride, 1, &lq[q]);
         const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(lq[0], lq[1]), _mm256_hadd_epi32(lq[2], lq[3]));
         __m128 t = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)));
-        __m128 sc = _mm_mul_ps(fp16_4(w, block_bytes(type), i, d_offset(type)),
-                               fp16_4(act, sizeof(block_q8_0), i, offsetof(block_q8_0, d)));
+        const __m128 d4 = type == GGML_TYPE_MXFP4       /* E8M0 scales: one by one */
+            ? _mm_set_ps(d_of(type, block_at(type, w, i + 3)), d_of(type, block_at(type, w, i + 2)),
+                         d_of(type, block_at(type, w, i + 1)), d_of(type, block_at(type, w, i)))
+            : fp16_4(w, block_bytes(type), i, d_offset(type));
+        __m128 sc = _mm_mul_ps(d4, fp16_4(act, sizeof(block_q8_0), i, offsetof(block_q8_0, d)));
         __m128 a0 = _mm_set_ss(acc);
         UNROLL for (int q = 0; q < 4; q++) {                   /* block i + q: lane q */
             a0 = _mm_fmadd_ss(t, sc, a0);
@@ -569,24 +583,6 @@ INLINE void chain_tiled(const int type, const product_order order, const int R, 
 
 /* ================================================================ 4. the kernel of each type and order */
 
-/* a kernel of sections 2 and 3: one weight row of `type` against R activation rows, in
- * `order` (which some kernels serve several of: IQ4_NL's vec_dot and tinyBLAS, gemv and gemm) */
-typedef void row_kernel(const int type, const product_order order, const int R, int64_t k, const void *w,
-                        const void *act, int64_t act_stride, float *out, int64_t ldo);
-
-/* the rows of one call, each through `kernel` specialised for R = n_act activation rows */
-INLINE void product_rows(row_kernel *kernel, const int type, const product_order order, const product_args *p) {
-    for (int j = 0; j < p->n_rows; j++) {
-        const void *w = (const char *)p->w + j * p->w_stride;
-        switch (p->n_act) {
-        case 1: kernel(type, order, 1, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
-        case 2: kernel(type, order, 2, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
-        case 3: kernel(type, order, 3, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
-        default: kernel(type, order, 4, p->k, w, p->act, p->act_stride, p->out + j, p->ldo); break;
-        }
-    }
-}
-
 static void vec_dot_f32_f32_avx2(const product_args *p) { product_rows(vec_dot_float, GGML_TYPE_F32, ORDER_VEC_DOT, p); }
 static void vec_dot_f16_f32_avx2(const product_args *p) { product_rows(vec_dot_float, GGML_TYPE_F16, ORDER_VEC_DOT, p); }
 static void vec_dot_bf16_f32_avx2(const product_args *p) { product_rows(vec_dot_float, GGML_TYPE_BF16, ORDER_VEC_DOT, p); }
@@ -597,6 +593,7 @@ static void vec_dot_q5_1_q8_1_avx2(const product_args *p) { product_rows(vec_dot
 static void vec_dot_q8_0_q8_0_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_Q8_0, ORDER_VEC_DOT, p); }
 static void vec_dot_iq4_nl_q8_0_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_IQ4_NL, ORDER_VEC_DOT, p); }
 static void tinyblas_iq4_nl_q8_0_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_IQ4_NL, ORDER_TINYBLAS, p); }
+static void vec_dot_mxfp4_q8_0_avx2(const product_args *p) { product_rows(vec_dot_32, GGML_TYPE_MXFP4, ORDER_VEC_DOT, p); }
 static void vec_dot_q2_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot_k, GGML_TYPE_Q2_K, ORDER_VEC_DOT, p); }
 static void vec_dot_q3_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot_k, GGML_TYPE_Q3_K, ORDER_VEC_DOT, p); }
 static void vec_dot_q4_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot_k, GGML_TYPE_Q4_K, ORDER_VEC_DOT, p); }
@@ -604,6 +601,7 @@ static void vec_dot_q5_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot
 static void vec_dot_q6_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot_k, GGML_TYPE_Q6_K, ORDER_VEC_DOT, p); }
 static void gemv_q4_0_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_Q4_0, ORDER_GEMV, p); }
 static void gemv_iq4_nl_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_IQ4_NL, ORDER_GEMV, p); }
+static void gemv_mxfp4_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_MXFP4, ORDER_GEMV, p); }
 static void gemv_q2_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q2_K, ORDER_GEMV, p); }
 static void gemm_q2_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q2_K, ORDER_GEMM, p); }
 static void gemv_q4_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q4_K, ORDER_GEMV, p); }
@@ -626,6 +624,7 @@ static product_fn vec_dot_avx2(int type) {
     case GGML_TYPE_Q5_1: return vec_dot_q5_1_q8_1_avx2;
     case GGML_TYPE_Q8_0: return vec_dot_q8_0_q8_0_avx2;
     case GGML_TYPE_IQ4_NL: return vec_dot_iq4_nl_q8_0_avx2;
+    case GGML_TYPE_MXFP4: return vec_dot_mxfp4_q8_0_avx2;
     case GGML_TYPE_Q2_K: return vec_dot_q2_K_q8_K_avx2;
     case GGML_TYPE_Q3_K: return vec_dot_q3_K_q8_K_avx2;
     case GGML_TYPE_Q4_K: return vec_dot_q4_K_q8_K_avx2;
@@ -636,6 +635,12 @@ static product_fn vec_dot_avx2(int type) {
 }
 
 product_fn fast_product(int type, product_order order) {
+    const product_fn codebook = fast_product_iq_grid(type, order);      /* quants_iq_grid_avx2.c */
+    if (codebook) return codebook;
+    const product_fn iq3 = fast_product_iq3(type, order);               /* quants_iq3_avx2.c */
+    if (iq3) return iq3;
+    const product_fn lowbit = fast_product_lowbit(type, order);         /* quants_lowbit_avx2.c */
+    if (lowbit) return lowbit;
     switch (order) {
     case ORDER_VEC_DOT: return vec_dot_avx2(type);
     case ORDER_TINYBLAS:                /* Q4_0, Q5_0 and Q8_0 sum as in their vec_dot */
@@ -646,6 +651,7 @@ product_fn fast_product(int type, product_order order) {
         switch (type) {
         case GGML_TYPE_Q4_0: return gemv_q4_0_q8_0_avx2;
         case GGML_TYPE_IQ4_NL: return gemv_iq4_nl_q8_0_avx2;
+        case GGML_TYPE_MXFP4: return gemv_mxfp4_q8_0_avx2;
         case GGML_TYPE_Q2_K: return order == ORDER_GEMM ? gemm_q2_K_q8_K_avx2 : gemv_q2_K_q8_K_avx2;
         case GGML_TYPE_Q4_K: return order == ORDER_GEMM ? gemm_q4_K_q8_K_avx2 : gemv_q4_K_q8_K_avx2;
         default: return NULL;

@@ -21,43 +21,8 @@
 
 const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                   1, 13, 25, 38, 53, 69, 89, 113};
-
-/* ================================================================ the integers of a block
- * Every kernel of ggml first forms exact integer dot products per block; what differs
- * between them is how those integers are grouped before they meet the float scales.
- * block_lanes_<type> computes them as ggml's x86 vec_dot kernels hold them -- 8 int32
- * lanes, lane l getting the products of the elements e with (e % 32) / 4 == l (each
- * 32-byte register of activation quants feeds 8 lanes of 4 bytes), sub-block scales
- * applied -- and, for repack's gemm, the same products by 64 elements.  The sums fit
- * int32 (|lane| < 2^27); ggml's instructions would wrap, and so do these (uint32). */
-struct block_lanes {
-    int32_t lane[8];     /* ggml's 8 integer lanes of the block's dot product */
-    int32_t part[4];     /* the same products summed by 64 elements (repack's gemm steps) */
-    int32_t min[8];      /* the min term in ggml's lanes: n_min of them, the rest 0 */
-    int n_min;           /* Q2_K 8 (groups 2l, 2l+1), Q4_K and Q5_K 4 (sub-blocks 2p, 2p+1) */
-    float d, dmin, m;    /* weight block: d; dmin (K-quants) or m (Q4_1, Q5_1) */
-    float d_y, s_y;      /* activation block: d, and Q8_1's s */
-};
-typedef struct block_lanes block_lanes;
-
-static inline int32_t wrapping_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
-
-/* the product v of element e with its activation, into its lane and its part */
-static inline void add_lane(block_lanes *b, int e, int32_t v) {
-    b->lane[(e % 32) / 4] = wrapping_add(b->lane[(e % 32) / 4], v);
-    b->part[e / 64 % 4] = wrapping_add(b->part[e / 64 % 4], v);
-}
-
-static inline int32_t sum_lanes(const int32_t v[8]) {
-    int32_t s = 0;
-    for (int l = 0; l < 8; l++) s = wrapping_add(s, v[l]);
-    return s;
-}
-
-/* _mm256 hsum of arch/x86/quants.c: halves added, then pairs, then the two */
-static inline float hsum8(const float a[8]) {
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
+/* the 16 E2M1 values (0 0.5 1 1.5 2 3 4 6 and negatives), doubled: ggml's kvalues_mxfp4 */
+const int8_t kvalues_mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 /* ================================================================ the float orders
  * of the kernels that take any type's lanes (ggml_order.c draws each) */
@@ -293,22 +258,49 @@ static block_lanes block_lanes_iq4_nl(const void *w, const void *act, int64_t i)
     return b;
 }
 
-/* ggml_vec_dot_iq4_nl_q8_0: even and odd blocks in two sets of lanes, hsum of their sum;
- * an odd last block alone, d (float) sum added after it, a scalar tail that GCC fuses
- * or not (add_scalar_tail) */
-static float vec_dot_iq4_nl_q8_0_ref(int64_t k, const void *w, const void *act) {
-    const int64_t nb = k / QK4_NL;
+/* ggml_vec_dot_iq4_nl_q8_0 and _mxfp4_q8_0: even and odd blocks in two sets of lanes, hsum
+ * of their sum; an odd last block alone, d (float) sum added after it, a scalar tail that
+ * GCC fuses or not (add_scalar_tail) */
+static float dot_paired(int64_t k, block_lanes_fn lanes_of, const void *w, const void *act) {
+    const int64_t nb = k / 32;
     float acc[2][8] = {{0}};
     for (int64_t i = 0; i < nb - nb % 2; i++) {
-        const block_lanes b = block_lanes_iq4_nl(w, act, i);
+        const block_lanes b = lanes_of(w, act, i);
         const float d = b.d_y * b.d;
         for (int l = 0; l < 8; l++) acc[i % 2][l] = fmaf(d, (float)b.lane[l], acc[i % 2][l]);
     }
     float both[8];
     for (int l = 0; l < 8; l++) both[l] = acc[0][l] + acc[1][l];
     if (nb % 2 == 0) return hsum8(both);
-    const block_lanes last = block_lanes_iq4_nl(w, act, nb - 1);
+    const block_lanes last = lanes_of(w, act, nb - 1);
     return add_scalar_tail(hsum8(both), last.d_y * last.d, (float)sum_lanes(last.lane));
+}
+
+static float vec_dot_iq4_nl_q8_0_ref(int64_t k, const void *w, const void *act) {
+    return dot_paired(k, block_lanes_iq4_nl, w, act);
+}
+
+/* ---------------------------------------------------------------- MXFP4: y = kvalues_mxfp4[q] * 2^(e - 128)
+ * IQ4_NL's packing and products with another table and an E8M0 scale (e8m0_to_fp32_half) */
+
+static void dequantize_row_mxfp4(const void *w, float *y, int64_t k) {
+    const block_mxfp4 *x = w;
+    for (int64_t i = 0; i < k / QK_MXFP4; i++, y += QK_MXFP4) {
+        const float d = e8m0_to_fp32_half(x[i].e);
+        for (int e = 0; e < QK_MXFP4; e++) y[e] = d * kvalues_mxfp4[q4_quant(x[i].qs, e)];
+    }
+}
+
+static block_lanes block_lanes_mxfp4(const void *w, const void *act, int64_t i) {
+    const block_mxfp4 *x = (const block_mxfp4 *)w + i;
+    const block_q8_0 *y = (const block_q8_0 *)act + i;
+    block_lanes b = {.d = e8m0_to_fp32_half(x->e), .d_y = fp16_to_fp32(y->d)};
+    for (int e = 0; e < QK_MXFP4; e++) add_lane(&b, e, kvalues_mxfp4[q4_quant(x->qs, e)] * y->qs[e]);
+    return b;
+}
+
+static float vec_dot_mxfp4_q8_0_ref(int64_t k, const void *w, const void *act) {
+    return dot_paired(k, block_lanes_mxfp4, w, act);
 }
 
 /* ================================================================ K-quants, 256-element super-blocks
@@ -660,6 +652,24 @@ static const type_traits ref_table[] = {
     {GGML_TYPE_Q4_K, QK_K, 144, GGML_TYPE_Q8_K, dequantize_row_q4_K, vec_dot_q4_K_q8_K_ref, block_lanes_q4_K, 4},
     {GGML_TYPE_Q5_K, QK_K, 176, GGML_TYPE_Q8_K, dequantize_row_q5_K, vec_dot_q5_K_q8_K_ref, block_lanes_q5_K, 1},
     {GGML_TYPE_Q6_K, QK_K, 210, GGML_TYPE_Q8_K, dequantize_row_q6_K, vec_dot_q6_K_q8_K_ref, block_lanes_q6_K, 1},
+    /* codebook i-quants (quants_iq_grid_ref.c) */
+    {GGML_TYPE_IQ2_XXS, QK_K, 66, GGML_TYPE_Q8_K, dequantize_row_iq2_xxs, vec_dot_iq2_xxs_q8_K_ref, block_lanes_iq2_xxs, 1},
+    {GGML_TYPE_IQ2_XS, QK_K, 74, GGML_TYPE_Q8_K, dequantize_row_iq2_xs, vec_dot_iq2_xs_q8_K_ref, block_lanes_iq2_xs, 1},
+    {GGML_TYPE_IQ2_S, QK_K, 82, GGML_TYPE_Q8_K, dequantize_row_iq2_s, vec_dot_iq2_s_q8_K_ref, block_lanes_iq2_s, 1},
+    {GGML_TYPE_IQ1_S, QK_K, 50, GGML_TYPE_Q8_K, dequantize_row_iq1_s, vec_dot_iq1_s_q8_K_ref, block_lanes_iq1_s, 1},
+    {GGML_TYPE_IQ1_M, QK_K, 56, GGML_TYPE_Q8_K, dequantize_row_iq1_m, vec_dot_iq1_m_q8_K_ref, block_lanes_iq1_m, 1},
+    {GGML_TYPE_MXFP4, QK_MXFP4, 17, GGML_TYPE_Q8_0, dequantize_row_mxfp4, vec_dot_mxfp4_q8_0_ref, block_lanes_mxfp4, 1},
+    /* ternary, NVFP4, Q1_0, Q2_0 (quants_lowbit_ref.c): llama.cpp runs their vec_dot for
+     * every product, so no lanes for the other orders */
+    {GGML_TYPE_TQ1_0, QK_K, 54, GGML_TYPE_Q8_K, dequantize_row_tq1_0, vec_dot_tq1_0_q8_K_ref, NULL, 0},
+    {GGML_TYPE_TQ2_0, QK_K, 66, GGML_TYPE_Q8_K, dequantize_row_tq2_0, vec_dot_tq2_0_q8_K_ref, NULL, 0},
+    {GGML_TYPE_NVFP4, QK_NVFP4, 36, GGML_TYPE_Q8_0, dequantize_row_nvfp4, vec_dot_nvfp4_q8_0_ref, NULL, 0},
+    {GGML_TYPE_Q1_0, QK1_0, 18, GGML_TYPE_Q8_0, dequantize_row_q1_0, vec_dot_q1_0_q8_0_ref, NULL, 0},
+    {GGML_TYPE_Q2_0, QK2_0, 18, GGML_TYPE_Q8_0, dequantize_row_q2_0, vec_dot_q2_0_q8_0_ref, NULL, 0},
+    /* IQ3_XXS, IQ3_S, IQ4_XS (quants_iq3_ref.c) */
+    {GGML_TYPE_IQ3_XXS, QK_K, 98, GGML_TYPE_Q8_K, dequantize_row_iq3_xxs, vec_dot_iq3_xxs_q8_K_ref, block_lanes_iq3_xxs, 1},
+    {GGML_TYPE_IQ3_S, QK_K, 110, GGML_TYPE_Q8_K, dequantize_row_iq3_s, vec_dot_iq3_s_q8_K_ref, block_lanes_iq3_s, 1},
+    {GGML_TYPE_IQ4_XS, QK_K, 136, GGML_TYPE_Q8_K, dequantize_row_iq4_xs, vec_dot_iq4_xs_q8_K_ref, block_lanes_iq4_xs, 1},
     /* activation-only types: sizes for pyggml_row_bytes, no kernels */
     {GGML_TYPE_Q8_1, QK8_1, 36, -1, NULL, NULL, NULL, 0},
     {GGML_TYPE_Q8_K, QK_K, 292, -1, NULL, NULL, NULL, 0},

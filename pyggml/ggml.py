@@ -48,6 +48,7 @@ class GGMLType(enum.IntEnum):
     MXFP4 = 39
     NVFP4 = 40
     Q1_0 = 41
+    Q2_0 = 42
 
 
 # (elements per block, bytes per block) -- ggml's blck_size and type_size.
@@ -63,7 +64,7 @@ TYPE_TRAITS: dict[GGMLType, tuple[int, int]] = {
     GGMLType.IQ1_S: (256, 50), GGMLType.IQ4_NL: (32, 18), GGMLType.IQ3_S: (256, 110),
     GGMLType.IQ2_S: (256, 82), GGMLType.IQ4_XS: (256, 136), GGMLType.IQ1_M: (256, 56),
     GGMLType.TQ1_0: (256, 54), GGMLType.TQ2_0: (256, 66), GGMLType.MXFP4: (32, 17),
-    GGMLType.NVFP4: (64, 36), GGMLType.Q1_0: (128, 18),
+    GGMLType.NVFP4: (64, 36), GGMLType.Q1_0: (128, 18), GGMLType.Q2_0: (64, 18),
 }
 
 

@@ -4,10 +4,13 @@ whole models (checked on a machine with a CUDA device; skipped, saying why, else
 On a GPU, every kernel is compared with the CPU reference it stands for:
     get_rows       == pyggml.quants.dequantize, bit for bit, for every type
     matmul         float64 product of the dequantized weights, within float32 summation error
-    rms_norm, rope, silu_mul, store_kv, attention   == pyggml.model.forward's numpy code
+    rms_norm, rope, silu_mul, store_kv, attention (also windowed), scale, add, softcap
+                   == pyggml.model.forward's numpy code
+    gelu_mul       == numerics.gelu_mul, bit for bit (the same fp16 table)
 and models split at n_gpu_layers 8 / -1 match the same split with the GPU's arithmetic done
 on the CPU in float64 (tools/gpu_check.py explains the bounds; it also measures speed).
 """
+import dataclasses
 import gc
 import os
 import re
@@ -22,7 +25,7 @@ import pytest
 from pyggml.backends import cuda, native
 from pyggml.errors import BackendError
 from pyggml.ggml import TYPE_TRAITS, GGMLType
-from pyggml.model import forward
+from pyggml.model import forward, numerics
 from pyggml.model.arch import ROPE_NEOX, ROPE_NORM, Rope
 from pyggml.model.hparams import HParams
 from pyggml.model.weights import QMatrix
@@ -98,7 +101,7 @@ def test_product_kernels_keep_decoded_blocks_in_registers(compiled):
     _, report = compiled
     frames = re.findall(
         r"Function properties for (_Z\d+matmul_kernel\w+)\n\s*(\d+) bytes stack frame", report)
-    assert len(frames) == 14                       # one instance per supported type
+    assert len(frames) == len(TYPES)               # one instance per supported type
     assert all(int(size) == 0 for _, size in frames), frames
 
 
@@ -106,7 +109,12 @@ def test_product_kernels_keep_decoded_blocks_in_registers(compiled):
 FP16_FIELDS = {GGMLType.Q4_0: [0], GGMLType.Q4_1: [0, 2], GGMLType.Q5_0: [0],
                GGMLType.Q5_1: [0, 2], GGMLType.Q8_0: [0], GGMLType.IQ4_NL: [0],
                GGMLType.Q2_K: [80, 82], GGMLType.Q3_K: [108], GGMLType.Q4_K: [0, 2],
-               GGMLType.Q5_K: [0, 2], GGMLType.Q6_K: [208]}
+               GGMLType.Q5_K: [0, 2], GGMLType.Q6_K: [208], GGMLType.IQ2_XXS: [0],
+               GGMLType.IQ2_XS: [0], GGMLType.IQ2_S: [0], GGMLType.IQ1_S: [0],
+               GGMLType.IQ1_M: [],     # IQ1_M: d is in the scales' top nibbles (random_rows)
+               GGMLType.IQ3_XXS: [0], GGMLType.IQ3_S: [0], GGMLType.IQ4_XS: [0],
+               GGMLType.TQ1_0: [52], GGMLType.TQ2_0: [64], GGMLType.Q1_0: [0], GGMLType.Q2_0: [0],
+               GGMLType.MXFP4: [], GGMLType.NVFP4: []}   # their E8M0 / UE4M3 scales: any byte
 TYPES = [GGMLType.F32, GGMLType.F16, GGMLType.BF16, *FP16_FIELDS]
 
 
@@ -126,6 +134,8 @@ def random_rows(ggml_type: GGMLType, n_rows: int, k: int, seed: int) -> np.ndarr
     for offset in FP16_FIELDS[ggml_type]:
         scale = rng.uniform(-0.02, 0.02, blocks.shape[:2]).astype(np.float16)
         blocks[:, :, offset:offset + 2] = scale.view(np.uint8).reshape(*blocks.shape[:2], 2)
+    if ggml_type == GGMLType.IQ1_M:          # d's exponent below 31 (finite): its bit 14
+        blocks[:, :, 55] &= 0xBF
     return blocks.reshape(n_rows, -1)
 
 
@@ -164,7 +174,11 @@ int main(int argc, char **argv) {
             CASE(GGML_TYPE_F32) CASE(GGML_TYPE_F16) CASE(GGML_TYPE_BF16) CASE(GGML_TYPE_Q4_0)
             CASE(GGML_TYPE_Q4_1) CASE(GGML_TYPE_Q5_0) CASE(GGML_TYPE_Q5_1) CASE(GGML_TYPE_Q8_0)
             CASE(GGML_TYPE_IQ4_NL) CASE(GGML_TYPE_Q2_K) CASE(GGML_TYPE_Q3_K) CASE(GGML_TYPE_Q4_K)
-            CASE(GGML_TYPE_Q5_K) CASE(GGML_TYPE_Q6_K)
+            CASE(GGML_TYPE_Q5_K) CASE(GGML_TYPE_Q6_K) CASE(GGML_TYPE_IQ2_XXS)
+            CASE(GGML_TYPE_IQ2_XS) CASE(GGML_TYPE_IQ2_S) CASE(GGML_TYPE_IQ1_S) CASE(GGML_TYPE_IQ1_M)
+            CASE(GGML_TYPE_IQ3_XXS) CASE(GGML_TYPE_IQ3_S) CASE(GGML_TYPE_IQ4_XS)
+            CASE(GGML_TYPE_TQ1_0) CASE(GGML_TYPE_TQ2_0) CASE(GGML_TYPE_MXFP4) CASE(GGML_TYPE_NVFP4)
+            CASE(GGML_TYPE_Q1_0) CASE(GGML_TYPE_Q2_0)
             default: return 5;
         }
         fwrite(out.data(), sizeof(float), k, stdout);
@@ -319,19 +333,42 @@ class NumpyCudaLib:
         return 0
 
     def pyggml_cuda_attention(self, q, k_cache, v_cache, out, pos0, n_tok, n_head, n_head_kv,
-                              head_dim, scale):
+                              head_dim, scale, window):
         n_kv, shape = pos0 + n_tok, (pos0 + n_tok, n_head_kv, head_dim)
         keys = self._view(k_cache, n_kv, n_head_kv * head_dim, np.float16).reshape(shape)
         values = self._view(v_cache, n_kv, n_head_kv * head_dim, np.float16).reshape(shape)
         queries = self._view(q, n_tok, n_head * head_dim, np.float32).reshape(
             n_tok, n_head, head_dim)
         self._view(out, n_tok, n_head * head_dim, np.float32)[...] = forward.attention(
-            queries, keys, values, pos0, scale)
+            queries, keys, values, pos0, scale, window)
         return 0
 
     def pyggml_cuda_silu_mul(self, gate, up, out, n):
         g, u = self._view(gate, 1, n, np.float32).copy(), self._view(up, 1, n, np.float32)
         self._view(out, 1, n, np.float32)[...] = forward.silu_mul(g, u)
+        return 0
+
+    def pyggml_cuda_gelu_mul(self, gate, up, out, n, table):
+        # the device table must be numerics' (the CPU's): uploaded by CudaDevice, read here
+        np.testing.assert_array_equal(self._view(table, 1, 1 << 16, np.uint16)[0],
+                                      numerics.gelu_table().view(np.uint16))
+        g, u = self._view(gate, 1, n, np.float32).copy(), self._view(up, 1, n, np.float32)
+        self._view(out, 1, n, np.float32)[...] = numerics.gelu_mul(g, u)
+        return 0
+
+    def pyggml_cuda_scale(self, x, n, s):
+        v = self._view(x, 1, n, np.float32)
+        v *= np.float32(s)
+        return 0
+
+    def pyggml_cuda_add(self, x, y, n):
+        v = self._view(x, 1, n, np.float32)
+        v += self._view(y, 1, n, np.float32)
+        return 0
+
+    def pyggml_cuda_softcap(self, x, n, cap):
+        v = self._view(x, 1, n, np.float32)
+        v[...] = forward.softcap(v.copy(), cap)
         return 0
 
 
@@ -351,7 +388,11 @@ def float_reference(path, n_gpu_layers):
     return gpu_check.load(path, n_gpu_layers, "simulated")
 
 
-@pytest.mark.parametrize("name", ["qwen2-tiny-q4_k_m", "smollm2-q4_1"])   # NEOX + biases, NORM
+# NEOX + biases, NORM; and every optional step of a BlockSpec: q/k norms and n_embd_q
+# (qwen3), post-norms, GeGLU, Q's pre-scale, a sliding window and local rope (gemma3),
+# a soft-capped head (gemma3-softcap), fused tensors' row views and LongRoPE (phi3)
+@pytest.mark.parametrize("name", ["qwen2-tiny-q4_k_m", "smollm2-q4_1", "qwen3-q4_k_m",
+                                  "gemma3-q4_k_m", "gemma3-softcap-q4_k_m", "phi3-q4_k_m"])
 def test_cuda_device_on_a_numpy_stand_in_reproduces_the_float_reference(numpy_cuda, model_path,
                                                                           name):
     path = model_path(name)
@@ -359,7 +400,7 @@ def test_cuda_device_on_a_numpy_stand_in_reproduces_the_float_reference(numpy_cu
     for n_gpu_layers in (1, -1):
         model = gpu_check.load(path, n_gpu_layers, "cuda")
         assert isinstance(model.gpu, cuda.CudaDevice)
-        ids = ids or model.tokenize(gpu_check.PROMPT)[:24]
+        ids = ids or model.tokenize(gpu_check.PROMPT * 2)[:40]    # past gemma3's window of 32
         reference = float_reference(path, n_gpu_layers)
         np.testing.assert_array_equal(model.logits(ids), reference.logits(ids))
         for token in ids[:2]:                                          # decode steps after it
@@ -403,11 +444,23 @@ def test_cuda_device_reserve_and_allocation_failures_name_bytes(numpy_cuda, mode
         device.empty((1 << 21,), np.uint8, "too much")
 
 
+def test_cuda_device_refuses_a_step_it_lacks_by_name(numpy_cuda, model_path, monkeypatch):
+    """CudaDevice runs every optional step; were one missing (qk_norm taken away here), a
+    layer that takes it is refused at upload, naming the field, before anything is
+    allocated."""
+    import pyggml
+    from pyggml.runtime import Model
+    monkeypatch.setattr(cuda.CudaDevice, "steps", cuda.CudaDevice.steps - {"qk_norm"})
+    with pytest.raises(BackendError, match=re.escape("qk_norm=True")):
+        Model(pyggml.open(model_path("qwen3-q4_k_m")), n_ctx=gpu_check.N_CTX, n_gpu_layers=1)
+    assert numpy_cuda.used == 0
+
+
 # ----------------------------------------------------------------------------- on a GPU
 
 HP = HParams(arch="qwen2", n_vocab=512, n_ctx_train=512, n_embd=256, n_layer=2, n_head=8,
              n_head_kv=2, n_ff=512, head_dim=32, n_rot=32, rope_base=10000.0, rms_eps=1e-6)
-BLOCK = HP.block(qkv_bias=True)
+BLOCK = HP.block(0, qkv_bias=True)
 
 
 @pytest.fixture(scope="module")
@@ -498,6 +551,30 @@ def test_silu_mul_matches_numpy(gpu):
 
 
 @pytest.mark.gpu
+def test_gelu_mul_equals_ggml_geglu_exactly(gpu):
+    """The table is the CPU's (numerics.gelu_table), looked up by the same fp16 rounding."""
+    rng = np.random.default_rng(7)
+    gate, up = rng.standard_normal((2, 3, 512), dtype=np.float32) * 6      # both sides of +-10
+    out = gpu.empty(gate.shape, np.float32, "out")
+    gpu.gelu_mul(gpu.upload(gate, "gate"), gpu.upload(up, "up"), out)
+    np.testing.assert_array_equal(gpu.download(out), numerics.gelu_mul(gate, up))
+
+
+@pytest.mark.gpu
+def test_scale_add_and_softcap(gpu):
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((2, 5, 300), dtype=np.float32) * 20
+    dev = gpu.upload(x, "x")
+    gpu.scale(dev, 0.0625)
+    np.testing.assert_array_equal(gpu.download(dev), x * np.float32(0.0625))
+    gpu.add(dev, gpu.upload(y, "y"))
+    np.testing.assert_array_equal(gpu.download(dev), x * np.float32(0.0625) + y)
+    logits = gpu.upload(x, "logits")
+    gpu.softcap(logits, 5.0)                        # CUDA's tanhf: within 2 ulp of glibc's
+    np.testing.assert_allclose(gpu.download(logits), forward.softcap(x, 5.0), rtol=1e-6, atol=0)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("pos0, n_tok", [(0, 1), (0, 7), (20, 1), (20, 6), (600, 3)])
 def test_kv_store_and_causal_gqa_attention(gpu, pos0, n_tok):
     hp, n_ctx = HP, 640
@@ -520,6 +597,10 @@ def test_kv_store_and_causal_gqa_attention(gpu, pos0, n_tok):
     np.testing.assert_array_equal(gpu.download(layer.k_cache).reshape(k_cache.shape), k_cache)
     np.testing.assert_array_equal(gpu.download(layer.v_cache).reshape(v_cache.shape), v_cache)
     expected = forward.attention(q, k_cache, v_cache, pos0, BLOCK.attn_scale)
+    np.testing.assert_allclose(gpu.download(out), expected, rtol=1e-5, atol=1e-5)
+    windowed = dataclasses.replace(layer, block=dataclasses.replace(BLOCK, window=5))
+    gpu.attention(windowed, gpu.upload(q.reshape(n_tok, -1), "q"), out, pos0)
+    expected = forward.attention(q, k_cache, v_cache, pos0, BLOCK.attn_scale, window=5)
     np.testing.assert_allclose(gpu.download(out), expected, rtol=1e-5, atol=1e-5)
 
 

@@ -427,7 +427,7 @@ def test_bad_arguments_raise_typed_errors(build):
     with pytest.raises(UnsupportedTypeError):
         cpu_c.matmul_q8(G.Q8_K, W, xq, out)              # an activation type is no weight type
     with pytest.raises(UnsupportedTypeError):
-        cpu_c.matmul_q8(G.IQ2_XXS, W, xq, out)
+        cpu_c.matmul_q8(G.I32, W, xq, out)                # plain numbers: no product
     with pytest.raises(UsageError, match="uint8"):
         cpu_c.matmul_q8(G.Q4_K, W.view(np.int8), xq, out)
     with pytest.raises(UsageError, match="multiple of 144"):
@@ -461,7 +461,7 @@ def test_c_entry_points_refuse_bad_arguments_without_writing(build):
         == lib.PYGGML_ERR_INDEX
     assert lib.pyggml_dequantize_rows(int(G.Q4_K), ffi.from_buffer(W), 144, 4, ffi.NULL, 2, 200, o, 256) \
         == lib.PYGGML_ERR_SHAPE
-    assert lib.pyggml_dequantize_rows(int(G.IQ2_XXS), ffi.from_buffer(W), 144, 4, ffi.NULL, 2, 256, o, 256) \
+    assert lib.pyggml_dequantize_rows(int(G.I32), ffi.from_buffer(W), 144, 4, ffi.NULL, 2, 256, o, 256) \
         == lib.PYGGML_ERR_TYPE
     assert not out.any()
     act = ffi.new("char[]", 2 * 292)

@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/bench_kernels.py            # everything, a few minutes
     .venv/bin/python tools/bench_kernels.py --quick    # fewer types and repeats
+    .venv/bin/python tools/bench_kernels.py --sections decode --types IQ2_XXS,Q4_K
 
 In one run, medians of several repeats:
   1. read bandwidth of the machine, 1 and 2 threads (numpy sums of a 512 MiB array,
@@ -42,11 +43,14 @@ DECODE_SHAPES = [(8960, 1536), (1536, 8960), (151936, 1536)]
 PREFILL_SHAPES = [(1536, 1536), (8960, 1536), (1536, 8960)]
 SMALL_SHAPES = [(576, 576, G.Q4_1), (576, 576, G.Q8_0), (1536, 576, G.Q4_1), (576, 1536, G.Q4_K),
                 (576, 1536, G.Q6_K), (49152, 576, G.Q8_0)]
-DECODE_TYPES = [G.Q4_K, G.Q3_K, G.Q6_K, G.Q5_K, G.Q8_0, G.Q4_1, G.Q4_0, G.Q5_0, G.IQ4_NL, G.Q2_K]
+DECODE_TYPES = [G.Q4_K, G.Q3_K, G.Q6_K, G.Q5_K, G.Q8_0, G.Q4_1, G.Q4_0, G.Q5_0, G.IQ4_NL, G.Q2_K,
+                G.IQ2_XXS, G.IQ2_XS, G.IQ2_S, G.IQ1_S, G.IQ1_M, G.IQ4_XS, G.IQ3_S, G.IQ3_XXS]
 QUICK_TYPES = [G.Q4_K, G.Q3_K, G.Q6_K, G.Q8_0, G.Q4_1]
 FP16_FIELDS = {G.Q4_0: [0], G.Q4_1: [0, 2], G.Q5_0: [0], G.Q5_1: [0, 2], G.Q8_0: [0],
                G.IQ4_NL: [0], G.Q2_K: [80, 82], G.Q3_K: [108], G.Q4_K: [0, 2], G.Q5_K: [0, 2],
-               G.Q6_K: [208]}
+               G.Q6_K: [208], G.IQ2_XXS: [0], G.IQ2_XS: [0], G.IQ2_S: [0], G.IQ1_S: [0],
+               G.IQ1_M: [],       # IQ1_M's d is in its scale words' top nibbles: random_weights
+               G.IQ4_XS: [0], G.IQ3_S: [0], G.IQ3_XXS: [0]}
 
 
 def median_time(fn, repeats: int) -> float:
@@ -65,6 +69,8 @@ def random_weights(t: G, n: int, k: int, rng) -> np.ndarray:
     for offset in FP16_FIELDS[t]:
         scale = rng.uniform(-0.01, 0.01, (n, k // block_size, 1)).astype(np.float16)
         blocks[:, :, offset:offset + 2] = scale.view(np.uint8)
+    if t == G.IQ1_M:                    # d's exponent bits 14 and 13 cleared: a small finite d
+        blocks[:, :, 55] &= 0x9F
     return blocks.reshape(n, -1)
 
 
@@ -287,9 +293,12 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer types and repeats")
     parser.add_argument("--no-ggml", action="store_true", help="skip the ggml side")
     parser.add_argument("--sections", default="decode,small,prefill,model")
+    parser.add_argument("--types", help="comma-separated ggml type names (decode, prefill)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     types = QUICK_TYPES if args.quick else DECODE_TYPES
+    if args.types:
+        types = [G[name] for name in args.types.upper().split(",")]
     print(f"pyggml C kernels: {cpu_c.description()}")
     ggml = None
     if not args.no_ggml:

@@ -5,7 +5,14 @@ It takes byte arrays and shapes and knows nothing of files.  Types and where the
     floats.py    F32 F16 BF16
     legacy.py    Q4_0 Q4_1 Q5_0 Q5_1 Q8_0          (fast kernels: legacy_numba.py)
     k.py         Q2_K Q3_K Q4_K Q5_K Q6_K          (fast kernels: k_numba.py)
-    iq.py        IQ4_NL                            (fast kernels: legacy_numba.py)
+    iq.py        IQ4_NL IQ4_XS                     (fast kernels: legacy_numba.py, iq_numba.py)
+    iq3.py       IQ3_XXS IQ3_S                     (fast kernels: iq_numba.py)
+    ternary.py   TQ1_0 TQ2_0                       (fast kernels: ternary_numba.py)
+    fp4.py       MXFP4 NVFP4                       (fast kernels: legacy_numba.py, lowbit_numba.py)
+    lowbit.py    Q1_0 Q2_0                         (fast kernels: lowbit_numba.py)
+    ints.py      I8 I16 I32 I64 F64                (read and dequantized; no product, no quantizer)
+    iq_grid.py   IQ2_XXS IQ2_XS IQ2_S IQ1_S IQ1_M  (fast kernels: iq_grid_numba.py; grids:
+                                                    iq_grid_points.py)
     q8.py        Q8_K Q8_1 (and Q8_0's numba quantizers): the activation formats
 
 Public API (docs/quant-formats.md explains the formats):
@@ -15,6 +22,8 @@ Public API (docs/quant-formats.md explains the formats):
     dequantize(ggml_type, raw, shape) -> float32 ndarray of `shape`           (numba)
     dequantize_rows(ggml_type, W, rows, n_per_row) -> float32 (len(rows), K)  (numba)
     quantize(ggml_type, x (..., K)) -> uint8 (..., row_bytes)    bytes identical to llama.cpp
+    quantize_stored(ggml_type, src_type, W (N, row_bytes)) -> uint8   the same, from rows as
+                                                      a file stores them (one pass from floats)
     vec_dot_type(ggml_type) -> GGMLType               Q8_K / Q8_0 / Q8_1 / F32 / F16 / BF16
     quantize_activations(x (T, K), vec_dot_type) -> uint8 (T, act_row_bytes)
     matmul_q8(ggml_type, W (N, row_bytes), xq, out (T, N))    out[t, n] = vec_dot(W[n], xq[t])
@@ -32,20 +41,30 @@ from ..errors import UnsupportedTypeError, UsageError
 from ..ggml import GGMLType, type_name
 from .base import QuantType
 from .floats import BF16, F16, F32
-from .iq import IQ4_NL
+from .fp4 import MXFP4, NVFP4
+from .ints import F64, I8, I16, I32, I64
+from .iq import IQ4_NL, IQ4_XS
+from .iq3 import IQ3_S, IQ3_XXS
+from .iq_grid import IQ1_M, IQ1_S, IQ2_S, IQ2_XS, IQ2_XXS
 from .jit import announce_compile
 from .k import Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
 from .legacy import Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+from .lowbit import Q1_0, Q2_0
 from .q8 import Q8_1, Q8_K, quantize_activations_q8_0
+from .ternary import TQ1_0, TQ2_0
 
-__all__ = ["QuantType", "TYPES", "get", "dequantize", "dequantize_rows", "quantize", "vec_dot_type",
-           "quantize_activations", "matmul_q8", "matmul", "matmul_exact", "supported_types"]
+__all__ = ["QuantType", "TYPES", "get", "dequantize", "dequantize_rows", "quantize", "quantize_stored",
+           "vec_dot_type", "quantize_activations", "matmul_q8", "matmul", "matmul_exact",
+           "supported_types"]
 
 # Weight types: what a GGUF tensor may use.  Activation formats are listed apart: they
 # have reference code (and Q8_0 is both), but no product of their own.
 TYPES: dict[GGMLType, type[QuantType]] = {
     cls.ggml_type: cls for cls in (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-                                   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL)}
+                                   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
+                                   IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M,
+                                   IQ4_XS, IQ3_XXS, IQ3_S, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0,
+                                   I8, I16, I32, I64, F64)}
 ACTIVATION_TYPES: dict[GGMLType, type[QuantType]] = {
     cls.ggml_type: cls for cls in (Q8_K, Q8_0, Q8_1, F32, F16, BF16)}
 
@@ -151,9 +170,13 @@ def dequantize_rows(ggml_type: int, W: np.ndarray, rows, n_per_row: int) -> np.n
 
 # ---------------------------------------------------------------------- encoding
 
-def quantize(ggml_type: int, x: np.ndarray) -> np.ndarray:
-    """float32 (..., K) -> uint8 (..., row_bytes), byte for byte what llama.cpp's reference
-    quantizer (quantize_row_<type>_ref, or quantize_iq4_nl) writes without an imatrix."""
+def quantize(ggml_type: int, x: np.ndarray, imatrix: np.ndarray | None = None) -> np.ndarray:
+    """float32 (..., K) -> uint8 (..., row_bytes), byte for byte what llama.cpp's quantizer
+    (ggml_quantize_chunk) writes: without an imatrix its reference quantizer
+    (quantize_row_<type>_ref, or quantize_iq4_nl); with imatrix, float32 (K,) the importance
+    of each column (llama.cpp's quant_weights, read from an imatrix file), ggml's weighted
+    quantizer of the type (types whose quantizer ignores it give the same bytes; types for
+    which pyggml has no weighted quantizer refuse it)."""
     cls = _weight_type(ggml_type)
     if not cls.has_quantizer():
         raise UnsupportedTypeError(f"pyggml has no quantizer for {cls.name}")
@@ -164,9 +187,52 @@ def quantize(ggml_type: int, x: np.ndarray) -> np.ndarray:
     if not np.isfinite(x).all():
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
         raise UsageError(f"quantize: cannot quantize to {cls.name}: x{list(bad)} is {x[bad]}")
+    if imatrix is not None:
+        imatrix = np.ascontiguousarray(imatrix, dtype=np.float32).reshape(-1)
+        if imatrix.size != x.shape[-1] or not np.isfinite(imatrix).all():
+            raise UsageError(f"quantize: imatrix must hold {x.shape[-1]} finite numbers (one per "
+                             f"column), got {imatrix.size}")
+        if cls.imatrix is None:
+            raise UnsupportedTypeError(f"pyggml has no importance-matrix quantizer for {cls.name}")
+        if cls.imatrix == "ignored":
+            imatrix = None
     rows = x.reshape(-1, x.shape[-1])
-    out = cls.quantize_fast(_readonly(rows)) if rows.size else np.empty((0, 0), np.uint8)
+    if not rows.size:
+        out = np.empty((0, 0), np.uint8)
+    elif imatrix is None:
+        out = cls.quantize_fast(_readonly(rows))
+    else:
+        out = cls.quantize_fast(_readonly(rows), _readonly(imatrix))
     return out.reshape(x.shape[:-1] + (x.shape[-1] // cls.block_size * cls.type_size,))
+
+
+def quantize_stored(ggml_type: int, src_type: int, W: np.ndarray,
+                    imatrix: np.ndarray | None = None) -> np.ndarray:
+    """Rows as a file stores them, W uint8 (N, row_bytes) of src_type, quantized to
+    ggml_type: ``quantize(ggml_type, dequantize_rows(src_type, W, ...), imatrix)``, the
+    same bytes.  From F32, F16 or BF16 to a type of quantize_numba.py's (the K-quants,
+    the legacy types, IQ4_NL) in one pass, each row decoded just before it is quantized
+    (no float32 copy of W); otherwise through float32 rows."""
+    from . import quantize_numba
+    src, cls = _weight_type(src_type), _weight_type(ggml_type)
+    k = _byte_rows(src, W, "quantize_stored")
+    fused = (cls.quantize_kernel is quantize_numba.quantize_rows and src in (F32, F16, BF16)
+             and (imatrix is None or cls.imatrix is not None))
+    if not fused or not W.shape[0]:
+        return quantize(ggml_type, dequantize_rows(src_type, W, np.arange(W.shape[0]), k), imatrix)
+    _row_length(cls, k, "quantize_stored")
+    if imatrix is not None:
+        imatrix = np.ascontiguousarray(imatrix, dtype=np.float32).reshape(-1)
+        if imatrix.size != k or not np.isfinite(imatrix).all():
+            raise UsageError(f"quantize_stored: imatrix must hold {k} finite numbers (one per "
+                             f"column), got {imatrix.size}")
+    out, bad = quantize_numba.quantize_stored(cls, src, _readonly(W), imatrix)
+    if bad >= 0:
+        x = dequantize_rows(src_type, W, np.array([bad]), k)[0]
+        column = int(np.flatnonzero(~np.isfinite(x))[0])
+        raise UsageError(f"quantize_stored: cannot quantize to {cls.name}: row {bad}, column "
+                         f"{column} is {x[column]}")
+    return out
 
 
 # ---------------------------------------------------------------------- products

@@ -40,6 +40,14 @@ class QuantType:
     dequant_kernel = None           # (ggml_type, W uint8 (n_rows, row_bytes), rows int64, out f32)
     matmul_kernel = None            # family driver: (ggml_type, W, activation views..., out)
     quantize_kernel = None          # numba quantizer, where quantize_fast has one
+    # What llama.cpp's quantizer of the type does with an importance matrix (its
+    # quant_weights: one float per column of a row): "weights" (it weighs the search for
+    # scales and quants: quantize_blocks(x, quant_weights) does the same), "ignored" (the
+    # type's quantizer has no use for one: the bytes do not change), "fast" (it weighs, but
+    # only the fast layer, quantize_fast, has ggml's weighted quantizer: the numpy
+    # reference refuses quant_weights), or None (pyggml does not implement ggml's weighted
+    # quantizer of the type: quantize() refuses one).
+    imatrix: str | None = None
 
     def __init_subclass__(cls, ggml_type: GGMLType | None = None, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -62,8 +70,10 @@ class QuantType:
         return cls.dequantize_blocks(blocks)
 
     @classmethod
-    def quantize_ref(cls, x: np.ndarray) -> np.ndarray:
-        """float32 (n_blocks, block_size) -> uint8 (n_blocks, type_size), like ggml's *_ref."""
+    def quantize_ref(cls, x: np.ndarray, quant_weights: np.ndarray | None = None) -> np.ndarray:
+        """float32 (n_blocks, block_size) -> uint8 (n_blocks, type_size), like ggml's *_ref;
+        with quant_weights (n_blocks, block_size), the importance of each weight (the
+        imatrix entries of its column), like ggml's quantize_<type> given an imatrix."""
         if cls.quantize_blocks is None:
             raise UnsupportedTypeError(f"pyggml has no quantizer for {cls.name}")
         x = np.asarray(x)
@@ -73,7 +83,16 @@ class QuantType:
         if not np.isfinite(x).all():
             bad = int(np.flatnonzero(~np.isfinite(x.ravel()))[0])
             raise UsageError(f"cannot quantize to {cls.name}: element {bad} is {x.ravel()[bad]}")
-        return cls.quantize_blocks(x)
+        if quant_weights is None or cls.imatrix == "ignored":
+            return cls.quantize_blocks(x)
+        if cls.imatrix != "weights":
+            where = " in its numpy reference (quantize() has one)" if cls.imatrix == "fast" else ""
+            raise UnsupportedTypeError(f"pyggml has no importance-matrix quantizer for {cls.name}{where}")
+        quant_weights = np.asarray(quant_weights, dtype=np.float32)
+        if quant_weights.shape != x.shape:
+            raise UsageError(f"{cls.name}.quantize_ref: quant_weights must have x's shape "
+                             f"{x.shape}, got {quant_weights.shape}")
+        return cls.quantize_blocks(x, quant_weights)
 
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
@@ -93,10 +112,12 @@ class QuantType:
         cls.dequant_kernel(int(cls.ggml_type), W, rows, out)
 
     @classmethod
-    def quantize_fast(cls, x: np.ndarray) -> np.ndarray:
-        """float32 (n_rows, K) -> uint8 (n_rows, row_bytes); the reference unless a type has more."""
+    def quantize_fast(cls, x: np.ndarray, imatrix: np.ndarray | None = None) -> np.ndarray:
+        """float32 (n_rows, K) -> uint8 (n_rows, row_bytes), with an optional imatrix
+        float32 (K,); the reference unless a type has more."""
         n_rows, k = x.shape
-        blocks = cls.quantize_ref(x.reshape(-1, cls.block_size))
+        weights = None if imatrix is None else np.broadcast_to(imatrix, x.shape).reshape(-1, cls.block_size)
+        blocks = cls.quantize_ref(x.reshape(-1, cls.block_size), weights)
         return blocks.reshape(n_rows, k // cls.block_size * cls.type_size)
 
 
@@ -124,6 +145,13 @@ def fp16_round(values: np.ndarray) -> np.ndarray:
 def nearest_int(x: np.ndarray) -> np.ndarray:
     """ggml's nearest_int: the 1.5*2^23 magic-number trick, i.e. round half to even."""
     return np.rint(x).astype(np.int32)
+
+
+def roundf(x: np.ndarray) -> np.ndarray:
+    """C's roundf / lroundf of float32 values: halves away from zero (np.rint rounds them
+    to even), as int64; exact in float64, where x + 0.5 cannot round."""
+    v = np.asarray(x).astype(np.float64)
+    return (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int64)
 
 
 def seq_sum(a: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ class FloatType(QuantType):
     view_dtype = np.float32
     dequant_kernel = fast.dequantize_rows
     matmul_kernel = fast.matmul_float
+    imatrix = "ignored"                 # ggml converts floats without one
 
     @classmethod
     def dequantize_blocks(cls, blocks):
@@ -50,7 +51,7 @@ class FloatType(QuantType):
         fast.matmul_float(int(cls.ggml_type), W.view(cls.view_dtype), xq.view(cls.view_dtype), out)
 
     @classmethod
-    def quantize_fast(cls, x):
+    def quantize_fast(cls, x, imatrix=None):
         return cls.quantize_blocks(x)
 
 

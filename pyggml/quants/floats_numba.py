@@ -1,4 +1,5 @@
-"""Fast layer of the float types F32, F16, BF16 (reference and layouts: ``floats.py``).
+"""Fast layer of the float types F32, F16, BF16 (reference and layouts: ``floats.py``), and
+the dequantization of the plain numbers of ``ints.py`` (I8 .. I64, F64).
 
 numba sees the stored numbers as float32 (F32) or as uint16 bit patterns (F16, BF16);
 ``kind`` is the ggml type id:
@@ -25,14 +26,19 @@ BF16 = int(GGMLType.BF16)
 
 def decode(bf16, v):
     """Stored numbers -> float32: v is a float32 (F32) or uint16 bits (F16, or BF16 if
-    bf16), a scalar or a Vector of them."""
+    bf16), a scalar or a Vector of them; or a plain number of ints.py (float64, signed
+    integers), rounded to the nearest float32 as C converts it."""
 
 
 @overload(decode, inline="always")
 def _decode(bf16, v):
     dtype = v.dtype if isinstance(v, Vector) else v
-    if isinstance(dtype, types.Float):
+    if dtype == types.float32:
         return lambda bf16, v: v
+    if isinstance(dtype, types.Float) or (isinstance(dtype, types.Integer) and dtype.signed):
+        if isinstance(v, Vector):
+            return lambda bf16, v: convert(v, np.float32)
+        return lambda bf16, v: np.float32(v)
     if isinstance(v, Vector):
         def from_bits(bf16, v):
             if bf16:

@@ -255,14 +255,18 @@ def _lanewise(name):
     def op(typingctx, a, b):
         if not isinstance(a, Vector) or not (b == a or isinstance(b, types.Number)):
             return None
+        if name == "div" and not isinstance(a.dtype, types.Float):
+            return None
 
         def codegen(context, builder, sig, args):
             x, y = args
             if not isinstance(sig.args[1], Vector):          # a scalar: every lane
                 y = _splat_ir(builder, x.type, context.cast(builder, y, sig.args[1], a.dtype))
             if isinstance(a.dtype, types.Float):
-                return {"add": builder.fadd, "sub": builder.fsub, "mul": builder.fmul}[name](x, y)
-            shift_right = builder.ashr if a.dtype.signed else builder.lshr
+                return {"add": builder.fadd, "sub": builder.fsub, "mul": builder.fmul,
+                        "div": builder.fdiv}[name](x, y)
+            # (lane masks, Vector(boolean), take the logical operations: & | ^)
+            shift_right = builder.ashr if getattr(a.dtype, "signed", False) else builder.lshr
             return {"add": builder.add, "sub": builder.sub, "mul": builder.mul, "and": builder.and_,
                     "or": builder.or_, "xor": builder.xor, "shl": builder.shl,
                     "shr": shift_right}[name](x, y)
@@ -278,6 +282,7 @@ def _overload_operator(op, implementation):
 
 
 for _op, _name in ((operator.add, "add"), (operator.sub, "sub"), (operator.mul, "mul"),
+                   (operator.truediv, "div"),
                    (operator.and_, "and"), (operator.or_, "or"), (operator.xor, "xor"),
                    (operator.lshift, "shl"),
                    (operator.rshift, "shr")):
@@ -548,11 +553,121 @@ def halves_to_f32(typingctx, v):
     return result(v), codegen
 
 
+# ---------------------------------------------------------------------- lanes of groups
+# The quantizers (quantize_numba.py) search every group of weights (a block, a sub-block)
+# for its best scale, and ggml searches one group after the other.  Here lane g of a
+# Vector holds group g: each lane runs ggml's own sequence of float32 operations on its
+# group, so every group gets ggml's bits while 8 or 16 groups share each instruction.
+# ggml's branches become lane masks: a comparison of two Vectors (a < b, a == b, ...) is
+# a Vector(boolean) that & | ^ combine, and vselect picks lane by lane.
+
+_COMPARISONS = {operator.lt: "<", operator.gt: ">", operator.le: "<=", operator.ge: ">=",
+                operator.eq: "==", operator.ne: "!="}
+
+
+def _comparison(symbol):
+    @intrinsic
+    def compare(typingctx, a, b):
+        if not (isinstance(a, Vector) and isinstance(a.dtype, (types.Float, types.Integer))
+                and (b == a or isinstance(b, types.Number))):
+            return None
+        result = Vector(types.boolean, a.count)
+
+        def codegen(context, builder, sig, args):
+            x, y = args
+            if not isinstance(sig.args[1], Vector):
+                y = _splat_ir(builder, x.type, context.cast(builder, y, sig.args[1], a.dtype))
+            if isinstance(a.dtype, types.Float):      # C's: false with a NaN, but != true
+                if symbol == "!=":
+                    return builder.fcmp_unordered(symbol, x, y)
+                return builder.fcmp_ordered(symbol, x, y)
+            if a.dtype.signed:
+                return builder.icmp_signed(symbol, x, y)
+            return builder.icmp_unsigned(symbol, x, y)
+        return result(a, b), codegen
+    return compare
+
+
+for _op, _symbol in _COMPARISONS.items():
+    _overload_operator(_op, _comparison(_symbol))
+
+
+@intrinsic
+def vselect(typingctx, mask, a, b):
+    """Lane by lane, a where mask is true, else b (C's mask ? a : b)."""
+    if not (isinstance(mask, Vector) and mask.dtype == types.boolean and isinstance(a, Vector)
+            and a == b and a.count == mask.count):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(*args)
+    return a(mask, a, b), codegen
+
+
+@intrinsic
+def vany(typingctx, mask):
+    """Whether any lane of the mask is true."""
+    if not (isinstance(mask, Vector) and mask.dtype == types.boolean):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _llvm_call(builder, f"llvm.vector.reduce.or.v{mask.count}i1", ir.IntType(1), args)
+    return types.boolean(mask), codegen
+
+
+def _float_function(llvm_name):
+    @intrinsic
+    def function(typingctx, v):
+        if not (isinstance(v, Vector) and isinstance(v.dtype, types.Float)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return _llvm_call(builder, f"llvm.{llvm_name}.{_suffix(args[0].type)}", args[0].type, args)
+        return v(v), codegen
+    return function
+
+
+vabs = _float_function("fabs")       # fabsf lane by lane
+vsqrt = _float_function("sqrt")      # sqrtf lane by lane (correctly rounded, as C's)
+
+
+@njit(inline="always")
+def vmin(a, b):
+    """ggml's MIN(a, b) lane by lane: ((a) < (b) ? (a) : (b))."""
+    return vselect(a < b, a, b)
+
+
+@njit(inline="always")
+def vmax(a, b):
+    """ggml's MAX(a, b) lane by lane: ((a) > (b) ? (a) : (b))."""
+    return vselect(a > b, a, b)
+
+
+@intrinsic
+def vnearest_int(typingctx, v):
+    """ggml's nearest_int lane by lane, float32 -> int32, the way ggml computes it: the
+    low 23 bits of x + 1.5 * 2^23 (round half to even for |x| < 2^22, and for larger or
+    non-finite x the same bits as ggml's, where a float-to-int conversion would differ)."""
+    if not (isinstance(v, Vector) and v.dtype == types.float32):
+        return None
+    result = Vector(types.int32, v.count)
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.VectorType(ir.IntType(32), v.count)
+        magic = _splat_ir(builder, args[0].type, ir.Constant(ir.FloatType(), 12582912.0))
+        bits = builder.bitcast(builder.fadd(args[0], magic), i32)
+        low = builder.and_(bits, _splat_ir(builder, i32, ir.Constant(ir.IntType(32), 0x007FFFFF)))
+        return builder.sub(low, _splat_ir(builder, i32, ir.Constant(ir.IntType(32), 0x00400000)))
+    return result(v), codegen
+
+
 # The float orders of llama.cpp's CPU kernels (kernels/ggml_order.c explains each and says
 # which one ggml takes when; order() picks it as llama.cpp's AVX-512 x86 build does)
 VEC_DOT, TINYBLAS, GEMV, GEMM, TILED = range(5)
-_REPACKED = (2, 20, 12, 10)            # Q4_0, IQ4_NL, Q4_K, Q2_K: interleaved at load
-_K_QUANTS = (10, 11, 12, 13, 14)       # Q2_K .. Q6_K
+_REPACKED = (2, 20, 12, 10, 39)        # Q4_0, IQ4_NL, Q4_K, Q2_K, MXFP4: interleaved at load
+# the types llama.cpp's tiled matmul (tiled/tiled.cpp) takes: Q2_K .. Q6_K, IQ2_XXS,
+# IQ2_XS, IQ3_XXS, IQ1_S, IQ3_S, IQ2_S, IQ4_XS, IQ1_M
+_TILED_TYPES = (10, 11, 12, 13, 14, 16, 17, 18, 19, 21, 22, 23, 29)
 _Q0_TYPES = (2, 6, 8, 20)              # Q4_0, Q5_0, Q8_0, IQ4_NL: tinyBLAS for prompts
 
 
@@ -560,11 +675,12 @@ _Q0_TYPES = (2, 6, 8, 20)              # Q4_0, Q5_0, Q8_0, IQ4_NL: tinyBLAS for 
 def order(kind, n_rows, n_act, t):
     """The order of activation row t of a product of n_act rows with a matrix of n_rows
     rows of ggml type `kind`: repacked matrices (rows % 8 == 0) take rows 4 at a time
-    (GEMM) and the last n_act % 4 alone (GEMV); other K-quants the tiled matmul from 8
-    rows; other Q4_0 Q5_0 Q8_0 IQ4_NL tinyBLAS from 2; everything else vec_dot."""
+    (GEMM) and the last n_act % 4 alone (GEMV); other K-quants and the i-quants of 256
+    the tiled matmul from 8 rows; other Q4_0 Q5_0 Q8_0 IQ4_NL tinyBLAS from 2; everything
+    else vec_dot."""
     if kind in _REPACKED and n_rows % 8 == 0:
         return GEMM if t < n_act - n_act % 4 else GEMV
-    if kind in _K_QUANTS and n_act >= 8:
+    if kind in _TILED_TYPES and n_act >= 8:
         return TILED
     if kind in _Q0_TYPES and n_act >= 2:
         return TINYBLAS

@@ -27,7 +27,7 @@ import numpy as np
 from ..ggml import GGMLType
 from .base import (QuantType, absmax_signed, f32, fp16_bytes, fp16_field, fp16_round, nearest_int,
                    seq_sum)
-from . import k_numba as fast
+from . import k_numba as fast, quantize_numba
 
 QK_K = 256
 GROUP_MAX_EPS = np.float32(1e-15)
@@ -45,6 +45,8 @@ class KType(QuantType):
     vec_dot_type = GGMLType.Q8_K
     dequant_kernel = fast.dequantize_rows
     matmul_kernel = fast.matmul_q8_K
+    quantize_kernel = quantize_numba.quantize_rows
+    imatrix = "fast"
     sub_block: int                      # weights per sub-block (16 or 32)
 
     @classmethod
@@ -56,6 +58,10 @@ class KType(QuantType):
         if "m" in f:
             y = y - (f["dmin"] * f32(f["m"])).reshape(n, n_sub, 1)
         return y.reshape(n, QK_K)
+
+    @classmethod
+    def quantize_fast(cls, x, imatrix=None):
+        return quantize_numba.quantize(cls, x, imatrix)
 
     @classmethod
     def matmul_fast(cls, W, xq, out):

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..ggml import GGMLType
 from .base import QuantType, absmax_signed, f32, fp16_bytes, fp16_field
-from . import legacy_numba as fast
+from . import legacy_numba as fast, quantize_numba
 from .q8 import q8_round_ref, quantize_rows_q8_0_q8_1, quantize_rows_q8_0_ref
 
 QK = 32                                                # weights per block
@@ -40,12 +40,18 @@ class LegacyType(QuantType):
     """
     dequant_kernel = fast.dequantize_rows
     matmul_kernel = fast.matmul_q8_0
+    quantize_kernel = quantize_numba.quantize_rows
+    imatrix = "fast"
 
     @classmethod
     def dequantize_blocks(cls, blocks):
         f = cls.fields(blocks)
         y = f["d"] * f32(f["q"])
         return y + f["m"] if "m" in f else y
+
+    @classmethod
+    def quantize_fast(cls, x, imatrix=None):
+        return quantize_numba.quantize(cls, x, imatrix)
 
     @classmethod
     def matmul_fast(cls, W, xq, out):
@@ -202,6 +208,7 @@ class Q8_0(LegacyType, ggml_type=GGMLType.Q8_0):
     vec_dot_type = GGMLType.Q8_0
     layout = (("d", 0, 2, "fp16 scale"), ("qs", 2, 32, "32 int8 quants"))
     quantize_kernel = quantize_rows_q8_0_q8_1
+    imatrix = "ignored"                 # quantize_q8_0 takes quant_weights and ignores them
 
     @classmethod
     def fields(cls, blocks):
@@ -213,7 +220,7 @@ class Q8_0(LegacyType, ggml_type=GGMLType.Q8_0):
         return np.concatenate([fp16_bytes(d), q.view(np.uint8)], axis=1)
 
     @classmethod
-    def quantize_fast(cls, x):
+    def quantize_fast(cls, x, imatrix=None):
         return quantize_rows_q8_0_ref(x)    # activations round otherwise: see q8.py
 
 

@@ -1,15 +1,19 @@
-"""Fast layer of the 32-weight block types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and IQ4_NL.
+"""Fast layer of the types with Q8_0 (or Q8_1) activations: the 32-weight block types Q4_0,
+Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL and MXFP4, and the dispatch of Q1_0, Q2_0 and NVFP4, whose
+blocks span several activation blocks (their kernels: ``lowbit_numba.py``).
 
-Reference and layouts: ``legacy.py`` and ``iq.py``.  ``kind`` is the ggml type id.
+Reference and layouts: ``legacy.py``, ``iq.py``, ``fp4.py`` and ``lowbit.py``.  ``kind`` is
+the ggml type id.
 
     quants_<type>(w, o)        the 32 integer quants of the block at byte o, in weight
                                order, as one vector: uint8 as stored (offsets left in:
-                               Q4_0 gives 0..15, not -8..7), int8 for Q8_0 and IQ4_NL
-    dequantize_row(quants, type_size, offset, affine, w, y)
+                               Q4_0 gives 0..15, not -8..7), int8 for Q8_0, IQ4_NL, MXFP4
+    dequantize_row(quants, scale, type_size, offset, affine, w, y)
                                one row decoded, float for float identical to the
-                               reference; dequantize_rows(kind, W, rows, out) runs it
-                               over rows with the type's block format
-    vec_dot_row(quants, type_size, ..., how, w, x, ...)
+                               reference (scale: how the block's d is stored, f16 or
+                               MXFP4's e8m0_half); dequantize_rows(kind, W, rows, out)
+                               runs it over rows with the type's block format
+    vec_dot_row(quants, scale, type_size, ..., how, w, x, ...)
                                a weight row times an activation row in the float order
                                ``how``; vec_dot(kind, how, ...) gives it the type's
                                block format, matmul_q8_0(kind, W, xq, out) runs the
@@ -22,13 +26,15 @@ then the float order of the kernel llama.cpp runs for that product (vec_dot, tin
 repack.cpp's gemv/gemm; kernels/ggml_order.c draws each):
 
     vec_dot, tinyBLAS  lanes = fma(d_w * d_x, lanes_b, lanes), hsum  [+ sum of m_w * s_x]
-                       (IQ4_NL's vec_dot: even and odd blocks apart, an odd last one alone)
-    gemv, gemm         acc = fma(isum_b, d_w * d_x, acc)       (Q4_0, IQ4_NL, repacked)
+                       (IQ4_NL's and MXFP4's vec_dot: even and odd blocks apart, an odd
+                       last one alone)
+    gemv, gemm         acc = fma(isum_b, d_w * d_x, acc)       (Q4_0, IQ4_NL, MXFP4, repacked)
 
 The lanes: unsigned quants times the activation bytes with maddubs and madd (jit.py's
 vectors, ggml's instructions), the offset taken out as offset * (the activations' sums by
 4, computed once per product); the signed quants of Q8_0 and IQ4_NL widened to int16
-first, so that every product is exact (ggml's sign trick would saturate on -128 * -128).
+first, so that every product is exact (ggml's sign trick would saturate on -128 * -128);
+MXFP4's signed E2M1 values likewise.
 """
 from __future__ import annotations
 
@@ -36,17 +42,19 @@ import numpy as np
 from numba import njit, prange
 
 from ..ggml import GGMLType
-from .jit import (GEMM, GEMV, GGML_FUSES_SCALAR_TAIL, ROWS_PER_TASK, VEC_DOT, add_pairs, bitcast,
-                  concat, convert, f16, fma32, hsum, hsum8, lookup16, madd, maddubs, nonzero, order, part, repeat,
+from .jit import (GEMM, GEMV, GGML_FUSES_SCALAR_TAIL, ROWS_PER_TASK, VEC_DOT, bitcast, concat,
+                  convert, f16, fma32, hsum, hsum8, lookup16, madd, maddubs, nonzero, order, part, repeat,
                   splat, vfma, vload, vstore)
+from .lowbit_numba import (BIT_OF_LANE, KVALUES_FP4, NVFP4, Q1_0, Q2_0, dequantize_row_nvfp4, dequantize_row_q1_0,
+                           dequantize_row_q2_0, e8m0_half, signed_lanes, vec_dot_nvfp4_q8_0,
+                           vec_dot_q1_0_q8_0, vec_dot_q2_0_q8_0)
 
 KVALUES_IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10,
                           1, 13, 25, 38, 53, 69, 89, 113], dtype=np.int8)
-# lane j of a block's 32 weights tests bit j % 8 of byte j // 8 of Q5_0/Q5_1's qh
-QH_BITS = np.array([1 << (j % 8) for j in range(32)], dtype=np.uint8)
 
-Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL = (int(GGMLType.Q4_0), int(GGMLType.Q4_1), int(GGMLType.Q5_0),
-                                        int(GGMLType.Q5_1), int(GGMLType.Q8_0), int(GGMLType.IQ4_NL))
+Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4 = (int(GGMLType.Q4_0), int(GGMLType.Q4_1), int(GGMLType.Q5_0),
+                                               int(GGMLType.Q5_1), int(GGMLType.Q8_0), int(GGMLType.IQ4_NL),
+                                               int(GGMLType.MXFP4))
 
 
 # ---------------------------------------------------------------------- block decoding
@@ -63,7 +71,7 @@ def nibbles(w, o):
 @njit(inline="always")
 def fifth_bits(w, o):
     """The uint32 qh at w[o:] as 32 lanes of 0 or 16: bit j of qh is weight j's fifth bit."""
-    return nonzero(repeat(vload(w, o, 4), 8) & vload(QH_BITS, 0, 32)) << np.uint8(4)
+    return nonzero(repeat(vload(w, o, 4), 8) & vload(BIT_OF_LANE, 0, 32)) << np.uint8(4)
 
 
 @njit(inline="always")
@@ -96,17 +104,22 @@ def quants_iq4_nl(w, o):
     return lookup16(vload(KVALUES_IQ4NL, 0, 16), nibbles(w, o + 2))
 
 
+@njit(inline="always")
+def quants_mxfp4(w, o):
+    return lookup16(vload(KVALUES_FP4, 0, 16), nibbles(w, o + 1))
+
+
 # ---------------------------------------------------------------------- dequantization
 
 @njit(inline="always")
-def dequantize_row(quants, type_size, offset, affine, w, y):
+def dequantize_row(quants, scale, type_size, offset, affine, w, y):
     """Decode one row w (bytes) into y (float32), per weight as gguf-py computes it:
         y = d * float(q - offset)          symmetric types
         y = d * float(q) + m               affine types (m: the fp16 at byte 2 of the block)
-    sixteen weights per step."""
+    d = scale(w, o), the block's scale; sixteen weights per step."""
     for b in range(y.size // 32):
         o = type_size * b
-        d = splat(f16(w, o), 16)
+        d = splat(scale(w, o), 16)
         m = splat(f16(w, o + 2) if affine else np.float32(0), 16)
         q = convert(quants(w, o), np.int32) - np.int32(offset)
         for e, v in ((0, part(q, 0, 16)), (16, part(q, 16, 16))):
@@ -120,17 +133,25 @@ def dequantize_rows(kind, W, rows, out):
     for i in prange(rows.size):
         w, y = W[rows[i]], out[i]
         if kind == Q4_0:
-            dequantize_row(quants_q4_0, 18, 8, False, w, y)
+            dequantize_row(quants_q4_0, f16, 18, 8, False, w, y)
         elif kind == Q4_1:
-            dequantize_row(quants_q4_1, 20, 0, True, w, y)
+            dequantize_row(quants_q4_1, f16, 20, 0, True, w, y)
         elif kind == Q5_0:
-            dequantize_row(quants_q5_0, 22, 16, False, w, y)
+            dequantize_row(quants_q5_0, f16, 22, 16, False, w, y)
         elif kind == Q5_1:
-            dequantize_row(quants_q5_1, 24, 0, True, w, y)
+            dequantize_row(quants_q5_1, f16, 24, 0, True, w, y)
         elif kind == Q8_0:
-            dequantize_row(quants_q8_0, 34, 0, False, w, y)
+            dequantize_row(quants_q8_0, f16, 34, 0, False, w, y)
+        elif kind == MXFP4:
+            dequantize_row(quants_mxfp4, e8m0_half, 17, 0, False, w, y)
+        elif kind == IQ4_NL:
+            dequantize_row(quants_iq4_nl, f16, 18, 0, False, w, y)
+        elif kind == Q1_0:
+            dequantize_row_q1_0(w, y)
+        elif kind == Q2_0:
+            dequantize_row_q2_0(w, y)
         else:
-            dequantize_row(quants_iq4_nl, 18, 0, False, w, y)
+            dequantize_row_nvfp4(w, y)
 
 
 # ---------------------------------------------------------------------- products
@@ -143,21 +164,20 @@ def block_lanes(quants, signed, offset, w, o, x, xo, sums4, so):
     q = quants(w, o)
     xs = vload(x, xo, 32)
     if signed:                              # int8 x int8: widened, every product exact
-        low = madd(convert(part(q, 0, 16), np.int16), convert(part(xs, 0, 16), np.int16))
-        high = madd(convert(part(q, 16, 16), np.int16), convert(part(xs, 16, 16), np.int16))
-        return add_pairs(concat(low, high))
+        return signed_lanes(q, xs)
     lanes = madd(maddubs(q, xs), splat(np.int16(1), 16))
     return lanes - vload(sums4, so, 8) * np.int32(offset) if offset else lanes
 
 
 @njit(inline="always")
-def vec_dot_row(quants, type_size, signed, offset, affine, paired, how, w, x, act_size, xd, xs, sums4):
+def vec_dot_row(quants, scale, type_size, signed, offset, affine, paired, how, w, x, act_size, xd, xs,
+                sums4):
     """Weight row w times one activation row (x: its bytes as int8, act_size: 34 or 36
     bytes per block, xd: d, xs: Q8_1's s, sums4: sums by 4) in the float order `how`.
-    The block format: quants = quants_<type>, type_size its bytes, signed: int8 quants,
-    offset: the one its quants carry (Q4_0's 8, Q5_0's 16), affine: an fp16 offset m at
-    byte 2 (the _1 types), paired: IQ4_NL's vec_dot (even and odd blocks in two lane
-    sets, an odd last block added alone)."""
+    The block format: quants = quants_<type>, scale reads its d, type_size its bytes,
+    signed: int8 quants, offset: the one its quants carry (Q4_0's 8, Q5_0's 16), affine:
+    an fp16 offset m at byte 2 (the _1 types), paired: IQ4_NL's and MXFP4's vec_dot (even
+    and odd blocks in two lane sets, an odd last block added alone)."""
     nb = xd.size
     acc = splat(np.float32(0), 8)
     odd = splat(np.float32(0), 8)
@@ -165,7 +185,7 @@ def vec_dot_row(quants, type_size, signed, offset, affine, paired, how, w, x, ac
     for b in range(nb):
         lanes = block_lanes(quants, signed, offset, w, type_size * b, x, act_size * (b + 1) - 32,
                             sums4, 8 * b)
-        dx, dy = f16(w, type_size * b), xd[b]
+        dx, dy = scale(w, type_size * b), xd[b]
         if how == GEMV or how == GEMM:                  # repack.cpp: one chain
             chain = fma32(np.float32(hsum(lanes)), dx * dy, chain)
         elif paired and how == VEC_DOT:
@@ -193,16 +213,25 @@ def vec_dot_row(quants, type_size, signed, offset, affine, paired, how, w, x, ac
 def vec_dot(kind, how, w, x, act_size, xd, xs, sums4):
     """vec_dot_row with the block format of the type `kind`."""
     if kind == Q4_0:
-        return vec_dot_row(quants_q4_0, 18, False, 8, False, False, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_q4_0, f16, 18, False, 8, False, False, how, w, x, act_size, xd, xs, sums4)
     if kind == Q5_0:
-        return vec_dot_row(quants_q5_0, 22, False, 16, False, False, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_q5_0, f16, 22, False, 16, False, False, how, w, x, act_size, xd, xs, sums4)
     if kind == Q8_0:
-        return vec_dot_row(quants_q8_0, 34, True, 0, False, False, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_q8_0, f16, 34, True, 0, False, False, how, w, x, act_size, xd, xs, sums4)
     if kind == IQ4_NL:
-        return vec_dot_row(quants_iq4_nl, 18, True, 0, False, True, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_iq4_nl, f16, 18, True, 0, False, True, how, w, x, act_size, xd, xs, sums4)
+    if kind == MXFP4:
+        return vec_dot_row(quants_mxfp4, e8m0_half, 17, True, 0, False, True, how, w, x, act_size, xd, xs,
+                           sums4)
     if kind == Q4_1:
-        return vec_dot_row(quants_q4_1, 20, False, 0, True, False, how, w, x, act_size, xd, xs, sums4)
-    return vec_dot_row(quants_q5_1, 24, False, 0, True, False, how, w, x, act_size, xd, xs, sums4)
+        return vec_dot_row(quants_q4_1, f16, 20, False, 0, True, False, how, w, x, act_size, xd, xs, sums4)
+    if kind == Q5_1:
+        return vec_dot_row(quants_q5_1, f16, 24, False, 0, True, False, how, w, x, act_size, xd, xs, sums4)
+    if kind == Q1_0:                        # the blocks over several activation blocks
+        return vec_dot_q1_0_q8_0(w, x, xd)
+    if kind == Q2_0:
+        return vec_dot_q2_0_q8_0(w, x, xd, sums4)
+    return vec_dot_nvfp4_q8_0(w, x, xd)
 
 
 @njit(parallel=True, cache=True)
