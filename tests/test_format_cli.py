@@ -175,8 +175,10 @@ def test_progress_bar_counts_tokens_once_its_delay_has_passed(monkeypatch):
                                   ["merge", "{tmp}/in.gguf", "{tmp}/merged.gguf"],
                                   ["quantize", "{tmp}/in.gguf", "{tmp}/q.gguf", "Q8_0"]])
 def test_no_progress_silences_the_bar(tmp_path, monkeypatch, argv):
-    write_gguf(tmp_path / "in.gguf", {}, {"blk.0.attn_q.weight": np.ones((4, 32), np.float32),
-                                          "blk.0.attn_norm.weight": np.ones(32, np.float32)})
+    # quantize, as llama-quantize, needs the architecture whose per-tensor rules it applies
+    write_gguf(tmp_path / "in.gguf", {"general.architecture": "llama", "llama.block_count": 1},
+               {"blk.0.attn_q.weight": np.ones((4, 32), np.float32),
+                "blk.0.attn_norm.weight": np.ones(32, np.float32)})
     argv = [a.format(tmp=tmp_path) for a in argv]
     for flags, drawn in (([], True), (["--no-progress", "--force"], False)):
         terminal = FakeTerminal()

@@ -24,7 +24,7 @@ import pytest
 from pyggml.cli import STOP_SIGNALS
 from pyggml.format.writer import split_gguf, write_gguf
 
-from format_bytes import F32, INT32, UINT16, gguf, info, kv_scalar, kv_str
+from format_bytes import F32, INT32, UINT16, UINT32, gguf, info, kv_scalar, kv_str
 
 BIG = 1 << 29                        # F32 elements of the sparse tensor: 2 GiB
 
@@ -60,8 +60,11 @@ def command(kind: str, tmp_path, out) -> tuple[list, int]:
         sparse_gguf(tmp_path / "in-00002-of-00002.gguf", {"big": (BIG,)}, split_keys(1, 2, 2))
         return ["merge", first, out / "merged.gguf"], 1
     # quantize: the weight matrix is tiny and quantized at once; the norm (1-D) is copied
+    # (quantize applies llama-quantize's rules, which need the architecture and its layers)
     src = sparse_gguf(tmp_path / "in.gguf", {"blk.0.attn_q.weight": (32, 32),
-                                             "blk.0.attn_norm.weight": (BIG,)})
+                                             "blk.0.attn_norm.weight": (BIG,)},
+                      [kv_str("general.architecture", "llama"),
+                       kv_scalar("llama.block_count", UINT32, 1)])
     return ["quantize", src, out / "q8.gguf", "Q8_0"], 1
 
 

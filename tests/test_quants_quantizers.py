@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 import pyggml
 import pyggml.quants as quants
+from pyggml.errors import UsageError
 from pyggml.ggml import GGMLType
 
 from ggml_oracle import quantize_chunk
@@ -55,6 +56,43 @@ def test_quantize_equals_ggml_quantize_chunk(name, seed, kind, n_rows, blocks_pe
     assert np.array_equal(got, expected), np.argwhere(got != expected)[:5]
 
 
+def importance(rng, kind: str, n: int) -> np.ndarray:
+    """An imatrix row (one importance per column) as llama.cpp's imatrix files hold them:
+    positive, spread over decades, with columns that were never activated (0)."""
+    if kind == "uniform":
+        w = rng.random(n) + 0.1
+    elif kind == "heavy":                               # a few columns dominate
+        w = np.exp(rng.normal(0, 3, n))
+    elif kind == "sparse":                              # mostly unused columns
+        w = rng.random(n) * (rng.random(n) < 0.2)
+    else:                                               # "zero": nothing ever activated
+        w = np.zeros(n)
+    return w.astype(np.float32)
+
+
+@pytest.mark.oracle
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(QUANTIZED), seed=st.integers(0, 2**32 - 1),
+       kind=st.sampled_from(["normal", "heavy", "sparse", "levels", "constant", "positive", "tiny",
+                             "wide"]),
+       weights=st.sampled_from(["uniform", "heavy", "sparse", "zero"]),
+       n_rows=st.integers(1, 4), n_groups=st.integers(1, 11))
+def test_quantize_with_imatrix_equals_ggml_quantize_chunk(name, seed, kind, weights, n_rows, n_groups):
+    """With an importance matrix ggml runs other quantizers (quantize_row_<type>_impl: the
+    importance weighs every error, and for the 32-weight types the row's mean square);
+    row lengths of 1 to 11 blocks (or super-blocks), so that the fast quantizers' sets of
+    8 blocks end part-full."""
+    t = GGMLType[name]
+    cls = quants.get(t)
+    k = n_groups * max(cls.block_size, 32)
+    rng = np.random.default_rng(seed)
+    x = hard_rows(rng, kind, (n_rows, k))
+    imatrix = importance(rng, weights, k)
+    expected = quantize_chunk(t, x, k // cls.block_size * cls.type_size, imatrix)
+    got = quants.quantize(t, x, imatrix)
+    assert np.array_equal(got, expected), np.argwhere(got != expected)[:5]
+
+
 @pytest.mark.oracle
 @pytest.mark.parametrize("name", QUANTIZED)
 def test_reference_quantizer_equals_ggml_quantize_chunk(name):
@@ -96,3 +134,46 @@ def test_quantize_reproduces_llama_cpp_files(model_path, fixture, source):
             assert np.array_equal(got, raw[rows]), f"{fixture}: {name} ({info.type_name})"
             types.add(info.type_name)
     assert len(types) >= 2, types
+
+
+def stored(x: np.ndarray, src: str) -> np.ndarray:
+    """float32 rows as a file of type src stores them (uint8 rows): F32 as is, F16
+    rounded to nearest even, BF16 the top half of the bits (exact for these rows)."""
+    if src == "F16":
+        return x.astype(np.float16).view(np.uint8)
+    if src == "BF16":
+        return (x.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+    return x.view(np.uint8)
+
+
+@pytest.mark.oracle
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(QUANTIZED + ["IQ4_XS"]), src=st.sampled_from(["F32", "F16", "BF16"]),
+       seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["normal", "heavy", "sparse", "wide"]),
+       weighted=st.booleans(), n_rows=st.integers(1, 40))
+def test_quantize_stored_equals_ggml_quantize_chunk(name, src, seed, kind, weighted, n_rows):
+    """quantize_stored (what ``pyggml quantize`` runs: rows decoded from the file's bytes
+    just before they are quantized, in tasks of 16 rows) against llama.cpp given the
+    float32 values of the same stored rows."""
+    t = GGMLType[name]
+    cls = quants.get(t)
+    rng = np.random.default_rng(seed)
+    x = hard_rows(rng, kind, (n_rows, 512))
+    if src == "BF16":
+        x = (x.view(np.uint32) & 0xFFFF0000).view(np.float32)
+    elif src == "F16":                              # (F16 holds at most 65504)
+        x = np.clip(x, -6e4, 6e4)
+    raw = stored(x, src)
+    values = quants.dequantize_rows(GGMLType[src], raw, np.arange(n_rows), 512)
+    imatrix = importance(rng, "heavy", 512) if weighted else None
+    expected = quantize_chunk(t, values, 512 // cls.block_size * cls.type_size, imatrix)
+    got = quants.quantize_stored(t, GGMLType[src], raw, imatrix)
+    assert np.array_equal(got, expected), np.argwhere(got != expected)[:5]
+
+
+@pytest.mark.parametrize("src", ["F32", "F16", "BF16"])
+def test_quantize_stored_refuses_what_is_not_finite(src):
+    x = np.random.default_rng(0).standard_normal((40, 256)).astype(np.float32)
+    x[33, 17] = np.nan
+    with pytest.raises(UsageError, match="cannot quantize to Q4_K: row 33, column 17 is nan"):
+        quants.quantize_stored(GGMLType.Q4_K, GGMLType[src], stored(x, src))

@@ -21,11 +21,14 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
-def parse_size(text: str) -> int:
+SIZE_HELP = "500M, 2G: decimal"
+
+
+def parse_size(text: str, option: str = "--max-size") -> int:
     """'2G' -> 2_000_000_000, '500M' -> 500_000_000, '4096' -> 4096 (decimal, as gguf-split)."""
     match = _SIZE.match(text)
     if not match or float(match.group(1)) * _UNITS[match.group(2).upper()] < 1:
-        raise UsageError(f"--max-size {text!r}: expected a positive size like 500M or 2G")
+        raise UsageError(f"{option} {text!r}: expected a positive size like 500M or 2G")
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
@@ -39,7 +42,7 @@ def add_parser(subparsers) -> None:
     limit = p.add_mutually_exclusive_group(required=True)
     limit.add_argument("--max-tensors", type=int, metavar="N", help="at most N tensors per shard")
     limit.add_argument("--max-size", metavar="SIZE",
-                       help="at most SIZE bytes of tensor data per shard (500M, 2G: decimal)")
+                       help=f"at most SIZE bytes of tensor data per shard ({SIZE_HELP})")
     p.add_argument("--no-tensor-first-split", action="store_true",
                    help="put only metadata in the first shard")
     p.add_argument("--force", action="store_true", help="replace existing output files")

@@ -3,6 +3,7 @@
     write_gguf(path, metadata, tensors)                      one file, written whole or not at all
     split_gguf(source, prefix, max_tensors=N | max_bytes=B)  shards named like llama.cpp's
     merge_gguf(any_shard, path)                              one file from a split set
+    write_split(prefix, metadata, tensors, max_bytes=B)      metadata and tensors as shards
 
 Outputs appear whole or not at all.  Each is written beside itself under a hidden
 temporary name, ``.NAME.pyggml-PID-RANDOM.tmp`` (PID: the writing process; RANDOM:
@@ -30,6 +31,9 @@ lists -> ARRAY with the item type inferred from the items (all items one kind).
 Tensors are numpy arrays of a ggml dtype (float32 -> F32, float16 -> F16,
 float64 -> F64, int8/16/32/64 -> I8/I16/I32/I64), or ``RawTensor(type, shape,
 data)`` for any ggml type, quantized ones included, whose bytes are written as given.
+``data`` may also be a function of no arguments that returns the bytes: it is called
+when the tensor's turn to be written comes (``pyggml quantize`` makes each tensor
+then, so that only one is in memory), and what it returns is checked like the rest.
 """
 from __future__ import annotations
 
@@ -72,7 +76,8 @@ Progress = Callable[[int], None]          # called with the number of bytes just
 
 class RawTensor(NamedTuple):
     """A tensor given as ggml bytes: type id, numpy-order shape, and exactly nbytes of data
-    (anything with the buffer protocol: bytes, a uint8 array, a GGUFFile.raw() view)."""
+    (anything with the buffer protocol: bytes, a uint8 array, a GGUFFile.raw() view), or
+    a function of no arguments returning them, called when the tensor is written."""
     type: int
     shape: tuple[int, ...]
     data: Any
@@ -82,7 +87,8 @@ class _Tensor(NamedTuple):
     name: bytes
     type: int
     ne: tuple[int, ...]
-    data: np.ndarray                      # uint8, 1-D, exactly nbytes
+    nbytes: int
+    data: np.ndarray | Callable[[], Any]  # uint8, 1-D, exactly nbytes; or what makes it
 
 
 def pad(n: int, alignment: int) -> int:
@@ -115,9 +121,13 @@ class _Prepared(NamedTuple):
 
 
 def _prepare(path: Path, metadata: Mapping[str, Any], tensors: Mapping[str, Any]) -> _Prepared:
+    return _lay_out(path, metadata, [_tensor_entry(name, value, path)
+                                     for name, value in tensors.items()])
+
+
+def _lay_out(path: Path, metadata: Mapping[str, Any], entries: list[_Tensor]) -> _Prepared:
     fields = {_check_key(key, path): as_field(value, key, path) for key, value in metadata.items()}
     alignment = _alignment(fields, path)
-    entries = [_tensor_entry(name, value, path) for name, value in tensors.items()]
     return _Prepared(path, _header(fields, entries, alignment, path), entries, alignment)
 
 
@@ -166,8 +176,8 @@ def _write_file(path: Path, file: _Prepared, progress: Progress | None) -> None:
     with open(path, "xb") as out:
         out.write(file.header)
         for entry in file.entries:
-            _copy(out, entry.data, progress)
-            out.write(bytes(pad(entry.data.size, file.alignment) - entry.data.size))
+            _copy(out, _tensor_bytes(entry, path), progress)
+            out.write(bytes(pad(entry.nbytes, file.alignment) - entry.nbytes))
 
 
 def _copy(out, data: np.ndarray, progress: Progress | None) -> None:
@@ -231,7 +241,7 @@ def _header(fields: dict[str, MetadataField], entries: list[_Tensor], alignment:
         out += [_U64.pack(len(entry.name)), entry.name, _U32.pack(len(entry.ne)),
                 struct.pack(f"<{len(entry.ne)}q", *entry.ne), _I32.pack(entry.type),
                 _U64.pack(offset)]
-        offset += pad(entry.data.size, alignment)
+        offset += pad(entry.nbytes, alignment)
     header = b"".join(out)
     return header + bytes(pad(len(header), alignment) - len(header))
 
@@ -399,10 +409,7 @@ def _tensor_entry(name, value, path) -> _Tensor:
                               path=path, field=f"tensor {name!r}")
     if isinstance(value, RawTensor):
         ggml_type, shape = int(value.type), tuple(int(n) for n in value.shape)
-        data = value.data
-        if not isinstance(data, np.ndarray):
-            data = np.frombuffer(data, dtype=np.uint8)
-        data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        data = value.data if callable(value.data) else _as_bytes(value.data)
     elif isinstance(value, (np.ndarray, np.generic)):
         value = np.asarray(value)
         dtype = value.dtype.newbyteorder("=") if value.dtype.byteorder == ">" else value.dtype
@@ -423,15 +430,37 @@ def _tensor_entry(name, value, path) -> _Tensor:
     n_elements = 1
     for n in ne:
         n_elements *= n
+    nbytes = n_elements // block_size * type_size
     problem = (f"{len(ne)} dimensions, more than {GGML_MAX_DIMS}" if len(ne) > GGML_MAX_DIMS else
                f"negative dimension in {shape}" if any(n < 0 for n in ne) else
                f"rows of {ne[0]} are not whole {type_name(ggml_type)} blocks of {block_size}"
-               if ne and ne[0] % block_size else
-               f"{data.size} bytes of data, expected {n_elements // block_size * type_size}"
-               if data.size != n_elements // block_size * type_size else None)
+               if ne and ne[0] % block_size else None)
+    if problem is None and not callable(data):
+        problem = _size_problem(data, nbytes)
     if problem:
         raise GGUFTensorError(problem, path=path, field=f"tensor {name!r}")
-    return _Tensor(encoded, int(ggml_type), ne, data)
+    return _Tensor(encoded, int(ggml_type), ne, nbytes, data)
+
+
+def _as_bytes(data) -> np.ndarray:
+    if not isinstance(data, np.ndarray):
+        data = np.frombuffer(data, dtype=np.uint8)
+    return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+
+
+def _size_problem(data: np.ndarray, nbytes: int) -> str | None:
+    return None if data.size == nbytes else f"{data.size} bytes of data, expected {nbytes}"
+
+
+def _tensor_bytes(entry: _Tensor, path: Path) -> np.ndarray:
+    """A tensor's bytes; made now if they were given as a function, and checked."""
+    if not callable(entry.data):
+        return entry.data
+    data = _as_bytes(entry.data())
+    problem = _size_problem(data, entry.nbytes)
+    if problem:
+        raise GGUFTensorError(problem, path=path, field=f"tensor {entry.name.decode(errors='replace')!r}")
+    return data
 
 
 def _require_sizes(model: GGUFFile) -> None:
@@ -493,34 +522,46 @@ def split_gguf(source, prefix, *, max_tensors: int = 0, max_bytes: int = 0,
                metadata_only_first: bool = False, overwrite: bool = False,
                progress: Progress | None = None) -> list[Path]:
     """Split a model (path or GGUFFile; itself a file or split set) into shards
-    ``prefix-00001-of-0000N.gguf`` ... (a trailing ".gguf" on prefix is dropped).
+    ``prefix-00001-of-0000N.gguf`` ... (a trailing ".gguf" on prefix is dropped):
+    write_split of its metadata and tensors."""
+    with _opened(source) as model:
+        _require_sizes(model)
+        return write_split(prefix, model.fields, _raw_tensors(model, model.tensors),
+                           max_tensors=max_tensors, max_bytes=max_bytes,
+                           metadata_only_first=metadata_only_first, overwrite=overwrite,
+                           progress=progress)
 
-    Shard 1 gets all metadata; every shard gets split.no (u16), split.count (u16)
-    and split.tensors.count (i32).  Returns the shard paths.  Every shard is checked
-    before the first byte is written, and the set appears whole or not at all (see
-    the module docstring).
+
+def write_split(prefix, metadata: Mapping[str, Any], tensors: Mapping[str, Any], *,
+                max_tensors: int = 0, max_bytes: int = 0, metadata_only_first: bool = False,
+                overwrite: bool = False, progress: Progress | None = None) -> list[Path]:
+    """Write metadata and tensors (as write_gguf takes them) as shards
+    ``prefix-00001-of-0000N.gguf`` ... (a trailing ".gguf" on prefix is dropped), grouped
+    by plan_split, as llama.cpp's gguf-split does.
+
+    Shard 1 gets all metadata (split.* keys given are dropped); every shard gets split.no
+    (u16), split.count (u16) and split.tensors.count (i32).  Returns the shard paths.
+    Every shard is checked before the first byte is written, and the set appears whole
+    or not at all (see the module docstring).
     """
     prefix = str(prefix)[:-5] if str(prefix).endswith(".gguf") else str(prefix)
-    with _opened(source) as model:
-        names = list(model.tensors)
-        _require_sizes(model)
-        groups = plan_split([model.tensors[n].nbytes for n in names], max_tensors=max_tensors,
-                            max_bytes=max_bytes, metadata_only_first=metadata_only_first)
-        count = len(groups)
-        if count > 0xFFFF:
-            raise UsageError(f"{count} shards, more than split.count (u16) can hold")
-        paths = [shard_path(prefix, i, count) for i in range(count)]
-        _refuse_existing(paths, overwrite)
-        base = {key: field for key, field in model.fields.items() if key not in SPLIT_KEYS}
-        shards = []
-        for i, group in enumerate(groups):
-            split_keys = {SPLIT_NO: MetadataField(V.UINT16, i),
-                          SPLIT_COUNT: MetadataField(V.UINT16, count),
-                          SPLIT_TENSORS_COUNT: MetadataField(V.INT32, len(names))}
-            metadata = {**base, **split_keys} if i == 0 else split_keys
-            shards.append(_prepare(paths[i], metadata,
-                                   _raw_tensors(model, [names[j] for j in group])))
-        return _write_all(shards, progress)
+    entries = [_tensor_entry(name, value, prefix) for name, value in tensors.items()]
+    groups = plan_split([entry.nbytes for entry in entries], max_tensors=max_tensors,
+                        max_bytes=max_bytes, metadata_only_first=metadata_only_first)
+    count = len(groups)
+    if count > 0xFFFF:
+        raise UsageError(f"{count} shards, more than split.count (u16) can hold")
+    paths = [shard_path(prefix, i, count) for i in range(count)]
+    _refuse_existing(paths, overwrite)
+    base = {key: field for key, field in metadata.items() if key not in SPLIT_KEYS}
+    shards = []
+    for i, group in enumerate(groups):
+        split_keys = {SPLIT_NO: MetadataField(V.UINT16, i),
+                      SPLIT_COUNT: MetadataField(V.UINT16, count),
+                      SPLIT_TENSORS_COUNT: MetadataField(V.INT32, len(entries))}
+        shards.append(_lay_out(paths[i], {**base, **split_keys} if i == 0 else split_keys,
+                               [entries[j] for j in group]))
+    return _write_all(shards, progress)
 
 
 def merge_gguf(source, path, *, overwrite: bool = False, progress: Progress | None = None) -> Path:
