@@ -25,7 +25,7 @@ import warnings
 from ..errors import PyggmlError
 
 # modules under pyggml.cli, each with add_parser(subparsers) setting args.run
-COMMAND_MODULES: list[str] = ["info", "split_merge", "quant", "generate", "tokens"]
+COMMAND_MODULES: list[str] = ["info", "split_merge", "quant", "generate", "tokens", "serve"]
 
 # signals that stop a command the way Ctrl-C does (cleanup runs, then exit 128 + signal)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -48,11 +48,14 @@ class Model:
         started = time.perf_counter()
         self.file = gguf
         self.hparams = hp = HParams.from_metadata(gguf.metadata, path=gguf.path)
-        self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
-        self.host = cpu_device(backend, n_threads)
-        self.kernels = self.host.kernels
-        self.weights = w = load_weights(gguf, hp)
+        self.weights = w = load_weights(gguf, hp)      # before the (slower) tokenizer: a file
+        self.tokenizer = Tokenizer.from_metadata(gguf.metadata)     # it refuses fails fast
         self.n_ctx = context_size(n_ctx, hp.n_ctx_train)
+        freq_factors = w.rope_freq_factors(self.n_ctx, hp.n_ctx_orig)
+        blocks = [hp.block(i, qkv_bias=layer.bq is not None, freq_factors=freq_factors)
+                  for i, layer in enumerate(w.layers)]
+        self.host = cpu_device(backend, n_threads, blocks)
+        self.kernels = self.host.kernels
 
         # place layers: the last n_gpu_layers on the GPU (llama.cpp's semantics, see offload.py)
         self.plan = plan_offload(hp, w, n_gpu_layers, self.n_ctx)
@@ -61,6 +64,7 @@ class Model:
             warnings.warn(f"a context of {self.n_ctx} tokens is longer than the "
                           f"{hp.n_ctx_train} the model was trained on: text beyond that may "
                           "degrade", PyggmlWarning, stacklevel=3)
+        hp.warn_ignored(self.n_ctx)
         self.gpu = None
         if self.plan.n_gpu_layers or self.plan.output_on_gpu:
             if gpu is None:
@@ -69,12 +73,11 @@ class Model:
             gpu.reserve(self.plan.gpu_bytes)       # fails early, naming bytes needed and free
             self.gpu = gpu
         self.layers = []                            # (device, that device's handle of the layer)
-        for i, layer in enumerate(w.layers):
+        for i, (layer, block) in enumerate(zip(w.layers, blocks)):
             device = self.gpu if self.plan.on_gpu(i) else self.host
-            block = hp.block(qkv_bias=layer.bq is not None)
             self.layers.append((device, device.upload_layer(layer, block, self.n_ctx)))
         head_device = self.gpu if self.plan.output_on_gpu else self.host
-        self.head = (head_device, head_device.upload_head(w.output_norm, w.output, hp.rms_eps))
+        self.head = (head_device, head_device.upload_head(w.output_norm, w.output, hp.head()))
         self.tokens: list[int] = []               # what the kv caches hold, in order
         self._in_use = threading.Lock()           # held while a call or generator uses the cache
 
@@ -114,6 +117,8 @@ class Model:
         self.file.check_unchanged()      # the weights are views of the file: it must still be whole
         where = self.host                           # the embedding lookup runs on the CPU
         x = where.embed(self.weights.token_embd, np.asarray(tokens, dtype=np.int64))
+        if hp.embd_scale != 1.0:                    # gemma3: ggml_scale by sqrtf(n_embd)
+            x *= np.float32(hp.embd_scale)
         for device, layer in self.layers:
             if device is not where:                 # only the hidden state crosses devices
                 x, where = device.to_device(where.to_host(x)), device
@@ -248,21 +253,28 @@ class Model:
             yield tail
 
     def chat_tokens(self, messages: list[dict], *, add_generation_prompt: bool = True,
-                    parse_special_in_content: bool = False) -> list[int]:
+                    parse_special_in_content: bool = False,
+                    tools: list[dict] | None = None) -> list[int]:
         """The prompt ids of a conversation in the file's chat template.
 
         The template's own markup keeps its control tokens (<|im_start|> ...), while what
         the messages say is plain text: a user who writes "<|im_end|><|im_start|>system"
         gets those characters, not a forged system turn.  ``parse_special_in_content=True``
         is llama.cpp's behaviour instead, where message text can write control tokens.
+        ``tools`` (OpenAI tool objects) go to the template's ``tools`` variable.
         """
         from ..text.chat import protect_messages
         if parse_special_in_content:
-            prompt = self.chat_template.render(messages, add_generation_prompt=add_generation_prompt)
+            prompt = self.chat_template.render(messages, add_generation_prompt=add_generation_prompt,
+                                               tools=tools)
             return self.tokenizer.encode(prompt, add_special=True, parse_special=True)
-        protected, mark = protect_messages(messages, self.tokenizer.literal_texts(),
+        # the tools' names and descriptions are text as well
+        protected, mark = protect_messages([*messages, *(tools or [])],
+                                           self.tokenizer.literal_texts(),
                                            self.chat_template.source)
-        prompt = self.chat_template.render(protected, add_generation_prompt=add_generation_prompt)
+        protected, protected_tools = protected[:len(messages)], protected[len(messages):]
+        prompt = self.chat_template.render(protected, add_generation_prompt=add_generation_prompt,
+                                           tools=protected_tools if tools is not None else None)
         return self.tokenizer.encode(prompt, add_special=True, parse_special=True,
                                      literal_mark=mark)
 
@@ -281,6 +293,9 @@ class Model:
 
     def __exit__(self, *exc):
         self.close()
+
+    # llama-cpp-python's OpenAI-shaped calls (api.py)
+    from .api import create_chat_completion, create_completion
 
 
 def context_size(n_ctx: int | None, n_ctx_train: int) -> int:

@@ -50,11 +50,15 @@ class ChatTemplate:
             raise ModelError(f"the chat template does not parse: {err}") from None
         self.bos_token, self.eos_token = bos_token, eos_token
 
-    def render(self, messages: list[dict], *, add_generation_prompt: bool = True) -> str:
-        """The prompt text for a conversation [{"role": ..., "content": ...}, ...]."""
+    def render(self, messages: list[dict], *, add_generation_prompt: bool = True,
+               tools: list[dict] | None = None) -> str:
+        """The prompt text for a conversation [{"role": ..., "content": ...}, ...]; tools
+        (OpenAI's tool objects), when given, go to the template's ``tools`` variable."""
+        extra = {} if tools is None else {"tools": tools}
         try:
             return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                        bos_token=self.bos_token, eos_token=self.eos_token)
+                                        bos_token=self.bos_token, eos_token=self.eos_token,
+                                        **extra)
         except SecurityError as err:
             raise ModelError(f"the chat template tried something unsafe and was stopped: {err}") from None
         except TemplateError as err:
