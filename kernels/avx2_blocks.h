@@ -48,8 +48,10 @@ INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
 
 /* 16 packed bytes -> 32 nibbles in element order: low nibbles (0..15), high (16..31) */
 INLINE __m256i nibbles_32(const uint8_t *qs) {
-    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
-    const __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    /* the 16 bytes in both halves by the load itself, the high half shifted: no lane
+     * insert (a shuffle-port uop, the port decode's unpacking is short of) */
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    const __m256i v = _mm256_srlv_epi64(both, _mm256_set_epi64x(4, 4, 0, 0));
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
@@ -83,20 +85,31 @@ INLINE __m256i pair_scales(__m256i half, int a) {
                                                       _mm_set1_epi16((short)((2 * e + 1) << 8 | (2 * e)))));
 }
 
+/* Decode streams each weight row from memory once, at a few instructions per byte: the
+ * out-of-order window then holds too few loads to cover memory latency, and the
+ * hardware prefetcher alone leaves bandwidth unused.  So the kernels that serve one
+ * activation row ask for the lines of the block PREFETCH_BYTES ahead. */
+#ifndef PREFETCH_BYTES                 /* (a -D for experiments) */
+#define PREFETCH_BYTES 2048
+#endif
+INLINE void prefetch_ahead(const void *block, size_t block_bytes) {
+    for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)block + PREFETCH_BYTES + o, _MM_HINT_T0);
+}
+
 /* ---------------------------------------------------------------- K-quant fields */
 
 /* ggml's get_scale_min_k4 for all 8 sub-blocks at once: the 12 scale bytes of Q4_K or
  * Q5_K (layout in quants_ref.c, scale_min_k4) -> sc[0..7] (bytes 0..7), m[0..7] (8..15) */
 INLINE __m128i scale_min_k4(const uint8_t *scales) {
     const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    uint32_t u[4];
+    uint32_t u[3];
     memcpy(u, scales, 12);
-    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);    /* m 4..7  */
-    const uint32_t m0_3 = u[1] & kmask1;                               /* m 0..3  */
-    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);            /* sc 4..7 */
-    u[2] = m0_3;
-    u[0] &= kmask1;                                                    /* sc 0..3 */
-    return _mm_loadu_si128((const __m128i *)u);
+    /* built from registers: a 16-byte load of four 4-byte stores would stall on store
+     * forwarding, once per block */
+    return _mm_setr_epi32((int)(u[0] & kmask1),                                        /* sc 0..3 */
+                          (int)((u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4)),      /* sc 4..7 */
+                          (int)(u[1] & kmask1),                                        /* m 0..3  */
+                          (int)(((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4))); /* m 4..7 */
 }
 
 /* the 5th bit of the elements of sub-block j is bit j of qh[l] */

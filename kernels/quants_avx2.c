@@ -350,8 +350,9 @@ INLINE void vec_dot_32(const int type, const product_order order, const int R, i
     }
     for (int64_t i = 0; i < (paired ? nb - nb % 2 : nb); i++) {
         __m256i lanes[MAX_ACT_ROWS];
-        lanes_32(type, w, i, act, act_stride, R, lanes);
         const void *x = block_at(type, w, i);
+        if (R == 1) prefetch_ahead(x, block_bytes(type));
+        lanes_32(type, w, i, act, act_stride, R, lanes);
         const float d = d_of(type, x);
         UNROLL for (int r = 0; r < R; r++) {
             __m256 *a = &acc[paired ? i % 2 : 0][r];
@@ -393,9 +394,10 @@ INLINE void vec_dot_k(const int type, const product_order order, const int R, in
         summs[r] = 0.0f;
     }
     for (int64_t i = 0; i < k / QK_K; i++) {
+        const void *x = block_at(type, w, i);
+        if (R == 1) prefetch_ahead(x, block_bytes(type));
         __m256i lanes[MAX_ACT_ROWS], mins[MAX_ACT_ROWS];
         lanes_k(type, w, i, act, act_stride, R, lanes, mins, 0, NULL);
-        const void *x = block_at(type, w, i);
         const float d = d_of(type, x), dmin = has_dmin(type) ? dmin_of(type, x) : 0.0f;
         UNROLL for (int r = 0; r < R; r++) {
             const float d_y = act_d(type, act, act_stride, r, i);
@@ -463,6 +465,7 @@ INLINE void chain_with_mins(const int type, const product_order order, const int
     __m128 acc[MAX_ACT_ROWS];                   /* lanes: acc, acc_min (, junk) */
     UNROLL for (int r = 0; r < R; r++) acc[r] = _mm_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
+        if (R == 1) prefetch_ahead(block_at(type, w, i), block_bytes(type));
         int32_t fp16_pair;
         memcpy(&fp16_pair, (const char *)block_at(type, w, i) + d_offset(type), 4);
         __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(fp16_pair));     /* d, dmin, 0, 0 */
@@ -535,6 +538,7 @@ INLINE void chain_32(const int type, const product_order order, const int R, int
     float acc = 0.0f;
     int64_t i = 0;
     for (; i + 3 < nb; i += 4) {
+        prefetch_ahead(block_at(type, w, i), 4 * block_bytes(type));
         __m256i lq[4];
         UNROLL for (int q = 0; q < 4; q++) lanes_32(type, w, i + q, act, act_stride, 1, &lq[q]);
         const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(lq[0], lq[1]), _mm256_hadd_epi32(lq[2], lq[3]));
