@@ -115,6 +115,7 @@ INLINE void iq3_rows(const int type, const product_order order, const int R, int
     }
     for (int64_t i = 0; i < k / QK_K; i++) {
         const void *x = (const char *)w + i * (int64_t)block_bytes(type);
+        if (R == 1) prefetch_ahead(x, block_bytes(type));     /* decode: as the K-quants */
         __m256i lanes[MAX_ACT_ROWS];
         UNROLL for (int r = 0; r < R; r++) lanes[r] = _mm256_setzero_si256();
         for (int ib = 0; ib < QK_K / 32; ib++) {
