@@ -164,6 +164,7 @@ INLINE void iq_grid_rows(const int type, const product_order order, const int R,
     }
     for (int64_t i = 0; i < k / QK_K; i++) {
         const void *x = (const char *)w + i * (int64_t)block_bytes(type);
+        if (R == 1) prefetch_ahead(x, block_bytes(type));     /* decode: as the K-quants */
         __m256i lanes[MAX_ACT_ROWS], shift_lanes[MAX_ACT_ROWS];
         int32_t shift_sum[MAX_ACT_ROWS];
         UNROLL for (int r = 0; r < R; r++) {
