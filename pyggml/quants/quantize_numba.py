@@ -425,17 +425,25 @@ def put_fp16(y, o, value):
 
 # ---------------------------------------------------------------------- legacy types
 
+@njit(cache=True, inline="always")
+def signed_absmax_32(x, start):
+    """The value of largest magnitude among x[start:start + 32], sign kept (the first of
+    equal magnitudes), as Q4_0 and Q5_0 scale by it."""
+    amax = f32(0)
+    max_x = f32(0)
+    for j in range(32):
+        v = x[start + j]
+        if amax < abs(v):
+            amax = abs(v)
+            max_x = v
+    return max_x
+
+
 @njit(cache=True)
 def quantize_row_q4_0_ref(x, y):
     """quantize_row_q4_0_ref: d = max / -8, q = MIN(15, (int8_t)(x / d + 8.5))."""
     for b in range(x.size // 32):
-        amax = f32(0)
-        max_x = f32(0)
-        for j in range(32):
-            v = x[32 * b + j]
-            if amax < abs(v):
-                amax = abs(v)
-                max_x = v
+        max_x = signed_absmax_32(x, 32 * b)
         d = max_x / f32(-8)
         inv = f32(1) / d if d != 0 else f32(0)
         o = 18 * b
@@ -450,13 +458,7 @@ def quantize_row_q4_0_ref(x, y):
 def quantize_row_q5_0_ref(x, y):
     """quantize_row_q5_0_ref: d = max / -16, q = MIN(31, (int8_t)(x / d + 16.5))."""
     for b in range(x.size // 32):
-        amax = f32(0)
-        max_x = f32(0)
-        for j in range(32):
-            v = x[32 * b + j]
-            if amax < abs(v):
-                amax = abs(v)
-                max_x = v
+        max_x = signed_absmax_32(x, 32 * b)
         d = max_x / f32(-16)
         inv = f32(1) / d if d != 0 else f32(0)
         o = 22 * b
