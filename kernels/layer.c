@@ -21,6 +21,13 @@
  *   x     += rms_norm(Wdown act(g) * u) * ffn_post_norm, or ...  [ffn_post_norm]
  *            act: silu, or GELU by ggml's fp16 table             [gelu_table]
  *
+ * Several sequences can share a call (the server's batched decode step): each brings its
+ * own handle of the layer (pyggml_seq: the same weights, its own kv cache) and one token;
+ * the products then read every weight once for all of them, multiplying each row as a
+ * product of that row alone would (pyggml_matmul_rows_alone), and the attention runs per
+ * (sequence, head) over that sequence's cache, so each sequence gets the bits of its own
+ * one-token call.
+ *
  * What varies between architectures is a field of the pyggml_layer struct (pyggml_cpu.h),
  * filled from the layer's BlockSpec: this file never asks which family it runs.
  *
@@ -37,8 +44,8 @@
 
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* the float scratch a block needs for T tokens, in floats */
-static int64_t scratch_floats(const pyggml_layer *L, int64_t T) {
+/* the float scratch a block needs for T rows of n_seqs sequences, in floats */
+static int64_t scratch_floats(const pyggml_layer *L, int64_t T, int64_t n_seqs, int64_t n_ctx) {
     const int64_t n_gqa = L->n_head_kv * L->head_dim, n_q = L->n_head * L->head_dim;
     const int64_t k_max = max64(L->n_ff, max64(L->n_embd, n_q));
     return T * (L->n_embd          /* h, then the product before the residual add */
@@ -47,12 +54,13 @@ static int64_t scratch_floats(const pyggml_layer *L, int64_t T) {
                 + n_q              /* att */
                 + 2 * L->n_ff      /* gate, up */
                 + 2 * k_max)       /* quantized activations (<= 1.14 bytes per element) */
-           + L->n_head * L->n_ctx   /* attention scores, one row per head */
-           + L->n_head * 64 * L->head_dim;   /* V.p's lane accumulators, per head */
+           + n_seqs * L->n_head * (n_ctx               /* attention scores, one row per head */
+                                   + 64 * L->head_dim); /* V.p's lane accumulators, per head */
 }
 
-int64_t pyggml_layer_scratch_bytes(const pyggml_layer *L, int64_t n_tokens) {
-    return (int64_t)sizeof(float) * scratch_floats(L, n_tokens);
+int64_t pyggml_layer_scratch_bytes(const pyggml_layer *L, int64_t n_tokens, int n_seqs,
+                                   int64_t n_ctx) {
+    return (int64_t)sizeof(float) * scratch_floats(L, n_tokens, n_seqs, n_ctx);
 }
 
 /* rotate n_heads heads of d values at x (T rows, row stride ld) by cos/sin (T, d/2) */
@@ -208,28 +216,31 @@ static void weighted_values(const ggml_half *v, int64_t v_stride, const float *p
 }
 
 typedef struct {
-    const pyggml_layer *L;
+    const pyggml_seq *seqs;
+    const int64_t *row0;     /* each sequence's first row in q and att */
     const float *q;          /* (T, n_head * head_dim) after rope */
     float *att;              /* (T, n_head * head_dim) */
-    float *scores;           /* n_head rows of n_ctx */
-    float *acc;              /* n_head blocks of 4 * 16 * head_dim: V.p's accumulators */
-    int64_t T, pos0;
+    float *scores;           /* a row of n_ctx per (sequence, head) */
+    float *acc;              /* 4 * 16 * head_dim per (sequence, head): V.p's accumulators */
+    int64_t n_ctx;
 } attention_job;
 
-/* one query head over all T tokens: chunk = head */
-static void attention_head(void *ctx, int64_t h) {
+/* one query head of one sequence over its rows: chunk = sequence * n_head + head */
+static void attention_head(void *ctx, int64_t chunk) {
     const attention_job *job = ctx;
-    const pyggml_layer *L = job->L;
-    const int64_t d = L->head_dim, g = h / (L->n_head / L->n_head_kv);
+    const pyggml_seq *seq = &job->seqs[chunk / job->seqs[0].layer->n_head];
+    const pyggml_layer *L = seq->layer;
+    const int64_t h = chunk % L->n_head, d = L->head_dim, g = h / (L->n_head / L->n_head_kv);
     const int64_t kv_stride = L->n_head_kv * d, n_q = L->n_head * d;
-    const int prompt = job->T > 1;              /* ggml's prompt path: tinyBLAS */
-    float *scores = job->scores + h * L->n_ctx;
+    const int64_t row0 = job->row0[seq - job->seqs];
+    const int prompt = seq->n_tokens > 1;        /* ggml's prompt path: tinyBLAS */
+    float *scores = job->scores + chunk * job->n_ctx;
     float q16[1024];                                       /* head_dim <= 1024 (checked) */
-    for (int64_t t = 0; t < job->T; t++) {
-        const int64_t n_kv = job->pos0 + t + 1;            /* causal: keys 0..pos0+t */
+    for (int64_t t = 0; t < seq->n_tokens; t++) {
+        const int64_t n_kv = seq->pos0 + t + 1;            /* causal: keys 0..pos0+t */
         /* a window hides the keys at p' <= p - window: -inf scores, as llama.cpp's mask */
         const int64_t j0 = L->window > 0 ? max64(0, n_kv - L->window) : 0;
-        const float *q = job->q + t * n_q + h * d;
+        const float *q = job->q + (row0 + t) * n_q + h * d;
         for (int64_t i = 0; i < d; i++) q16[i] = fp16_to_fp32(fp32_to_fp16(q[i]));
         for (int64_t j = 0; j < j0; j++) scores[j] = -INFINITY;
         for (int64_t j = j0; j < n_kv; j++)
@@ -237,19 +248,24 @@ static void attention_head(void *ctx, int64_t h) {
         softmax_row(scores, n_kv);
         for (int64_t j = 0; j < n_kv; j++) scores[j] = fp16_to_fp32(fp32_to_fp16(scores[j]));
         weighted_values(L->v_cache + g * d, kv_stride, scores, j0, n_kv, d, prompt,
-                        job->acc + h * 64 * d, job->att + t * n_q + h * d);
+                        job->acc + chunk * 64 * d, job->att + (row0 + t) * n_q + h * d);
     }
 }
 
-static int product(const pyggml_weight *w, const float *x, int64_t T, int64_t k, float *out,
-                   void *act, int n_threads) {
+/* how the products of a call multiply its rows: as one batch, or each row as alone (the
+ * rows of several sequences' decode steps) */
+typedef int (*matmul_fn)(const pyggml_matmul_job *, int, const float *, int64_t, void *, int64_t,
+                         int64_t, int);
+
+static int product(matmul_fn matmul, const pyggml_weight *w, const float *x, int64_t T, int64_t k,
+                   float *out, void *act, int n_threads) {
     const pyggml_matmul_job job = {w->type, w->n_rows, w->w, w->w_stride, out, w->n_rows};
-    return pyggml_matmul(&job, 1, x, k, act, T, k, n_threads);
+    return matmul(&job, 1, x, k, act, T, k, n_threads);
 }
 
 /* products of several weights sharing the input x; one quantization per activation type */
-static int products(const pyggml_weight *const *w, float *const *out, int n, const float *x,
-                    int64_t T, int64_t k, void *act, int n_threads) {
+static int products(matmul_fn matmul, const pyggml_weight *const *w, float *const *out, int n,
+                    const float *x, int64_t T, int64_t k, void *act, int n_threads) {
     int done[4] = {0, 0, 0, 0};
     for (int i = 0; i < n; i++) {
         if (done[i]) continue;
@@ -261,7 +277,7 @@ static int products(const pyggml_weight *const *w, float *const *out, int n, con
                                                  w[j]->w_stride, out[j], w[j]->n_rows};
             done[j] = 1;
         }
-        const int rc = pyggml_matmul(jobs, n_jobs, x, k, act, T, k, n_threads);
+        const int rc = matmul(jobs, n_jobs, x, k, act, T, k, n_threads);
         if (rc != PYGGML_OK) return rc;
     }
     return PYGGML_OK;
@@ -288,22 +304,48 @@ static void add_bias(float *x, const float *bias, int64_t T, int64_t n) {
         for (int64_t t = 0; t < T; t++) add_rows(x + t * n, bias, n);
 }
 
-int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos0,
+/* whether b is another handle of a's layer: the same shapes, the same weights */
+static int same_layer(const pyggml_layer *a, const pyggml_layer *b) {
+    const pyggml_weight *wa[7] = {&a->wq, &a->wk, &a->wv, &a->wo, &a->w_gate, &a->w_up, &a->w_down};
+    const pyggml_weight *wb[7] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+    for (int i = 0; i < 7; i++)
+        if (wa[i]->w != wb[i]->w || wa[i]->type != wb[i]->type || wa[i]->n_rows != wb[i]->n_rows)
+            return 0;
+    return a->n_embd == b->n_embd && a->n_head == b->n_head && a->n_head_kv == b->n_head_kv
+        && a->head_dim == b->head_dim && a->n_ff == b->n_ff;
+}
+
+int pyggml_layer_forward(const pyggml_seq *seqs, int n_seqs, float *x,
                          const float *rope_cos, const float *rope_sin, void *scratch,
                          int64_t scratch_bytes, int n_threads) {
-    if (!L || !x || !rope_cos || !rope_sin || !scratch || !L->k_cache || !L->v_cache)
-        return PYGGML_ERR_ARG;
-    if (T < 1 || pos0 < 0 || pos0 + T > L->n_ctx || L->head_dim < 2 || L->head_dim > 1024 ||
-        L->head_dim % 2 || L->n_head_kv < 1 || L->n_head % L->n_head_kv || L->window < 0)
+    if (!seqs || !x || !rope_cos || !rope_sin || !scratch) return PYGGML_ERR_ARG;
+    if (n_seqs < 1 || n_seqs > PYGGML_MAX_SEQS) return PYGGML_ERR_SHAPE;
+    const pyggml_layer *L = seqs[0].layer;        /* the weights: every sequence's are these */
+    if (!L || L->head_dim < 2 || L->head_dim > 1024 || L->head_dim % 2 || L->n_head_kv < 1 ||
+        L->n_head % L->n_head_kv || L->window < 0)
         return PYGGML_ERR_SHAPE;
-    if (scratch_bytes < pyggml_layer_scratch_bytes(L, T)) return PYGGML_ERR_ARG;
+    int64_t row0[PYGGML_MAX_SEQS], T = 0, n_ctx = 0, attention_work = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        const pyggml_seq *seq = &seqs[s];
+        if (!seq->layer || !seq->layer->k_cache || !seq->layer->v_cache) return PYGGML_ERR_ARG;
+        if (seq->layer != L && !same_layer(L, seq->layer)) return PYGGML_ERR_ARG;
+        if (seq->n_tokens < 1 || (n_seqs > 1 && seq->n_tokens != 1) || seq->pos0 < 0 ||
+            seq->pos0 + seq->n_tokens > seq->layer->n_ctx)
+            return PYGGML_ERR_SHAPE;
+        row0[s] = T;
+        T += seq->n_tokens;
+        n_ctx = max64(n_ctx, seq->layer->n_ctx);
+        attention_work += seq->n_tokens * (seq->pos0 + seq->n_tokens);
+    }
+    if (scratch_bytes < pyggml_layer_scratch_bytes(L, T, n_seqs, n_ctx)) return PYGGML_ERR_ARG;
+    const matmul_fn matmul = n_seqs > 1 ? pyggml_matmul_rows_alone : pyggml_matmul;
 
     const int64_t n_embd = L->n_embd, n_ff = L->n_ff, d = L->head_dim;
     const int64_t n_gqa = L->n_head_kv * d, n_q = L->n_head * d;
     float *h = scratch, *q = h + T * n_embd, *k = q + T * n_q, *v = k + T * n_gqa;
     float *att = v + T * n_gqa, *gate = att + T * n_q, *up = gate + T * n_ff;
-    float *scores = up + T * n_ff, *acc = scores + L->n_head * L->n_ctx;
-    void *act = acc + L->n_head * 64 * d;
+    float *scores = up + T * n_ff, *acc = scores + n_seqs * L->n_head * n_ctx;
+    void *act = acc + n_seqs * L->n_head * 64 * d;
     int rc;
 
     /* attention */
@@ -311,7 +353,7 @@ int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos
         return rc;
     const pyggml_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
     float *qkv_out[3] = {q, k, v};
-    if ((rc = products(qkv, qkv_out, 3, h, T, n_embd, act, n_threads))) return rc;
+    if ((rc = products(matmul, qkv, qkv_out, 3, h, T, n_embd, act, n_threads))) return rc;
     add_bias(q, L->bq, T, n_q);
     add_bias(k, L->bk, T, n_gqa);
     add_bias(v, L->bv, T, n_gqa);
@@ -323,13 +365,19 @@ int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos
     rope(k, n_gqa, T, L->n_head_kv, d, L->rope_neox, rope_cos, rope_sin);
     if (L->q_scale != 1.0f)                     /* before Q is rounded to fp16 for K.q */
         for (int64_t i = 0; i < T * n_q; i++) q[i] *= L->q_scale;
-    for (int64_t i = 0; i < T * n_gqa; i++) {
-        L->k_cache[pos0 * n_gqa + i] = fp32_to_fp16(k[i]);
-        L->v_cache[pos0 * n_gqa + i] = fp32_to_fp16(v[i]);
+    for (int s = 0; s < n_seqs; s++) {          /* each sequence's K and V into its cache */
+        const pyggml_seq *seq = &seqs[s];
+        uint16_t *k_cache = seq->layer->k_cache + seq->pos0 * n_gqa;
+        uint16_t *v_cache = seq->layer->v_cache + seq->pos0 * n_gqa;
+        for (int64_t i = 0; i < seq->n_tokens * n_gqa; i++) {
+            k_cache[i] = fp32_to_fp16(k[row0[s] * n_gqa + i]);
+            v_cache[i] = fp32_to_fp16(v[row0[s] * n_gqa + i]);
+        }
     }
-    attention_job job = {L, q, att, scores, acc, T, pos0};
-    run_chunks(T * (pos0 + T) * n_q > (1 << 16) ? n_threads : 1, L->n_head, attention_head, &job);
-    if ((rc = product(&L->wo, att, T, n_q, h, act, n_threads))) return rc;
+    attention_job job = {seqs, row0, q, att, scores, acc, n_ctx};
+    run_chunks(attention_work * n_q > (1 << 16) ? n_threads : 1, n_seqs * L->n_head,
+               attention_head, &job);
+    if ((rc = product(matmul, &L->wo, att, T, n_q, h, act, n_threads))) return rc;
     if ((rc = add_residual(x, h, L->attn_post_norm, T, n_embd, L->rms_eps))) return rc;
 
     /* feed-forward */
@@ -337,10 +385,10 @@ int pyggml_layer_forward(const pyggml_layer *L, float *x, int64_t T, int64_t pos
         return rc;
     const pyggml_weight *gu[2] = {&L->w_gate, &L->w_up};
     float *gu_out[2] = {gate, up};
-    if ((rc = products(gu, gu_out, 2, h, T, n_embd, act, n_threads))) return rc;
+    if ((rc = products(matmul, gu, gu_out, 2, h, T, n_embd, act, n_threads))) return rc;
     if ((rc = L->gelu_table ? pyggml_gelu_mul(gate, up, gate, T * n_ff, L->gelu_table)
                             : pyggml_silu_mul(gate, up, gate, T, n_ff)))
         return rc;
-    if ((rc = product(&L->w_down, gate, T, n_ff, h, act, n_threads))) return rc;
+    if ((rc = product(matmul, &L->w_down, gate, T, n_ff, h, act, n_threads))) return rc;
     return add_residual(x, h, L->ffn_post_norm, T, n_embd, L->rms_eps);
 }

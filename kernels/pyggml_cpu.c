@@ -235,8 +235,13 @@ static void run_products(const prepared_job *prep, int n, int nt, int64_t k, con
 
 #define MAX_JOBS 16
 
-int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int64_t ldx,
-                  void *act, int64_t n_act, int64_t k, int n_threads) {
+/* the order row t of n_act multiplies in; with rows_alone, that of a product of one row */
+static product_order row_order(int type, int64_t n_rows, int64_t n_act, int64_t t, int rows_alone) {
+    return rows_alone ? ggml_product_order(type, n_rows, 1, 0) : ggml_product_order(type, n_rows, n_act, t);
+}
+
+static int matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int64_t ldx,
+                  void *act, int64_t n_act, int64_t k, int n_threads, int rows_alone) {
     if (!jobs || n_jobs < 1 || n_jobs > MAX_JOBS) return PYGGML_ERR_ARG;
     if (n_act < 1 || k < 1) return PYGGML_ERR_SHAPE;
 
@@ -258,9 +263,9 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
         if (n_act > 1 && job->ldo < job->n_rows) return PYGGML_ERR_ARG;
         work += job->n_rows * row_bytes;
         for (int64_t t0 = 0; t0 < n_act;) {
-            const product_order order = ggml_product_order(job->type, job->n_rows, n_act, t0);
+            const product_order order = row_order(job->type, job->n_rows, n_act, t0, rows_alone);
             int64_t t1 = t0 + 1;
-            while (t1 < n_act && ggml_product_order(job->type, job->n_rows, n_act, t1) == order) t1++;
+            while (t1 < n_act && row_order(job->type, job->n_rows, n_act, t1, rows_alone) == order) t1++;
             prepared_job *p = &prep[n_parts++];
             p->type = job->type;
             p->order = order;
@@ -298,4 +303,14 @@ int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
     }
     run_products(prep, n_parts, nt, k, act, act_stride);
     return PYGGML_OK;
+}
+
+int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int64_t ldx,
+                  void *act, int64_t n_act, int64_t k, int n_threads) {
+    return matmul(jobs, n_jobs, x, ldx, act, n_act, k, n_threads, 0);
+}
+
+int pyggml_matmul_rows_alone(const pyggml_matmul_job *jobs, int n_jobs, const float *x,
+                             int64_t ldx, void *act, int64_t n_act, int64_t k, int n_threads) {
+    return matmul(jobs, n_jobs, x, ldx, act, n_act, k, n_threads, 1);
 }

@@ -42,8 +42,9 @@ extern "C" {
 
 /* What pyggml_cpu_abi_version() returns, bumped on any incompatible change; equal to
  * ABI_VERSION in pyggml/backends/cpu_c.py.  4: pyggml_layer.attn_scale.  5: the optional
- * steps of a BlockSpec (q/k norms, post-norms, GeGLU, q_scale, window, n_embd_q). */
-#define PYGGML_CPU_ABI_VERSION 5
+ * steps of a BlockSpec (q/k norms, post-norms, GeGLU, q_scale, window, n_embd_q).
+ * 6: pyggml_layer_forward takes sequences (pyggml_seq), pyggml_matmul_rows_alone. */
+#define PYGGML_CPU_ABI_VERSION 6
 
 /* cdef: begin */
 enum pyggml_status {
@@ -103,6 +104,13 @@ typedef struct {
 int pyggml_matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int64_t ldx,
                   void *act, int64_t n_act, int64_t k, int n_threads);
 
+/* pyggml_matmul with every activation row multiplied by the kernel, and in the order, that
+ * a product of that row alone would use (ggml picks kernels by the number of rows: see
+ * kernels/ggml_order.c): the rows of independent sequences decoding together, each output
+ * row bit-identical to its own one-token product, the weights read once for all rows. */
+int pyggml_matmul_rows_alone(const pyggml_matmul_job *jobs, int n_jobs, const float *x,
+                             int64_t ldx, void *act, int64_t n_act, int64_t k, int n_threads);
+
 /* The scalar reference of one dot product in the order of ggml's vec_dot
  * (what a product of one token with a matrix not repacked computes):
  * *out = vec_dot(w_row, act_row) over k elements. */
@@ -161,14 +169,31 @@ typedef struct {
     uint16_t *k_cache, *v_cache;
 } pyggml_layer;
 
-/* Bytes of scratch pyggml_layer_forward needs for n_tokens tokens. */
-int64_t pyggml_layer_scratch_bytes(const pyggml_layer *layer, int64_t n_tokens);
+/* One sequence's rows of a block's input: its handle of the layer (the same weights as
+ * every other sequence's, its own kv cache), the position of its first row, its rows. */
+typedef struct {
+    const pyggml_layer *layer;
+    int64_t pos0;
+    int64_t n_tokens;
+} pyggml_seq;
 
-/* x (n_tokens, n_embd) floats -> the block's output, in place, for tokens at positions
- * pos0 .. pos0 + n_tokens - 1; writes their K and V into the cache and attends causally
- * over positions 0 .. pos0 + t.  rope_cos / rope_sin: (n_tokens, head_dim / 2) angles'
- * cosines and sines (pyggml.model.forward.rope_cache).  See kernels/layer.c. */
-int pyggml_layer_forward(const pyggml_layer *layer, float *x, int64_t n_tokens, int64_t pos0,
+#define PYGGML_MAX_SEQS 256
+
+/* Bytes of scratch pyggml_layer_forward needs for n_tokens rows of n_seqs sequences (of
+ * this layer's shapes, caches of at most n_ctx positions). */
+int64_t pyggml_layer_scratch_bytes(const pyggml_layer *layer, int64_t n_tokens, int n_seqs,
+                                   int64_t n_ctx);
+
+/* x (n_tokens, n_embd) floats, the rows of n_seqs sequences one after another -> the
+ * block's output, in place.  Sequence s's rows are its tokens at positions pos0 ..
+ * pos0 + n_tokens - 1: their K and V go into its layer's cache and each attends causally
+ * over that cache's positions 0 .. pos0 + t.  Either one sequence (a prompt, or one
+ * decode step), or up to PYGGML_MAX_SEQS sequences of one token each (a batched decode
+ * step: every product multiplies each row as alone, pyggml_matmul_rows_alone, so each
+ * sequence's output is bit-identical to its own one-sequence call).  rope_cos / rope_sin:
+ * (n_tokens, head_dim / 2) cosines and sines of each row's angles
+ * (pyggml.model.forward.rope_cache).  See kernels/layer.c. */
+int pyggml_layer_forward(const pyggml_seq *seqs, int n_seqs, float *x,
                          const float *rope_cos, const float *rope_sin, void *scratch,
                          int64_t scratch_bytes, int n_threads);
 /* cdef: end */

@@ -13,6 +13,8 @@ the C block runs every architecture the numpy block does.
 
     c_block = CBlock(block_spec, layer_weights, k_cache, v_cache)
     x = c_block(x, pos0, cos, sin, scratch, n_threads)     # x (T, n_embd) float32, in place
+    x = run_blocks([c_block_of_seq_0, ...], [pos_0, ...], x, cos, sin, scratch, n_threads)
+                                              # one token of each sequence (x (n_seqs, n_embd))
 """
 from __future__ import annotations
 
@@ -100,16 +102,33 @@ class CBlock:
     def __call__(self, x: np.ndarray, pos0: int, cos: np.ndarray, sin: np.ndarray,
                  scratch: Scratch, n_threads: int | None) -> np.ndarray:
         """x (T, n_embd) float32 -> the block's output, computed in place in x."""
-        T = x.shape[0]
-        x = np.require(x, np.float32, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
-        nbytes = self.scratch_bytes.get(T)
-        if nbytes is None:
-            nbytes = self.scratch_bytes[T] = self.lib.pyggml_layer_scratch_bytes(self.layer, T)
-        buf = scratch.get(nbytes)
-        ffi = self.ffi
-        cpu_c.check("pyggml_layer_forward", self.lib.pyggml_layer_forward(
-            self.layer, ffi.cast("float *", ffi.from_buffer(x)), T, pos0,
-            ffi.cast("float *", ffi.from_buffer(np.ascontiguousarray(cos))),
-            ffi.cast("float *", ffi.from_buffer(np.ascontiguousarray(sin))),
-            ffi.from_buffer(buf), buf.nbytes, n_threads or 0))
-        return x
+        return run_blocks([self], [pos0], x, cos, sin, scratch, n_threads)
+
+
+def run_blocks(blocks: list[CBlock], positions: list[int], x: np.ndarray, cos: np.ndarray,
+               sin: np.ndarray, scratch: Scratch, n_threads: int | None) -> np.ndarray:
+    """One layer over sequences, in place in x (T, n_embd) float32: blocks[i] is sequence
+    i's handle of the layer (its kv cache), positions[i] the position of its first row.
+    One block takes every row of x; several take one row each (a batched decode step, each
+    row bit-identical to its own call: pyggml_layer_forward)."""
+    first = blocks[0]
+    lib, ffi = first.lib, first.ffi
+    T = x.shape[0]
+    n_seqs = len(blocks)
+    x = np.require(x, np.float32, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
+    n_ctx = max(block.layer.n_ctx for block in blocks)
+    key = (T, n_seqs, n_ctx)
+    nbytes = first.scratch_bytes.get(key)
+    if nbytes is None:
+        nbytes = first.scratch_bytes[key] = lib.pyggml_layer_scratch_bytes(first.layer, T,
+                                                                           n_seqs, n_ctx)
+    buf = scratch.get(nbytes)
+    seqs = ffi.new("pyggml_seq[]", n_seqs)
+    for seq, block, pos0 in zip(seqs, blocks, positions):
+        seq.layer, seq.pos0, seq.n_tokens = block.layer, pos0, T if n_seqs == 1 else 1
+    cpu_c.check("pyggml_layer_forward", lib.pyggml_layer_forward(
+        seqs, n_seqs, ffi.cast("float *", ffi.from_buffer(x)),
+        ffi.cast("float *", ffi.from_buffer(np.ascontiguousarray(cos))),
+        ffi.cast("float *", ffi.from_buffer(np.ascontiguousarray(sin))),
+        ffi.from_buffer(buf), buf.nbytes, n_threads or 0))
+    return x

@@ -56,8 +56,9 @@ class CKernels:
         self.quantize_activations = cpu_c.quantize_activations
         self.dequantize_rows = cpu_c.dequantize_rows
 
-    def matmul_q8(self, ggml_type, W, xq, out):
-        return self._c.matmul_q8(ggml_type, W, xq, out, n_threads=self.n_threads)
+    def matmul_q8(self, ggml_type, W, xq, out, rows_alone: bool = False):
+        return self._c.matmul_q8(ggml_type, W, xq, out, n_threads=self.n_threads,
+                                 rows_alone=rows_alone)
 
     def matmul(self, ggml_type, W, X):
         return self._c.matmul(ggml_type, W, X, n_threads=self.n_threads)
@@ -80,9 +81,17 @@ class NumbaKernels:
         self.description = f"numba (pyggml.quants), {self.n_threads} threads"
         self.vec_dot_type = quants.vec_dot_type
         self.quantize_activations = quants.quantize_activations
-        self.matmul_q8 = quants.matmul_q8
         self.matmul = quants.matmul
         self.dequantize_rows = quants.dequantize_rows
+
+
+    @staticmethod
+    def matmul_q8(ggml_type, W, xq, out, rows_alone: bool = False):
+        from .. import quants
+        if not rows_alone:
+            return quants.matmul_q8(ggml_type, W, xq, out)
+        for t in range(xq.shape[0]):                # ggml's kernel depends on T: one at a time
+            quants.matmul_q8(ggml_type, W, xq[t:t + 1], out[t:t + 1])
 
 
 def cpu_kernels(backend: str | None = None, n_threads: int | None = None):
@@ -186,6 +195,22 @@ class CBlockDevice(CpuDevice):
     def block_forward(self, layer: CpuLayer, x: np.ndarray, pos0: int, cos: np.ndarray,
                       sin: np.ndarray) -> np.ndarray:
         return layer.native(x, pos0, cos, sin, self._scratch, self.kernels.n_threads)
+
+    # -- several sequences, one token each (runtime.decode_together)
+    def layer_forward_rows(self, layers: list[CpuLayer], x: np.ndarray,
+                           positions: tuple[int, ...]) -> np.ndarray:
+        """One layer over row i of x (n, n_embd) at positions[i] of the sequence whose kv
+        cache is layers[i]'s (handles of one layer); each row's bits as layer_forward of
+        that row alone, the weights read once for all."""
+        from .c_layer import run_blocks
+        cos, sin = self.rope.at(layers[0].block.rope, positions)
+        return run_blocks([layer.native for layer in layers], list(positions), x, cos, sin,
+                          self._scratch, self.kernels.n_threads)
+
+    def head_forward_rows(self, head: CpuHead, x: np.ndarray) -> np.ndarray:
+        """Logits (n, n_vocab) of each row as head_forward of that row alone."""
+        return head_forward(self.kernels, head.spec, head.output_norm, head.output, x,
+                            rows_alone=True)
 
 
 def c_block_lacks(blocks: list[BlockSpec]) -> list[str]:

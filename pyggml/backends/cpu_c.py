@@ -31,7 +31,7 @@ from ..ggml import TYPE_TRAITS, GGMLType
 from .. import paths
 from . import native
 
-ABI_VERSION = 5        # kernels/pyggml_cpu.h's PYGGML_CPU_ABI_VERSION
+ABI_VERSION = 6        # kernels/pyggml_cpu.h's PYGGML_CPU_ABI_VERSION
 HEADER_NAME = "pyggml_cpu.h"
 
 STATUS_NAMES = {-1: "PYGGML_ERR_TYPE", -2: "PYGGML_ERR_SHAPE", -3: "PYGGML_ERR_ARG",
@@ -244,12 +244,14 @@ def quantize_activations(x: np.ndarray, vec_dot_type, out: np.ndarray | None = N
 # ----------------------------------------------------------------------------- products
 
 def matmul_q8(ggml_type, W: np.ndarray, xq: np.ndarray, out: np.ndarray,
-              n_threads: int | None = None) -> np.ndarray:
+              n_threads: int | None = None, rows_alone: bool = False) -> np.ndarray:
     """out[t, n] = vec_dot(W row n, xq row t), as ggml's vec_dot_<type>_<vec_dot_type>.
 
     W uint8 (N, row_bytes) (rows contiguous, e.g. a view of a file), xq uint8
     (T, act_row_bytes) from quantize_activations(x, vec_dot_type(ggml_type)),
-    out float32 (T, N) (rows contiguous).  Returns out."""
+    out float32 (T, N) (rows contiguous).  ``rows_alone``: each row multiplied as a
+    product of that row alone is (the rows of several sequences' decode steps; ggml's
+    kernel depends on T).  Returns out."""
     wp, w_stride, n, k, tr = _weights(ggml_type, W)
     if not (type(xq) is np.ndarray and xq.dtype is U8 and xq.ndim == 2
             and xq.shape[1] == k // tr[3] * tr[4] and xq.flags.c_contiguous):
@@ -261,8 +263,8 @@ def matmul_q8(ggml_type, W: np.ndarray, xq: np.ndarray, out: np.ndarray,
     if n_act and n:
         ffi = _state["ffi"]
         job = ffi.new(_state["ctypes"]["job"], (ggml_type, n, wp, w_stride, op, ldo))
-        rc = _state["lib"].pyggml_matmul(job, 1, ffi.NULL, 0, ffi.from_buffer(xq), n_act, k,
-                                         n_threads or 0)
+        matmul = _state["lib"].pyggml_matmul_rows_alone if rows_alone else _state["lib"].pyggml_matmul
+        rc = matmul(job, 1, ffi.NULL, 0, ffi.from_buffer(xq), n_act, k, n_threads or 0)
         if rc:
             _call("pyggml_matmul", rc)
     return out

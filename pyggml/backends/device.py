@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import BackendError
 from ..model.arch import BlockSpec, HeadSpec, Rope
-from ..model.forward import rope_cache
+from ..model.forward import rope_cache, rope_cache_at
 from ..model.weights import LayerWeights, QMatrix
 
 MIB = 1 << 20
@@ -93,22 +93,31 @@ class RopeTables:
     rope and shared by the layers of that rope (gemma3's local and global layers alternate
     two: each is computed once, not at every switch); ``convert(cos, sin)`` makes the
     device's copy of the tables (an upload into one buffer), again when the rope changes
-    from one layer to the next.  Called as tables(rope, pos0, n_tokens)."""
+    from one layer to the next.  Called as tables(rope, pos0, n_tokens) for a run of
+    positions, or tables.at(rope, positions) for rows at positions of their own (one token
+    of each of several sequences)."""
 
     def __init__(self, convert=lambda cos, sin: (cos, sin)):
         self.convert = convert
-        self._positions = None       # (pos0, n_tokens) of the host tables in _host
+        self._positions = None       # what the host tables in _host are of
         self._host = {}              # rope -> (cos, sin) on the host
         self._key = None
         self._tables = None
 
     def __call__(self, rope: Rope, pos0: int, n_tokens: int):
-        key = (rope, pos0, n_tokens)
+        return self._get(rope, ("run", pos0, n_tokens), lambda: rope_cache(rope, pos0, n_tokens))
+
+    def at(self, rope: Rope, positions: tuple[int, ...]):
+        return self._get(rope, ("rows", positions),
+                         lambda: rope_cache_at(rope, np.asarray(positions)))
+
+    def _get(self, rope: Rope, positions: tuple, compute):
+        key = (rope, positions)
         if self._key != key:
-            if self._positions != (pos0, n_tokens):
-                self._positions, self._host = (pos0, n_tokens), {}
+            if self._positions != positions:
+                self._positions, self._host = positions, {}
             if rope not in self._host:
-                self._host[rope] = rope_cache(rope, pos0, n_tokens)
+                self._host[rope] = compute()
             self._tables = self.convert(*self._host[rope])
             self._key = key
         return self._tables

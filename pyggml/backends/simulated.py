@@ -50,7 +50,10 @@ class GPUArithmetic:
     def quantize_activations(self, x: np.ndarray, vec_dot_type) -> np.ndarray:
         return x
 
-    def matmul_q8(self, ggml_type, W: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    def matmul_q8(self, ggml_type, W: np.ndarray, x: np.ndarray, out: np.ndarray,
+                  rows_alone: bool = False) -> None:
+        """(Every row is computed alone here: one kernel whatever T, so rows_alone changes
+        nothing.)"""
         from .. import quants
         out[...] = quants.matmul_exact(ggml_type, W, x)
 

@@ -52,7 +52,13 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
 
 def rope_cache(rope: Rope, pos0: int, n_tokens: int):
     """cos, sin (T, n_rot/2) float32 of the positions pos0 .. pos0 + T - 1: the tables every
-    device rotates q and k by.  ggml_rope_cache_init and rope_yarn, step by step:
+    device rotates q and k by (rope_cache_at)."""
+    return rope_cache_at(rope, np.arange(pos0, pos0 + n_tokens))
+
+
+def rope_cache_at(rope: Rope, positions: np.ndarray):
+    """cos, sin (T, n_rot/2) float32 of the rows at these positions (T,), e.g. one token of
+    each of several sequences.  ggml_rope_cache_init and rope_yarn, step by step:
 
         theta   = p * theta_scale^i           by repeated float32 multiplication (theta *=
                                               theta_scale), not pow(): within an ulp of ggml
@@ -64,8 +70,8 @@ def rope_cache(rope: Rope, pos0: int, n_tokens: int):
     """
     half = rope.n_rot // 2
     theta_scale = np.float32(rope.base) ** (np.float32(-2.0) / np.float32(rope.n_rot))   # powf
-    factors = np.full((n_tokens, half), theta_scale, dtype=np.float32)
-    factors[:, 0] = np.arange(pos0, pos0 + n_tokens, dtype=np.float32)
+    factors = np.full((len(positions), half), theta_scale, dtype=np.float32)
+    factors[:, 0] = positions
     theta = np.cumprod(factors, axis=1, dtype=np.float32)              # (T, n_rot/2)
     if rope.freq_factors is not None:
         theta = theta / np.asarray(rope.freq_factors, np.float32)
@@ -111,11 +117,13 @@ def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, mode: int) -> np.ndarr
 
 # ----------------------------------------------------------------------------- products
 
-def project(kernels, x: np.ndarray, *weights: QMatrix) -> list[np.ndarray]:
+def project(kernels, x: np.ndarray, *weights: QMatrix, rows_alone: bool = False) -> list[np.ndarray]:
     """y_i = W_i @ x for several matrices sharing one input x (T, n_in) -> [(T, n_out_i)].
 
     Like ggml, the activations are quantized (Q8_K, Q8_0 or Q8_1, by weight type) before
     the integer dot products; done once per distinct format, not once per matrix.
+    ``rows_alone``: each row of x multiplied as a product of that row alone is (rows of
+    several sequences; which kernel ggml uses, and so the bits, depends on T).
     """
     quantized = {}
     outputs = []
@@ -124,7 +132,7 @@ def project(kernels, x: np.ndarray, *weights: QMatrix) -> list[np.ndarray]:
         if fmt not in quantized:
             quantized[fmt] = kernels.quantize_activations(x, fmt)
         out = np.empty((x.shape[0], w.n_out), dtype=np.float32)
-        kernels.matmul_q8(w.ggml_type, w.data, quantized[fmt], out)
+        kernels.matmul_q8(w.ggml_type, w.data, quantized[fmt], out, rows_alone=rows_alone)
         outputs.append(out)
     return outputs
 
@@ -210,9 +218,10 @@ def layer_forward(kernels, block: BlockSpec, w: LayerWeights, x: np.ndarray, pos
 # ----------------------------------------------------------------------------- the head
 
 def head_forward(kernels, head: HeadSpec, output_norm: np.ndarray, output: QMatrix,
-                 x: np.ndarray) -> np.ndarray:
-    """Logits (T, n_vocab) of the hidden states x (T, n_embd)."""
-    logits = project(kernels, rms_norm(x, output_norm, head.rms_eps), output)[0]
+                 x: np.ndarray, rows_alone: bool = False) -> np.ndarray:
+    """Logits (T, n_vocab) of the hidden states x (T, n_embd) (rows_alone: see project)."""
+    logits = project(kernels, rms_norm(x, output_norm, head.rms_eps), output,
+                     rows_alone=rows_alone)[0]
     if head.logit_softcap:
         logits = softcap(logits, head.logit_softcap)
     return logits

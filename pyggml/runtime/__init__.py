@@ -104,21 +104,30 @@ class Model:
         return self.tokenizer.decode(ids, special=special)
 
     # ------------------------------------------------------------------ forward
+    def check_append(self, tokens: list[int]) -> None:
+        """Refuse tokens that do not fit after self.tokens or are not in the vocabulary."""
+        n_vocab = self.hparams.n_vocab
+        if len(self.tokens) + len(tokens) > self.n_ctx:
+            raise UsageError(f"{len(self.tokens) + len(tokens)} tokens do not fit in the context "
+                             f"of {self.n_ctx} (pass a larger n_ctx / --ctx-size)")
+        bad = [t for t in tokens if not 0 <= t < n_vocab]
+        if bad:
+            raise UsageError(f"token id {bad[0]} is outside the vocabulary (0..{n_vocab - 1})")
+
+    def _embed(self, tokens: list[int]) -> np.ndarray:
+        """The hidden state of tokens entering the first layer, on the CPU."""
+        self.file.check_unchanged()      # the weights are views of the file: it must still be whole
+        x = self.host.embed(self.weights.token_embd, np.asarray(tokens, dtype=np.int64))
+        if self.hparams.embd_scale != 1.0:          # gemma3: ggml_scale by sqrtf(n_embd)
+            x *= np.float32(self.hparams.embd_scale)
+        return x
+
     def _forward(self, tokens: list[int], all_logits: bool) -> np.ndarray:
         """Run tokens through the model after self.tokens; -> logits (T or 1, n_vocab)."""
-        hp = self.hparams
+        self.check_append(tokens)
         pos0 = len(self.tokens)
-        if pos0 + len(tokens) > self.n_ctx:
-            raise UsageError(f"{pos0 + len(tokens)} tokens do not fit in the context of "
-                             f"{self.n_ctx} (pass a larger n_ctx / --ctx-size)")
-        bad = [t for t in tokens if not 0 <= t < hp.n_vocab]
-        if bad:
-            raise UsageError(f"token id {bad[0]} is outside the vocabulary (0..{hp.n_vocab - 1})")
-        self.file.check_unchanged()      # the weights are views of the file: it must still be whole
+        x = self._embed(tokens)
         where = self.host                           # the embedding lookup runs on the CPU
-        x = where.embed(self.weights.token_embd, np.asarray(tokens, dtype=np.int64))
-        if hp.embd_scale != 1.0:                    # gemma3: ggml_scale by sqrtf(n_embd)
-            x *= np.float32(hp.embd_scale)
         for device, layer in self.layers:
             if device is not where:                 # only the hidden state crosses devices
                 x, where = device.to_device(where.to_host(x)), device
@@ -296,6 +305,35 @@ class Model:
 
     # llama-cpp-python's OpenAI-shaped calls (api.py)
     from .api import create_chat_completion, create_completion
+
+
+def decode_together(models: list[Model], tokens: list[int]) -> np.ndarray:
+    """One decode step of several sequences at once: models[i] (each with its own kv cache,
+    all Models of one file) appends tokens[i].  -> logits (n, n_vocab), row i bit-identical
+    to models[i]._eval([tokens[i]]).
+
+    With the C block on the CPU (the default) this is one call per layer that reads each
+    weight once for every sequence, which is what makes n sequences cost less than n
+    single steps (decoding is bound by reading the weights); each row is multiplied as
+    alone, since ggml's kernel, and so the bits, depend on the number of rows.  Models
+    with layers on a GPU, or on the numba backend, step one after another.
+    The callers hold each Model's _exclusive guard (the server's scheduler does)."""
+    from ..backends.cpu import CBlockDevice
+    for model, token in zip(models, tokens):
+        model.check_append([token])
+    first = models[0]
+    together = (len(models) > 1 and all(isinstance(m.host, CBlockDevice) and m.gpu is None
+                                        and m.file is first.file for m in models))
+    if not together:
+        return np.stack([model._eval([token]) for model, token in zip(models, tokens)])
+    positions = tuple(len(model.tokens) for model in models)
+    host = first.host
+    x = first._embed(tokens)
+    for i in range(len(first.layers)):
+        x = host.layer_forward_rows([model.layers[i][1] for model in models], x, positions)
+    for model, token in zip(models, tokens):
+        model.tokens.append(token)
+    return host.head_forward_rows(first.head[1], x)
 
 
 def context_size(n_ctx: int | None, n_ctx_train: int) -> int:

@@ -9,29 +9,21 @@ server's life, so nothing else can touch a cache) and loops:
     step      every busy slot advances once: a prompt slot evaluates its next N_BATCH
               prompt tokens; a decoding slot samples its next token from its logits
               (api.Generation) and hands the Step to its request
-    forward   the tokens just sampled are evaluated, giving each slot its next logits
+    forward   the tokens just sampled are evaluated in one batched step, giving each
+              slot its next logits
 
 New requests join between steps; a cancelled job (its client disconnected) leaves its
 slot at the next step, and its cache keeps what it evaluated for a later prompt that
 shares it.  A failure in one slot (a bug included) ends that request with its error and
 resets only that slot's cache.
 
-The batched step (the next stage).  ``forward`` is the one place that runs the model
-for decoding slots: today a loop of ``model._eval([token])``, one product per slot.
-Running all of them as one product per weight matrix ([n_slots, n_embd] activations)
-needs from the runtime:
-
-  * one set of weights and per-sequence kv cells: a layer forward that takes (token,
-    position, sequence) rows and writes each row's k/v into that sequence's cells, its
-    attention reading only those cells (today each Model owns its kv cache, so the slots
-    are Models sharing the file's mapped weights);
-  * a product whose every output row is summed in the same order as a T=1 product of
-    that row alone (the row-by-row dot kernels, not a tiled T>1 kernel that sums in
-    another order), so that each request's temperature-0 text stays identical to the
-    text it gets alone;
-  * logits for one row per sequence (the last token of each), as head_forward gives.
-
-Sampling (api.Generation) and the admission/prompt-cache logic stay as they are.
+The batched step.  ``forward`` runs every decoding slot's token in one call per layer
+(runtime.decode_together): the slots are Models of one file, so their layers are handles
+of the same mapped weights with a kv cache each, and the C block multiplies all their rows
+in one product per weight matrix -- each row in the kernel and order that ggml uses for a
+product of one token, so that every request's temperature-0 text is identical to the
+text it gets alone -- while each row attends over its own slot's cache.  Prompts are
+evaluated slot by slot, N_BATCH tokens per step, between those steps.
 """
 from __future__ import annotations
 
@@ -43,7 +35,7 @@ import threading
 import time
 
 from ..errors import PyggmlError
-from ..runtime import N_BATCH
+from ..runtime import N_BATCH, decode_together
 from ..runtime.api import Generation, Request, Step
 
 log = logging.getLogger("pyggml.server")
@@ -222,9 +214,24 @@ class Scheduler:
         slot.free()
 
     def _forward(self, slots: list[Slot]) -> None:
-        """Evaluate each decoding slot's sampled token (the batched step goes here)."""
+        """Evaluate every decoding slot's sampled token in one batched step
+        (runtime.decode_together: each weight read once for all slots, each slot's logits
+        bit-identical to its own step).  A slot whose token cannot be appended fails
+        alone, before the step."""
+        ready = []
         for slot in slots:
             try:
-                slot.logits = slot.model._eval([slot.token])
+                slot.model.check_append([slot.token])
+                ready.append(slot)
             except Exception as err:        # noqa: BLE001
                 self._fail(slot, err)
+        if not ready:
+            return
+        try:
+            logits = decode_together([slot.model for slot in ready], [slot.token for slot in ready])
+        except Exception as err:            # noqa: BLE001 - a bug: those requests fail, not the server
+            for slot in ready:
+                self._fail(slot, err)
+            return
+        for slot, row in zip(ready, logits):
+            slot.logits = row

@@ -29,9 +29,9 @@ def sampling_options(options: dict, *, field: str) -> dict:
 
 class Service:
     """The loaded model: ``parallel`` Models of one file (each with its own kv cache),
-    behind one scheduler.  On the CPU they share the file's mapped weights; layers put on
-    a GPU are uploaded once per slot until the batched step (scheduler.py) needs only one
-    Model."""
+    behind one scheduler.  On the CPU they share the file's mapped weights and decode
+    together (scheduler.py); layers put on a GPU are uploaded once per slot, and such
+    slots step one after another."""
 
     def __init__(self, spec: str, *, parallel: int = 1, n_ctx: int | None = None,
                  n_gpu_layers: int = 0, backend: str | None = None,
