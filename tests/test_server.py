@@ -204,6 +204,17 @@ def test_a_later_turn_evaluates_only_its_new_tokens(http, service):
     assert second["prompt_eval_count"] == len(ids) - prefix < len(ids) // 2
 
 
+def test_openai_usage_counts_the_prompt_tokens_a_slot_held(client, service):
+    """usage.prompt_tokens_details.cached_tokens (OpenAI's field): asked again, a prompt
+    re-evaluates only its last token (its logits are not kept)."""
+    question = [{"role": "user", "content": "Which is the longest river in Europe?"}]
+    n_prompt = len(service.model.chat_tokens(question))
+    _chat(client, question, max_tokens=3, temperature=0)
+    again = _chat(client, question, max_tokens=3, temperature=0)
+    assert again.usage.prompt_tokens == n_prompt
+    assert again.usage.prompt_tokens_details.cached_tokens == n_prompt - 1
+
+
 def _common(a, b) -> int:
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]:

@@ -375,11 +375,17 @@ class _Format:
         self.id = f"{self.prefix}-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.completion_tokens = 0
+        # prompt tokens a server's slot already held (OpenAI's usage detail); None in the
+        # Python API, whose dicts are llama-cpp-python's, which has no such field
+        self.cached_tokens: int | None = None
 
     def usage(self) -> dict:
         n = len(self.request.ids)
-        return {"prompt_tokens": n, "completion_tokens": self.completion_tokens,
-                "total_tokens": n + self.completion_tokens}
+        usage = {"prompt_tokens": n, "completion_tokens": self.completion_tokens,
+                 "total_tokens": n + self.completion_tokens}
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
 
     def _piece(self, token: int) -> bytes:
         return self.tokenizer.token_to_piece(token, False)

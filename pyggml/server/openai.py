@@ -80,6 +80,7 @@ async def sse(service, job: Job, fmt, first: dict | None = None):
         if first is not None:
             yield f"data: {json.dumps(first, ensure_ascii=False)}\n\n"
         async for step in job.steps():
+            fmt.cached_tokens = job.cached_tokens       # known once the job has a slot
             for chunk in fmt.chunks(step):
                 yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
         yield "data: [DONE]\n\n"
@@ -98,6 +99,7 @@ async def _complete(service, http: Request, request: api.Request, fmt, stream: b
     steps = await collect(service, job, http)
     if steps is None:                   # nobody is listening
         return JSONResponse({}, status_code=499)
+    fmt.cached_tokens = job.cached_tokens
     return JSONResponse(fmt.response(steps))
 
 
