@@ -1,8 +1,9 @@
 /* avx2_blocks.h -- ggml blocks into AVX2 registers: the unpacking shared by the dot
  * product kernels (quants_avx2.c) and the panel products (panels_avx2.c): horizontal
  * sums, integer dot products of bytes, nibbles and bit planes to bytes, scale
- * broadcasts, Q4_K/Q5_K's scale_min_k4 and Q3_K's q3_K_scales for all sub-blocks at
- * once, and the quants of a 32-element slice of Q2_K, Q3_K and Q6_K.
+ * broadcasts, the quants of a 32-element block (Q4_0 ... IQ4_NL, MXFP4), Q4_K/Q5_K's
+ * scale_min_k4 and Q3_K's q3_K_scales for all sub-blocks at once, and the quants of a
+ * 32-element slice of Q2_K, Q3_K and Q6_K.
  *
  * Only included where __AVX2__ is defined.  Every function is always inlined, so
  * that shifts and masks by constant amounts fold into single instructions. */
@@ -65,6 +66,54 @@ INLINE __m256i bits_32(const uint8_t *qh) {
     const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), byte_of_bit);
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
 }
+
+/* an fp16 at any byte address */
+INLINE float fp16_at(const void *p) {
+    ggml_half h;
+    memcpy(&h, p, 2);
+    return fp16_to_fp32(h);
+}
+
+/* ---------------------------------------------------------------- 32-element blocks
+ * The 32 quants of a block in element order, one register. */
+
+INLINE __m256i quants_q4_0(const block_q4_0 *b) {
+    return _mm256_sub_epi8(nibbles_32(b->qs), _mm256_set1_epi8(8));
+}
+INLINE __m256i quants_q4_1(const block_q4_1 *b) { return nibbles_32(b->qs); }
+/* q - 16: a clear 5th bit gives nibble - 16, i.e. the nibble with 0xF0 or'ed in */
+INLINE __m256i quants_q5_0(const block_q5_0 *b) {
+    return _mm256_or_si256(nibbles_32(b->qs), _mm256_andnot_si256(bits_32(b->qh), _mm256_set1_epi8((char)0xF0)));
+}
+INLINE __m256i quants_q5_1(const block_q5_1 *b) {
+    return _mm256_or_si256(nibbles_32(b->qs), _mm256_and_si256(bits_32(b->qh), _mm256_set1_epi8(0x10)));
+}
+INLINE __m256i quants_q8_0(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
+INLINE __m256i quants_iq4_nl(const block_iq4_nl *b) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
+    return _mm256_shuffle_epi8(table, nibbles_32(b->qs));
+}
+
+/* MXFP4: IQ4_NL's packing, the doubled E2M1 values (kvalues_mxfp4) as the table */
+INLINE __m256i quants_mxfp4(const block_mxfp4 *b) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_mxfp4));
+    return _mm256_shuffle_epi8(table, nibbles_32(b->qs));
+}
+
+/* the 32 quants of a block in element order: signed, or unsigned where has_m(type) */
+INLINE __m256i quants_32(const int type, const void *block) {
+    switch (type) {
+    case GGML_TYPE_Q4_0: return quants_q4_0(block);
+    case GGML_TYPE_Q4_1: return quants_q4_1(block);
+    case GGML_TYPE_Q5_0: return quants_q5_0(block);
+    case GGML_TYPE_Q5_1: return quants_q5_1(block);
+    case GGML_TYPE_Q8_0: return quants_q8_0(block);
+    case GGML_TYPE_MXFP4: return quants_mxfp4(block);
+    default: return quants_iq4_nl(block);
+    }
+}
+
+/* lanes[r]: block i against block i of activation row r */
 
 /* bits of every byte moved from position `from` to `to` by one 16-bit shift; the caller
  * masks them (the shift also pulls in bits of the neighbouring byte) */

@@ -1,5 +1,6 @@
-/* panels_avx2.c -- prefill products of K-quants: 8 weight rows unpacked once into an
- * integer panel, then multiplied with every activation row by VNNI dot products.
+/* panels_avx2.c -- prefill products of K-quants and of the 32-element types (Q4_0 Q5_0
+ * Q8_0 IQ4_NL): 8 weight rows unpacked once into an integer panel, then multiplied with
+ * every activation row by VNNI dot products.  (The 32-element panel is at the end.)
  *
  * Why: the row kernels (quants_avx2.c) unpack each weight block again for every group
  * of 4 activation rows and apply sub-block scales with _mm256_madd_epi16, about 6
@@ -315,13 +316,70 @@ static int panel_product(const product_args *a) {
     return 1;
 }
 
-/* repack's gemv and gemm of Q2_K and Q4_K, the tiled matmul of every K-quant */
+/* ---------------------------------------------------------------- 32-element blocks
+ * Q4_0, Q5_0, Q8_0 and IQ4_NL against Q8_0, in tinyBLAS's order (and vec_dot's, the same
+ * for Q4_0 Q5_0 Q8_0): per output and block 8 integer lanes, lane l the exact dot of bytes
+ * 4l..4l+3, then lanes = fma(d_w d_y, (float) lanes, lanes); out = hsum(lanes).
+ *
+ * The row kernels make a lane as |w| . sign(y, w), two sign operations per pair of rows.
+ * Here the 8 rows' blocks are unpacked once into unsigned w + 128, and since
+ *
+ *     lane(w, y) = lane(w + 128, y) - 128 lane(1, y)      exactly, as integers
+ *
+ * one dpbusd per pair, started from -128 lane(1, y) (made once per activation block for
+ * the 8 rows), gives the same integers.  (dpbusd does not saturate; maddubs would, so this
+ * is VNNI only.)  d_w d_y is one multiply of the 8 rows' d by d_y, each product then
+ * read back by a broadcast load: the same float product as ggml's scalar one. */
+typedef struct {
+    uint8_t q[PANEL_ROWS][32];     /* w + 128, element order */
+    float d[PANEL_ROWS];
+} panel_block_32;
+
+static int panel_product_32(const product_args *a) {
+    const int64_t nb = a->k / 32;
+    const size_t block_bytes = (size_t)ref_traits(a->type)->type_size;
+    panel_block_32 *panel = malloc((size_t)nb * sizeof *panel);
+    if (!panel) return 0;
+    const __m256i offset = _mm256_set1_epi8((char)0x80);
+    for (int64_t i = 0; i < nb; i++)
+        for (int j = 0; j < PANEL_ROWS; j++) {
+            const char *block = (const char *)a->w + j * a->w_stride + i * (int64_t)block_bytes;
+            const int here = j < a->n_rows;     /* rows past the matrix: zeros, not stored */
+            store32(panel[i].q[j], here ? _mm256_xor_si256(quants_32(a->type, block), offset) : offset);
+            panel[i].d[j] = here ? fp16_at(block) : 0.0f;
+        }
+    for (int64_t t = 0; t < a->n_act; t++) {
+        const block_q8_0 *y = ACT_ROW(block_q8_0, a->act, a->act_stride, t);
+        __m256 acc[PANEL_ROWS];
+        UNROLL for (int j = 0; j < PANEL_ROWS; j++) acc[j] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            const __m256i yq = _mm256_loadu_si256((const __m256i *)y[i].qs);
+            const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                                   dpbusd(_mm256_setzero_si256(), offset, yq));
+            float dd[PANEL_ROWS];
+            _mm256_storeu_ps(dd, _mm256_mul_ps(_mm256_loadu_ps(panel[i].d), _mm256_set1_ps(fp16_to_fp32(y[i].d))));
+            UNROLL for (int j = 0; j < PANEL_ROWS; j++) {
+                const __m256i lanes = dpbusd(start, _mm256_loadu_si256((const __m256i *)panel[i].q[j]), yq);
+                acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(lanes), acc[j]);
+            }
+        }
+        for (int j = 0; j < a->n_rows; j++) a->out[t * a->ldo + j] = hsum_float_8(acc[j]);
+    }
+    free(panel);
+    return 1;
+}
+
+/* repack's gemv and gemm of Q2_K and Q4_K, the tiled matmul of every K-quant; tinyBLAS
+ * and vec_dot of the 32-element types */
 panel_fn fast_panel(int type, product_order order) {
     const int repacked = type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q4_K;
+    const int q0 = type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q8_0;
     switch (order) {
     case ORDER_GEMV:
     case ORDER_GEMM: return repacked ? panel_product : NULL;
     case ORDER_TILED: return unpack_of(type) ? panel_product : NULL;
+    case ORDER_TINYBLAS: return q0 || type == GGML_TYPE_IQ4_NL ? panel_product_32 : NULL;
+    case ORDER_VEC_DOT: return q0 ? panel_product_32 : NULL;   /* (IQ4_NL's pairs blocks) */
     default: return NULL;
     }
 }

@@ -20,8 +20,9 @@
  *   for the hardware prefetcher to stream them.  A few activation rows: chunks
  *   of ~16 KB, so that a chunk stays in L1 while every group of activation rows
  *   passes over it, and each weight block is unpacked once per R activation rows.
- *   Prefill of K-quants (PANEL_MIN_ACT rows or more, VNNI builds): chunks of 8
- *   rows, unpacked once into a panel that all activation rows use (panels_avx2.c).
+ *   Prefill of K-quants and Q4_0 Q5_0 Q8_0 IQ4_NL (PANEL_MIN_ACT rows or more, VNNI
+ *   builds): chunks of 8 rows, unpacked once into a panel that all activation rows use
+ *   (panels_avx2.c).
  *
  *   Products smaller than PARALLEL_MIN_BYTES run on the calling thread alone:
  *   handing out chunks costs more than they save.

@@ -78,11 +78,6 @@ INLINE int has_dmin(const int type) {
  * types: signed quants, Q8_0) */
 INLINE int has_m(const int type) { return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1; }
 
-INLINE float fp16_at(const void *p) {
-    ggml_half h;
-    memcpy(&h, p, 2);
-    return fp16_to_fp32(h);
-}
 INLINE float d_of(const int type, const void *block) {
     if (type == GGML_TYPE_MXFP4) return e8m0_to_fp32_half(((const block_mxfp4 *)block)->e);
     return fp16_at((const char *)block + d_offset(type));
@@ -108,43 +103,6 @@ INLINE float act_s(const void *act, int64_t act_stride, int r, int64_t i) {
  * Per block: one 32-byte register of quants in element order, then per activation row
  * one integer dot (lane l = bytes 4l..4l+3). */
 
-INLINE __m256i quants_q4_0(const block_q4_0 *b) {
-    return _mm256_sub_epi8(nibbles_32(b->qs), _mm256_set1_epi8(8));
-}
-INLINE __m256i quants_q4_1(const block_q4_1 *b) { return nibbles_32(b->qs); }
-/* q - 16: a clear 5th bit gives nibble - 16, i.e. the nibble with 0xF0 or'ed in */
-INLINE __m256i quants_q5_0(const block_q5_0 *b) {
-    return _mm256_or_si256(nibbles_32(b->qs), _mm256_andnot_si256(bits_32(b->qh), _mm256_set1_epi8((char)0xF0)));
-}
-INLINE __m256i quants_q5_1(const block_q5_1 *b) {
-    return _mm256_or_si256(nibbles_32(b->qs), _mm256_and_si256(bits_32(b->qh), _mm256_set1_epi8(0x10)));
-}
-INLINE __m256i quants_q8_0(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
-INLINE __m256i quants_iq4_nl(const block_iq4_nl *b) {
-    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
-    return _mm256_shuffle_epi8(table, nibbles_32(b->qs));
-}
-
-/* MXFP4: IQ4_NL's packing, the doubled E2M1 values (kvalues_mxfp4) as the table */
-INLINE __m256i quants_mxfp4(const block_mxfp4 *b) {
-    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_mxfp4));
-    return _mm256_shuffle_epi8(table, nibbles_32(b->qs));
-}
-
-/* the 32 quants of a block in element order: signed, or unsigned where has_m(type) */
-INLINE __m256i quants_32(const int type, const void *block) {
-    switch (type) {
-    case GGML_TYPE_Q4_0: return quants_q4_0(block);
-    case GGML_TYPE_Q4_1: return quants_q4_1(block);
-    case GGML_TYPE_Q5_0: return quants_q5_0(block);
-    case GGML_TYPE_Q5_1: return quants_q5_1(block);
-    case GGML_TYPE_Q8_0: return quants_q8_0(block);
-    case GGML_TYPE_MXFP4: return quants_mxfp4(block);
-    default: return quants_iq4_nl(block);
-    }
-}
-
-/* lanes[r]: block i against block i of activation row r */
 INLINE void lanes_32(const int type, const void *w, int64_t i, const void *act, int64_t act_stride,
                      const int R, __m256i lanes[]) {
     const __m256i q = quants_32(type, block_at(type, w, i));
