@@ -425,7 +425,7 @@ def test_pyggml_serve_command_with_api_key(model_path):
     import sys
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pyggml", "serve", str(model_path(MODEL)),
-                             "--port", str(port), "--parallel", "2", "-c", "256",
+                             "--port", str(port), "--parallel", "2", "-c", "512",
                              "--api-key", "sesame", "--alias", "smol"],
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -447,8 +447,21 @@ def test_pyggml_serve_command_with_api_key(model_path):
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
-    assert "2 slot(s) of 256 tokens" in stderr
+    assert "2 slot(s) of 256 tokens" in stderr          # -c is the whole server's, split
     assert "Traceback" not in stderr
+
+
+def test_the_server_context_is_split_between_slots_as_llama_server_splits_it():
+    from pyggml.errors import UsageError
+    from pyggml.server.service import slot_context
+    assert slot_context(8192, 4, 32768) == 2048
+    assert slot_context(1000, 3, 32768) == 333           # llama.cpp: n_ctx / n_seq_max
+    assert slot_context(0, 2, 8192) == 4096              # 0: the trained length, split
+    assert slot_context(65536, 1, 8192) == 8192          # capped at the trained length
+    with pytest.raises(UsageError, match="ctx-size 3 split between 4 slots"):
+        slot_context(3, 4, 8192)
+    with pytest.raises(UsageError, match="expected >= 0"):
+        slot_context(-1, 1, 8192)
 
 
 def test_pyggml_serve_bad_arguments_exit_2(tmp_path):

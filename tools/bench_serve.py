@@ -144,7 +144,8 @@ def main() -> int:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--tokens", type=int, default=32, help="max_tokens per request")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--ctx", type=int, default=1024, help="context per slot / of the server")
+    p.add_argument("--ctx", type=int, default=1024,
+                   help="context of each pyggml slot (-c ctx x slots) and of llama-cpp-python's server")
     p.add_argument("--turns", type=int, default=4)
     args = p.parse_args()
     if args.model is None:
@@ -156,7 +157,8 @@ def main() -> int:
     port = free_port()
     ours = Server("pyggml", [PYTHON, "-c", PYGGML_CLI, "serve", args.model,
                              "--port", str(port), "--parallel", str(parallel),
-                             "-c", str(args.ctx), "-t", str(args.threads), "--alias", "bench"],
+                             "-c", str(args.ctx * parallel), "-t", str(args.threads),
+                             "--alias", "bench"],
                   port, env)
     port = free_port()
     theirs = Server("llama-cpp-python", [PYTHON, "-m", "llama_cpp.server", "--model", args.model,

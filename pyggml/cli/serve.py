@@ -5,9 +5,11 @@
     pyggml serve --demo
 
 MODEL is anything pyggml.locate finds: a path (any shard), a Modelfile, org/repo:FILE or
-org/repo:QUANT from the Hugging Face cache, ollama:NAME[:TAG].  Each of the --parallel
-slots holds its own context of -c tokens (default min(4096, the model's)); the weights
-are mapped once.  Binds to localhost unless --host says otherwise.
+org/repo:QUANT from the Hugging Face cache, ollama:NAME[:TAG].  -c is the server's whole
+context, split evenly between the --parallel slots as llama-server splits it (-c 8192
+-np 4: 2048 tokens each; 0: the model's trained length, split); without -c each slot
+holds min(4096, the model's).  The weights are mapped once.  Binds to localhost unless
+--host says otherwise.
 """
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("-np", "--parallel", type=int, default=1, metavar="N",
                    help="requests decoded at once, each in its own context (default 1)")
     p.add_argument("-c", "--ctx-size", type=int, default=None, metavar="N",
-                   help="context length of each slot (default min(4096, the model's); "
-                        "0: the model's)")
+                   help="the server's context, split between the slots as llama-server "
+                        "does (0: the model's; default: min(4096, the model's) per slot)")
     p.add_argument("--api-key", default=None, metavar="KEY",
                    help="require 'Authorization: Bearer KEY' on every route but /health")
     p.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, metavar="N",
@@ -59,7 +61,7 @@ def run_serve(args) -> int:
         from ..cache import demo_model
         spec = str(demo_model())
     n_threads = None if args.threads is None or args.threads <= 0 else args.threads
-    service = Service(spec, parallel=args.parallel, n_ctx=args.ctx_size,
+    service = Service(spec, parallel=args.parallel, n_ctx_total=args.ctx_size,
                       n_gpu_layers=args.n_gpu_layers, backend=args.backend,
                       n_threads=n_threads, alias=args.alias)
     try:

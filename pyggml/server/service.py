@@ -34,17 +34,25 @@ class Service:
     slots step one after another."""
 
     def __init__(self, spec: str, *, parallel: int = 1, n_ctx: int | None = None,
-                 n_gpu_layers: int = 0, backend: str | None = None,
-                 n_threads: int | None = None, alias: str | None = None,
-                 located: Located | None = None):
+                 n_ctx_total: int | None = None, n_gpu_layers: int = 0,
+                 backend: str | None = None, n_threads: int | None = None,
+                 alias: str | None = None, located: Located | None = None):
+        """n_ctx: each slot's context (None: min(4096, the model's)); or n_ctx_total: the
+        whole server's, split evenly between the slots (llama-server's -c; 0: the
+        model's trained length)."""
         from ..format.shards import GGUFFile
+        from ..model.hparams import HParams
         from ..runtime import Model
         if not isinstance(parallel, int) or parallel < 1:
             raise UsageError(f"--parallel {parallel}: expected an integer >= 1",
                              argument="parallel")
         self.located = located or locate(spec)
         self.file = GGUFFile(self.located.path)
-        try:                  # the weights are views of one mapping, shared by every slot
+        try:
+            if n_ctx_total is not None:
+                n_ctx = slot_context(n_ctx_total, parallel,
+                                     HParams.from_metadata(self.file.metadata).n_ctx_train)
+            # the weights are views of one mapping, shared by every slot
             self.models = [Model(self.file, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
                                  backend=backend, n_threads=n_threads)
                            for _ in range(parallel)]
@@ -84,6 +92,18 @@ class Service:
         if self.scheduler.thread.is_alive():
             self.scheduler.stop()
         self.file.close()
+
+
+def slot_context(n_ctx_total: int, parallel: int, n_ctx_train: int) -> int:
+    """Each slot's share of a server context of n_ctx_total tokens (0: the trained length),
+    capped at the trained length, as llama-server's n_ctx_slot."""
+    if n_ctx_total < 0:
+        raise UsageError(f"-c / --ctx-size {n_ctx_total}: expected >= 0", argument="ctx_size")
+    share = (n_ctx_total or n_ctx_train) // parallel
+    if share < 1:
+        raise UsageError(f"-c / --ctx-size {n_ctx_total} split between {parallel} slots leaves "
+                         "none to each: give at least one token per slot", argument="ctx_size")
+    return min(share, n_ctx_train)
 
 
 class ModelNotFound(UsageError):
