@@ -363,7 +363,9 @@ static int panel_product_32(const product_args *a) {
                 acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(lanes), acc[j]);
             }
         }
-        for (int j = 0; j < a->n_rows; j++) a->out[t * a->ldo + j] = hsum_float_8(acc[j]);
+        float sums[PANEL_ROWS];             /* (all 8: acc[] then stays in registers) */
+        UNROLL for (int j = 0; j < PANEL_ROWS; j++) sums[j] = hsum_float_8(acc[j]);
+        for (int j = 0; j < a->n_rows; j++) a->out[t * a->ldo + j] = sums[j];
     }
     free(panel);
     return 1;
