@@ -457,6 +457,11 @@ FIXTURES = {
     "qwen2-512x12-f32": ("write", ModelSpec(n_embd=512, n_ff=1408, n_layer=12, n_head=8,
                                             n_head_kv=2, n_vocab=8192, n_ctx=2048)),
     "qwen2-512x12-q4_k_m": ("quantize", "qwen2-512x12-f32", "Q4_K_M"),
+    # heads of 96: whole Q8_0/Q4_0 blocks but no multiple of 64, so llama.cpp's quantized kv
+    # cache goes unrotated (tests/test_kv_cache_types.py)
+    "qwen3-hd96-f32": ("write", ModelSpec(arch="qwen3", n_head=4, n_head_kv=2, head_dim=96,
+                                          vocab="qwen2")),
+    "qwen3-hd96-q4_k_m": ("quantize", "qwen3-hd96-f32", "Q4_K_M"),
 }
 
 # One fixture per architecture (tests/test_archs.py), each with what distinguishes the

@@ -16,7 +16,8 @@ device's job:
                     the default, where the library is built
 
 The weights stay the file's mmap views, so "uploading" a layer copies nothing; each
-layer gets its fp16 kv cache (n_ctx, n_head_kv, head_dim) in host memory.
+layer gets its kv cache (n_ctx, n_head_kv, head_dim), fp16 or the quantized cache types
+(forward.kv_cache; the numpy block only), in host memory.
 
     cpu_device(backend=None, n_threads=None, blocks=()) -> the CPU device of a model:
         backend "c", "numba", or None for the fastest that works for these layers (C, else
@@ -30,8 +31,8 @@ import sys
 import numpy as np
 
 from ..errors import UsageError
-from ..model.arch import ALL_STEPS, BlockSpec, HeadSpec
-from ..model.forward import head_forward, layer_forward
+from ..model.arch import ALL_STEPS, KV_CACHE_STEPS, BlockSpec, HeadSpec
+from ..model.forward import head_forward, kv_cache, layer_forward
 from ..model.weights import LayerWeights, QMatrix
 from .device import Device, RopeTables, check_steps
 
@@ -112,7 +113,7 @@ def cpu_kernels(backend: str | None = None, n_threads: int | None = None):
 class CpuLayer:
     weights: LayerWeights
     block: BlockSpec
-    k_cache: np.ndarray          # (n_ctx, n_head_kv, head_dim) fp16
+    k_cache: np.ndarray          # (n_ctx, n_head_kv, head_dim) fp16, or blocks (forward.kv_cache)
     v_cache: np.ndarray
     native: object = None        # CBlockDevice: the layer's C description (c_layer.CBlock)
 
@@ -127,7 +128,8 @@ class CpuHead:
 class CpuDevice(Device):
     """The CPU running model/forward.py's numpy block around a kernels object's products."""
     name = "cpu"
-    steps = ALL_STEPS            # the optional steps of a BlockSpec it runs: all of them
+    steps = ALL_STEPS | frozenset(KV_CACHE_STEPS)    # the optional steps of a BlockSpec it
+                                                     # runs: all of them
 
     def __init__(self, kernels):
         self.kernels = kernels
@@ -139,9 +141,7 @@ class CpuDevice(Device):
 
     # -- placement: called once per layer at load time
     def upload_layer(self, weights: LayerWeights, block: BlockSpec, n_ctx: int) -> CpuLayer:
-        shape = (n_ctx, block.n_head_kv, block.head_dim)
-        return self.prepare(CpuLayer(weights, block, np.zeros(shape, np.float16),
-                                     np.zeros(shape, np.float16)))
+        return self.prepare(CpuLayer(weights, block, *kv_cache(block, n_ctx)))
 
     def prepare(self, layer: CpuLayer) -> CpuLayer:
         """Make a layer (weights and kv cache in place) ready to run here."""

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import BackendError
 from ..ggml import GGMLType
 from ..model.arch import BlockSpec, HeadSpec
+from ..model.forward import kv_cache
 from ..model.weights import LayerWeights, QMatrix
 from .cpu import CpuDevice, CpuHead, CpuLayer
 from .device import Device, RopeTables, Traffic, check_steps, not_enough_memory
@@ -117,9 +118,7 @@ class SimulatedDevice(Device):
             value = getattr(weights, f.name)
             fields[f.name] = (self._upload_matrix(value) if isinstance(value, QMatrix)
                               else None if value is None else self._upload(value))
-        shape = (n_ctx, block.n_head_kv, block.head_dim)
-        k_cache = self._allocate(np.zeros(shape, np.float16))
-        v_cache = self._allocate(np.zeros(shape, np.float16))
+        k_cache, v_cache = (self._allocate(cache) for cache in kv_cache(block, n_ctx))
         return self.cpu.prepare(SimulatedLayer(LayerWeights(**fields), block, k_cache, v_cache,
                                                device=self))
 

@@ -142,6 +142,11 @@ class BlockSpec:
     q_scale: float = 1.0       # q *= q_scale after rope, before Q is rounded to fp16 for K.Q
     window: int = 0            # sliding window: a query at p sees keys p - window < p' <= p
                                # (llama.cpp's is_masked_swa); 0: every key up to p
+    # the kv cache's types (KV_CACHE_TYPES, llama.cpp's --cache-type-k/-v): how K and V are
+    # stored, and so the attention's arithmetic (forward.attention: flash attention where V
+    # is quantized, as llama.cpp requires; llama-cpp-python's flash_attn=False otherwise)
+    type_k: str = "f16"
+    type_v: str = "f16"
 
     @property
     def n_embd_q(self) -> int:
@@ -153,11 +158,17 @@ class BlockSpec:
         """Width of K and V: head_dim * n_head_kv."""
         return self.head_dim * self.n_head_kv
 
+    def kv_cache_bytes(self, n_ctx: int) -> int:
+        """Bytes of this layer's K and V caches of n_ctx positions."""
+        return sum(n_ctx * self.n_embd_gqa // KV_CACHE_TYPES[t][1] * KV_CACHE_TYPES[t][2]
+                   for t in (self.type_k, self.type_v))
+
     def steps(self) -> dict[str, str]:
         """The optional steps this layer takes, name -> "name=value": what a device that has
-        not implemented them must refuse (device.check_steps).  Besides the fields of STEPS,
-        "n_embd_q" is taken where Q is wider or narrower than the hidden state."""
-        taken = {name: f"{name}={getattr(self, name)!r}" for name in STEPS
+        not implemented them must refuse (device.check_steps).  Besides the fields of STEPS
+        and KV_CACHE_STEPS, "n_embd_q" is taken where Q is wider or narrower than the
+        hidden state."""
+        taken = {name: f"{name}={getattr(self, name)!r}" for name in STEPS + KV_CACHE_STEPS
                  if getattr(self, name) != _PLAIN[name]}
         if self.n_embd_q != self.n_embd:
             taken["n_embd_q"] = f"n_embd_q={self.n_embd_q} (n_head * head_dim != n_embd)"
@@ -165,8 +176,16 @@ class BlockSpec:
 
 
 STEPS = ("qk_norm", "post_norms", "ffn_act", "q_scale", "window")
-ALL_STEPS = frozenset(STEPS) | {"n_embd_q"}       # every name BlockSpec.steps may give
-_PLAIN = {f.name: f.default for f in dataclasses.fields(BlockSpec) if f.name in STEPS}
+ALL_STEPS = frozenset(STEPS) | {"n_embd_q"}       # every step of the block's arithmetic
+# a quantized kv cache: so far only the numpy block (CpuDevice) runs it, so it is not among
+# ALL_STEPS, which the C block and the GPU claim
+KV_CACHE_STEPS = ("type_k", "type_v")
+_PLAIN = {f.name: f.default for f in dataclasses.fields(BlockSpec)
+          if f.name in STEPS + KV_CACHE_STEPS}
+
+# the kv cache types llama.cpp's --cache-type-k/-v take that pyggml runs:
+# name -> (ggml type id, numbers per block, bytes per block)
+KV_CACHE_TYPES = {"f16": (1, 1, 2), "q8_0": (8, 32, 34), "q4_0": (2, 32, 18)}
 
 
 @dataclasses.dataclass(frozen=True)

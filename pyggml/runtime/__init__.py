@@ -17,6 +17,7 @@ dequantized.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 import warnings
@@ -41,7 +42,8 @@ class Model:
     """A model with one context (kv cache + the tokens it holds), like llama.cpp's llama_context."""
 
     def __init__(self, gguf, *, n_ctx: int | None = None, n_gpu_layers: int = 0,
-                 backend: str | None = None, n_threads: int | None = None, gpu=None):
+                 backend: str | None = None, n_threads: int | None = None, gpu=None,
+                 type_k: str | int = "f16", type_v: str | int = "f16"):
         from ..backends.cpu import cpu_device
         from ..text.chat import ChatTemplate
         from ..text.tokenizer import Tokenizer
@@ -52,13 +54,19 @@ class Model:
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)     # it refuses fails fast
         self.n_ctx = context_size(n_ctx, hp.n_ctx_train)
         freq_factors = w.rope_freq_factors(self.n_ctx, hp.n_ctx_orig)
-        blocks = [hp.block(i, qkv_bias=layer.bq is not None, freq_factors=freq_factors)
+        cache_types = {"type_k": kv_cache_type(type_k, "type_k", hp.head_dim),
+                       "type_v": kv_cache_type(type_v, "type_v", hp.head_dim)}
+        blocks = [dataclasses.replace(hp.block(i, qkv_bias=layer.bq is not None,
+                                               freq_factors=freq_factors), **cache_types)
                   for i, layer in enumerate(w.layers)]
         self.host = cpu_device(backend, n_threads, blocks)
         self.kernels = self.host.kernels
 
         # place layers: the last n_gpu_layers on the GPU (llama.cpp's semantics, see offload.py)
-        self.plan = plan_offload(hp, w, n_gpu_layers, self.n_ctx)
+        self.type_k, self.type_v = cache_types["type_k"], cache_types["type_v"]
+        self.kv_bytes = sum(block.kv_cache_bytes(self.n_ctx) for block in blocks)   # all layers
+        self.plan = plan_offload(hp, w, n_gpu_layers, self.n_ctx,
+                                 kv_per_layer=blocks[0].kv_cache_bytes(self.n_ctx))
         check_host_memory(self.plan.cpu_kv_bytes, self.n_ctx)
         if self.n_ctx > hp.n_ctx_train:            # works, but llama.cpp warns, and so do we
             warnings.warn(f"a context of {self.n_ctx} tokens is longer than the "
@@ -90,7 +98,9 @@ class Model:
 
     def device_report(self) -> dict[str, str]:
         """Rows for the stats block: kernels, placement, GPU memory."""
-        rows = {"CPU kernels": self.kernels.description, "placement": self.plan.describe()}
+        rows = {"CPU kernels": self.kernels.description, "placement": self.plan.describe(),
+                "kv cache": f"{self.kv_bytes / (1 << 20):,.2f} MiB (K {self.type_k}, "
+                            f"V {self.type_v}, {self.n_ctx} positions)"}
         if self.gpu is not None:
             rows.update(self.gpu.memory_report())
         return rows
@@ -358,14 +368,37 @@ def check_host_memory(kv_bytes: int, n_ctx: int) -> None:
                          "pass a smaller n_ctx / --ctx-size")
 
 
+def kv_cache_type(value: str | int, argument: str, head_dim: int) -> str:
+    """A kv cache type as llama.cpp's --cache-type-k/-v names it ("f16", "q8_0", "q4_0",
+    any case) or as llama-cpp-python's type_k/type_v gives it (ggml type ids 1, 8, 2)."""
+    from ..model.arch import KV_CACHE_TYPES
+    option = "--cache-type-" + argument[-1]
+    by_id = {type_id: name for name, (type_id, _, _) in KV_CACHE_TYPES.items()}
+    if isinstance(value, str) and value.lower() in KV_CACHE_TYPES:
+        name = value.lower()
+    elif isinstance(value, int) and not isinstance(value, bool) and value in by_id:
+        name = by_id[value]
+    else:
+        raise UsageError(f"{argument} / {option}: unsupported kv cache type {value!r}; pyggml "
+                         f"runs {', '.join(KV_CACHE_TYPES)} (or llama.cpp's type ids "
+                         f"{', '.join(str(i) for i in by_id)})", argument=argument)
+    numbers = KV_CACHE_TYPES[name][1]
+    if head_dim % numbers:
+        raise UsageError(f"{argument} / {option} {name}: this model's heads have {head_dim} "
+                         f"numbers, not a multiple of {name}'s blocks of {numbers} (llama.cpp "
+                         f"refuses it too)", argument=argument)
+    return name
+
+
 def load(path, *, n_ctx: int | None = None, n_gpu_layers: int = 0, backend: str | None = None,
-         n_threads: int | None = None) -> Model:
+         n_threads: int | None = None, type_k: str | int = "f16",
+         type_v: str | int = "f16") -> Model:
     """Open a GGUF model (a file or any shard of a split set) ready to run."""
     from ..format.shards import GGUFFile
     gguf = GGUFFile(path)
     try:
         return Model(gguf, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, backend=backend,
-                     n_threads=n_threads)
+                     n_threads=n_threads, type_k=type_k, type_v=type_v)
     except BaseException:
         gguf.close()
         raise

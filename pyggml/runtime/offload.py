@@ -55,13 +55,16 @@ def layer_weight_bytes(weights: ModelWeights, i: int) -> int:
     return sum(t.nbytes for t in weights.layers[i].tensors())
 
 
-def plan_offload(hp: HParams, weights: ModelWeights, n_gpu_layers: int, n_ctx: int) -> OffloadPlan:
+def plan_offload(hp: HParams, weights: ModelWeights, n_gpu_layers: int, n_ctx: int,
+                 kv_per_layer: int | None = None) -> OffloadPlan:
+    """kv_per_layer: bytes of one layer's K and V caches (None: fp16, llama.cpp's default)."""
     if n_gpu_layers < -1:
         raise UsageError(f"--n-gpu-layers must be -1 (all) or >= 0, got {n_gpu_layers}")
     n = hp.n_layer + 1 if n_gpu_layers == -1 else min(n_gpu_layers, hp.n_layer + 1)
     first_gpu = max(hp.n_layer - n, 0)
     output_on_gpu = n > hp.n_layer
-    kv_per_layer = 2 * n_ctx * hp.n_embd_gqa * 2           # K and V, fp16
+    if kv_per_layer is None:
+        kv_per_layer = 2 * n_ctx * hp.n_embd_gqa * 2       # K and V, fp16
     layer_bytes = [layer_weight_bytes(weights, i) for i in range(hp.n_layer)]
     head_bytes = weights.output.nbytes + weights.output_norm.nbytes
     gpu_weights = sum(layer_bytes[first_gpu:]) + (head_bytes if output_on_gpu else 0)

@@ -36,7 +36,8 @@ class Service:
     def __init__(self, spec: str, *, parallel: int = 1, n_ctx: int | None = None,
                  n_ctx_total: int | None = None, n_gpu_layers: int = 0,
                  backend: str | None = None, n_threads: int | None = None,
-                 alias: str | None = None, located: Located | None = None):
+                 alias: str | None = None, located: Located | None = None,
+                 type_k: str | int = "f16", type_v: str | int = "f16"):
         """n_ctx: each slot's context (None: min(4096, the model's)); or n_ctx_total: the
         whole server's, split evenly between the slots (llama-server's -c; 0: the
         model's trained length)."""
@@ -54,7 +55,8 @@ class Service:
                                      HParams.from_metadata(self.file.metadata).n_ctx_train)
             # the weights are views of one mapping, shared by every slot
             self.models = [Model(self.file, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
-                                 backend=backend, n_threads=n_threads)
+                                 backend=backend, n_threads=n_threads, type_k=type_k,
+                                 type_v=type_v)
                            for _ in range(parallel)]
         except BaseException:
             self.file.close()
