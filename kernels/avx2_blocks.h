@@ -47,6 +47,15 @@ INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
 #endif
 }
 
+/* acc + 8 lanes of 2 int16 products each (wrapping: the same bits as vpmaddwd then vpaddd) */
+INLINE __m256i dot_i16_acc(__m256i acc, __m256i a, __m256i b) {
+#ifdef __AVXVNNI__
+    return _mm256_dpwssd_avx_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
 /* 16 packed bytes -> 32 nibbles in element order: low nibbles (0..15), high (16..31) */
 INLINE __m256i nibbles_32(const uint8_t *qs) {
     /* the 16 bytes in both halves by the load itself, the high half shifted: no lane

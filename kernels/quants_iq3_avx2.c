@@ -3,21 +3,24 @@
  *
  * As ggml's AVX2 vec_dot kernels do (arch/x86/quants.c), 32 weights at a time:
  *   - the magnitudes go into one register: IQ3 the 8 grid points of the sub-block
- *     (_mm256_set_epi32, 8 table loads), IQ4_XS the 32 nibbles through a 16-byte table of
- *     |kvalues| (one _mm256_shuffle_epi8);
- *   - the signs as +1 / -1 bytes: IQ3_XXS ksigns64 of its 4 sign indices, IQ3_S its 32
- *     sign bits spread to bytes, IQ4_XS the signs of kvalues through a second shuffle;
+ *     (_mm256_i32gather_epi32 by their indices: 8 table loads), IQ4_XS the 32 nibbles
+ *     through the 16-byte table kvalues (one _mm256_shuffle_epi8) and _mm256_abs_epi8;
+ *   - the signs as bytes that are negative where the weight is: IQ3_XXS ksigns64 of its 4
+ *     sign indices, IQ3_S its 32 sign bits spread to bytes, IQ4_XS the kvalues themselves;
  *   - they go onto the activations (_mm256_sign_epi8), _mm256_maddubs_epi16 multiplies the
- *     unsigned magnitudes by them (exact: 2 x 127 x 127 < 32767), _mm256_madd_epi16 applies
- *     the sub-block's integer scale: ggml's 8 int32 lanes.
+ *     unsigned magnitudes by them (exact: 2 x 127 x 127 < 32767), and the sub-block's
+ *     integer scale, taken once per super-block for all 8 sub-blocks (block_scales), is
+ *     applied by vpmaddwd + vpaddd or AVX-VNNI's vpdpwssd: ggml's 8 int32 lanes, the same
+ *     integers in any order.
  * Then the float order of ggml's vec_dot or of the tiled matmul (ggml_order.c draws both),
  * for R activation rows at once.
  *
- * The IQ3 grid points are gathered by their indices (_mm256_i32gather_epi32: 8 table
- * loads).  Instructions per 32 weights (decode, one activation row, counted in the source):
- * IQ4_XS ~12 (load, shift, and, 2 shuffles, abs, sign, scale, sign, maddubs, madd, add)
- * for 17 bytes of weights; IQ3_S ~20 (index assembly, a gather of 8, the sign spread,
- * scale) for 13.75 bytes; IQ3_XXS ~16 (a gather, 4 ksigns64 loads) for 12.25.
+ * Instructions per 32 weights (decode, one activation row, objdump of the built loop;
+ * docs/performance.md has the measurements): IQ4_XS 10 (3 loads: the 16 packed bytes into
+ * both halves, the activations, the scale; srlv, and, shuffle, abs, sign, maddubs,
+ * vpdpwssd) for 17 bytes of weights, plus 26 per super-block (scales, float tail,
+ * prefetch); IQ3_S 16, one of them the gather of 8, for 13.75 bytes; IQ3_XXS ~16 (a
+ * gather, 4 ksigns64 loads) for 12.25.
  */
 #include "cpu_internal.h"
 
@@ -27,21 +30,43 @@
 #include "ggml_iq_grids.h"
 #include "ggml_iq3_grids.h"
 
-/* a sub-block of 32 weights: mag (unsigned bytes), sign (+1 / -1 bytes), scale (16 x int16) */
+/* a sub-block of 32 weights: mag (unsigned bytes), sign (bytes whose sign goes onto the
+ * activations, none 0), scale (16 x int16) */
 typedef struct {
     __m256i mag, sign, scale;
 } sub_block;
 
+/* the sub-block scales of a super-block, int32 lane ib = its int16 scale twice: a sub-block
+ * takes its scale by a broadcast load (vpbroadcastd, a load-port uop) instead of the ~10
+ * scalar instructions and the shuffle that extracting each 4-bit field costs */
+typedef struct {
+    int32_t pair[QK_K / 32];
+} block_scales;
+
+/* non-negative int32 lanes below 2^15 -> the value in both int16 halves */
+INLINE __m256i int16_pairs(__m256i v) { return _mm256_or_si256(v, _mm256_slli_epi32(v, 16)); }
+
+/* lane ib = (bits >> (first + width ib)) & mask */
+INLINE __m256i fields_8(uint32_t bits, int first, int width, int mask) {
+    const __m256i shifts = _mm256_add_epi32(_mm256_set1_epi32(first),
+                                            _mm256_setr_epi32(0, width, 2 * width, 3 * width, 4 * width, 5 * width, 6 * width, 7 * width));
+    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)bits), shifts), _mm256_set1_epi32(mask));
+}
+
+/* 2 ls + 1 from ls in int32 lanes */
+INLINE __m256i odd_scales(__m256i ls) { return _mm256_add_epi32(_mm256_add_epi32(ls, ls), _mm256_set1_epi32(1)); }
+
 /* 0x00 / 0xff sign masks -> +1 / -1 */
 INLINE __m256i plus_minus_one(__m256i masks) { return _mm256_or_si256(masks, _mm256_set1_epi8(1)); }
 
-/* 32 sign bits (bit j: weight j) -> 0xff bytes where set */
-INLINE __m256i sign_masks(uint32_t bits) {
+/* 32 sign bits (bit j: weight j) -> bytes negative where set, positive where not: byte j
+ * holds bit j alone (0 or b = 1 << j % 8), and 0 + 127 is positive, b + 127 (128..255) negative */
+INLINE __m256i sign_bytes(uint32_t bits) {
     const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
                                                _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
                                                                  0x0101010101010101, 0));
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_add_epi8(_mm256_and_si256(spread, bit), _mm256_set1_epi8(127));
 }
 
 /* the 8 grid indices of a sub-block, one per int32 lane: 8 bytes at q */
@@ -54,35 +79,59 @@ INLINE sub_block sub_block_iq3_xxs(const block_iq3_xxs *x, int ib) {
     s.mag = _mm256_i32gather_epi32((const int *)iq3xxs_grid, indices_8(x->qs + 8 * ib), 4);
     s.sign = plus_minus_one(_mm256_set_epi64x((long long)ksigns64[(aux >> 21) & 127], (long long)ksigns64[(aux >> 14) & 127],
                                               (long long)ksigns64[(aux >> 7) & 127], (long long)ksigns64[aux & 127]));
-    s.scale = _mm256_set1_epi16((short)(2 * (aux >> 28) + 1));
     return s;
 }
 
-/* group 8 ib + l: index qs[8 ib + l] | bit l of qh[ib] << 8 */
+/* ls of sub-block ib: the top 4 bits of its sign/scale word */
+INLINE __m256i scales_iq3_xxs(const block_iq3_xxs *x) {
+    const __m256i aux = _mm256_loadu_si256((const __m256i *)(x->qs + QK_K / 4));
+    return int16_pairs(odd_scales(_mm256_srli_epi32(aux, 28)));
+}
+
+/* group 8 ib + l: index qs[8 ib + l] | bit l of qh[ib] << 8.  qh[ib] is broadcast as the
+ * low byte of the 4 bytes there (a load, where a byte would go through a register and a
+ * shuffle), and bit l moved to bit 8 by one variable shift */
 INLINE sub_block sub_block_iq3_s(const block_iq3_s *x, int ib) {
-    const __m256i high = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(x->qh[ib]), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-                                          _mm256_set1_epi32(1));
-    const __m256i index = _mm256_or_si256(indices_8(x->qs + 8 * ib), _mm256_slli_epi32(high, 8));
+    uint32_t qh;
+    memcpy(&qh, x->qh + ib, 4);                 /* qh[ib] and the 3 bytes after it, in the block */
+    const __m256i high = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32((int)qh), _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1)),
+                                          _mm256_set1_epi32(256));
+    const __m256i index = _mm256_or_si256(indices_8(x->qs + 8 * ib), high);
     uint32_t signs;
     memcpy(&signs, x->signs + 4 * ib, 4);
     sub_block s;
     s.mag = _mm256_i32gather_epi32((const int *)iq3s_grid, index, 4);
-    s.sign = plus_minus_one(sign_masks(signs));
-    s.scale = _mm256_set1_epi16((short)(2 * ((x->scales[ib / 2] >> (4 * (ib % 2))) & 15) + 1));
+    s.sign = sign_bytes(signs);
     return s;
 }
 
+/* ls of sub-block ib: nibble ib of the 4 scale bytes */
+INLINE __m256i scales_iq3_s(const block_iq3_s *x) {
+    uint32_t nibbles;
+    memcpy(&nibbles, x->scales, 4);
+    return int16_pairs(odd_scales(fields_8(nibbles, 0, 4, 15)));
+}
+
+/* kvalues looked up by the 32 nibbles: their absolute values the magnitudes, themselves the
+ * signs (kvalues has no 0) */
 INLINE sub_block sub_block_iq4_xs(const block_iq4_xs *x, int ib) {
-    const __m128i packed = _mm_loadu_si128((const __m128i *)(x->qs + 16 * ib));
-    const __m256i index = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(15));
     const __m256i values = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
-    const __m256i q = _mm256_shuffle_epi8(values, index);
-    const int ls = ((x->scales_l[ib / 2] >> (4 * (ib % 2))) & 15) | ((x->scales_h >> (2 * ib)) & 3) << 4;
+    const __m256i q = _mm256_shuffle_epi8(values, nibbles_32(x->qs + 16 * ib));
     sub_block s;
     s.mag = _mm256_abs_epi8(q);
-    s.sign = _mm256_sign_epi8(_mm256_set1_epi8(1), q);        /* kvalues has no 0 */
-    s.scale = _mm256_set1_epi16((short)(ls - 32));
+    s.sign = q;
     return s;
+}
+
+/* ls - 32 of sub-block ib: nibble ib of scales_l, and bits 2 ib, 2 ib + 1 of scales_h above
+ * it, taken from the block's first 4 bytes (d, scales_h: a broadcast load, and one shift
+ * puts them at bits 4, 5) */
+INLINE __m256i scales_iq4_xs(const block_iq4_xs *x) {
+    uint32_t low, d_high;
+    memcpy(&low, x->scales_l, 4);
+    memcpy(&d_high, x, 4);
+    const __m256i ls = _mm256_or_si256(fields_8(low, 0, 4, 15), fields_8(d_high, 16 - 4, 2, 0x30));
+    return _mm256_sub_epi16(int16_pairs(ls), _mm256_set1_epi16(32));
 }
 
 INLINE size_t block_bytes(const int type) {
@@ -93,12 +142,29 @@ INLINE size_t block_bytes(const int type) {
     }
 }
 
-INLINE sub_block unpack(const int type, const void *x, int ib) {
+INLINE void block_scales_of(const int type, const void *x, block_scales *sc) {
+    __m256i pairs;
     switch (type) {
-    case GGML_TYPE_IQ3_XXS: return sub_block_iq3_xxs(x, ib);
-    case GGML_TYPE_IQ3_S: return sub_block_iq3_s(x, ib);
-    default: return sub_block_iq4_xs(x, ib);
+    case GGML_TYPE_IQ3_XXS: pairs = scales_iq3_xxs(x); break;
+    case GGML_TYPE_IQ3_S: pairs = scales_iq3_s(x); break;
+    default: pairs = scales_iq4_xs(x); break;
     }
+    _mm256_storeu_si256((__m256i *)sc->pair, pairs);
+    /* read back from memory: otherwise GCC takes each lane out of the register (a shift or
+     * an align, then a broadcast: two shuffle-port uops per sub-block, the port the table
+     * lookups use) where a vpbroadcastd from memory is a single load uop */
+    __asm__("" : "+m"(*sc));
+}
+
+INLINE sub_block unpack(const int type, const void *x, const block_scales *sc, int ib) {
+    sub_block s;
+    switch (type) {
+    case GGML_TYPE_IQ3_XXS: s = sub_block_iq3_xxs(x, ib); break;
+    case GGML_TYPE_IQ3_S: s = sub_block_iq3_s(x, ib); break;
+    default: s = sub_block_iq4_xs(x, ib); break;
+    }
+    s.scale = _mm256_set1_epi32(sc->pair[ib]);
+    return s;
 }
 
 /* ================================================================ one weight row, R activation rows
@@ -116,26 +182,30 @@ INLINE void iq3_rows(const int type, const product_order order, const int R, int
     for (int64_t i = 0; i < k / QK_K; i++) {
         const void *x = (const char *)w + i * (int64_t)block_bytes(type);
         if (R == 1) prefetch_ahead(x, block_bytes(type));     /* decode: as the K-quants */
-        __m256i lanes[MAX_ACT_ROWS];
-        UNROLL for (int r = 0; r < R; r++) lanes[r] = _mm256_setzero_si256();
-        for (int ib = 0; ib < QK_K / 32; ib++) {
-            const sub_block s = unpack(type, x, ib);
+        block_scales sc;
+        block_scales_of(type, x, &sc);
+        /* even and odd sub-blocks apart: two shorter dependency chains (vpdpwssd: 5 cycles) */
+        __m256i lanes[MAX_ACT_ROWS][2];
+        UNROLL for (int r = 0; r < R; r++) lanes[r][0] = lanes[r][1] = _mm256_setzero_si256();
+        UNROLL for (int ib = 0; ib < QK_K / 32; ib++) {
+            const sub_block s = unpack(type, x, &sc, ib);
             UNROLL for (int r = 0; r < R; r++) {
                 const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;
                 const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * ib));
                 const __m256i dot = _mm256_maddubs_epi16(s.mag, _mm256_sign_epi8(q8, s.sign));
-                lanes[r] = _mm256_add_epi32(lanes[r], _mm256_madd_epi16(dot, s.scale));
+                lanes[r][ib % 2] = dot_i16_acc(lanes[r][ib % 2], dot, s.scale);
             }
         }
+        UNROLL for (int r = 0; r < R; r++) lanes[r][0] = _mm256_add_epi32(lanes[r][0], lanes[r][1]);
         ggml_half h;
         memcpy(&h, x, 2);
         const float d = fp16_to_fp32(h);
         UNROLL for (int r = 0; r < R; r++) {
             const float d_y = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->d;
             if (order == ORDER_TILED)
-                chain[r] = fmaf((float)hsum_epi32(lanes[r]) * (xxs ? d * 0.25f : d), d_y, chain[r]);
+                chain[r] = fmaf((float)hsum_epi32(lanes[r][0]) * (xxs ? d * 0.25f : d), d_y, chain[r]);
             else
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * d_y), _mm256_cvtepi32_ps(lanes[r]), acc[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * d_y), _mm256_cvtepi32_ps(lanes[r][0]), acc[r]);
         }
     }
     UNROLL for (int r = 0; r < R; r++) {

@@ -3,6 +3,7 @@
     .venv/bin/python tools/bench_kernels.py            # everything, a few minutes
     .venv/bin/python tools/bench_kernels.py --quick    # fewer types and repeats
     .venv/bin/python tools/bench_kernels.py --sections decode --types IQ2_XXS,Q4_K
+    .venv/bin/python tools/bench_kernels.py --sections decode --in-cache   # matrices in L2
 
 In one run, medians of several repeats:
   1. read bandwidth of the machine, 1 and 2 threads (numpy sums of a 512 MiB array,
@@ -10,7 +11,8 @@ In one run, medians of several repeats:
   2. decode: one activation row times large matrices (8960x1536, 1536x8960,
      151936x1536), GB/s of weights for pyggml's C kernels and for ggml's own CPU
      kernels (llama-cpp-python's libggml, called through ctypes on the same bytes),
-     with 1 and 2 threads, and pyggml as a share of the read bandwidth;
+     with 1 and 2 threads, and pyggml as a share of the read bandwidth (--in-cache: one
+     small matrix that stays in L2 instead, the rate the instructions alone allow);
   3. per-call cost on SmolLM2-135M-sized matrices (overhead-bound): microseconds per
      product through the Python wrapper and the C call alone (what kernels/layer.c
      makes), next to the time the bytes take at the 1-thread bandwidth;
@@ -40,6 +42,7 @@ from pyggml.ggml import TYPE_TRAITS, GGMLType as G  # noqa: E402
 
 CACHE_BYTES = 32 << 20          # last-level cache of the project machine; copies cover 4x it
 DECODE_SHAPES = [(8960, 1536), (1536, 8960), (151936, 1536)]
+IN_CACHE_SHAPE, IN_CACHE_PRODUCTS = (256, 4096), 50   # --in-cache: 0.3-1.1 MB, in L2 (2 MB)
 PREFILL_SHAPES = [(1536, 1536), (8960, 1536), (1536, 8960)]
 SMALL_SHAPES = [(576, 576, G.Q4_1), (576, 576, G.Q8_0), (1536, 576, G.Q4_1), (576, 1536, G.Q4_K),
                 (576, 1536, G.Q6_K), (49152, 576, G.Q8_0)]
@@ -156,17 +159,25 @@ class Ggml:
 
 # ----------------------------------------------------------------------------- sections
 
-def decode(types, ggml, bandwidth, repeats):
-    print("\n## Decode: one activation row, GB/s of weights read (median)")
+def decode(types, ggml, bandwidth, repeats, in_cache=False):
+    """in_cache: one small matrix, IN_CACHE_PRODUCTS times over (the rate of the instructions
+    alone, to set against the rate from memory); no ggml side (its graph copies the matrix)"""
+    where = f"one {IN_CACHE_SHAPE[0]}x{IN_CACHE_SHAPE[1]} matrix in L2" if in_cache else "from memory"
+    if in_cache:
+        ggml = None
+    print(f"\n## Decode: one activation row, GB/s of weights read (median), {where}")
     print(f"{'type':7} {'N x K':>13} {'MB':>6} | {'C 1T':>6} {'ggml 1T':>7} {'C 2T':>6} {'ggml 2T':>7}"
-          f" | {'C/ggml 2T':>9} {'C 2T / read BW':>14}")
+          f" | {'C/ggml 2T':>9} {'C 1T, 2T / read BW':>18}")
     rng = np.random.default_rng(0)
     for t in types:
-        for n, k in DECODE_SHAPES:
+        for n, k in [IN_CACHE_SHAPE] if in_cache else DECODE_SHAPES:
             if n == 151936 and t not in (G.Q6_K, G.Q8_0, G.Q4_K):
                 continue                                 # the output head: Q6_K / Q8_0 in practice
             one = random_weights(t, n, k, rng)
-            weights = [one] + [random_weights(t, n, k, rng) for _ in range(copies_for(one.nbytes) - 1)]
+            if in_cache:
+                weights = [one] * IN_CACHE_PRODUCTS
+            else:
+                weights = [one] + [random_weights(t, n, k, rng) for _ in range(copies_for(one.nbytes) - 1)]
             x = rng.standard_normal((1, k)).astype(np.float32)
             xq = cpu_c.quantize_activations(x, cpu_c.vec_dot_type(t))
             out = np.empty((1, n), np.float32)
@@ -185,7 +196,7 @@ def decode(types, ggml, bandwidth, repeats):
             g = lambda key: f"{rates[key]:7.1f}" if key in rates else "      -"  # noqa: E731
             row.append(f"{rates['C', 1]:6.1f} {g(('ggml', 1))} {rates['C', 2]:6.1f} {g(('ggml', 2))} |")
             ratio = f"{rates['C', 2] / rates['ggml', 2]:9.2f}" if ggml else "        -"
-            row.append(f"{ratio} {rates['C', 2] / bandwidth[2]:13.0%}")
+            row.append(f"{ratio} {rates['C', 1] / bandwidth[1]:12.0%} {rates['C', 2] / bandwidth[2]:4.0%}")
             print(" ".join(row), flush=True)
 
 
@@ -294,6 +305,8 @@ def main():
     parser.add_argument("--no-ggml", action="store_true", help="skip the ggml side")
     parser.add_argument("--sections", default="decode,small,prefill,model")
     parser.add_argument("--types", help="comma-separated ggml type names (decode, prefill)")
+    parser.add_argument("--in-cache", action="store_true",
+                        help="decode: one small matrix that stays in L2, not streamed from memory")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     types = QUICK_TYPES if args.quick else DECODE_TYPES
@@ -311,7 +324,7 @@ def main():
     print(f"read bandwidth: {BANDWIDTH[1]:.1f} GB/s on 1 thread, {BANDWIDTH[2]:.1f} GB/s on 2")
     sections = args.sections.split(",")
     if "decode" in sections:
-        decode(types, ggml, BANDWIDTH, repeats)
+        decode(types, ggml, BANDWIDTH, repeats, args.in_cache)
     if "small" in sections:
         small(repeats)
     if "prefill" in sections:
