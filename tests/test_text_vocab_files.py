@@ -226,9 +226,14 @@ def _is_incomplete_utf8(data: bytes) -> bool:
         return True
 
 
-def test_gemma4_words_go_to_the_compiled_bpe():
+def test_gemma4_words_go_to_the_compiled_bpe(monkeypatch):
     """The raw-UTF-8 BPE of gemma4 uses bpe.py's batch path (not only the Python heap)."""
+    from pyggml.text import bpe_numba, tokenizer
     tok = vocab_of("gemma-4").tokenizer
     assert isinstance(tok._merge_table, MergeTable)
     words = ["▁Hello▁world", "▁tokenizer▁test"]
+    calls, compiled = [], bpe_numba.merge_words
+    monkeypatch.setattr(tokenizer, "_COMPILED_BPE_MIN_BYTES", 0)     # batches this small too
+    monkeypatch.setattr(bpe_numba, "merge_words", lambda *a: calls.append(a) or compiled(*a))
     assert tok._encode_words(words) == {w: tok._encode_word(w) for w in words}
+    assert calls

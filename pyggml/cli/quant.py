@@ -27,7 +27,6 @@ import numpy as np
 from ..errors import GGUFError, ModelError, UnsupportedTypeError, UsageError
 from ..format.constants import GGUFValueType, LlamaFileType
 from ..ggml import TYPE_TRAITS, GGMLType
-from ..quants.mix import FLOATS
 from .progress import ProgressBar, add_progress_option, format_bytes
 
 # Q4_0 interleaved for SIMD, llama_ftype 33-35: gone from files, llama.cpp repacks Q4_0 at load
@@ -278,6 +277,7 @@ def tensor_imatrix(args, ftype: str, info, new_type: GGMLType, imatrix) -> np.nd
 def check_conversions(args, ftype: str, model, jobs: dict) -> None:
     """Refuse, before anything is written, what pyggml or llama-quantize would refuse."""
     from .. import quants
+    from ..quants.mix import FLOATS
     for name, (new_type, _) in jobs.items():
         info = model.tensors[name]
         if info.type not in FLOATS and not args.allow_requantize:
@@ -322,6 +322,7 @@ def run_inspect(args) -> int:
 def describe_block(model, info, index: int) -> str:
     """The text of ``pyggml inspect``: one block's bytes, fields and floats."""
     from .. import quants
+    from ..quants.mix import FLOATS
     cls = quants.get(info.type)
     if cls.ggml_type not in quants.TYPES:
         raise UnsupportedTypeError(f"{info.name}: {info.type_name} is not a weight type")

@@ -32,8 +32,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import GGUFSplitError, TensorNotFoundError, UnsupportedTypeError, UsageError
+from ..ggml import GGMLType
 from .constants import GGUFValueType
 from .reader import MetadataField, ParsedFile, TensorInfo, close_map, read_file
+
+# ggml float types numpy reads exactly (F32, F16): their little-endian storage
+_NUMPY_FLOATS = {GGMLType.F32: "<f4", GGMLType.F16: "<f2"}
 
 SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS_COUNT = "split.no", "split.count", "split.tensors.count"
 SPLIT_KEYS = (SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS_COUNT)
@@ -111,9 +115,13 @@ class GGUFFile:
         return np.frombuffer(mapped.data, dtype=np.uint8, count=info.nbytes, offset=info.offset)
 
     def dequantize(self, name: str) -> np.ndarray:
-        """The tensor as float32 in its numpy shape (pyggml.quants does the decoding);
-        raw() checks the file first."""
+        """The tensor as float32 in its numpy shape (pyggml.quants does the decoding;
+        F32 and F16, a model's norm and bias vectors, by numpy's exact casts, so that
+        loading a model for the C kernels imports no numba); raw() checks the file first."""
         info = self._supported(name)
+        storage = _NUMPY_FLOATS.get(info.type)
+        if storage is not None:
+            return self.raw(name).view(storage).astype(np.float32).reshape(info.shape)
         from ..quants import dequantize
         return dequantize(info.type, self.raw(name), info.shape)
 

@@ -14,7 +14,8 @@ The merges become one sorted table of int64 pairs, searched by bisection:
 so that min() over the values of a word's adjacent pairs finds the lowest rank, and
 the merged id comes with it.  Each word is a short array of ids; finding the leftmost
 lowest pair is a scan, O(n^2) per word, which beats a heap for the short words this
-path takes (long words keep tokenizer.py's heap).
+path takes (long words keep tokenizer.py's heap).  The compiled loop lives in
+bpe_numba.py, imported on the first batch that needs it.
 """
 from __future__ import annotations
 
@@ -22,53 +23,9 @@ from itertools import chain, repeat
 from operator import itemgetter
 
 import numpy as np
-from numba import njit
-
-from ..quants.jit import announce_compile
 
 ID_BITS = 20
 ID_MASK = (1 << ID_BITS) - 1
-NO_MERGE = np.int64(1) << 62
-
-
-@njit(cache=True)
-def _lookup(keys, values, key):
-    """values[i] where keys[i] == key (keys sorted), else NO_MERGE: a binary search."""
-    i = np.searchsorted(keys, key)
-    if i < len(keys) and keys[i] == key:
-        return values[i]
-    return NO_MERGE
-
-
-@njit(cache=True)
-def _merge_words(ids, starts, lengths, keys, values):
-    """BPE each word ids[starts[w] : starts[w] + lengths[w]] in place; lengths shrink."""
-    pairs = np.empty(ids.shape[0], np.int64)
-    for w in range(len(starts)):
-        s, n = starts[w], lengths[w]
-        for i in range(n - 1):
-            pairs[s + i] = _lookup(keys, values,
-                                   (np.int64(ids[s + i]) << ID_BITS) | ids[s + i + 1])
-        while n > 1:
-            best, at = NO_MERGE, -1
-            for i in range(n - 1):                      # leftmost lowest: strict <
-                if pairs[s + i] < best:
-                    best, at = pairs[s + i], i
-            if at < 0:
-                break
-            merged = best & ID_MASK
-            ids[s + at] = merged
-            for i in range(at + 1, n - 1):              # close the gap
-                ids[s + i] = ids[s + i + 1]
-                pairs[s + i] = pairs[s + i + 1]
-            n -= 1
-            if at > 0:
-                pairs[s + at - 1] = _lookup(keys, values,
-                                            (np.int64(ids[s + at - 1]) << ID_BITS) | merged)
-            if at < n - 1:
-                pairs[s + at] = _lookup(keys, values,
-                                        (np.int64(merged) << ID_BITS) | ids[s + at + 1])
-        lengths[w] = n
 
 
 class MergeTable:
@@ -120,8 +77,10 @@ class MergeTable:
     def _merge(self, ids: np.ndarray, lengths: np.ndarray) -> list[tuple[int, ...]]:
         starts = np.zeros(len(lengths), np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        announce_compile(_merge_words, "tokenizer's BPE")
-        _merge_words(ids, starts, lengths, self.keys, self.values)
+        from ..quants.jit import announce_compile
+        from .bpe_numba import merge_words
+        announce_compile(merge_words, "tokenizer's BPE")
+        merge_words(ids, starts, lengths, self.keys, self.values)
         flat = ids.tolist()
         words_ids = [flat[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())]
         if self.drops_bytes:

@@ -71,28 +71,46 @@ UNICODE_15_1_ADDITIONS = {
 _LAST_CLASSIFIED = 0x323AF      # no code point above this was assigned after Unicode 14.0
 
 
-@functools.lru_cache(maxsize=None)
-def _categories() -> bytearray:
-    """llama.cpp's category letter of every code point up to _LAST_CLASSIFIED: the major
-    general category (b'L', b'N', b'P', b'M', b'S', b'Z', b'C'), b'U' for unassigned."""
+_BMP_END = 0x10000
+
+
+def _classify(first: int, end: int) -> bytearray:
+    """llama.cpp's category letter of the code points first..end-1 (see _categories)."""
     category = unicodedata.category
-    table = bytearray("".join([category(chr(c))[0] for c in range(_LAST_CLASSIFIED + 1)]), "ascii")
+    table = bytearray("".join([category(chr(c))[0] for c in range(first, end)]), "ascii")
     at = table.find(b"C")
     while at >= 0:                            # Cc Cf Co Cs are controls, Cn is unassigned
-        if category(chr(at)) == "Cn":
+        if category(chr(first + at)) == "Cn":
             table[at] = ord("U")
         at = table.find(b"C", at + 1)
     for major, ranges in UNICODE_15_1_ADDITIONS.items():
         for item in ranges.split():
-            first, _, last = item.partition("-")
-            first = int(first, 16)
-            last = int(last or item, 16)
-            table[first:last + 1] = major.encode() * (last + 1 - first)
+            low, _, high = item.partition("-")
+            low = max(int(low, 16), first)
+            high = min(int(high or item, 16), end - 1)
+            if low <= high:
+                table[low - first:high + 1 - first] = major.encode() * (high + 1 - low)
     return table
+
+
+@functools.lru_cache(maxsize=None)
+def _bmp_categories() -> bytearray:
+    """_categories() of the BMP alone: all that the regex classes need, a third of the
+    work (a tokenizer is built at every start of a model)."""
+    return _classify(0, _BMP_END)
+
+
+@functools.lru_cache(maxsize=None)
+def _categories() -> bytearray:
+    """llama.cpp's category letter of every code point up to _LAST_CLASSIFIED: the major
+    general category (b'L', b'N', b'P', b'M', b'S', b'Z', b'C'), b'U' for unassigned."""
+    return _bmp_categories() + _classify(_BMP_END, _LAST_CLASSIFIED + 1)
 
 
 def llama_category(code: int) -> str:
     """llama.cpp's category of a code point: 'L' 'N' 'P' 'M' 'S' 'Z' 'C', or 'U' (unassigned)."""
+    if code < _BMP_END:
+        return chr(_bmp_categories()[code])
     if code <= _LAST_CLASSIFIED:
         return chr(_categories()[code])
     category = unicodedata.category(chr(code))
@@ -103,7 +121,7 @@ def llama_category(code: int) -> str:
 def char_class(major: str) -> str:
     """Body of a regex character class: the BMP code points of category 'L', 'N', 'P',
     'M' or 'S'."""
-    table = _categories()[:0x10000]
+    table = _bmp_categories()
     code = ord(major)
     parts = []
     start = table.find(code)

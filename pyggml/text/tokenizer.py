@@ -217,6 +217,10 @@ _SPECIAL_KEYS = [
 
 _WORD_CACHE_LIMIT = 1 << 16     # words remembered per tokenizer before the cache starts over
 _SHORT_WORD = 64                # words of up to this many UTF-8 bytes go to the compiled BPE
+# ... when the batch holds at least this many bytes: below it the Python heap takes less
+# time than the first batch's numba import and cache load (a short prompt, e.g. `pyggml
+# generate --demo "Hello"`, then starts without numba).  Both give the same ids.
+_COMPILED_BPE_MIN_BYTES = 2048
 
 
 class Tokenizer:
@@ -600,6 +604,8 @@ class BpeTokenizer(Tokenizer):
         vocabulary allows it, the others one by one through _encode_word."""
         table = self._merge_table
         result, batch, batch_ids = {}, [], []
+        if table is not None and sum(map(len, words)) < _COMPILED_BPE_MIN_BYTES:
+            table = None                                 # (characters: a lower bound of bytes)
         for word in words:
             data = word.encode("utf-8", "surrogatepass")
             if table is None or len(data) > _SHORT_WORD or self._stays_whole(word):
