@@ -3,19 +3,28 @@
     .venv/bin/python tools/bench_generate.py                   # all models below
     .venv/bin/python tools/bench_generate.py --models smollm2-q4_1 --runs 5
     .venv/bin/python tools/bench_generate.py --models gemma3-270m qwen3-q4_k_m --threads 2
+    .venv/bin/python tools/bench_generate.py --models smollm2-q4_k_m --prompt-tokens 4096 -c 8192
+    .venv/bin/python tools/bench_generate.py --cold-start-only
 
 Models are tools/make_model.py fixtures by name (random weights in real shapes:
 qwen3-q4_k_m is its Qwen3 fixture), '<fixture>-split3', and gemma3-270m: Google's Gemma 3
 270M Q4_K_M, real weights, fetched by pyggml.cache.gemma3_demo_model.
 For each model, --rounds times, each engine in turn (pyggml, llama.cpp, pyggml, ...) runs
 in a fresh process that loads the file, then (each repeated --runs times on a reset
-context) evaluates a 128-token prompt in one batch (prefill) and generates --decode
-tokens one at a time, greedily (decode).  Both engines use the same number of threads
-and the same context size.  Reported: medians over the rounds of each process's median,
-the pyggml/llama.cpp ratio, the largest peak RSS of the processes against pyggml's memory
-budget (file size + kv cache + 300 MB), and load time.  A last row measures a cold start:
-a new process that imports pyggml, loads the tiny test model and produces its first
-token (numba/C kernels already compiled and cached).
+context) evaluates the prompt in one call (prefill) and generates --decode tokens one at
+a time, greedily (decode).  The prompt is real English text: Python's own documentation
+(pydoc_data.topics, its topics joined in sorted key order), cut to exactly
+--prompt-tokens tokens by the model's tokenizer; both engines evaluate the same ids.
+Both engines use the same number of threads and the same context size.
+
+Reported: medians over the rounds of each process's median, the pyggml/llama.cpp ratio,
+each engine's largest peak RSS against pyggml's memory budget (file size + kv cache +
+300 MB), and load time.  Then decode against the ceiling: the bytes of weights one token
+reads (every layer tensor, the output norm and matrix, one embedding row) x decode
+tokens/s, as a share of the read bandwidth measured in the same run at the same thread
+count (tools/bench_kernels.py's read_bandwidth).  A last row measures a cold start: a new
+process running `pyggml generate --demo "Hello" -n 1`, the time until the CLI prints its
+first token (kernels compiled and cached, bytecode cached, median of 3).
 
 Absolute numbers on a shared 2-core machine are noisy; the ratios, measured in one run
 on the same machine, are what the README quotes.
@@ -38,10 +47,57 @@ sys.path.insert(0, str(ROOT))
 MODELS = ["qwen2-1.5b-q4_k_m", "qwen2-1.5b-q3_k_m", "qwen2-1.5b-q4_k_m-split3",
           "smollm2-q4_1", "smollm2-q4_k_m", "gemma3-270m", "qwen3-q4_k_m"]
 GEMMA3_270M = "gemma3-270m"          # the real file, not a fixture
-PROMPT = ("The history of the printing press begins in the fifteenth century, when Johannes "
-          "Gutenberg combined movable metal type, oil-based ink and a wooden press adapted from "
-          "those used to make wine. ") * 8
 MIB = 1 << 20
+MEMORY_SLACK = 300 * MIB          # pyggml's budget: file + kv cache + this
+COLD_START_COMMAND = ["generate", "--demo", "Hello", "-n", "1", "--temp", "0", "--no-stats"]
+
+
+# ----------------------------------------------------------------------------- the prompt
+
+def prompt_text() -> str:
+    """Real English text, the same on every machine: Python's offline documentation."""
+    from pydoc_data.topics import topics
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def prompt_ids(path: Path, n_tokens: int) -> list[int]:
+    """The first n_tokens ids of prompt_text() as the file's tokenizer reads it (with
+    the BOS token the file asks for), cut from an encoding that runs past them so that
+    the last ones are not a word cut short."""
+    import pyggml
+    tokenizer = pyggml.load_tokenizer(path)
+    text = prompt_text()
+    chars = 8 * n_tokens + 256
+    while True:
+        ids = tokenizer.encode(text[:chars])
+        if len(ids) >= n_tokens + 16 or chars >= len(text):
+            break
+        chars *= 2
+    if len(ids) < n_tokens:
+        raise SystemExit(f"the prompt text holds only {len(ids)} tokens of {path}")
+    return ids[:n_tokens]
+
+
+# ----------------------------------------------------------------------------- the ceiling
+
+def weight_bytes_per_token(path: Path) -> int:
+    """Bytes of weights one decoded token reads: every tensor of every layer, the output
+    norm and matrix (the embedding matrix when the output is tied to it), and one row of
+    the embedding matrix."""
+    import pyggml
+    with pyggml.open(path) as f:
+        tensors = f.tensors
+        embedding = tensors["token_embd.weight"]
+        total = sum(t.nbytes for name, t in tensors.items() if name.startswith("blk."))
+        total += tensors["output_norm.weight"].nbytes
+        total += tensors.get("output.weight", embedding).nbytes
+        return total + embedding.nbytes // embedding.shape[0]
+
+
+def read_bandwidth(n_threads: int) -> float:
+    """GB/s of the machine's memory reads at n_threads (tools/bench_kernels.py)."""
+    import bench_kernels
+    return bench_kernels.read_bandwidth(n_threads, repeats=5)
 
 
 def model_files(name: str, workdir: Path) -> tuple[Path, Path]:
@@ -70,7 +126,7 @@ def model_files(name: str, workdir: Path) -> tuple[Path, Path]:
 
 # ----------------------------------------------------------------------------- one process
 
-def run_engine(engine: str, path: str, n_ctx: int, n_prompt: int, n_decode: int, runs: int,
+def run_engine(engine: str, path: str, n_ctx: int, ids: list[int], n_decode: int, runs: int,
                threads: int) -> dict:
     """Measure one engine on one file in this process; returns a dict of figures."""
     import numpy as np
@@ -80,7 +136,6 @@ def run_engine(engine: str, path: str, n_ctx: int, n_prompt: int, n_decode: int,
     if engine == "pyggml":
         import pyggml
         model = pyggml.load(path, n_ctx=n_ctx, n_threads=threads)
-        ids = model.tokenize(PROMPT)[:n_prompt]
 
         def prefill():
             model.reset()
@@ -95,16 +150,21 @@ def run_engine(engine: str, path: str, n_ctx: int, n_prompt: int, n_decode: int,
         make_model._quiet_llama()
         llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=512, n_ubatch=512,
                               n_threads=threads, n_threads_batch=threads, verbose=False)
-        ids = llm.tokenize(PROMPT.encode(), add_bos=False)[:n_prompt]
+
+        n_vocab = llm.n_vocab()
+
+        def last_logits():        # llm.scores is left unfilled without logits_all
+            row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+            return np.ctypeslib.as_array(row, shape=(n_vocab,)).copy()
 
         def prefill():
             llm.reset()
             llm.eval(ids)
-            return np.asarray(llm.scores[llm.n_tokens - 1])
+            return last_logits()
 
         def step(token):
             llm.eval([token])
-            return np.asarray(llm.scores[llm.n_tokens - 1])
+            return last_logits()
         kv_bytes = 0
     load_s = time.perf_counter() - started
     rss_after_load = rss_bytes()
@@ -125,21 +185,31 @@ def run_engine(engine: str, path: str, n_ctx: int, n_prompt: int, n_decode: int,
 
 
 
-def cold_start() -> dict:
-    """Seconds from a new interpreter to the first generated token of the tiny model."""
-    import make_model
-    path = make_model.model_path("qwen2-tiny-q4_k_m")
-    code = ("import time; t=time.perf_counter(); import pyggml; "
-            f"m=pyggml.load({str(path)!r}, n_ctx=256); "
-            "next(iter(m.generate_tokens('Hello', 1, temperature=0))); "
-            "print(time.perf_counter()-t)")
+def cold_start(runs: int = 3) -> dict:
+    """Seconds from starting `pyggml generate --demo "Hello" -n 1` in a new process to the
+    first byte of its first token on stdout; the median of `runs`.  A first run, not
+    timed, fetches the demo model, compiles what is compiled once and writes Python's
+    bytecode cache (as installing a package does, even where PYTHONDONTWRITEBYTECODE is
+    set); it also reports whether the command imported numba at all."""
+    cli = [sys.executable, "-m", "pyggml", *COLD_START_COMMAND]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    probe = ("import sys; from pyggml.cli import main; main(sys.argv[1:]); "
+             "print(sorted({'numba', 'jinja2', 'llguidance', 'starlette', 'uvicorn', "
+             "'pyggml.server', 'pyggml.quants'} & set(sys.modules)), file=sys.stderr)")
+    first = subprocess.run([sys.executable, "-c", probe, *COLD_START_COMMAND], env=env,
+                           capture_output=True, text=True, check=True)
+    heavy = first.stderr.strip().splitlines()[-1]
     times = []
-    for _ in range(3):
+    for _ in range(runs):
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        times.append((float(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t0))
-    return dict(in_process=statistics.median(t for t, _ in times),
-                wall=statistics.median(w for _, w in times))
+        with subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as child:
+            child.stdout.read(1)
+            times.append(time.perf_counter() - t0)
+            child.stdout.read()
+        if child.returncode:
+            raise SystemExit(f"{' '.join(cli)} failed with exit status {child.returncode}")
+    return dict(first_token_s=statistics.median(times), all_s=times, heavy_imports=heavy,
+                command="pyggml " + " ".join(COLD_START_COMMAND))
 
 
 # ----------------------------------------------------------------------------- driver
@@ -147,8 +217,8 @@ def cold_start() -> dict:
 def measure(engine, path, args) -> dict:
     """One fresh process of one engine on one file."""
     cmd = [sys.executable, __file__, "--child", engine, str(path), "--ctx", str(args.ctx),
-           "--prompt", str(args.prompt), "--decode", str(args.decode), "--runs", str(args.runs),
-           "--threads", str(args.threads)]
+           "--prompt-ids", str(args.prompt_ids), "--decode", str(args.decode),
+           "--runs", str(args.runs), "--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{engine} on {path} failed:\n{out.stderr[-3000:]}")
@@ -175,58 +245,120 @@ def measure_rounds(path, llama_path, args) -> tuple[dict, dict]:
     return summary[0], summary[1]
 
 
+def add_measure_options(parser: argparse.ArgumentParser, rounds: int = 3) -> None:
+    """The options of one measurement (shared with tools/bench_threads.py)."""
+    parser.add_argument("--runs", type=int, default=3, help="runs per process (median)")
+    parser.add_argument("--rounds", type=int, default=rounds,
+                        help="fresh processes per engine, alternating (median of theirs)")
+    parser.add_argument("--prompt", "--prompt-tokens", dest="prompt", type=int, default=128,
+                        help="prompt tokens (prefill), real text (default 128)")
+    parser.add_argument("--decode", type=int, default=32, help="tokens generated per run")
+    parser.add_argument("-c", "--ctx", type=int, default=1024, help="context size (default 1024)")
+
+
+class Prepared:
+    """A model ready to measure: the paths each engine opens, the file size, the prompt
+    ids (written where the child processes read them) and the bytes a token reads."""
+
+    def __init__(self, name: str, args, workdir: Path):
+        self.name = name
+        self.path, self.llama_path = model_files(name, workdir)
+        self.size = sum(p.stat().st_size for p in _shards_of(self.path))
+        if args.prompt + args.decode > args.ctx:
+            raise SystemExit(f"--prompt-tokens {args.prompt} + --decode {args.decode} do not fit "
+                             f"in -c {args.ctx}")
+        ids = prompt_ids(self.path, args.prompt)
+        self.ids_file = workdir / f"{name}-prompt-{args.prompt}.json"
+        self.ids_file.write_text(json.dumps(ids))
+        self.bytes_per_token = weight_bytes_per_token(self.path)
+
+    def measure(self, args) -> tuple[dict, dict]:
+        """(pyggml, llama.cpp) figures at args.threads: see measure_rounds."""
+        args.prompt_ids = self.ids_file
+        return measure_rounds(self.path, self.llama_path, args)
+
+
+def workdir() -> Path:
+    import tempfile
+    where = Path(tempfile.gettempdir()) / "pyggml-bench"
+    where.mkdir(exist_ok=True)
+    return where
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
-    parser.add_argument("--runs", type=int, default=3, help="runs per process (median)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="fresh processes per engine, alternating (median of theirs)")
-    parser.add_argument("--prompt", type=int, default=128, help="prompt tokens (prefill)")
-    parser.add_argument("--decode", type=int, default=32, help="tokens generated per run")
-    parser.add_argument("--ctx", type=int, default=1024)
+    add_measure_options(parser)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--cold-start-only", action="store_true",
+                        help="only the cold start of `pyggml generate --demo`")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--child", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--prompt-ids", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = run_engine(args.child[0], args.child[1], args.ctx, args.prompt, args.decode,
+        ids = json.loads(args.prompt_ids.read_text())
+        result = run_engine(args.child[0], args.child[1], args.ctx, ids, args.decode,
                             args.runs, args.threads)
         print(json.dumps(result))
         return
 
-    import tempfile
-    workdir = Path(tempfile.gettempdir()) / "pyggml-bench"
-    workdir.mkdir(exist_ok=True)
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-          f"{args.threads} threads, n_ctx {args.ctx}, {args.prompt}-token prompt, "
-          f"{args.decode} decoded tokens, median of {args.rounds} alternating fresh processes "
-          f"per engine, each the median of {args.runs} runs\n")
+    rows = []
+    if not args.cold_start_only:
+        rows = measure_models(args)
+    cold = cold_start()
+    print(f"\ncold start: `{cold['command']}` in a new process prints its first token after "
+          f"{cold['first_token_s']:.2f} s (median of {len(cold['all_s'])}: "
+          f"{', '.join(f'{t:.2f}' for t in cold['all_s'])}; target 1.0 s); heavy modules "
+          f"imported: {cold['heavy_imports']}")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(dict(rows=rows, cold_start=cold), indent=1, default=str))
+
+
+def measure_models(args) -> list[dict]:
+    where = workdir()
+    bandwidth = read_bandwidth(args.threads)
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, read "
+          f"bandwidth {bandwidth:.1f} GB/s at {args.threads} threads; {args.threads} threads, "
+          f"n_ctx {args.ctx}, {args.prompt}-token prompt (pydoc_data.topics), {args.decode} "
+          f"decoded tokens, median of {args.rounds} alternating fresh processes per engine, "
+          f"each the median of {args.runs} runs\n")
     header = (f"{'model':28} {'file MiB':>9} | {'prefill tok/s':>21} {'ratio':>6} | "
-              f"{'decode tok/s':>19} {'ratio':>6} | {'peak RSS MiB':>17} {'budget':>7} | "
-              f"{'load s':>11}")
+              f"{'decode tok/s':>19} {'ratio':>6} | {'peak RSS MiB':>17} {'budget':>6} "
+              f"{'pyggml':>6} {'llama':>5} | {'load s':>12}")
     print(header)
     print("-" * len(header))
     rows = []
     for name in args.models:
-        path, llama_path = model_files(name, workdir)
-        size = sum(p.stat().st_size for p in _shards_of(path))
-        ours, ref = measure_rounds(path, llama_path, args)
-        budget = size + ours["kv_bytes"] + 300 * MIB
-        rows.append(dict(model=name, file_bytes=size, pyggml=ours, llama_cpp=ref,
-                         budget_bytes=budget))
-        print(f"{name:28} {size / MIB:9.0f} | {ours['prefill']:9.1f} vs {ref['prefill']:9.1f} "
-              f"{ours['prefill'] / ref['prefill']:5.2f}x | {ours['decode']:8.1f} vs "
-              f"{ref['decode']:8.1f} {ours['decode'] / ref['decode']:5.2f}x | "
-              f"{ours['peak_rss'] / MIB:7.0f} vs {ref['peak_rss'] / MIB:6.0f} "
-              f"{'ok' if ours['peak_rss'] <= budget else 'OVER':>7} | "
+        model = Prepared(name, args, where)
+        ours, ref = model.measure(args)
+        budget = model.size + ours["kv_bytes"] + MEMORY_SLACK
+        ceiling = {engine: model.bytes_per_token * r["decode"] / (bandwidth * 1e9)
+                   for engine, r in (("pyggml", ours), ("llama.cpp", ref))}
+        rows.append(dict(model=name, file_bytes=model.size, pyggml=ours, llama_cpp=ref,
+                         budget_bytes=budget, bytes_per_token=model.bytes_per_token,
+                         bandwidth_gbs=bandwidth, share_of_bandwidth=ceiling))
+        print(f"{name:28} {model.size / MIB:9.0f} | {ours['prefill']:9.1f} vs "
+              f"{ref['prefill']:9.1f} {ours['prefill'] / ref['prefill']:5.2f}x | "
+              f"{ours['decode']:8.1f} vs {ref['decode']:8.1f} "
+              f"{ours['decode'] / ref['decode']:5.2f}x | {ours['peak_rss'] / MIB:7.0f} vs "
+              f"{ref['peak_rss'] / MIB:6.0f} {budget / MIB:6.0f} "
+              f"{'ok' if ours['peak_rss'] <= budget else 'OVER':>6} "
+              f"{'ok' if ref['peak_rss'] <= budget else 'OVER':>5} | "
               f"{ours['load_s']:4.2f} vs {ref['load_s']:4.2f}", flush=True)
-    cold = cold_start()
-    print(f"\ncold start (new process, kernels cached): first token of qwen2-tiny-q4_k_m after "
-          f"{cold['in_process']:.2f} s in-process, {cold['wall']:.2f} s wall (target 2 s)")
-    print(f"\nbudget: pyggml's peak RSS <= file size + kv cache + 300 MB; load average at the "
-          f"end {os.getloadavg()[0]:.2f}")
-    if args.json:
-        args.json.write_text(json.dumps(dict(rows=rows, cold_start=cold), indent=1))
+    print(f"\nbudget: peak RSS <= file size + kv cache + {MEMORY_SLACK // MIB} MiB")
+    print(f"\ndecode at the ceiling: weight bytes per token x decode tok/s, against the read "
+          f"bandwidth {bandwidth:.1f} GB/s ({args.threads} threads, measured above)")
+    print(f"{'model':28} {'MB/token':>9} | {'pyggml GB/s':>11} {'share':>6} | "
+          f"{'llama.cpp GB/s':>14} {'share':>6}")
+    for row in rows:
+        per_token = row["bytes_per_token"]
+        ours, ref = row["pyggml"]["decode"], row["llama_cpp"]["decode"]
+        share = row["share_of_bandwidth"]
+        print(f"{row['model']:28} {per_token / 1e6:9.1f} | {per_token * ours / 1e9:11.2f} "
+              f"{share['pyggml']:6.0%} | {per_token * ref / 1e9:14.2f} {share['llama.cpp']:6.0%}")
+    return rows
 
 
 def _shards_of(path: Path) -> list[Path]:
