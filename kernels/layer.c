@@ -33,7 +33,8 @@
  *
  * Numerics follow forward.py and numerics.py, which follow llama.cpp's CPU code bit for
  * bit: rope's rotation with the FMAs GCC makes of ggml's expression, Q rounded to fp16
- * before the scores, the attention dots in ggml's orders (dot_key, weighted_values),
+ * before the scores, the attention dots in ggml's orders (dot_key, weighted_values;
+ * a prompt's: dot_tile),
  * scores scaled after the dot, softmax through ggml's exp (softmax_row, ops.c),
  * probabilities rounded to fp16.
  */
@@ -43,6 +44,8 @@
 #include "pyggml_cpu.h"
 
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static int64_t attention_floats(const pyggml_layer *L, int64_t T, int64_t n_seqs, int64_t n_ctx);
 
 /* the float scratch a block needs for T rows of n_seqs sequences, in floats */
 static int64_t scratch_floats(const pyggml_layer *L, int64_t T, int64_t n_seqs, int64_t n_ctx) {
@@ -54,8 +57,7 @@ static int64_t scratch_floats(const pyggml_layer *L, int64_t T, int64_t n_seqs, 
                 + n_q              /* att */
                 + 2 * L->n_ff      /* gate, up */
                 + 2 * k_max)       /* quantized activations (<= 1.14 bytes per element) */
-           + n_seqs * L->n_head * (n_ctx               /* attention scores, one row per head */
-                                   + 64 * L->head_dim); /* V.p's lane accumulators, per head */
+           + attention_floats(L, T, n_seqs, n_ctx);
 }
 
 int64_t pyggml_layer_scratch_bytes(const pyggml_layer *L, int64_t n_tokens, int n_seqs,
@@ -92,26 +94,55 @@ static void rope(float *x, int64_t ld, int64_t T, int64_t n_heads, int64_t d, in
  * fp16 x fp16 products are exact in float, so an FMA only rounds the sums.  An element's
  * accumulator is (i / 16) % n_acc with n_acc = 4 (one token) or 1 (a prompt).
  *
- * lanes16 holds ggml's 16 lanes: two AVX registers, or an array where the build has no
- * AVX2.  Every operation on it is lane by lane, so both forms give the same bits. */
+ * lanes16 holds ggml's 16 lanes: one AVX-512 register, two AVX registers, or an array
+ * where the build has no AVX2.  Every operation on it is lane by lane, and lanes16_sum
+ * adds the same pairs in every form, so all forms give the same bits. */
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #define ATTENTION_AVX2 1
+#else
+#define ATTENTION_AVX2 0
+#endif
+
+#if ATTENTION_AVX2 && defined(__AVX512F__)
+#define ATTENTION_AVX512 1
+typedef __m512 lanes16;
+
+static inline lanes16 lanes16_zero(void) { return _mm512_setzero_ps(); }
+static inline lanes16 lanes16_load(const float *x) { return _mm512_loadu_ps(x); }
+static inline lanes16 lanes16_load_fp16(const ggml_half *h) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
+}
+/* a + h * x lane by lane, one rounding each */
+static inline lanes16 lanes16_fma(lanes16 h, lanes16 x, lanes16 a) { return _mm512_fmadd_ps(h, x, a); }
+static inline lanes16 lanes16_add(lanes16 a, lanes16 b) { return _mm512_add_ps(a, b); }
+
+/* lane l + lane l+8, then + lane +4, then (0 + 2) + (1 + 3) */
+static inline float lanes16_sum(lanes16 a) {
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), hi);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+}
+#elif ATTENTION_AVX2
+#define ATTENTION_AVX512 0
 typedef struct { __m256 lo, hi; } lanes16;          /* lanes 0..7, 8..15 */
 
 static inline lanes16 lanes16_zero(void) { return (lanes16){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
-
-/* a + h * x lane by lane, one rounding each (h: 16 fp16, x: 16 floats) */
-static inline lanes16 lanes16_fma(const ggml_half *h, const float *x, lanes16 a) {
-    a.lo = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)), _mm256_loadu_ps(x), a.lo);
-    a.hi = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + 8))), _mm256_loadu_ps(x + 8), a.hi);
-    return a;
+static inline lanes16 lanes16_load(const float *x) {
+    return (lanes16){_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8)};
 }
-
+static inline lanes16 lanes16_load_fp16(const ggml_half *h) {
+    return (lanes16){_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)),
+                     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + 8)))};
+}
+static inline lanes16 lanes16_fma(lanes16 h, lanes16 x, lanes16 a) {
+    return (lanes16){_mm256_fmadd_ps(h.lo, x.lo, a.lo), _mm256_fmadd_ps(h.hi, x.hi, a.hi)};
+}
 static inline lanes16 lanes16_add(lanes16 a, lanes16 b) {
     return (lanes16){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
 }
 
-/* lane l + lane l+8, then + lane +4, then (0 + 2) + (1 + 3) */
 static inline float lanes16_sum(lanes16 a) {
     const __m256 s8 = _mm256_add_ps(a.lo, a.hi);
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -119,13 +150,22 @@ static inline float lanes16_sum(lanes16 a) {
     return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
 }
 #else
-#define ATTENTION_AVX2 0
+#define ATTENTION_AVX512 0
 typedef struct { float v[16]; } lanes16;
 
 static inline lanes16 lanes16_zero(void) { return (lanes16){{0}}; }
-
-static inline lanes16 lanes16_fma(const ggml_half *h, const float *x, lanes16 a) {
-    for (int l = 0; l < 16; l++) a.v[l] = fmaf(fp16_to_fp32(h[l]), x[l], a.v[l]);
+static inline lanes16 lanes16_load(const float *x) {
+    lanes16 a;
+    for (int l = 0; l < 16; l++) a.v[l] = x[l];
+    return a;
+}
+static inline lanes16 lanes16_load_fp16(const ggml_half *h) {
+    lanes16 a;
+    for (int l = 0; l < 16; l++) a.v[l] = fp16_to_fp32(h[l]);
+    return a;
+}
+static inline lanes16 lanes16_fma(lanes16 h, lanes16 x, lanes16 a) {
+    for (int l = 0; l < 16; l++) a.v[l] = fmaf(h.v[l], x.v[l], a.v[l]);
     return a;
 }
 
@@ -154,37 +194,40 @@ static void axpy_fp16(float *a, const ggml_half *h, float p, int64_t n) {
     for (; i < n; i++) a[i] = fmaf(fp16_to_fp32(h[i]), p, a[i]);
 }
 
-/* K.q: the score of one key row (d fp16 values) against q16 (d floats) */
-static float dot_key(const ggml_half *key, const float *q16, int64_t d, int prompt) {
-    prompt = prompt && d % 16 == 0;             /* tinyBLAS declines other lengths */
-    lanes16 lanes;
-    int64_t n_simd;
-    if (prompt) {
-        n_simd = d;
-        lanes = lanes16_zero();
-        for (int64_t i0 = 0; i0 < n_simd; i0 += 16) lanes = lanes16_fma(key + i0, q16 + i0, lanes);
-    } else {
-        n_simd = d - d % 64;
-        lanes16 a0 = lanes16_zero(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t i0 = 0; i0 < n_simd; i0 += 64) {
-            a0 = lanes16_fma(key + i0, q16 + i0, a0);
-            a1 = lanes16_fma(key + i0 + 16, q16 + i0 + 16, a1);
-            a2 = lanes16_fma(key + i0 + 32, q16 + i0 + 32, a2);
-            a3 = lanes16_fma(key + i0 + 48, q16 + i0 + 48, a3);
-        }
-        lanes = lanes16_add(lanes16_add(a0, a2), lanes16_add(a1, a3));
+/* x[i] = fp16(x[i]) as a float, for i < n: Q and the probabilities are fp16 in ggml */
+static void round_to_fp16(float *x, int64_t n) {
+    int64_t i = 0;
+#if ATTENTION_AVX2
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+#endif
+    for (; i < n; i++) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+}
+
+/* K.q: the score of one key row (d fp16 values) against q16 (d floats), one token's order
+ * (or a prompt's where d % 16 != 0: tinyBLAS declines those lengths) */
+static float dot_key(const ggml_half *key, const float *q16, int64_t d) {
+    const int64_t n_simd = d - d % 64;
+    lanes16 a0 = lanes16_zero(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i0 = 0; i0 < n_simd; i0 += 64) {
+        a0 = lanes16_fma(lanes16_load_fp16(key + i0), lanes16_load(q16 + i0), a0);
+        a1 = lanes16_fma(lanes16_load_fp16(key + i0 + 16), lanes16_load(q16 + i0 + 16), a1);
+        a2 = lanes16_fma(lanes16_load_fp16(key + i0 + 32), lanes16_load(q16 + i0 + 32), a2);
+        a3 = lanes16_fma(lanes16_load_fp16(key + i0 + 48), lanes16_load(q16 + i0 + 48), a3);
     }
-    double sum = lanes16_sum(lanes);
+    double sum = lanes16_sum(lanes16_add(lanes16_add(a0, a2), lanes16_add(a1, a3)));
     for (int64_t i = n_simd; i < d; i++) sum += (double)(fp16_to_fp32(key[i]) * q16[i]);
     return (float)sum;
 }
 
 /* V.p: out[i] = sum over j < n_kv of p[j] * V[j][i], for the d values of one head.  The
  * sum runs over kv positions (llama.cpp's padded kv length: no tail), so position j goes
- * to lane j % 16 of accumulator (j / 16) % n_acc, i.e. to accumulator lane j % (16 n_acc).
- * Each of those lanes is one FMA chain over its positions, in order; acc holds the chain
- * of lane L for every i at acc + L * d (a whole value row per step, so the step
- * vectorizes), and its lanes are then summed as dot_key sums them, for every i at once. */
+ * to lane j % 16 of accumulator (j / 16) % n_acc, i.e. to accumulator lane j % (16 n_acc)
+ * (a prompt whose head_dim tinyBLAS declines for K.q still takes it here: n_acc = 1;
+ * other prompts go through attention_block).  Each lane is one FMA chain
+ * over its positions, in order; acc holds the chain of lane L for every i at acc + L * d
+ * (a whole value row per step, so the step vectorizes), and its lanes are then summed as
+ * dot_key sums them, for every i at once. */
 static void weighted_values(const ggml_half *v, int64_t v_stride, const float *p, int64_t j0,
                             int64_t n_kv, int64_t d, int prompt, float *acc /* 64 * d */,
                             float *out) {
@@ -215,17 +258,110 @@ static void weighted_values(const ggml_half *v, int64_t v_stride, const float *p
     for (int64_t i = 0; i < d; i++) out[i] = (acc[i] + acc[2 * d + i]) + (acc[d + i] + acc[3 * d + i]);
 }
 
+/* ---------------------------------------------------------------- a prompt's attention
+ * tinyBLAS multiplies K by Q, and V (stored transposed: a row per value dimension, over kv
+ * positions) by the probabilities, each output one chain per lane over its 16th elements.
+ * Both are the same product of fp16 rows ("keys": K rows, or V^T rows) and float rows
+ * ("queries": Q rows, or probability rows), done here a tile of TILE_KEYS x TILE_QUERIES
+ * outputs at a time: each fp16 row converted once per tile, every output its own chain.
+ * The tile fits the registers (AVX-512: 16 of 32; AVX2: 6 pairs of 16). */
+#if ATTENTION_AVX512
+enum { TILE_KEYS = 4, TILE_QUERIES = 4 };
+#else
+enum { TILE_KEYS = 3, TILE_QUERIES = 2 };
+#endif
+/* queries per chunk: each K and V^T row is read once from cache per block of them */
+enum { QUERY_BLOCK = 8, ATTENTION_SLOTS = 16 };
+
+/* out[q * ld + k] = lanes16_sum(acc[q][k]) * scale for the tile */
+static inline void tile_sums(lanes16 acc[TILE_QUERIES][TILE_KEYS], float scale, float *out,
+                             int64_t ld) {
+#if ATTENTION_AVX512
+    /* all 16 at once: each step adds lanes16_sum's pairs of lanes for 2, 4, 8, then 16
+     * outputs in a register.  Taking output m = 4 key + query, the steps leave its sum
+     * in lane 4 query + key: a query's 4 scores in one 128-bit block. */
+    __m512 c[8], e[4], f[2];
+    #pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) {          /* l + (l + 8): outputs 2i, 2i+1, 8 lanes each */
+        const __m512 a = acc[(2 * i) % 4][(2 * i) / 4], b = acc[(2 * i + 1) % 4][(2 * i + 1) / 4];
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < 4; i++)            /* + 4: outputs 4i .. 4i+3, one 128-bit block each */
+        e[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xDD));
+    #pragma GCC unroll 16
+    for (int i = 0; i < 2; i++)            /* (0 + 2), (1 + 3) */
+        f[i] = _mm512_add_ps(_mm512_shuffle_ps(e[2 * i], e[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(e[2 * i], e[2 * i + 1], 0xEE));
+    const __m512 sums = _mm512_mul_ps(_mm512_add_ps(_mm512_shuffle_ps(f[0], f[1], 0x88),
+                                                    _mm512_shuffle_ps(f[0], f[1], 0xDD)),
+                                      _mm512_set1_ps(scale));
+    _mm_storeu_ps(out, _mm512_castps512_ps128(sums));
+    _mm_storeu_ps(out + ld, _mm512_extractf32x4_ps(sums, 1));
+    _mm_storeu_ps(out + 2 * ld, _mm512_extractf32x4_ps(sums, 2));
+    _mm_storeu_ps(out + 3 * ld, _mm512_extractf32x4_ps(sums, 3));
+#else
+    #pragma GCC unroll 16
+    for (int q = 0; q < TILE_QUERIES; q++)
+        #pragma GCC unroll 16
+        for (int k = 0; k < TILE_KEYS; k++) out[q * ld + k] = lanes16_sum(acc[q][k]) * scale;
+#endif
+}
+
+/* out[q * ld + k] = scale * (keys[k] . queries[q]) over elements [i0, i1) (whole 16s), in
+ * tinyBLAS's order.  The loops over the tile are unrolled whole (the pragmas) so that its
+ * accumulators stay in registers: GCC otherwise keeps the array in memory. */
+static void dot_tile(const ggml_half *const keys[TILE_KEYS], const float *const queries[TILE_QUERIES],
+                     int64_t i0, int64_t i1, float scale, float *out, int64_t ld) {
+    lanes16 acc[TILE_QUERIES][TILE_KEYS];
+    #pragma GCC unroll 16
+    for (int q = 0; q < TILE_QUERIES; q++)
+        #pragma GCC unroll 16
+        for (int k = 0; k < TILE_KEYS; k++) acc[q][k] = lanes16_zero();
+    for (int64_t i = i0; i < i1; i += 16) {
+        lanes16 key[TILE_KEYS];
+        #pragma GCC unroll 16
+        for (int k = 0; k < TILE_KEYS; k++) key[k] = lanes16_load_fp16(keys[k] + i);
+        #pragma GCC unroll 16
+        for (int q = 0; q < TILE_QUERIES; q++) {
+            const lanes16 query = lanes16_load(queries[q] + i);
+            #pragma GCC unroll 16
+            for (int k = 0; k < TILE_KEYS; k++) acc[q][k] = lanes16_fma(key[k], query, acc[q][k]);
+        }
+    }
+    tile_sums(acc, scale, out, ld);
+}
+
+static inline int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
+
+/* the length of a probability row of a prompt's chunk: room for a tile past n_ctx */
+static inline int64_t prompt_row_floats(int64_t n_ctx) { return round_up16(n_ctx) + 16; }
+
+/* whether a call's attention takes the prompt path: T > 1 rows of one sequence, and
+ * tinyBLAS takes K.q (it declines d % 16 != 0) */
+static inline int prompt_path(const pyggml_layer *L, int64_t T, int64_t n_seqs) {
+    return n_seqs == 1 && T > 1 && L->head_dim % 16 == 0;
+}
+
 typedef struct {
     const pyggml_seq *seqs;
     const int64_t *row0;     /* each sequence's first row in q and att */
     const float *q;          /* (T, n_head * head_dim) after rope */
     float *att;              /* (T, n_head * head_dim) */
+    int64_t n_ctx;
+    /* one token per sequence, or d % 16 != 0: a chunk per (sequence, head) */
     float *scores;           /* a row of n_ctx per (sequence, head) */
     float *acc;              /* 4 * 16 * head_dim per (sequence, head): V.p's accumulators */
-    int64_t n_ctx;
+    /* a prompt: a chunk per (head, block of QUERY_BLOCK queries) */
+    ggml_half *v_t;          /* V^T: n_head_kv * d rows of v_t_len positions (a multiple of 16) */
+    int64_t v_t_len, v_t_first, n_blocks;
+    float *slots;            /* ATTENTION_SLOTS of QUERY_BLOCK probability rows, then q16 rows */
+    uint64_t busy;           /* atomic: slots in use */
 } attention_job;
 
-/* one query head of one sequence over its rows: chunk = sequence * n_head + head */
+/* one query head of one sequence over its rows: chunk = sequence * n_head + head (one
+ * token per sequence, or a prompt whose head_dim tinyBLAS declines) */
 static void attention_head(void *ctx, int64_t chunk) {
     const attention_job *job = ctx;
     const pyggml_seq *seq = &job->seqs[chunk / job->seqs[0].layer->n_head];
@@ -233,7 +369,7 @@ static void attention_head(void *ctx, int64_t chunk) {
     const int64_t h = chunk % L->n_head, d = L->head_dim, g = h / (L->n_head / L->n_head_kv);
     const int64_t kv_stride = L->n_head_kv * d, n_q = L->n_head * d;
     const int64_t row0 = job->row0[seq - job->seqs];
-    const int prompt = seq->n_tokens > 1;        /* ggml's prompt path: tinyBLAS */
+    const int prompt = seq->n_tokens > 1;        /* ggml's prompt path: tinyBLAS for V.p */
     float *scores = job->scores + chunk * job->n_ctx;
     float q16[1024];                                       /* head_dim <= 1024 (checked) */
     for (int64_t t = 0; t < seq->n_tokens; t++) {
@@ -241,15 +377,154 @@ static void attention_head(void *ctx, int64_t chunk) {
         /* a window hides the keys at p' <= p - window: -inf scores, as llama.cpp's mask */
         const int64_t j0 = L->window > 0 ? max64(0, n_kv - L->window) : 0;
         const float *q = job->q + (row0 + t) * n_q + h * d;
-        for (int64_t i = 0; i < d; i++) q16[i] = fp16_to_fp32(fp32_to_fp16(q[i]));
+        for (int64_t i = 0; i < d; i++) q16[i] = q[i];
+        round_to_fp16(q16, d);
         for (int64_t j = 0; j < j0; j++) scores[j] = -INFINITY;
         for (int64_t j = j0; j < n_kv; j++)
-            scores[j] = dot_key(L->k_cache + j * kv_stride + g * d, q16, d, prompt) * L->attn_scale;
+            scores[j] = dot_key(L->k_cache + j * kv_stride + g * d, q16, d) * L->attn_scale;
         softmax_row(scores, n_kv);
-        for (int64_t j = 0; j < n_kv; j++) scores[j] = fp16_to_fp32(fp32_to_fp16(scores[j]));
+        round_to_fp16(scores, n_kv);
         weighted_values(L->v_cache + g * d, kv_stride, scores, j0, n_kv, d, prompt,
                         job->acc + chunk * 64 * d, job->att + (row0 + t) * n_q + h * d);
     }
+}
+
+enum { TRANSPOSE_POSITIONS = 256 };
+
+/* V^T of a prompt's sequence, positions [v_t_first, v_t_len) of one kv head, 256 at a
+ * time: chunk = head * blocks + block; positions past the cache's are zero */
+static void transpose_values(void *ctx, int64_t chunk) {
+    const attention_job *job = ctx;
+    const pyggml_seq *seq = job->seqs;
+    const pyggml_layer *L = seq->layer;
+    const int64_t d = L->head_dim, kv_stride = L->n_head_kv * d, n_kv = seq->pos0 + seq->n_tokens;
+    const int64_t n_per_head = (job->v_t_len - job->v_t_first + TRANSPOSE_POSITIONS - 1) / TRANSPOSE_POSITIONS;
+    const int64_t g = chunk / n_per_head;
+    const int64_t j_begin = job->v_t_first + chunk % n_per_head * TRANSPOSE_POSITIONS;
+    const int64_t j_end = j_begin + TRANSPOSE_POSITIONS < job->v_t_len ? j_begin + TRANSPOSE_POSITIONS : job->v_t_len;
+    const int64_t j_cached = j_end < n_kv ? j_end : n_kv;
+    for (int64_t i = 0; i < d; i++) {
+        ggml_half *row = job->v_t + (g * d + i) * job->v_t_len;
+        const ggml_half *v = L->v_cache + g * d + i;
+        int64_t j = j_begin;
+        for (; j < j_cached; j++) row[j] = v[j * kv_stride];
+        for (; j < j_end; j++) row[j] = 0;
+    }
+}
+
+/* a free slot of the job's scratch: run_chunks runs at most ATTENTION_SLOTS chunks at once */
+static int claim_slot(attention_job *job) {
+    for (;;)
+        for (int s = 0; s < ATTENTION_SLOTS; s++) {
+            const uint64_t bit = (uint64_t)1 << s;
+            if (!(__atomic_fetch_or(&job->busy, bit, __ATOMIC_ACQUIRE) & bit)) return s;
+        }
+}
+
+static void release_slot(attention_job *job, int slot) {
+    __atomic_fetch_and(&job->busy, ~((uint64_t)1 << slot), __ATOMIC_RELEASE);
+}
+
+/* one query head over QUERY_BLOCK rows of a prompt: chunk = head * n_blocks + block.
+ * The scores and probabilities of the block's queries go to one slot's rows, over the
+ * keys [k_first, k_end) that any of them sees (16-aligned: tinyBLAS's lanes); each
+ * query's row holds -inf before its window and 0 past its causal end, as the mask
+ * gives them in llama.cpp: the chain of a lane that starts at +0 is unchanged by such
+ * +0 products, so every output has the bits of the whole masked row. */
+static void attention_block(void *ctx, int64_t chunk) {
+    attention_job *job = ctx;
+    const pyggml_seq *seq = job->seqs;
+    const pyggml_layer *L = seq->layer;
+    const int64_t h = chunk / job->n_blocks, t0 = chunk % job->n_blocks * QUERY_BLOCK;
+    const int64_t d = L->head_dim, g = h / (L->n_head / L->n_head_kv);
+    const int64_t kv_stride = L->n_head_kv * d, n_q = L->n_head * d;
+    const int64_t n_rows = seq->n_tokens - t0 < QUERY_BLOCK ? seq->n_tokens - t0 : QUERY_BLOCK;
+    const int64_t row_len = prompt_row_floats(job->n_ctx);
+    const int slot = claim_slot(job);
+    float *p = job->slots + slot * QUERY_BLOCK * (row_len + d), *q16 = p + QUERY_BLOCK * row_len;
+
+    int64_t n_kv[QUERY_BLOCK], j0[QUERY_BLOCK];
+    const float *q_rows[QUERY_BLOCK], *p_rows[QUERY_BLOCK];
+    for (int64_t r = 0; r < QUERY_BLOCK; r++) {
+        const int64_t t = t0 + (r < n_rows ? r : n_rows - 1);   /* a partial block repeats its last row */
+        n_kv[r] = seq->pos0 + t + 1;
+        j0[r] = L->window > 0 ? max64(0, n_kv[r] - L->window) : 0;
+        memcpy(q16 + r * d, job->q + t * n_q + h * d, (size_t)d * sizeof(float));
+        round_to_fp16(q16 + r * d, d);
+        q_rows[r] = q16 + r * d;
+        p_rows[r] = p + r * row_len;
+    }
+    const int64_t j_begin = j0[0], j_end = n_kv[n_rows - 1];
+    const int64_t k_first = j_begin / 16 * 16, k_end = round_up16(j_end);
+
+    /* scores: tiles of keys (the last repeats key j_end - 1) by tiles of queries */
+    for (int64_t j = j_begin; j < j_end; j += TILE_KEYS) {
+        const ggml_half *keys[TILE_KEYS];
+        for (int k = 0; k < TILE_KEYS; k++)
+            keys[k] = L->k_cache + (j + k < j_end ? j + k : j_end - 1) * kv_stride + g * d;
+        for (int64_t r = 0; r < n_rows; r += TILE_QUERIES)
+            dot_tile(keys, q_rows + r, 0, d, L->attn_scale, p + r * row_len + j, row_len);
+    }
+    for (int64_t r = 0; r < n_rows; r++) {
+        float *row = p + r * row_len;
+        for (int64_t j = k_first; j < j0[r]; j++) row[j] = -INFINITY;
+        /* from k_first, a multiple of 16: softmax_row's groups of 16 are those of the row
+         * from 0, and the groups before are all masked (their exps add 0) */
+        softmax_row(row + k_first, n_kv[r] - k_first);
+        round_to_fp16(row + k_first, n_kv[r] - k_first);
+        for (int64_t j = n_kv[r]; j < k_end; j++) row[j] = 0.0f;
+    }
+
+    /* V.p: tiles of value dimensions by tiles of queries */
+    const ggml_half *v_t = job->v_t + g * d * job->v_t_len;
+    for (int64_t i = 0; i < d; i += TILE_KEYS) {
+        const ggml_half *dims[TILE_KEYS];
+        for (int k = 0; k < TILE_KEYS; k++) dims[k] = v_t + (i + k < d ? i + k : d - 1) * job->v_t_len;
+        for (int64_t r = 0; r < n_rows; r += TILE_QUERIES) {
+            float out[TILE_QUERIES * TILE_KEYS];
+            dot_tile(dims, p_rows + r, k_first, k_end, 1.0f, out, TILE_KEYS);
+            for (int64_t y = 0; y < TILE_QUERIES && r + y < n_rows; y++)
+                for (int64_t k = 0; k < TILE_KEYS && i + k < d; k++)
+                    job->att[(t0 + r + y) * n_q + h * d + i + k] = out[y * TILE_KEYS + k];
+        }
+    }
+    release_slot(job, slot);
+}
+
+/* the attention scratch of a call, in floats: a row of scores and V.p's accumulators per
+ * (sequence, head), or for a prompt the slots and V^T */
+static int64_t attention_floats(const pyggml_layer *L, int64_t T, int64_t n_seqs, int64_t n_ctx) {
+    const int64_t d = L->head_dim;
+    if (!prompt_path(L, T, n_seqs)) return n_seqs * L->n_head * (n_ctx + 64 * d);
+    return ATTENTION_SLOTS * QUERY_BLOCK * (prompt_row_floats(n_ctx) + d)
+           + (L->n_head_kv * d * round_up16(n_ctx) + 1) / 2;
+}
+
+/* the attention of a call: att = softmax(scale K.q) V per (sequence, head, query) */
+static void attention(const pyggml_seq *seqs, int n_seqs, const int64_t *row0, const float *q,
+                      float *att, int64_t n_ctx, float *scratch, int64_t work, int n_threads) {
+    const pyggml_layer *L = seqs[0].layer;
+    const int64_t T = row0[n_seqs - 1] + seqs[n_seqs - 1].n_tokens, d = L->head_dim;
+    if (n_threads <= 0) n_threads = default_threads();
+    if (work * L->n_head * d <= (1 << 16)) n_threads = 1;
+    attention_job job = {seqs, row0, q, att, n_ctx, NULL, NULL, NULL, 0, 0, 0, NULL, 0};
+    if (!prompt_path(L, T, n_seqs)) {
+        job.scores = scratch;
+        job.acc = scratch + n_seqs * L->n_head * n_ctx;
+        run_chunks(n_threads, n_seqs * L->n_head, attention_head, &job);
+        return;
+    }
+    /* V^T from the first position the first query sees */
+    const int64_t first_n_kv = seqs[0].pos0 + 1;
+    job.v_t_first = L->window > 0 ? max64(0, first_n_kv - L->window) / 16 * 16 : 0;
+    job.v_t_len = round_up16(seqs[0].pos0 + T);
+    job.slots = scratch;
+    job.v_t = (ggml_half *)(scratch + ATTENTION_SLOTS * QUERY_BLOCK * (prompt_row_floats(n_ctx) + d));
+    job.n_blocks = (T + QUERY_BLOCK - 1) / QUERY_BLOCK;
+    const int64_t per_head = (job.v_t_len - job.v_t_first + TRANSPOSE_POSITIONS - 1) / TRANSPOSE_POSITIONS;
+    run_chunks(n_threads, L->n_head_kv * per_head, transpose_values, &job);
+    run_chunks(n_threads < ATTENTION_SLOTS ? n_threads : ATTENTION_SLOTS, L->n_head * job.n_blocks,
+               attention_block, &job);
 }
 
 /* how the products of a call multiply its rows: as one batch, or each row as alone (the
@@ -344,8 +619,8 @@ int pyggml_layer_forward(const pyggml_seq *seqs, int n_seqs, float *x,
     const int64_t n_gqa = L->n_head_kv * d, n_q = L->n_head * d;
     float *h = scratch, *q = h + T * n_embd, *k = q + T * n_q, *v = k + T * n_gqa;
     float *att = v + T * n_gqa, *gate = att + T * n_q, *up = gate + T * n_ff;
-    float *scores = up + T * n_ff, *acc = scores + n_seqs * L->n_head * n_ctx;
-    void *act = acc + n_seqs * L->n_head * 64 * d;
+    float *attention_scratch = up + T * n_ff;
+    void *act = attention_scratch + attention_floats(L, T, n_seqs, n_ctx);
     int rc;
 
     /* attention */
@@ -374,9 +649,7 @@ int pyggml_layer_forward(const pyggml_seq *seqs, int n_seqs, float *x,
             v_cache[i] = fp32_to_fp16(v[row0[s] * n_gqa + i]);
         }
     }
-    attention_job job = {seqs, row0, q, att, scores, acc, n_ctx};
-    run_chunks(attention_work * n_q > (1 << 16) ? n_threads : 1, n_seqs * L->n_head,
-               attention_head, &job);
+    attention(seqs, n_seqs, row0, q, att, n_ctx, attention_scratch, attention_work, n_threads);
     if ((rc = product(matmul, &L->wo, att, T, n_q, h, act, n_threads))) return rc;
     if ((rc = add_residual(x, h, L->attn_post_norm, T, n_embd, L->rms_eps))) return rc;
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import pyggml
-from llama_oracle import LOGIT_TOL, PROMPTS, TEXT, llama_cache
+from llama_oracle import LOGIT_TOL, PROMPTS, TEXT, assert_logits_match, llama_cache, open_llama
 from llama_oracle import greedy as oracle_greedy, logits as oracle_logits
 from pyggml.errors import ModelError, TokenizerError, UsageError
 
@@ -146,6 +146,27 @@ def test_portable_c_build_gives_the_native_logits_bit_for_bit(name, models, mode
         assert "AVX2" not in cpu_c._state["features"]
         for got, want in zip(prompt_and_steps(model, ids, 2), expected):
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", ["qwen2-tiny-q4_k_m", "smollm2-q4_k_m"])
+def test_a_prompt_of_two_batches_gives_llama_cpps_logits_on_both_backends(name, model_path):
+    """700 positions: two batches, 512 + 188 (where llama.cpp cuts them too), the second's
+    queries over up to 700 keys: the C block's prompt attention (layer.c, attention_block:
+    whole and partial blocks of queries, key and value tiles) against llama.cpp and the
+    numba block (model/forward.py's attention)."""
+    n_ctx = 1024
+    llm = open_llama(model_path(name), n_ctx)
+    try:
+        with pyggml.load(model_path(name), n_ctx=n_ctx, backend="c") as model:
+            ids = (model.tokenize(TEXT) * 4)[:700]
+            assert len(ids) == 700
+            ours = model.logits(ids)
+        assert_logits_match(ours, oracle_logits(llm, ids))
+    finally:
+        llm.close()
+    if name == "qwen2-tiny-q4_k_m":          # (the numpy attention is slow on SmolLM2's 30 layers)
+        with pyggml.load(model_path(name), n_ctx=n_ctx, backend="numba") as model:
+            np.testing.assert_array_equal(model.logits(ids), ours)
 
 
 def test_tokenize_detokenize_round_trip(models):
