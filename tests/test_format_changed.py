@@ -198,7 +198,7 @@ def test_view_read_after_truncation_ends_with_one_line(model_copy, guard_library
 
 
 MODEL_KERNEL_AFTER_TRUNCATION = """
-import os, sys, numpy as np, pyggml
+import os, sys, numpy as np, pyggml, pyggml.quants
 path, kernel = sys.argv[1], sys.argv[2]
 model = pyggml.load(path, n_ctx=64, backend="c", n_threads=2)
 w = model.weights.output                      # a view on the file's map
