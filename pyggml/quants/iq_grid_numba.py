@@ -42,6 +42,7 @@ from .iq_grid_points import iq1s_grid, iq2s_grid, iq2xs_grid, iq2xxs_grid, kmask
 from .jit import (GGML_FUSES_SCALAR_TAIL, ROWS_PER_TASK, TILED, bitcast, concat, convert, f16,
                   f16_to_f32, f32_to_f16, fma32, from_tuple, hsum, hsum8, madd, maddubs, nonzero, order,
                   part, repeat, splat, u16, u32, vfma, vload, vstore)
+from .q8 import q8_K_scales
 
 IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M = (int(GGMLType.IQ2_XXS), int(GGMLType.IQ2_XS), int(GGMLType.IQ2_S),
                                         int(GGMLType.IQ1_S), int(GGMLType.IQ1_M))
@@ -405,10 +406,7 @@ def matmul_q8_K(kind, W, xq_f32, xq_i8, xq_i16, out):
     N = W.shape[0]
     T = xq_i8.shape[0]
     nb = xq_i8.shape[1] // 292
-    xd = np.empty((T, nb), dtype=np.float32)
-    for t in range(T):
-        for b in range(nb):
-            xd[t, b] = xq_f32[t, 73 * b]
+    xd = q8_K_scales(xq_f32, T, nb)
     n_tasks = (N + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in prange(n_tasks):
         for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):

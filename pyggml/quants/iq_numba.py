@@ -42,6 +42,7 @@ from .jit import (ROWS_PER_TASK, TILED, bitcast, concat, convert, f16, fma32, fr
                   vfma, vload, vstore)
 from .legacy_numba import KVALUES_IQ4NL, nibbles
 from .lowbit_numba import BIT_OF_LANE, put_fp16
+from .q8 import q8_K_scales
 from .quantize_numba import best_index_iq4_nl, fit_iq4_nl
 
 IQ3_XXS, IQ3_S, IQ4_XS = int(GGMLType.IQ3_XXS), int(GGMLType.IQ3_S), int(GGMLType.IQ4_XS)
@@ -214,10 +215,7 @@ def matmul_q8_K(kind, W, xq_f32, xq_i8, out):
     N = W.shape[0]
     T = xq_i8.shape[0]
     nb = xq_i8.shape[1] // 292
-    xd = np.empty((T, nb), dtype=np.float32)
-    for t in range(T):
-        for b in range(nb):
-            xd[t, b] = xq_f32[t, 73 * b]
+    xd = q8_K_scales(xq_f32, T, nb)
     n_tasks = (N + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in prange(n_tasks):
         for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):

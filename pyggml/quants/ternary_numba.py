@@ -33,6 +33,7 @@ from numba import njit, prange
 from ..ggml import GGMLType
 from .jit import (GGML_FUSES_SCALAR_TAIL, ROWS_PER_TASK, concat, convert, f16, f32_to_f16, hsum8, madd,
                   maddubs, part, round_away, splat, vfma, vload, vstore)
+from .q8 import q8_K_scales
 
 TQ1_0, TQ2_0 = int(GGMLType.TQ1_0), int(GGMLType.TQ2_0)
 # the powers of 3 a qh byte is multiplied by: its trits 0..3 for the weights 240 + 4n + j
@@ -122,10 +123,7 @@ def matmul_q8_K(kind, W, xq_f32, xq_i8, xq_i16, out):
     N = W.shape[0]
     T = xq_i8.shape[0]
     nb = xq_i8.shape[1] // 292
-    xd = np.empty((T, nb), dtype=np.float32)
-    for t in range(T):
-        for b in range(nb):
-            xd[t, b] = xq_f32[t, 73 * b]
+    xd = q8_K_scales(xq_f32, T, nb)
     n_tasks = (N + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in prange(n_tasks):
         for n in range(task * ROWS_PER_TASK, min(N, (task + 1) * ROWS_PER_TASK)):
