@@ -26,6 +26,7 @@ Metadata comes from shard 1 only (shard 1 may hold no tensors at all, as written
 """
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ from .reader import MetadataField, ParsedFile, TensorInfo, close_map, read_file
 
 # ggml float types numpy reads exactly (F32, F16): their little-endian storage
 _NUMPY_FLOATS = {GGMLType.F32: "<f4", GGMLType.F16: "<f2"}
+MADV_POPULATE_READ = 22     # Linux's value; Python's mmap module does not name it
 
 SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS_COUNT = "split.no", "split.count", "split.tensors.count"
 SPLIT_KEYS = (SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS_COUNT)
@@ -133,6 +135,24 @@ class GGUFFile:
         for mapped in self._files:
             if mapped is not None:
                 mapped.check_unchanged()
+
+    def populate(self, names) -> None:
+        """Map the pages of these tensors into the process now, as llama.cpp's mmap with
+        MAP_POPULATE does at load.  Otherwise the first batch takes a page fault every
+        64 KiB of weights it reads (~12,000 for a 1.5B Q3_K_M file, tens of milliseconds
+        inside the first prompt); one madvise per tensor maps them for less.  Best effort:
+        where the kernel lacks MADV_POPULATE_READ (Linux < 5.14) pages fault in as before,
+        and a shard truncated since it was opened is left to check_unchanged to name."""
+        for name in names:
+            info = self.tensors[name]
+            mapped = self._files[info.shard]
+            if not info.supported or mapped is None or not hasattr(mapped.data, "madvise"):
+                continue
+            start = info.offset - info.offset % mmap.PAGESIZE
+            try:
+                mapped.data.madvise(MADV_POPULATE_READ, start, info.offset + info.nbytes - start)
+            except OSError:
+                return
 
     def _supported(self, name: str) -> TensorInfo:
         info = self.tensors.get(name)

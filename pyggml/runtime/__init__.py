@@ -86,6 +86,7 @@ class Model:
             self.layers.append((device, device.upload_layer(layer, block, self.n_ctx)))
         head_device = self.gpu if self.plan.output_on_gpu else self.host
         self.head = (head_device, head_device.upload_head(w.output_norm, w.output, hp.head()))
+        gguf.populate(self._host_tensors())
         self.tokens: list[int] = []               # what the kv caches hold, in order
         self._in_use = threading.Lock()           # held while a call or generator uses the cache
 
@@ -95,6 +96,14 @@ class Model:
             bos_token=tok.decode([tok.bos_id], special=True) if tok.bos_id is not None else "",
             eos_token=tok.decode([tok.eos_id], special=True) if tok.eos_id is not None else "")
         self.stats = Stats(load_s=time.perf_counter() - started, rss_after_load=rss_bytes())
+
+    def _host_tensors(self) -> list[str]:
+        """The tensors the CPU reads: all but the offloaded layers' (and output's)."""
+        plan = self.plan
+        gpu_prefixes = tuple(f"blk.{i}." for i in range(self.hparams.n_layer) if plan.on_gpu(i))
+        return [name for name in self.file.tensors
+                if not (gpu_prefixes and name.startswith(gpu_prefixes))
+                and not (plan.output_on_gpu and name.startswith("output"))]
 
     def device_report(self) -> dict[str, str]:
         """Rows for the stats block: kernels, placement, GPU memory."""
