@@ -270,11 +270,12 @@ product_fn fast_product_lowbit(int type, product_order order);
 quantize_row_fn fast_quantize_row(int act_type);
 
 /* panels_avx2.c (NULL without VNNI, or for other types and orders): the products of
- * n_rows <= PANEL_ROWS weight rows of a K-quant, in the GEMV, GEMM or TILED order, with
- * any number of activation rows; the rows are unpacked once into a panel that serves all
- * activation rows (prefill).  Returns 0 if out of memory. */
-#define PANEL_ROWS 8
+ * n_rows <= panel_rows(type) weight rows of a K-quant, in the GEMV, GEMM or TILED order,
+ * or of a 32-element type, with any number of activation rows; the rows are unpacked
+ * once into a panel that serves all activation rows (prefill).  Returns 0 if out of
+ * memory. */
 typedef int (*panel_fn)(const product_args *p);
 panel_fn fast_panel(int type, product_order order);
+int panel_rows(int type);
 
 #endif /* PYGGML_CPU_INTERNAL_H */

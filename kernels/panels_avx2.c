@@ -4,8 +4,8 @@
  *
  * Why: the row kernels (quants_avx2.c) unpack each weight block again for every group
  * of 4 activation rows and apply sub-block scales with _mm256_madd_epi16, about 6
- * products per instruction.  A panel lays 4 consecutive quants of 8 rows side by side
- * in one register,
+ * products per instruction.  A panel lays 4 consecutive quants of 8 rows (16 with
+ * AVX-512: K_PANEL_ROWS, below) side by side in one register,
  *
  *     panel register k4 of a super-block:  | row 0: q[4k4 .. 4k4+3] | row 1 | ... | row 7 |
  *
@@ -43,13 +43,6 @@
 
 #include "avx2_blocks.h"
 
-typedef struct {
-    uint8_t q[QK_K / 4][PANEL_ROWS][4];
-    int32_t sc[QK_K / 16][PANEL_ROWS];
-    int16_t m[QK_K / 32][PANEL_ROWS][2];
-    float d[PANEL_ROWS], dmin[PANEL_ROWS];
-} panel_block;
-
 /* acc + 8 lanes of 4 products (u unsigned bytes, s signed bytes) */
 INLINE __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
 #ifdef __AVXVNNI__
@@ -58,6 +51,62 @@ INLINE __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
     return _mm256_dpbusd_epi32(acc, u, s);
 #endif
 }
+
+/* ---------------------------------------------------------------- a K-quant panel's lanes
+ * One lane per weight row.  With AVX-512 (VNNI, BW) a panel holds 16 rows and every
+ * step below is one zmm instruction doing the work of two ymm ones (dpbusd and mullo,
+ * the bulk of a prefill, then run ~1.3x faster per element on Sapphire Rapids); else 8.
+ * The lanes' integer sums and float chains are per row either way: same bits. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+enum { K_PANEL_ROWS = 16 };
+typedef __m512i rows_i32;
+typedef __m512 rows_f32;
+INLINE rows_i32 rows_zero(void) { return _mm512_setzero_si512(); }
+INLINE rows_i32 rows_load(const void *p) { return _mm512_loadu_si512(p); }
+INLINE rows_i32 rows_set1(int32_t x) { return _mm512_set1_epi32(x); }
+INLINE rows_i32 rows_dpbusd(rows_i32 acc, rows_i32 u, rows_i32 s) { return _mm512_dpbusd_epi32(acc, u, s); }
+INLINE rows_i32 rows_add(rows_i32 a, rows_i32 b) { return _mm512_add_epi32(a, b); }
+INLINE rows_i32 rows_sub(rows_i32 a, rows_i32 b) { return _mm512_sub_epi32(a, b); }
+INLINE rows_i32 rows_mullo(rows_i32 a, rows_i32 b) { return _mm512_mullo_epi32(a, b); }
+INLINE rows_i32 rows_madd16(rows_i32 a, rows_i32 b) { return _mm512_madd_epi16(a, b); }
+INLINE rows_f32 rows_float(rows_i32 a) { return _mm512_cvtepi32_ps(a); }
+INLINE rows_f32 rows_zero_f(void) { return _mm512_setzero_ps(); }
+INLINE rows_f32 rows_load_f(const float *p) { return _mm512_loadu_ps(p); }
+INLINE rows_f32 rows_set1_f(float x) { return _mm512_set1_ps(x); }
+INLINE rows_f32 rows_mul_f(rows_f32 a, rows_f32 b) { return _mm512_mul_ps(a, b); }
+INLINE rows_f32 rows_sub_f(rows_f32 a, rows_f32 b) { return _mm512_sub_ps(a, b); }
+INLINE rows_f32 rows_fmadd(rows_f32 a, rows_f32 b, rows_f32 c) { return _mm512_fmadd_ps(a, b, c); }
+INLINE rows_f32 rows_fnmadd(rows_f32 a, rows_f32 b, rows_f32 c) { return _mm512_fnmadd_ps(a, b, c); }
+INLINE void rows_store_f(float *p, rows_f32 a) { _mm512_storeu_ps(p, a); }
+#else
+enum { K_PANEL_ROWS = 8 };
+typedef __m256i rows_i32;
+typedef __m256 rows_f32;
+INLINE rows_i32 rows_zero(void) { return _mm256_setzero_si256(); }
+INLINE rows_i32 rows_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+INLINE rows_i32 rows_set1(int32_t x) { return _mm256_set1_epi32(x); }
+INLINE rows_i32 rows_dpbusd(rows_i32 acc, rows_i32 u, rows_i32 s) { return dpbusd(acc, u, s); }
+INLINE rows_i32 rows_add(rows_i32 a, rows_i32 b) { return _mm256_add_epi32(a, b); }
+INLINE rows_i32 rows_sub(rows_i32 a, rows_i32 b) { return _mm256_sub_epi32(a, b); }
+INLINE rows_i32 rows_mullo(rows_i32 a, rows_i32 b) { return _mm256_mullo_epi32(a, b); }
+INLINE rows_i32 rows_madd16(rows_i32 a, rows_i32 b) { return _mm256_madd_epi16(a, b); }
+INLINE rows_f32 rows_float(rows_i32 a) { return _mm256_cvtepi32_ps(a); }
+INLINE rows_f32 rows_zero_f(void) { return _mm256_setzero_ps(); }
+INLINE rows_f32 rows_load_f(const float *p) { return _mm256_loadu_ps(p); }
+INLINE rows_f32 rows_set1_f(float x) { return _mm256_set1_ps(x); }
+INLINE rows_f32 rows_mul_f(rows_f32 a, rows_f32 b) { return _mm256_mul_ps(a, b); }
+INLINE rows_f32 rows_sub_f(rows_f32 a, rows_f32 b) { return _mm256_sub_ps(a, b); }
+INLINE rows_f32 rows_fmadd(rows_f32 a, rows_f32 b, rows_f32 c) { return _mm256_fmadd_ps(a, b, c); }
+INLINE rows_f32 rows_fnmadd(rows_f32 a, rows_f32 b, rows_f32 c) { return _mm256_fnmadd_ps(a, b, c); }
+INLINE void rows_store_f(float *p, rows_f32 a) { _mm256_storeu_ps(p, a); }
+#endif
+
+typedef struct {
+    uint8_t q[QK_K / 4][K_PANEL_ROWS][4];
+    int32_t sc[QK_K / 16][K_PANEL_ROWS];
+    int16_t m[QK_K / 32][K_PANEL_ROWS][2];
+    float d[K_PANEL_ROWS], dmin[K_PANEL_ROWS];
+} panel_block;
 
 /* ---------------------------------------------------------------- one row's super-block, unpacked
  * vals: 256 quants in element order; sc, m: per 16-element group; d, dmin as above */
@@ -165,10 +214,10 @@ INLINE void transpose_8x8_u32(__m256i v[8]) {
 /* super-block i of rows 0..n_rows-1 (the rest zero: they add nothing) into one panel block */
 static void pack_block(unpack_fn unpack, const char *w, int64_t w_stride, size_t block_bytes,
                        int n_rows, int64_t i, panel_block *p) {
-    uint8_t vals[PANEL_ROWS][QK_K];
-    int32_t sc[PANEL_ROWS][16];
-    int16_t m[PANEL_ROWS][16];
-    for (int r = 0; r < PANEL_ROWS; r++) {
+    uint8_t vals[K_PANEL_ROWS][QK_K];
+    int32_t sc[K_PANEL_ROWS][16];
+    int16_t m[K_PANEL_ROWS][16];
+    for (int r = 0; r < K_PANEL_ROWS; r++) {
         if (r < n_rows) {
             unpack(w + r * w_stride + i * (int64_t)block_bytes, vals[r], sc[r], m[r], &p->d[r], &p->dmin[r]);
         } else {
@@ -178,14 +227,15 @@ static void pack_block(unpack_fn unpack, const char *w, int64_t w_stride, size_t
             p->d[r] = p->dmin[r] = 0.0f;
         }
     }
-    for (int k8 = 0; k8 < QK_K / 32; k8++) {                /* 8 groups of 4 quants at a time */
-        __m256i v[PANEL_ROWS];
-        for (int r = 0; r < PANEL_ROWS; r++) v[r] = _mm256_loadu_si256((const __m256i *)(vals[r] + 32 * k8));
-        transpose_8x8_u32(v);
-        for (int c = 0; c < 8; c++) store32(p->q[8 * k8 + c], v[c]);
-    }
+    for (int r0 = 0; r0 < K_PANEL_ROWS; r0 += 8)             /* 8 rows at a time */
+        for (int k8 = 0; k8 < QK_K / 32; k8++) {            /* 8 groups of 4 quants at a time */
+            __m256i v[8];
+            for (int r = 0; r < 8; r++) v[r] = _mm256_loadu_si256((const __m256i *)(vals[r0 + r] + 32 * k8));
+            transpose_8x8_u32(v);
+            for (int c = 0; c < 8; c++) store32(p->q[8 * k8 + c][r0], v[c]);
+        }
     for (int g = 0; g < 16; g++)
-        for (int r = 0; r < PANEL_ROWS; r++) {
+        for (int r = 0; r < K_PANEL_ROWS; r++) {
             p->sc[g][r] = sc[r][g];
             p->m[g / 2][r][g % 2] = m[r][g];
         }
@@ -199,62 +249,61 @@ static void pack_block(unpack_fn unpack, const char *w, int64_t w_stride, size_t
 INLINE void panel_dot(const panel_block *p, int64_t nb, const void *act, int64_t act_stride,
                       float *out, int64_t ldo, const int R, const int steps, const int tiled,
                       const int biased) {
-    __m256 acc[MAX_ACT_ROWS], acc_min[MAX_ACT_ROWS];
-    UNROLL for (int r = 0; r < R; r++) acc[r] = acc_min[r] = _mm256_setzero_ps();
+    rows_f32 acc[MAX_ACT_ROWS], acc_min[MAX_ACT_ROWS];
+    UNROLL for (int r = 0; r < R; r++) acc[r] = acc_min[r] = rows_zero_f();
     for (int64_t i = 0; i < nb; i++) {
         const panel_block *pb = p + i;
-        const __m256 d = _mm256_loadu_ps(pb->d), dmin = _mm256_loadu_ps(pb->dmin);
+        const rows_f32 d = rows_load_f(pb->d), dmin = rows_load_f(pb->dmin);
         for (int step = 0; step < steps; step++) {  /* groups g_begin .. g_end - 1 */
             const int g_begin = 16 * step / steps, g_end = 16 * (step + 1) / steps;
-            __m256i isum[MAX_ACT_ROWS];
-            UNROLL for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
+            rows_i32 isum[MAX_ACT_ROWS];
+            UNROLL for (int r = 0; r < R; r++) isum[r] = rows_zero();
             for (int g0 = g_begin; g0 < g_end; g0 += 2) {   /* two groups at once: 2R independent sums */
-                __m256i gsum[2][MAX_ACT_ROWS];
+                rows_i32 gsum[2][MAX_ACT_ROWS];
                 UNROLL for (int h = 0; h < 2; h++)
-                    UNROLL for (int r = 0; r < R; r++) gsum[h][r] = _mm256_setzero_si256();
+                    UNROLL for (int r = 0; r < R; r++) gsum[h][r] = rows_zero();
                 UNROLL for (int s = 0; s < 4; s++) {
                     UNROLL for (int h = 0; h < 2; h++) {
                         const int g = g0 + h;
-                        const __m256i wq = _mm256_loadu_si256((const __m256i *)pb->q[4 * g + s]);
+                        const rows_i32 wq = rows_load(pb->q[4 * g + s]);
                         UNROLL for (int r = 0; r < R; r++) {
                             int32_t y4;
                             memcpy(&y4, (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 16 * g + 4 * s, 4);
-                            gsum[h][r] = dpbusd(gsum[h][r], wq, _mm256_set1_epi32(y4));
+                            gsum[h][r] = rows_dpbusd(gsum[h][r], wq, rows_set1(y4));
                         }
                     }
                 }
                 UNROLL for (int h = 0; h < 2; h++) {
-                    const __m256i scale = _mm256_loadu_si256((const __m256i *)pb->sc[g0 + h]);
+                    const rows_i32 scale = rows_load(pb->sc[g0 + h]);
                     UNROLL for (int r = 0; r < R; r++)
-                        isum[r] = _mm256_add_epi32(isum[r], _mm256_mullo_epi32(gsum[h][r], scale));
+                        isum[r] = rows_add(isum[r], rows_mullo(gsum[h][r], scale));
                 }
             }
             UNROLL for (int r = 0; r < R; r++) {
                 const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;
-                __m256i msum = _mm256_setzero_si256();
+                rows_i32 msum = rows_zero();
                 for (int pair = g_begin / 2; pair < g_end / 2; pair++) {
                     int32_t b2;                              /* bsums 2 pair, 2 pair + 1 */
                     memcpy(&b2, y->bsums + 2 * pair, 4);
-                    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(
-                        _mm256_loadu_si256((const __m256i *)pb->m[pair]), _mm256_set1_epi32(b2)));
+                    msum = rows_add(msum, rows_madd16(rows_load(pb->m[pair]), rows_set1(b2)));
                 }
-                const __m256 d_y = _mm256_set1_ps(y->d);
+                const rows_f32 d_y = rows_set1_f(y->d);
                 if (tiled && biased) {
-                    const __m256 rr = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], msum)), d);
-                    acc[r] = _mm256_fmadd_ps(rr, d_y, acc[r]);
+                    const rows_f32 rr = rows_mul_f(rows_float(rows_sub(isum[r], msum)), d);
+                    acc[r] = rows_fmadd(rr, d_y, acc[r]);
                 } else if (tiled) {
-                    __m256 rr = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[r]), d);
-                    rr = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(msum), rr);
-                    acc[r] = _mm256_fmadd_ps(rr, d_y, acc[r]);
+                    rows_f32 rr = rows_mul_f(rows_float(isum[r]), d);
+                    rr = rows_fnmadd(dmin, rows_float(msum), rr);
+                    acc[r] = rows_fmadd(rr, d_y, acc[r]);
                 } else {
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_mul_ps(d, d_y), acc[r]);
-                    acc_min[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmin, d_y), acc_min[r]);
+                    acc[r] = rows_fmadd(rows_float(isum[r]), rows_mul_f(d, d_y), acc[r]);
+                    acc_min[r] = rows_fmadd(rows_float(msum), rows_mul_f(dmin, d_y), acc_min[r]);
                 }
             }
         }
     }
     UNROLL for (int r = 0; r < R; r++)
-        _mm256_storeu_ps(out + r * ldo, tiled ? acc[r] : _mm256_sub_ps(acc[r], acc_min[r]));
+        rows_store_f(out + r * ldo, tiled ? acc[r] : rows_sub_f(acc[r], acc_min[r]));
 }
 
 /* panel_dot in the order of the type: steps per super-block (GEMM: Q4_K 4, Q2_K 2),
@@ -300,14 +349,14 @@ static int panel_product(const product_args *a) {
     if (!panel) return 0;
     for (int64_t i = 0; i < nb; i++)
         pack_block(unpack_of(a->type), a->w, a->w_stride, block_bytes, a->n_rows, i, &panel[i]);
-    float part[MAX_ACT_ROWS][PANEL_ROWS];
+    float part[MAX_ACT_ROWS][K_PANEL_ROWS];
     for (int64_t t0 = 0; t0 < a->n_act; t0 += MAX_ACT_ROWS) {
         const int R = (int)(a->n_act - t0 < MAX_ACT_ROWS ? a->n_act - t0 : MAX_ACT_ROWS);
         const char *act = (const char *)a->act + t0 * a->act_stride;
-        if (a->n_rows == PANEL_ROWS) {
+        if (a->n_rows == K_PANEL_ROWS) {
             panel_dot_rows(a->type, a->order, panel, nb, act, a->act_stride, R, a->out + t0 * a->ldo, a->ldo);
         } else {                                             /* the last rows of a matrix */
-            panel_dot_rows(a->type, a->order, panel, nb, act, a->act_stride, R, part[0], PANEL_ROWS);
+            panel_dot_rows(a->type, a->order, panel, nb, act, a->act_stride, R, part[0], K_PANEL_ROWS);
             for (int r = 0; r < R; r++)
                 for (int j = 0; j < a->n_rows; j++) a->out[(t0 + r) * a->ldo + j] = part[r][j];
         }
@@ -330,9 +379,11 @@ static int panel_product(const product_args *a) {
  * the 8 rows), gives the same integers.  (dpbusd does not saturate; maddubs would, so this
  * is VNNI only.)  d_w d_y is one multiply of the 8 rows' d by d_y, each product then
  * read back by a broadcast load: the same float product as ggml's scalar one. */
+enum { PANEL_32_ROWS = 8 };
+
 typedef struct {
-    uint8_t q[PANEL_ROWS][32];     /* w + 128, element order */
-    float d[PANEL_ROWS];
+    uint8_t q[PANEL_32_ROWS][32];     /* w + 128, element order */
+    float d[PANEL_32_ROWS];
 } panel_block_32;
 
 static int panel_product_32(const product_args *a) {
@@ -342,7 +393,7 @@ static int panel_product_32(const product_args *a) {
     if (!panel) return 0;
     const __m256i offset = _mm256_set1_epi8((char)0x80);
     for (int64_t i = 0; i < nb; i++)
-        for (int j = 0; j < PANEL_ROWS; j++) {
+        for (int j = 0; j < PANEL_32_ROWS; j++) {
             const char *block = (const char *)a->w + j * a->w_stride + i * (int64_t)block_bytes;
             const int here = j < a->n_rows;     /* rows past the matrix: zeros, not stored */
             store32(panel[i].q[j], here ? _mm256_xor_si256(quants_32(a->type, block), offset) : offset);
@@ -350,26 +401,28 @@ static int panel_product_32(const product_args *a) {
         }
     for (int64_t t = 0; t < a->n_act; t++) {
         const block_q8_0 *y = ACT_ROW(block_q8_0, a->act, a->act_stride, t);
-        __m256 acc[PANEL_ROWS];
-        UNROLL for (int j = 0; j < PANEL_ROWS; j++) acc[j] = _mm256_setzero_ps();
+        __m256 acc[PANEL_32_ROWS];
+        UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) acc[j] = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
             const __m256i yq = _mm256_loadu_si256((const __m256i *)y[i].qs);
             const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(),
                                                    dpbusd(_mm256_setzero_si256(), offset, yq));
-            float dd[PANEL_ROWS];
+            float dd[PANEL_32_ROWS];
             _mm256_storeu_ps(dd, _mm256_mul_ps(_mm256_loadu_ps(panel[i].d), _mm256_set1_ps(fp16_to_fp32(y[i].d))));
-            UNROLL for (int j = 0; j < PANEL_ROWS; j++) {
+            UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) {
                 const __m256i lanes = dpbusd(start, _mm256_loadu_si256((const __m256i *)panel[i].q[j]), yq);
                 acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(lanes), acc[j]);
             }
         }
-        float sums[PANEL_ROWS];             /* (all 8: acc[] then stays in registers) */
-        UNROLL for (int j = 0; j < PANEL_ROWS; j++) sums[j] = hsum_float_8(acc[j]);
+        float sums[PANEL_32_ROWS];             /* (all 8: acc[] then stays in registers) */
+        UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) sums[j] = hsum_float_8(acc[j]);
         for (int j = 0; j < a->n_rows; j++) a->out[t * a->ldo + j] = sums[j];
     }
     free(panel);
     return 1;
 }
+
+int panel_rows(int type) { return unpack_of(type) ? K_PANEL_ROWS : PANEL_32_ROWS; }
 
 /* repack's gemv and gemm of Q2_K and Q4_K, the tiled matmul of every K-quant; tinyBLAS
  * and vec_dot of the 32-element types */
@@ -389,5 +442,6 @@ panel_fn fast_panel(int type, product_order order) {
 #else /* no VNNI */
 
 panel_fn fast_panel(int type, product_order order) { (void)type; (void)order; return NULL; }
+int panel_rows(int type) { (void)type; return 0; }
 
 #endif

@@ -21,8 +21,8 @@
  *   of ~16 KB, so that a chunk stays in L1 while every group of activation rows
  *   passes over it, and each weight block is unpacked once per R activation rows.
  *   Prefill of K-quants and Q4_0 Q5_0 Q8_0 IQ4_NL (PANEL_MIN_ACT rows or more, VNNI
- *   builds): chunks of 8 rows, unpacked once into a panel that all activation rows use
- *   (panels_avx2.c).
+ *   builds): chunks of panel_rows(type) rows (8, or 16 for K-quants with AVX-512),
+ *   unpacked once into a panel that all activation rows use (panels_avx2.c).
  *
  *   Products smaller than PARALLEL_MIN_BYTES run on the calling thread alone:
  *   handing out chunks costs more than they save.
@@ -280,7 +280,7 @@ static int matmul(const pyggml_matmul_job *jobs, int n_jobs, const float *x, int
             p->product = product_for(t, order);
             p->panel = t1 - t0 >= PANEL_MIN_ACT ? fast_panel(t->type, order) : NULL;
             const int64_t rows = chunk_bytes / row_bytes > ROW_GROUP ? chunk_bytes / row_bytes : ROW_GROUP;
-            p->chunk_rows = p->panel ? PANEL_ROWS : rows / ROW_GROUP * ROW_GROUP;
+            p->chunk_rows = p->panel ? panel_rows(job->type) : rows / ROW_GROUP * ROW_GROUP;
             p->n_chunks = (job->n_rows + p->chunk_rows - 1) / p->chunk_rows;
             t0 = t1;
         }
