@@ -143,8 +143,14 @@ def fp16_round(values: np.ndarray) -> np.ndarray:
 
 
 def nearest_int(x: np.ndarray) -> np.ndarray:
-    """ggml's nearest_int: the 1.5*2^23 magic-number trick, i.e. round half to even."""
-    return np.rint(x).astype(np.int32)
+    """ggml's nearest_int, bit for bit: the low 23 bits of the float32 x + 1.5 * 2^23,
+    less 2^22, as int32.  For |x| <= 2^22 that is x rounded half to even; beyond, it is
+    no rounding of x at all (ggml's range assert is compiled out of release builds) but
+    what ggml's quantizers then use, and they do get there: IQ3's refit multiplies by
+    1 / the least-squares scale, which an importance matrix of mostly zeros can make 2^-20
+    of the largest weight (np.rint would give a level 7 where ggml clamps garbage to 0)."""
+    magic = np.asarray(x, np.float32) + np.float32(12582912)
+    return (magic.view(np.int32) & np.int32(0x7FFFFF)) - np.int32(0x400000)
 
 
 def roundf(x: np.ndarray) -> np.ndarray:

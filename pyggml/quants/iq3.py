@@ -323,6 +323,8 @@ def search_sub_blocks(x, quant_weights, grid_size):
         on_grid = np.where(better[:, None], trial_on_grid, on_grid)
     refit = ~skipped & ~on_grid.all(axis=1) & (scale > 0)
     if refit.any():
+        # the least-squares scale can be 2^-20 of amax (big weights of importance 0), so
+        # inv * xval may pass 2^22: nearest_int must then be ggml's, bit for bit
         with np.errstate(divide="ignore"):
             inv = (np.float32(1) / np.where(refit, scale, np.float32(1)))[:, None]
         levels = np.clip(nearest_int(np.float32(0.5) * (inv * xval - np.float32(1))), 0, 7)

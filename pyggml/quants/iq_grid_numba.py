@@ -41,7 +41,7 @@ from ..ggml import GGMLType
 from .iq_grid_points import iq1s_grid, iq2s_grid, iq2xs_grid, iq2xxs_grid, kmask_iq2xs, ksigns64
 from .jit import (GGML_FUSES_SCALAR_TAIL, ROWS_PER_TASK, TILED, bitcast, concat, convert, f16,
                   f16_to_f32, f32_to_f16, fma32, from_tuple, hsum, hsum8, madd, maddubs, nonzero, order,
-                  part, repeat, splat, u16, u32, vfma, vload, vstore)
+                  nearest_int, part, repeat, splat, u16, u32, vfma, vload, vstore)
 from .q8 import q8_K_scales
 
 IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M = (int(GGMLType.IQ2_XXS), int(GGMLType.IQ2_XS), int(GGMLType.IQ2_S),
@@ -426,11 +426,6 @@ def matmul_q8_K(kind, W, xq_f32, xq_i8, xq_i16, out):
 
 F32 = np.float32
 FLT_MAX = np.float32(3.4028234663852886e+38)
-
-
-@njit(inline="always")
-def nearest_int(x):
-    return np.int32(np.rint(x))
 
 
 @njit

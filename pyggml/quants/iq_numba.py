@@ -385,6 +385,8 @@ def quantize_row_iq3(xxs, x, qw, points, kmap, neighbours, y):
                     L[:] = Laux
                     on_grid[:] = on_grid_aux
             if not on_grid.all() and scale > 0:
+                # the least-squares scale can be 2^-20 of amax (big weights of importance 0),
+                # so inv * xval may pass 2^22: nearest_int must then be ggml's, bit for bit
                 inv = np.float32(1) / scale
                 for k in range(8):
                     if xxs and on_grid[k]:

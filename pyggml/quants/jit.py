@@ -9,9 +9,10 @@ The helpers here are the few things plain numba cannot say directly:
     f16_to_f32(bits)   IEEE half -> float32 (LLVM ``fpext half``: one vcvtph2ps on x86)
     f32_to_f16(x)      float32 -> IEEE half bits, round to nearest even (``fptrunc``)
     bits_to_f32(u)     uint32 bits -> float32 (a bfloat16 is the top half of these bits)
+    f32_to_bits(x)     float32 -> its bits as int32
     u16(w, o)          little-endian uint16 at byte offset o of a uint8 array
     u32(w, o)          little-endian uint32 at byte offset o
-    nearest_int(x)     ggml's nearest_int: round half to even, as int32
+    nearest_int(x)     ggml's nearest_int bit for bit (round half to even up to 2^22), int32
     round_away(x)      C's roundf: halves away from zero (np.rint rounds them to even)
 
 Vectors: ``Vector(dtype, n)`` is an LLVM vector <n x dtype> as a numba value, and the
@@ -82,6 +83,9 @@ f32_to_f16 = _conversion(types.uint16, types.float32,
                          lambda builder, v: builder.bitcast(builder.fptrunc(v, ir.HalfType()), ir.IntType(16)))
 # uint32 bits -> the float32 they are (C: memcpy)
 bits_to_f32 = _conversion(types.float32, types.uint32, lambda builder, v: builder.bitcast(v, ir.FloatType()))
+# float32 -> its bits as int32 (C: memcpy)
+f32_to_bits = _conversion(types.int32, types.float32,
+                          lambda builder, v: builder.bitcast(v, ir.IntType(32)))
 
 
 @njit(inline="always")
@@ -105,8 +109,10 @@ def f16(w, o):
 
 @njit(inline="always")
 def nearest_int(x):
-    """ggml's nearest_int (the 1.5*2^23 magic-number trick): round half to even."""
-    return np.int32(np.rint(x))
+    """ggml's nearest_int bit for bit (the 1.5*2^23 magic-number trick): round half to
+    even for |x| <= 2^22, ggml's garbage beyond, which its quantizers reach (base.nearest_int)."""
+    bits = f32_to_bits(np.float32(x) + np.float32(12582912))
+    return np.int32((bits & np.int32(0x7FFFFF)) - np.int32(0x400000))
 
 
 @njit(inline="always")
