@@ -386,6 +386,54 @@ typedef struct {
     float d[PANEL_32_ROWS];
 } panel_block_32;
 
+/* sums[j] = the dot of panel row j with the activation row y, in tinyBLAS's order */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+/* Two rows per zmm: row 2p in the low 8 lanes, row 2p + 1 in the high 8 (adjacent in
+ * the panel), the activation block in both halves: each lane's integers and float chain
+ * are those of the ymm version, with half the instructions. */
+static void dot_panel_32(const panel_block_32 *panel, int64_t nb, const block_q8_0 *y, float sums[PANEL_32_ROWS]) {
+    enum { PAIRS = PANEL_32_ROWS / 2 };
+    const __m512i offset = _mm512_set1_epi8((char)0x80);
+    __m512 acc[PAIRS];
+    UNROLL for (int p = 0; p < PAIRS; p++) acc[p] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m512i yq = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                               _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, yq));
+        /* d_w d_y of the 8 rows, then each pair's two broadcast into the halves */
+        const __m512 dd = _mm512_castps256_ps512(
+            _mm256_mul_ps(_mm256_loadu_ps(panel[i].d), _mm256_set1_ps(fp16_to_fp32(y[i].d))));
+        UNROLL for (int p = 0; p < PAIRS; p++) {
+            const __m512i halves = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1);
+            const __m512i lanes = _mm512_dpbusd_epi32(start, _mm512_loadu_si512(panel[i].q[2 * p]), yq);
+            acc[p] = _mm512_fmadd_ps(_mm512_permutexvar_ps(halves, dd), _mm512_cvtepi32_ps(lanes), acc[p]);
+        }
+    }
+    UNROLL for (int p = 0; p < PAIRS; p++) {
+        sums[2 * p] = hsum_float_8(_mm512_castps512_ps256(acc[p]));
+        sums[2 * p + 1] = hsum_float_8(_mm512_extractf32x8_ps(acc[p], 1));
+    }
+}
+#else
+static void dot_panel_32(const panel_block_32 *panel, int64_t nb, const block_q8_0 *y, float sums[PANEL_32_ROWS]) {
+    const __m256i offset = _mm256_set1_epi8((char)0x80);
+    __m256 acc[PANEL_32_ROWS];
+    UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i yq = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                               dpbusd(_mm256_setzero_si256(), offset, yq));
+        float dd[PANEL_32_ROWS];
+        _mm256_storeu_ps(dd, _mm256_mul_ps(_mm256_loadu_ps(panel[i].d), _mm256_set1_ps(fp16_to_fp32(y[i].d))));
+        UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) {
+            const __m256i lanes = dpbusd(start, _mm256_loadu_si256((const __m256i *)panel[i].q[j]), yq);
+            acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(lanes), acc[j]);
+        }
+    }
+    UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) sums[j] = hsum_float_8(acc[j]);
+}
+#endif
+
 static int panel_product_32(const product_args *a) {
     const int64_t nb = a->k / 32;
     const size_t block_bytes = (size_t)ref_traits(a->type)->type_size;
@@ -400,22 +448,8 @@ static int panel_product_32(const product_args *a) {
             panel[i].d[j] = here ? fp16_at(block) : 0.0f;
         }
     for (int64_t t = 0; t < a->n_act; t++) {
-        const block_q8_0 *y = ACT_ROW(block_q8_0, a->act, a->act_stride, t);
-        __m256 acc[PANEL_32_ROWS];
-        UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) acc[j] = _mm256_setzero_ps();
-        for (int64_t i = 0; i < nb; i++) {
-            const __m256i yq = _mm256_loadu_si256((const __m256i *)y[i].qs);
-            const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                                   dpbusd(_mm256_setzero_si256(), offset, yq));
-            float dd[PANEL_32_ROWS];
-            _mm256_storeu_ps(dd, _mm256_mul_ps(_mm256_loadu_ps(panel[i].d), _mm256_set1_ps(fp16_to_fp32(y[i].d))));
-            UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) {
-                const __m256i lanes = dpbusd(start, _mm256_loadu_si256((const __m256i *)panel[i].q[j]), yq);
-                acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(lanes), acc[j]);
-            }
-        }
-        float sums[PANEL_32_ROWS];             /* (all 8: acc[] then stays in registers) */
-        UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) sums[j] = hsum_float_8(acc[j]);
+        float sums[PANEL_32_ROWS];
+        dot_panel_32(panel, nb, ACT_ROW(block_q8_0, a->act, a->act_stride, t), sums);
         for (int j = 0; j < a->n_rows; j++) a->out[t * a->ldo + j] = sums[j];
     }
     free(panel);
