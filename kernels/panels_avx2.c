@@ -78,6 +78,10 @@ INLINE rows_f32 rows_sub_f(rows_f32 a, rows_f32 b) { return _mm512_sub_ps(a, b);
 INLINE rows_f32 rows_fmadd(rows_f32 a, rows_f32 b, rows_f32 c) { return _mm512_fmadd_ps(a, b, c); }
 INLINE rows_f32 rows_fnmadd(rows_f32 a, rows_f32 b, rows_f32 c) { return _mm512_fnmadd_ps(a, b, c); }
 INLINE void rows_store_f(float *p, rows_f32 a) { _mm512_storeu_ps(p, a); }
+/* the low 16 bits of lo's and hi's lanes, as the two halves of each lane */
+INLINE rows_i32 rows_pair16(rows_i32 lo, rows_i32 hi) {
+    return _mm512_mask_blend_epi16(0xAAAAAAAA, lo, _mm512_slli_epi32(hi, 16));
+}
 #else
 enum { K_PANEL_ROWS = 8 };
 typedef __m256i rows_i32;
@@ -99,11 +103,13 @@ INLINE rows_f32 rows_sub_f(rows_f32 a, rows_f32 b) { return _mm256_sub_ps(a, b);
 INLINE rows_f32 rows_fmadd(rows_f32 a, rows_f32 b, rows_f32 c) { return _mm256_fmadd_ps(a, b, c); }
 INLINE rows_f32 rows_fnmadd(rows_f32 a, rows_f32 b, rows_f32 c) { return _mm256_fnmadd_ps(a, b, c); }
 INLINE void rows_store_f(float *p, rows_f32 a) { _mm256_storeu_ps(p, a); }
+INLINE rows_i32 rows_pair16(rows_i32 lo, rows_i32 hi) { return _mm256_blend_epi16(lo, _mm256_slli_epi32(hi, 16), 0xAA); }
 #endif
 
 typedef struct {
     uint8_t q[QK_K / 4][K_PANEL_ROWS][4];
     int32_t sc[QK_K / 16][K_PANEL_ROWS];
+    int16_t sc2[QK_K / 32][K_PANEL_ROWS][2];   /* sc of groups 2p, 2p + 1: see panel_dot's narrow */
     int16_t m[QK_K / 32][K_PANEL_ROWS][2];
     float d[K_PANEL_ROWS], dmin[K_PANEL_ROWS];
 } panel_block;
@@ -237,18 +243,22 @@ static void pack_block(unpack_fn unpack, const char *w, int64_t w_stride, size_t
     for (int g = 0; g < 16; g++)
         for (int r = 0; r < K_PANEL_ROWS; r++) {
             p->sc[g][r] = sc[r][g];
+            p->sc2[g / 2][r][g % 2] = (int16_t)sc[r][g];
             p->m[g / 2][r][g % 2] = m[r][g];
         }
 }
 
 /* ---------------------------------------------------------------- the product */
 
-/* out[r * ldo + j] = dot(panel row j, activation row r), j < 8, r < R, in the order
- * TILED (tiled = 1) or GEMV/GEMM in `steps` chain steps per super-block; biased: Q3_K
- * and Q6_K (msum is the bias, not a min) */
+/* out[r * ldo + j] = dot(panel row j, activation row r), j < K_PANEL_ROWS, r < R, in the
+ * order TILED (tiled = 1) or GEMV/GEMM in `steps` chain steps per super-block; biased:
+ * Q3_K and Q6_K (msum is the bias, not a min).  narrow: a group's sum of 16 q y fits in
+ * 16 bits (Q2_K, Q3_K, Q4_K: |q| <= 15, |y| <= 128, 16 x 15 x 128 < 2^15), so the sums
+ * of two groups share a lane's halves and one madd applies both scales; Q5_K and Q6_K
+ * take a mullo per group (twice the instructions of a madd). */
 INLINE void panel_dot(const panel_block *p, int64_t nb, const void *act, int64_t act_stride,
                       float *out, int64_t ldo, const int R, const int steps, const int tiled,
-                      const int biased) {
+                      const int biased, const int narrow) {
     rows_f32 acc[MAX_ACT_ROWS], acc_min[MAX_ACT_ROWS];
     UNROLL for (int r = 0; r < R; r++) acc[r] = acc_min[r] = rows_zero_f();
     for (int64_t i = 0; i < nb; i++) {
@@ -273,10 +283,16 @@ INLINE void panel_dot(const panel_block *p, int64_t nb, const void *act, int64_t
                         }
                     }
                 }
-                UNROLL for (int h = 0; h < 2; h++) {
-                    const rows_i32 scale = rows_load(pb->sc[g0 + h]);
+                if (narrow) {
+                    const rows_i32 scales = rows_load(pb->sc2[g0 / 2]);
                     UNROLL for (int r = 0; r < R; r++)
-                        isum[r] = rows_add(isum[r], rows_mullo(gsum[h][r], scale));
+                        isum[r] = rows_add(isum[r], rows_madd16(rows_pair16(gsum[0][r], gsum[1][r]), scales));
+                } else {
+                    UNROLL for (int h = 0; h < 2; h++) {
+                        const rows_i32 scale = rows_load(pb->sc[g0 + h]);
+                        UNROLL for (int r = 0; r < R; r++)
+                            isum[r] = rows_add(isum[r], rows_mullo(gsum[h][r], scale));
+                    }
                 }
             }
             UNROLL for (int r = 0; r < R; r++) {
@@ -311,11 +327,15 @@ INLINE void panel_dot(const panel_block *p, int64_t nb, const void *act, int64_t
 INLINE void panel_dot_in_order(int type, product_order order, const panel_block *p, int64_t nb, const void *act,
                                int64_t act_stride, float *out, int64_t ldo, const int R) {
     const int biased = type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q6_K;
-    if (order == ORDER_TILED && biased) panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 1, 1);
-    else if (order == ORDER_TILED) panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 1, 0);
-    else if (order == ORDER_GEMM && type == GGML_TYPE_Q4_K) panel_dot(p, nb, act, act_stride, out, ldo, R, 4, 0, 0);
-    else if (order == ORDER_GEMM) panel_dot(p, nb, act, act_stride, out, ldo, R, 2, 0, 0);
-    else panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 0, 0);
+    const int narrow = type != GGML_TYPE_Q5_K && type != GGML_TYPE_Q6_K;
+    if (order == ORDER_TILED && biased && narrow) panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 1, 1, 1);
+    else if (order == ORDER_TILED && biased) panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 1, 1, 0);
+    else if (order == ORDER_TILED && narrow) panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 1, 0, 1);
+    else if (order == ORDER_TILED) panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 1, 0, 0);
+    /* GEMV and GEMM: Q2_K and Q4_K, both narrow */
+    else if (order == ORDER_GEMM && type == GGML_TYPE_Q4_K) panel_dot(p, nb, act, act_stride, out, ldo, R, 4, 0, 0, 1);
+    else if (order == ORDER_GEMM) panel_dot(p, nb, act, act_stride, out, ldo, R, 2, 0, 0, 1);
+    else panel_dot(p, nb, act, act_stride, out, ldo, R, 1, 0, 0, 1);
 }
 
 /* the same for R = n_act activation rows (1..MAX_ACT_ROWS) */
