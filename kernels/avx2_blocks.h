@@ -38,10 +38,26 @@ INLINE int32_t hsum_epi32(__m256i v) {
     return hsum_epi32_4(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
 }
 
+/* The VNNI dot products: AVX512-VNNI's form where there is one (the compiler may then
+ * take all 32 vector registers, and either encoding), else AVX-VNNI's VEX one */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define HAVE_VNNI 1
+INLINE __m256i vnni_dpbusd(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+INLINE __m256i vnni_dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_epi32(acc, a, b); }
+#elif defined(__AVXVNNI__)
+#define HAVE_VNNI 1
+INLINE __m256i vnni_dpbusd(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+INLINE __m256i vnni_dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
+#endif
+
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+#define HAVE_BYTE_MASKS 1      /* AVX512-BW's mask registers, on 256-bit vectors (AVX512-VL) */
+#endif
+
 /* 8 x int32, lane i = sum of the products of bytes 4i..4i+3 (u unsigned, s signed) */
 INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
-#ifdef __AVXVNNI__
-    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+#ifdef HAVE_VNNI
+    return vnni_dpbusd(_mm256_setzero_si256(), u, s);
 #else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 #endif
@@ -49,8 +65,8 @@ INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
 
 /* acc + 8 lanes of 2 int16 products each (wrapping: the same bits as vpmaddwd then vpaddd) */
 INLINE __m256i dot_i16_acc(__m256i acc, __m256i a, __m256i b) {
-#ifdef __AVXVNNI__
-    return _mm256_dpwssd_avx_epi32(acc, a, b);
+#ifdef HAVE_VNNI
+    return vnni_dpwssd(acc, a, b);
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
 #endif
@@ -90,13 +106,31 @@ INLINE __m256i quants_q4_0(const block_q4_0 *b) {
     return _mm256_sub_epi8(nibbles_32(b->qs), _mm256_set1_epi8(8));
 }
 INLINE __m256i quants_q4_1(const block_q4_1 *b) { return nibbles_32(b->qs); }
-/* q - 16: a clear 5th bit gives nibble - 16, i.e. the nibble with 0xF0 or'ed in */
+/* Q5_0: q - 16, i.e. nibble - 16 where the 5th bit is clear; Q5_1: nibble + 16 where it is
+ * set.  With AVX512-BW the 32 bits of qh are a mask register as they are (a kmov, then one
+ * masked byte add) where AVX2 spreads them to bytes first (bits_32: 4 more uops) */
+#ifdef HAVE_BYTE_MASKS
+INLINE __mmask32 mask_32(const uint8_t *qh) {
+    uint32_t u;
+    memcpy(&u, qh, 4);
+    return (__mmask32)u;
+}
 INLINE __m256i quants_q5_0(const block_q5_0 *b) {
+    const __m256i nibbles = nibbles_32(b->qs);
+    return _mm256_mask_sub_epi8(nibbles, ~mask_32(b->qh), nibbles, _mm256_set1_epi8(16));
+}
+INLINE __m256i quants_q5_1(const block_q5_1 *b) {
+    const __m256i nibbles = nibbles_32(b->qs);
+    return _mm256_mask_add_epi8(nibbles, mask_32(b->qh), nibbles, _mm256_set1_epi8(16));
+}
+#else
+INLINE __m256i quants_q5_0(const block_q5_0 *b) {       /* nibble - 16: the nibble with 0xF0 or'ed in */
     return _mm256_or_si256(nibbles_32(b->qs), _mm256_andnot_si256(bits_32(b->qh), _mm256_set1_epi8((char)0xF0)));
 }
 INLINE __m256i quants_q5_1(const block_q5_1 *b) {
     return _mm256_or_si256(nibbles_32(b->qs), _mm256_and_si256(bits_32(b->qh), _mm256_set1_epi8(0x10)));
 }
+#endif
 INLINE __m256i quants_q8_0(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
 INLINE __m256i quants_iq4_nl(const block_iq4_nl *b) {
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
@@ -130,11 +164,6 @@ INLINE __m256i move_bits(__m256i v, int from, int to) {
     return from >= to ? _mm256_srli_epi16(v, from - to) : _mm256_slli_epi16(v, to - from);
 }
 
-/* int16 x 16, every lane = s[a], from s16 = [s[0..7] | s[0..7]] as int16: one shuffle */
-INLINE __m256i broadcast_scale(__m256i s16, int a) {
-    return _mm256_shuffle_epi8(s16, _mm256_set1_epi16((short)((2 * a + 1) << 8 | (2 * a))));
-}
-
 /* int16 x 16 = [s[a] x 8, s[a+1] x 8] for even a: the scales of the two 16-element groups
  * of one 32-byte slice, from half = [s[8i..8i+7] | s[8i..8i+7]] (i = a / 8): one shuffle */
 INLINE __m256i pair_scales(__m256i half, int a) {
@@ -146,13 +175,44 @@ INLINE __m256i pair_scales(__m256i half, int a) {
 /* Decode streams each weight row from memory once, at a few instructions per byte: the
  * out-of-order window then holds too few loads to cover memory latency, and the
  * hardware prefetcher alone leaves bandwidth unused.  So the kernels that serve one
- * activation row ask for the lines of the block PREFETCH_BYTES ahead. */
+ * activation row ask for the lines of the block PREFETCH_BYTES ahead into L1, and
+ * PREFETCH_L2_BYTES ahead into L2: the hardware prefetchers stop at every 4 KiB page
+ * boundary, and the weights of a model are the 4 KiB pages of a mapped file, where
+ * the far request takes the page walk and most of the memory latency out of the way
+ * (docs/performance.md: +25% on the 1.5B Q4_K_M model's matrices as views of the file,
+ * 2-4% less on huge pages). */
 #ifndef PREFETCH_BYTES                 /* (a -D for experiments) */
 #define PREFETCH_BYTES 2048
 #endif
+#ifndef PREFETCH_L2_BYTES
+#define PREFETCH_L2_BYTES 8192
+#endif
 INLINE void prefetch_ahead(const void *block, size_t block_bytes) {
-    for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)block + PREFETCH_BYTES + o, _MM_HINT_T0);
+    for (size_t o = 0; o < block_bytes; o += 64) {
+        _mm_prefetch((const char *)block + PREFETCH_BYTES + o, _MM_HINT_T0);
+        _mm_prefetch((const char *)block + PREFETCH_L2_BYTES + o, _MM_HINT_T2);
+    }
 }
+
+/* the 8 sub-block scales of a super-block, int32 lane j = its int16 scale twice, in
+ * memory: a sub-block takes its scale by a broadcast load (vpbroadcastd from memory: a
+ * load-port uop) instead of a shuffle on the ports the unpacking is short of */
+typedef struct {
+    int32_t pair[QK_K / 32];
+} block_scales;
+
+/* non-negative int32 lanes below 2^15 -> the value in both int16 halves */
+INLINE __m256i int16_pairs(__m256i v) { return _mm256_or_si256(v, _mm256_slli_epi32(v, 16)); }
+
+INLINE void store_block_scales(block_scales *sc, __m256i pairs) {
+    _mm256_storeu_si256((__m256i *)sc->pair, pairs);
+    /* read back from memory: otherwise GCC takes each lane out of the register (a shift or
+     * an align, then a broadcast: two shuffle-port uops per sub-block) */
+    __asm__("" : "+m"(*sc));
+}
+
+/* int16 x 16, every lane the scale of sub-block j */
+INLINE __m256i scale_of(const block_scales *sc, int j) { return _mm256_set1_epi32(sc->pair[j]); }
 
 /* ---------------------------------------------------------------- K-quant fields */
 

@@ -43,15 +43,6 @@
 
 #include "avx2_blocks.h"
 
-/* acc + 8 lanes of 4 products (u unsigned bytes, s signed bytes) */
-INLINE __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
-#ifdef __AVXVNNI__
-    return _mm256_dpbusd_avx_epi32(acc, u, s);
-#else
-    return _mm256_dpbusd_epi32(acc, u, s);
-#endif
-}
-
 /* ---------------------------------------------------------------- a K-quant panel's lanes
  * One lane per weight row.  With AVX-512 (VNNI, BW) a panel holds 16 rows and every
  * step below is one zmm instruction doing the work of two ymm ones (dpbusd and mullo,
@@ -89,7 +80,7 @@ typedef __m256 rows_f32;
 INLINE rows_i32 rows_zero(void) { return _mm256_setzero_si256(); }
 INLINE rows_i32 rows_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 INLINE rows_i32 rows_set1(int32_t x) { return _mm256_set1_epi32(x); }
-INLINE rows_i32 rows_dpbusd(rows_i32 acc, rows_i32 u, rows_i32 s) { return dpbusd(acc, u, s); }
+INLINE rows_i32 rows_dpbusd(rows_i32 acc, rows_i32 u, rows_i32 s) { return vnni_dpbusd(acc, u, s); }
 INLINE rows_i32 rows_add(rows_i32 a, rows_i32 b) { return _mm256_add_epi32(a, b); }
 INLINE rows_i32 rows_sub(rows_i32 a, rows_i32 b) { return _mm256_sub_epi32(a, b); }
 INLINE rows_i32 rows_mullo(rows_i32 a, rows_i32 b) { return _mm256_mullo_epi32(a, b); }
@@ -442,11 +433,11 @@ static void dot_panel_32(const panel_block_32 *panel, int64_t nb, const block_q8
     for (int64_t i = 0; i < nb; i++) {
         const __m256i yq = _mm256_loadu_si256((const __m256i *)y[i].qs);
         const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                               dpbusd(_mm256_setzero_si256(), offset, yq));
+                                               vnni_dpbusd(_mm256_setzero_si256(), offset, yq));
         float dd[PANEL_32_ROWS];
         _mm256_storeu_ps(dd, _mm256_mul_ps(_mm256_loadu_ps(panel[i].d), _mm256_set1_ps(fp16_to_fp32(y[i].d))));
         UNROLL for (int j = 0; j < PANEL_32_ROWS; j++) {
-            const __m256i lanes = dpbusd(start, _mm256_loadu_si256((const __m256i *)panel[i].q[j]), yq);
+            const __m256i lanes = vnni_dpbusd(start, _mm256_loadu_si256((const __m256i *)panel[i].q[j]), yq);
             acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(lanes), acc[j]);
         }
     }

@@ -135,13 +135,15 @@ INLINE void lanes_k4(const int type, const void *w, int64_t i, const void *act, 
     const uint8_t *qs = type == GGML_TYPE_Q5_K ? q5->qs : q4->qs;
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m128i sm = scale_min_k4(type == GGML_TYPE_Q5_K ? q5->scales : q4->scales);
-    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    block_scales sc;
+    store_block_scales(&sc, int16_pairs(_mm256_cvtepu8_epi32(sm)));
     /* mins doubled, one per 16-element bsum: [m0 m0 m1 m1 ... m7 m7] as int16 */
     const __m256i m_doubled = _mm256_cvtepu8_epi16(
         _mm_shuffle_epi8(sm, _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8)));
     const __m128i m16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
+    __m256i lanes_hi[MAX_ACT_ROWS];
     UNROLL for (int r = 0; r < R; r++) {
-        lanes[r] = _mm256_setzero_si256();
+        lanes[r] = lanes_hi[r] = _mm256_setzero_si256();
         const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)y->bsums);
         mins[r] = mins_by_sub_block
@@ -157,17 +159,19 @@ INLINE void lanes_k4(const int type, const void *w, int64_t i, const void *act, 
             q_lo = _mm256_or_si256(q_lo, fifth_bit(q5->qh, 2 * c));
             q_hi = _mm256_or_si256(q_hi, fifth_bit(q5->qh, 2 * c + 1));
         }
-        const __m256i sc_lo = broadcast_scale(sc16, 2 * c);
-        const __m256i sc_hi = broadcast_scale(sc16, 2 * c + 1);
         UNROLL for (int r = 0; r < R; r++) {
             const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 64 * c;
             const __m256i p_lo = _mm256_maddubs_epi16(q_lo, _mm256_loadu_si256((const __m256i *)yq));
             const __m256i p_hi = _mm256_maddubs_epi16(q_hi, _mm256_loadu_si256((const __m256i *)(yq + 32)));
-            const __m256i both = _mm256_add_epi32(_mm256_madd_epi16(p_lo, sc_lo), _mm256_madd_epi16(p_hi, sc_hi));
-            if (by_chunk) by_chunk[r][c] = both;
-            else lanes[r] = _mm256_add_epi32(lanes[r], both);
+            if (by_chunk) {
+                by_chunk[r][c] = dot_i16_acc(_mm256_madd_epi16(p_lo, scale_of(&sc, 2 * c)), p_hi, scale_of(&sc, 2 * c + 1));
+            } else {   /* low and high sub-blocks in two chains (vpdpwssd: 5 cycles), added at the end */
+                lanes[r] = dot_i16_acc(lanes[r], p_lo, scale_of(&sc, 2 * c));
+                lanes_hi[r] = dot_i16_acc(lanes_hi[r], p_hi, scale_of(&sc, 2 * c + 1));
+            }
         }
     }
+    if (!by_chunk) UNROLL for (int r = 0; r < R; r++) lanes[r] = _mm256_add_epi32(lanes[r], lanes_hi[r]);
 }
 
 /* Q2_K, Q3_K, Q6_K: 16 groups of 16 with one scale each.  Slice s = 4h + j (half h,

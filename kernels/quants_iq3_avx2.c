@@ -5,9 +5,10 @@
  *   - the magnitudes go into one register: IQ3 the 8 grid points of the sub-block
  *     (_mm256_i32gather_epi32 by their indices: 8 table loads), IQ4_XS the 32 nibbles
  *     through the 16-byte table kvalues (one _mm256_shuffle_epi8) and _mm256_abs_epi8;
- *   - the signs as bytes that are negative where the weight is: IQ3_XXS ksigns64 of its 4
- *     sign indices, IQ3_S its 32 sign bits spread to bytes, IQ4_XS the kvalues themselves;
- *   - they go onto the activations (_mm256_sign_epi8), _mm256_maddubs_epi16 multiplies the
+ *   - the signs (signs_32: a mask register with AVX512-BW, else bytes that are negative
+ *     where the weight is): IQ3_XXS ksigns of its 4 sign indices, IQ3_S its 32 sign bits,
+ *     IQ4_XS the kvalues themselves;
+ *   - they go onto the activations (signed_act), _mm256_maddubs_epi16 multiplies the
  *     unsigned magnitudes by them (exact: 2 x 127 x 127 < 32767), and the sub-block's
  *     integer scale, taken once per super-block for all 8 sub-blocks (block_scales), is
  *     applied by vpmaddwd + vpaddd or AVX-VNNI's vpdpwssd: ggml's 8 int32 lanes, the same
@@ -18,9 +19,10 @@
  * Instructions per 32 weights (decode, one activation row, objdump of the built loop;
  * docs/performance.md has the measurements): IQ4_XS 10 (3 loads: the 16 packed bytes into
  * both halves, the activations, the scale; srlv, and, shuffle, abs, sign, maddubs,
- * vpdpwssd) for 17 bytes of weights, plus 26 per super-block (scales, float tail,
- * prefetch); IQ3_S 16, one of them the gather of 8, for 13.75 bytes; IQ3_XXS ~16 (a
- * gather, 4 ksigns64 loads) for 12.25.
+ * vpdpwssd; with AVX512-BW compare, shuffle, masked sub for the middle three) for 17 bytes
+ * of weights, plus 26 per super-block (scales, float tail, prefetch); IQ3_S 16, one of
+ * them the gather of 8, for 13.75 bytes (AVX512-BW: 13); IQ3_XXS ~16 (a gather, 4 ksigns
+ * loads) for 12.25.
  */
 #include "cpu_internal.h"
 
@@ -30,21 +32,27 @@
 #include "ggml_iq_grids.h"
 #include "ggml_iq3_grids.h"
 
-/* a sub-block of 32 weights: mag (unsigned bytes), sign (bytes whose sign goes onto the
- * activations, none 0), scale (16 x int16) */
+/* which of a sub-block's 32 weights are negative, to go onto the activations: with
+ * AVX512-BW a mask register (bit j: weight j), then one masked 0 - y, and the mask comes
+ * from the stored bits as they are (IQ3_S), 4 scalar table loads (IQ3_XXS) or one compare
+ * (IQ4_XS), where AVX2 spreads them to bytes first; AVX2: bytes whose sign goes onto the
+ * activations (vpsignb; none 0).  Either way y where the weight is positive, -y (wrapping,
+ * as vpsignb) where negative. */
+#ifdef HAVE_BYTE_MASKS
+typedef __mmask32 signs_32;
+INLINE __m256i signed_act(__m256i y, signs_32 negative) {
+    return _mm256_mask_sub_epi8(y, negative, _mm256_setzero_si256(), y);
+}
+#else
+typedef __m256i signs_32;
+INLINE __m256i signed_act(__m256i y, signs_32 sign) { return _mm256_sign_epi8(y, sign); }
+#endif
+
+/* a sub-block of 32 weights: mag (unsigned bytes), sign, scale (16 x int16) */
 typedef struct {
-    __m256i mag, sign, scale;
+    __m256i mag, scale;
+    signs_32 sign;
 } sub_block;
-
-/* the sub-block scales of a super-block, int32 lane ib = its int16 scale twice: a sub-block
- * takes its scale by a broadcast load (vpbroadcastd, a load-port uop) instead of the ~10
- * scalar instructions and the shuffle that extracting each 4-bit field costs */
-typedef struct {
-    int32_t pair[QK_K / 32];
-} block_scales;
-
-/* non-negative int32 lanes below 2^15 -> the value in both int16 halves */
-INLINE __m256i int16_pairs(__m256i v) { return _mm256_or_si256(v, _mm256_slli_epi32(v, 16)); }
 
 /* lane ib = (bits >> (first + width ib)) & mask */
 INLINE __m256i fields_8(uint32_t bits, int first, int width, int mask) {
@@ -56,17 +64,24 @@ INLINE __m256i fields_8(uint32_t bits, int first, int width, int mask) {
 /* 2 ls + 1 from ls in int32 lanes */
 INLINE __m256i odd_scales(__m256i ls) { return _mm256_add_epi32(_mm256_add_epi32(ls, ls), _mm256_set1_epi32(1)); }
 
+#ifndef HAVE_BYTE_MASKS
 /* 0x00 / 0xff sign masks -> +1 / -1 */
 INLINE __m256i plus_minus_one(__m256i masks) { return _mm256_or_si256(masks, _mm256_set1_epi8(1)); }
+#endif
 
-/* 32 sign bits (bit j: weight j) -> bytes negative where set, positive where not: byte j
- * holds bit j alone (0 or b = 1 << j % 8), and 0 + 127 is positive, b + 127 (128..255) negative */
-INLINE __m256i sign_bytes(uint32_t bits) {
+/* 32 sign bits (bit j: weight j) -> signs_32: as they are, or bytes negative where set,
+ * positive where not: byte j holds bit j alone (0 or b = 1 << j % 8), and 0 + 127 is
+ * positive, b + 127 (128..255) negative */
+INLINE signs_32 sign_bits(uint32_t bits) {
+#ifdef HAVE_BYTE_MASKS
+    return (__mmask32)bits;
+#else
     const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
                                                _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
                                                                  0x0101010101010101, 0));
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
     return _mm256_add_epi8(_mm256_and_si256(spread, bit), _mm256_set1_epi8(127));
+#endif
 }
 
 /* the 8 grid indices of a sub-block, one per int32 lane: 8 bytes at q */
@@ -77,8 +92,13 @@ INLINE sub_block sub_block_iq3_xxs(const block_iq3_xxs *x, int ib) {
     memcpy(&aux, x->qs + QK_K / 4 + 4 * ib, 4);
     sub_block s;
     s.mag = _mm256_i32gather_epi32((const int *)iq3xxs_grid, indices_8(x->qs + 8 * ib), 4);
+#ifdef HAVE_BYTE_MASKS
+    s.sign = sign_bits((uint32_t)ksigns_iq2xs[aux & 127] | (uint32_t)ksigns_iq2xs[(aux >> 7) & 127] << 8
+                       | (uint32_t)ksigns_iq2xs[(aux >> 14) & 127] << 16 | (uint32_t)ksigns_iq2xs[(aux >> 21) & 127] << 24);
+#else
     s.sign = plus_minus_one(_mm256_set_epi64x((long long)ksigns64[(aux >> 21) & 127], (long long)ksigns64[(aux >> 14) & 127],
                                               (long long)ksigns64[(aux >> 7) & 127], (long long)ksigns64[aux & 127]));
+#endif
     return s;
 }
 
@@ -101,7 +121,7 @@ INLINE sub_block sub_block_iq3_s(const block_iq3_s *x, int ib) {
     memcpy(&signs, x->signs + 4 * ib, 4);
     sub_block s;
     s.mag = _mm256_i32gather_epi32((const int *)iq3s_grid, index, 4);
-    s.sign = sign_bytes(signs);
+    s.sign = sign_bits(signs);
     return s;
 }
 
@@ -113,13 +133,21 @@ INLINE __m256i scales_iq3_s(const block_iq3_s *x) {
 }
 
 /* kvalues looked up by the 32 nibbles: their absolute values the magnitudes, themselves the
- * signs (kvalues has no 0) */
+ * signs (kvalues has no 0).  With masks: the magnitudes from a table of |kvalues| and the
+ * signs by a compare (kvalues is sorted, its first 8 negative): a shuffle and a compare
+ * on port 5 instead of vpabsb and vpsignb, which share ports 0 and 1 with the multiplies */
 INLINE sub_block sub_block_iq4_xs(const block_iq4_xs *x, int ib) {
     const __m256i values = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
-    const __m256i q = _mm256_shuffle_epi8(values, nibbles_32(x->qs + 16 * ib));
+    const __m256i nibbles = nibbles_32(x->qs + 16 * ib);
     sub_block s;
+#ifdef HAVE_BYTE_MASKS
+    s.mag = _mm256_shuffle_epi8(_mm256_abs_epi8(values), nibbles);        /* (the table: hoisted) */
+    s.sign = _mm256_cmplt_epu8_mask(nibbles, _mm256_set1_epi8(8));
+#else
+    const __m256i q = _mm256_shuffle_epi8(values, nibbles);
     s.mag = _mm256_abs_epi8(q);
     s.sign = q;
+#endif
     return s;
 }
 
@@ -149,11 +177,7 @@ INLINE void block_scales_of(const int type, const void *x, block_scales *sc) {
     case GGML_TYPE_IQ3_S: pairs = scales_iq3_s(x); break;
     default: pairs = scales_iq4_xs(x); break;
     }
-    _mm256_storeu_si256((__m256i *)sc->pair, pairs);
-    /* read back from memory: otherwise GCC takes each lane out of the register (a shift or
-     * an align, then a broadcast: two shuffle-port uops per sub-block, the port the table
-     * lookups use) where a vpbroadcastd from memory is a single load uop */
-    __asm__("" : "+m"(*sc));
+    store_block_scales(sc, pairs);    /* (instead of the ~10 scalar instructions a 4-bit field costs) */
 }
 
 INLINE sub_block unpack(const int type, const void *x, const block_scales *sc, int ib) {
@@ -163,7 +187,7 @@ INLINE sub_block unpack(const int type, const void *x, const block_scales *sc, i
     case GGML_TYPE_IQ3_S: s = sub_block_iq3_s(x, ib); break;
     default: s = sub_block_iq4_xs(x, ib); break;
     }
-    s.scale = _mm256_set1_epi32(sc->pair[ib]);
+    s.scale = scale_of(sc, ib);
     return s;
 }
 
@@ -192,7 +216,7 @@ INLINE void iq3_rows(const int type, const product_order order, const int R, int
             UNROLL for (int r = 0; r < R; r++) {
                 const block_q8_K *y = ACT_ROW(block_q8_K, act, act_stride, r) + i;
                 const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * ib));
-                const __m256i dot = _mm256_maddubs_epi16(s.mag, _mm256_sign_epi8(q8, s.sign));
+                const __m256i dot = _mm256_maddubs_epi16(s.mag, signed_act(q8, s.sign));
                 lanes[r][ib % 2] = dot_i16_acc(lanes[r][ib % 2], dot, s.scale);
             }
         }

@@ -21,9 +21,15 @@ In one run, medians of several repeats:
   5. one decode token's products of real model files (SmolLM2-135M Q4_1, the 1.5B
      Qwen2-shaped Q4_K_M fixture), as the forward pass runs them (one activation
      quantization per input and format, shared by q/k/v and by gate/up): milliseconds
-     per token, i.e. the ceiling the products alone put on decode tokens/s.
+     per token, i.e. the ceiling the products alone put on decode tokens/s;
+  6. pages (not in the default sections): every Q4_K matrix of the 1.5B Q4_K_M file, one
+     decode product each, 1 thread, as views of the file's mapping (4 KiB pages of the
+     page cache), copied into anonymous 4 KiB pages, and into 2 MiB huge pages.
 Matrices hold random blocks (finite scales); several copies larger than the last-level
-cache together are cycled through, so that every product streams from memory.
+cache together are cycled through, so that every product streams from memory.  numpy
+gives arrays this large transparent huge pages (THP `madvise` or `always`): the decode
+section measures huge pages, the model section the file's 4 KiB pages (section 6 shows
+what that costs).
 """
 from __future__ import annotations
 
@@ -296,6 +302,46 @@ def model_token(names, repeats):
                   f"{n_bytes / t2 / 1e9:7.1f} {1 / t2:13.1f}", flush=True)
 
 
+def pages(repeats):
+    import mmap
+    import pyggml
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import make_model
+    print("\n## Pages: every Q4_K matrix of the 1.5B Q4_K_M file, 1 thread, GB/s (median)")
+    with pyggml.open(make_model.model_path("qwen2-1.5b-q4_k_m")) as f:
+        mapped = [f.raw(name).reshape(info.ne[1], -1) for name, info in f.tensors.items()
+                  if info.type == G.Q4_K and name != "token_embd.weight"]
+        total = sum(w.nbytes for w in mapped)
+
+        def anonymous(advice):       # private anonymous memory, 2 MiB aligned, the same bytes
+            buf = mmap.mmap(-1, total + (2 << 20), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            buf.madvise(advice)
+            flat = np.frombuffer(buf, np.uint8)
+            at, copies = -flat.ctypes.data % (2 << 20), []
+            for w in mapped:
+                copies.append(flat[at:at + w.nbytes].reshape(w.shape))
+                copies[-1][...] = w
+                at += w.nbytes
+            return copies
+        variants = {"file mapping, 4 KiB pages": mapped, "anonymous, 4 KiB pages": anonymous(mmap.MADV_NOHUGEPAGE),
+                    "anonymous, 2 MiB huge pages": anonymous(mmap.MADV_HUGEPAGE)}
+        rng = np.random.default_rng(4)
+        block_size, type_size = TYPE_TRAITS[G.Q4_K]
+        widths = [w.shape[1] // type_size * block_size for w in mapped]
+        act = {k: cpu_c.quantize_activations(rng.standard_normal((1, k)).astype(np.float32), G.Q8_K)
+               for k in set(widths)}             # one quantized activation row per width
+        acts = [act[k] for k in widths]
+        outs = [np.empty((1, w.shape[0]), np.float32) for w in mapped]
+
+        def run(ws):
+            for w, xq, out in zip(ws, acts, outs):
+                cpu_c.matmul_q8(G.Q4_K, w, xq, out, n_threads=1)
+        print(f"{len(mapped)} matrices, {total / 1e6:.0f} MB")
+        for name, ws in variants.items():
+            rate = total / median_time(lambda: run(ws), repeats) / 1e9
+            print(f"{name:28} {rate:5.1f} GB/s {rate / BANDWIDTH[1]:5.0%} of the read bandwidth", flush=True)
+
+
 BANDWIDTH = {}
 
 
@@ -331,6 +377,8 @@ def main():
         prefill(types, ggml, repeats)
     if "model" in sections:
         model_token(["smollm2-q4_1", "qwen2-1.5b-q4_k_m"], repeats)
+    if "pages" in sections:
+        pages(repeats)
 
 
 if __name__ == "__main__":
