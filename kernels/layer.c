@@ -33,8 +33,8 @@
  *
  * Numerics follow forward.py and numerics.py, which follow llama.cpp's CPU code bit for
  * bit: rope's rotation with the FMAs GCC makes of ggml's expression, Q rounded to fp16
- * before the scores, the attention dots in ggml's orders (dot_key, weighted_values;
- * a prompt's: dot_tile),
+ * before the scores, the attention dots in ggml's orders (dot_key, weighted_values, as
+ * a decode step splits them: decode_scores, decode_values; a prompt's: dot_tile),
  * scores scaled after the dot, softmax through ggml's exp (softmax_row, ops.c),
  * probabilities rounded to fp16.
  */
@@ -115,6 +115,8 @@ static inline lanes16 lanes16_load_fp16(const ggml_half *h) {
 /* a + h * x lane by lane, one rounding each */
 static inline lanes16 lanes16_fma(lanes16 h, lanes16 x, lanes16 a) { return _mm512_fmadd_ps(h, x, a); }
 static inline lanes16 lanes16_add(lanes16 a, lanes16 b) { return _mm512_add_ps(a, b); }
+static inline lanes16 lanes16_set1(float x) { return _mm512_set1_ps(x); }
+static inline void lanes16_store(float *x, lanes16 a) { _mm512_storeu_ps(x, a); }
 
 /* lane l + lane l+8, then + lane +4, then (0 + 2) + (1 + 3) */
 static inline float lanes16_sum(lanes16 a) {
@@ -141,6 +143,11 @@ static inline lanes16 lanes16_fma(lanes16 h, lanes16 x, lanes16 a) {
 }
 static inline lanes16 lanes16_add(lanes16 a, lanes16 b) {
     return (lanes16){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
+}
+static inline lanes16 lanes16_set1(float x) { return (lanes16){_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+static inline void lanes16_store(float *x, lanes16 a) {
+    _mm256_storeu_ps(x, a.lo);
+    _mm256_storeu_ps(x + 8, a.hi);
 }
 
 static inline float lanes16_sum(lanes16 a) {
@@ -173,6 +180,14 @@ static inline lanes16 lanes16_add(lanes16 a, lanes16 b) {
     for (int l = 0; l < 16; l++) a.v[l] += b.v[l];
     return a;
 }
+static inline lanes16 lanes16_set1(float x) {
+    lanes16 a;
+    for (int l = 0; l < 16; l++) a.v[l] = x;
+    return a;
+}
+static inline void lanes16_store(float *x, lanes16 a) {
+    for (int l = 0; l < 16; l++) x[l] = a.v[l];
+}
 
 static inline float lanes16_sum(lanes16 a) {
     float s8[8], s4[4];
@@ -204,10 +219,9 @@ static void round_to_fp16(float *x, int64_t n) {
     for (; i < n; i++) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
 }
 
-/* K.q: the score of one key row (d fp16 values) against q16 (d floats), one token's order
- * (or a prompt's where d % 16 != 0: tinyBLAS declines those lengths) */
-static float dot_key(const ggml_half *key, const float *q16, int64_t d) {
-    const int64_t n_simd = d - d % 64;
+/* the 16 lanes of K.q over elements [0, n_simd) (whole 64s) before their sum: four
+ * accumulators, each over every fourth 16, then (acc0 + acc2) + (acc1 + acc3) */
+static inline lanes16 key_lanes(const ggml_half *key, const float *q16, int64_t n_simd) {
     lanes16 a0 = lanes16_zero(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t i0 = 0; i0 < n_simd; i0 += 64) {
         a0 = lanes16_fma(lanes16_load_fp16(key + i0), lanes16_load(q16 + i0), a0);
@@ -215,7 +229,14 @@ static float dot_key(const ggml_half *key, const float *q16, int64_t d) {
         a2 = lanes16_fma(lanes16_load_fp16(key + i0 + 32), lanes16_load(q16 + i0 + 32), a2);
         a3 = lanes16_fma(lanes16_load_fp16(key + i0 + 48), lanes16_load(q16 + i0 + 48), a3);
     }
-    double sum = lanes16_sum(lanes16_add(lanes16_add(a0, a2), lanes16_add(a1, a3)));
+    return lanes16_add(lanes16_add(a0, a2), lanes16_add(a1, a3));
+}
+
+/* K.q: the score of one key row (d fp16 values) against q16 (d floats), one token's order
+ * (or a prompt's where d % 16 != 0: tinyBLAS declines those lengths) */
+static float dot_key(const ggml_half *key, const float *q16, int64_t d) {
+    const int64_t n_simd = d - d % 64;
+    double sum = lanes16_sum(key_lanes(key, q16, n_simd));
     for (int64_t i = n_simd; i < d; i++) sum += (double)(fp16_to_fp32(key[i]) * q16[i]);
     return (float)sum;
 }
@@ -350,9 +371,11 @@ typedef struct {
     const float *q;          /* (T, n_head * head_dim) after rope */
     float *att;              /* (T, n_head * head_dim) */
     int64_t n_ctx;
-    /* one token per sequence, or d % 16 != 0: a chunk per (sequence, head) */
+    /* one token per sequence: a row of scores per (sequence, head); a chunk per (sequence,
+     * head) (attention_head), or the three steps of a decode step (decode_scores ...) */
     float *scores;           /* a row of n_ctx per (sequence, head) */
     float *acc;              /* 4 * 16 * head_dim per (sequence, head): V.p's accumulators */
+    int64_t n_key_blocks;    /* decode_scores' blocks of KEY_BLOCK keys per kv head */
     /* a prompt: a chunk per (head, block of QUERY_BLOCK queries) */
     ggml_half *v_t;          /* V^T: n_head_kv * d rows of v_t_len positions (a multiple of 16) */
     int64_t v_t_len, v_t_first, n_blocks;
@@ -386,6 +409,178 @@ static void attention_head(void *ctx, int64_t chunk) {
         round_to_fp16(scores, n_kv);
         weighted_values(L->v_cache + g * d, kv_stride, scores, j0, n_kv, d, prompt,
                         job->acc + chunk * 64 * d, job->att + (row0 + t) * n_q + h * d);
+    }
+}
+
+/* ---------------------------------------------------------------- a decode step
+ * attention_head works per query head: each converts its kv head's K and V rows again
+ * for every query head of the group, sums 16 lanes per key alone, and 9 heads split
+ * unevenly over 2 threads.  A decode step (one token per sequence) whose head_dim is a
+ * multiple of 64 (dot_key without its tail) does the same arithmetic in three steps
+ * instead, each over many chunks:
+ *   decode_scores    (sequence, kv head, KEY_BLOCK keys): the scores of every query
+ *                    head of the group, each K row converted once per tile of them and
+ *                    16 sums at once (tile_sums);
+ *   decode_softmax   (sequence, head): softmax, then the probabilities rounded to fp16;
+ *   decode_values    (sequence, kv head, 16 value dimensions): V.p for every query head
+ *                    of the group, each V row converted once per VALUE_HEADS of them, the
+ *                    lanes' chains in registers.
+ * Each score and each output keeps the bits of dot_key and weighted_values: only the
+ * assignment of work changes.  On one thread it is also 2x faster at 128 to 4,096
+ * positions (docs/performance.md), so short contexts take it too. */
+enum { KEY_BLOCK = 256 };
+#if ATTENTION_AVX512
+#define VALUE_HEADS 4                 /* 4 x 4 accumulators of 16 lanes: 16 of 32 registers */
+#else
+#define VALUE_HEADS 2
+#endif
+
+/* the first key a decode step's query sees at n_kv keys: a window hides the keys at
+ * p' <= p - window (-inf scores, as llama.cpp's mask) */
+static inline int64_t first_key(const pyggml_layer *L, int64_t n_kv) {
+    return L->window > 0 ? max64(0, n_kv - L->window) : 0;
+}
+
+/* out[y * TILE_KEYS + k] = scale * dot_key(keys[k], queries[y], d) for a tile, d % 64 == 0,
+ * y < n_queries: dot_key's lanes, summed a tile at a time.  Inlined with a constant d where
+ * it can be (decode_scores), its loops unroll and each K row is converted once for the tile. */
+static inline __attribute__((always_inline)) void score_tile(
+    const ggml_half *const keys[TILE_KEYS], const float *const queries[TILE_QUERIES],
+    int64_t n_queries, const int64_t d, float scale, float out[TILE_QUERIES * TILE_KEYS]) {
+    lanes16 acc[TILE_QUERIES][TILE_KEYS];
+    #pragma GCC unroll 16
+    for (int y = 0; y < TILE_QUERIES; y++)
+        #pragma GCC unroll 16
+        for (int k = 0; k < TILE_KEYS; k++)
+            acc[y][k] = y < n_queries ? key_lanes(keys[k], queries[y], d) : lanes16_zero();
+    tile_sums(acc, scale, out, TILE_KEYS);
+}
+
+/* scores of the query heads of kv head g for keys [j_begin, j_end) of block
+ * chunk = (sequence * n_head_kv + g) * n_key_blocks + block, in tiles of TILE_KEYS keys
+ * by TILE_QUERIES heads (a partial tile repeats its last key, not written) */
+static void decode_scores(void *ctx, int64_t chunk) {
+    const attention_job *job = ctx;
+    const int64_t n_head_kv = job->seqs[0].layer->n_head_kv;
+    const int64_t s = chunk / job->n_key_blocks / n_head_kv, block = chunk % job->n_key_blocks;
+    const pyggml_seq *seq = &job->seqs[s];
+    const pyggml_layer *L = seq->layer;
+    const int64_t g = chunk / job->n_key_blocks % n_head_kv, d = L->head_dim;
+    const int64_t n_rep = L->n_head / n_head_kv, kv_stride = n_head_kv * d, n_q = L->n_head * d;
+    const int64_t n_kv = seq->pos0 + 1;
+    const int64_t j_begin = max64(first_key(L, n_kv), block * KEY_BLOCK);
+    const int64_t j_end = n_kv < (block + 1) * KEY_BLOCK ? n_kv : (block + 1) * KEY_BLOCK;
+    if (j_begin >= j_end) return;
+    float q16[TILE_QUERIES * 1024];                        /* head_dim <= 1024 (checked) */
+    const float *queries[TILE_QUERIES] = {NULL};
+    for (int64_t h0 = 0; h0 < n_rep; h0 += TILE_QUERIES) {
+        const int64_t n_heads = n_rep - h0 < TILE_QUERIES ? n_rep - h0 : TILE_QUERIES;
+        for (int64_t y = 0; y < n_heads; y++) {
+            const int64_t h = g * n_rep + h0 + y;
+            memcpy(q16 + y * d, job->q + job->row0[s] * n_q + h * d, (size_t)d * sizeof(float));
+            round_to_fp16(q16 + y * d, d);
+            queries[y] = q16 + y * d;
+        }
+        float *rows = job->scores + (s * L->n_head + g * n_rep + h0) * job->n_ctx;
+        for (int64_t j = j_begin; j < j_end; j += TILE_KEYS) {
+            const ggml_half *keys[TILE_KEYS];
+            for (int k = 0; k < TILE_KEYS; k++)
+                keys[k] = L->k_cache + (j + k < j_end ? j + k : j_end - 1) * kv_stride + g * d;
+            float out[TILE_QUERIES * TILE_KEYS];
+            switch (d) {                       /* the common head sizes, as constants */
+            case 64: score_tile(keys, queries, n_heads, 64, L->attn_scale, out); break;
+            case 128: score_tile(keys, queries, n_heads, 128, L->attn_scale, out); break;
+            default: score_tile(keys, queries, n_heads, d, L->attn_scale, out); break;
+            }
+            for (int64_t y = 0; y < n_heads; y++)
+                for (int64_t k = 0; k < TILE_KEYS && j + k < j_end; k++)
+                    rows[y * job->n_ctx + j + k] = out[y * TILE_KEYS + k];
+        }
+    }
+}
+
+/* the probabilities of one (sequence, head): chunk = sequence * n_head + head.  The row
+ * starts at the 64 before its first key, where decode_values starts: its groups of 16 are
+ * those of the row from 0, and the groups before are all masked (their exps add 0) */
+static void decode_softmax(void *ctx, int64_t chunk) {
+    const attention_job *job = ctx;
+    const pyggml_seq *seq = &job->seqs[chunk / job->seqs[0].layer->n_head];
+    const int64_t n_kv = seq->pos0 + 1, j0 = first_key(seq->layer, n_kv), j_first = j0 / 64 * 64;
+    float *row = job->scores + chunk * job->n_ctx;
+    for (int64_t j = j_first; j < j0; j++) row[j] = -INFINITY;
+    softmax_row(row + j_first, n_kv - j_first);
+    round_to_fp16(row + j_first, n_kv - j_first);
+}
+
+/* out[y][0..16) = V.p over positions [j_first, n_kv) (j_first a multiple of 64) for
+ * n_heads probability rows p[y], 16 value dimensions at v: the chains of weighted_values
+ * (position j in lane j % 64, over its positions in order) and its sum of them.  Lanes
+ * l, l + 16, l + 32, l + 48 run together, so (acc0 + acc2) + (acc1 + acc3) adds them at
+ * once into row l of rows; the positions before the first key have p = +0 and leave a
+ * chain at +0 as it is.  n_heads is a constant where this is inlined (decode_values). */
+static inline __attribute__((always_inline)) void values_slice(
+    const ggml_half *v, int64_t v_stride, const float *const p[VALUE_HEADS], const int n_heads,
+    int64_t j_first, int64_t n_kv, float *const out[VALUE_HEADS]) {
+    float rows[VALUE_HEADS][16 * 16];
+    for (int64_t l = 0; l < 16; l++) {
+        lanes16 acc[4][VALUE_HEADS];
+        #pragma GCC unroll 16
+        for (int c = 0; c < 4; c++)
+            #pragma GCC unroll 16
+            for (int y = 0; y < n_heads; y++) acc[c][y] = lanes16_zero();
+        for (int64_t j = j_first + l; j < n_kv; j += 64)
+            #pragma GCC unroll 16
+            for (int c = 0; c < 4; c++) {
+                if (j + 16 * c >= n_kv) break;              /* the last positions */
+                const lanes16 x = lanes16_load_fp16(v + (j + 16 * c) * v_stride);
+                #pragma GCC unroll 16
+                for (int y = 0; y < n_heads; y++)
+                    acc[c][y] = lanes16_fma(x, lanes16_set1(p[y][j + 16 * c]), acc[c][y]);
+            }
+        #pragma GCC unroll 16
+        for (int y = 0; y < n_heads; y++)
+            lanes16_store(rows[y] + l * 16, lanes16_add(lanes16_add(acc[0][y], acc[2][y]),
+                                                        lanes16_add(acc[1][y], acc[3][y])));
+    }
+    /* then lanes16_sum's pairs: l + (l + 8), then + 4, then (0 + 2) + (1 + 3) */
+    for (int y = 0; y < n_heads; y++) {
+        lanes16 r[16];
+        for (int l = 0; l < 16; l++) r[l] = lanes16_load(rows[y] + l * 16);
+        for (int half = 8; half >= 4; half /= 2)
+            for (int l = 0; l < half; l++) r[l] = lanes16_add(r[l], r[l + half]);
+        lanes16_store(out[y], lanes16_add(lanes16_add(r[0], r[2]), lanes16_add(r[1], r[3])));
+    }
+}
+
+/* V.p of the query heads of kv head g over value dimensions [16 slice, 16 slice + 16):
+ * chunk = (sequence * n_head_kv + g) * (head_dim / 16) + slice */
+static void decode_values(void *ctx, int64_t chunk) {
+    const attention_job *job = ctx;
+    const pyggml_layer *L0 = job->seqs[0].layer;
+    const int64_t n_slices = L0->head_dim / 16, n_head_kv = L0->n_head_kv;
+    const int64_t s = chunk / n_slices / n_head_kv, g = chunk / n_slices % n_head_kv;
+    const pyggml_seq *seq = &job->seqs[s];
+    const pyggml_layer *L = seq->layer;
+    const int64_t d = L->head_dim, n_rep = L->n_head / n_head_kv, n_q = L->n_head * d;
+    const int64_t n_kv = seq->pos0 + 1, j_first = first_key(L, n_kv) / 64 * 64;
+    const int64_t i0 = chunk % n_slices * 16;
+    const ggml_half *v = L->v_cache + g * d + i0;
+    for (int64_t h0 = 0; h0 < n_rep; h0 += VALUE_HEADS) {
+        const float *p[VALUE_HEADS];
+        float *out[VALUE_HEADS];
+        for (int64_t y = 0; y < VALUE_HEADS; y++) {          /* past n_rep: not read */
+            const int64_t h = g * n_rep + (h0 + y < n_rep ? h0 + y : n_rep - 1);
+            p[y] = job->scores + (s * L->n_head + h) * job->n_ctx;
+            out[y] = job->att + job->row0[s] * n_q + h * d + i0;
+        }
+        switch (n_rep - h0) {
+        case 1: values_slice(v, n_head_kv * d, p, 1, j_first, n_kv, out); break;
+#if VALUE_HEADS == 4
+        case 2: values_slice(v, n_head_kv * d, p, 2, j_first, n_kv, out); break;
+        case 3: values_slice(v, n_head_kv * d, p, 3, j_first, n_kv, out); break;
+#endif
+        default: values_slice(v, n_head_kv * d, p, VALUE_HEADS, j_first, n_kv, out); break;
+        }
     }
 }
 
@@ -507,11 +702,20 @@ static void attention(const pyggml_seq *seqs, int n_seqs, const int64_t *row0, c
     const int64_t T = row0[n_seqs - 1] + seqs[n_seqs - 1].n_tokens, d = L->head_dim;
     if (n_threads <= 0) n_threads = default_threads();
     if (work * L->n_head * d <= (1 << 16)) n_threads = 1;
-    attention_job job = {seqs, row0, q, att, n_ctx, NULL, NULL, NULL, 0, 0, 0, NULL, 0};
+    attention_job job = {.seqs = seqs, .row0 = row0, .q = q, .att = att, .n_ctx = n_ctx};
     if (!prompt_path(L, T, n_seqs)) {
         job.scores = scratch;
         job.acc = scratch + n_seqs * L->n_head * n_ctx;
-        run_chunks(n_threads, n_seqs * L->n_head, attention_head, &job);
+        if (T == n_seqs && d % 64 == 0) {          /* a decode step: in three steps */
+            int64_t n_kv_max = 0;
+            for (int s = 0; s < n_seqs; s++) n_kv_max = max64(n_kv_max, seqs[s].pos0 + 1);
+            job.n_key_blocks = (n_kv_max + KEY_BLOCK - 1) / KEY_BLOCK;
+            run_chunks(n_threads, n_seqs * L->n_head_kv * job.n_key_blocks, decode_scores, &job);
+            run_chunks(n_threads, n_seqs * L->n_head, decode_softmax, &job);
+            run_chunks(n_threads, n_seqs * L->n_head_kv * (d / 16), decode_values, &job);
+        } else {
+            run_chunks(n_threads, n_seqs * L->n_head, attention_head, &job);
+        }
         return;
     }
     /* V^T from the first position the first query sees */

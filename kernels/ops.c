@@ -157,7 +157,20 @@ int pyggml_gelu_mul(const float *gate, const float *up, float *out, int64_t n,
  * 0; a row needs one finite entry. */
 void softmax_row(float *x, int64_t n) {
     float max = -INFINITY;
-    for (int64_t i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
+    int64_t i_max = 0;
+#ifdef __AVX2__
+    /* four chains of _mm256_max_ps(x, m) = x > m ? x : m, the step of the loop below: a
+     * max in another order, NaN still skipped (a tie of +0 and -0 may keep the other
+     * zero, which changes no exp(x - max)); one chain was 2/3 of softmax_row's time */
+    const __m256 lowest = _mm256_set1_ps(-INFINITY);
+    __m256 m[4] = {lowest, lowest, lowest, lowest};
+    for (; i_max + 32 <= n; i_max += 32)
+        for (int c = 0; c < 4; c++) m[c] = _mm256_max_ps(_mm256_loadu_ps(x + i_max + 8 * c), m[c]);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+    for (int l = 0; l < 8; l++) max = lanes[l] > max ? lanes[l] : max;
+#endif
+    for (int64_t i = i_max; i < n; i++) max = x[i] > max ? x[i] : max;
     double sum = 0.0;
     for (int64_t i = 0; i < n; i += GGML_SIMD_WIDTH) {
         const int64_t m = n - i < GGML_SIMD_WIDTH ? n - i : GGML_SIMD_WIDTH;

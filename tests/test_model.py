@@ -169,6 +169,27 @@ def test_a_prompt_of_two_batches_gives_llama_cpps_logits_on_both_backends(name, 
             np.testing.assert_array_equal(model.logits(ids), ours)
 
 
+@pytest.mark.parametrize("name", ["smollm2-q4_k_m", "gemma3-q4_k_m"])
+def test_decode_steps_after_a_long_prompt_equal_llama_cpp(name, model_path):
+    """Decode steps at 600 to 606 cached positions, bit for bit: the C block's decode
+    attention in its three steps (layer.c: decode_scores over three blocks of keys, in
+    whole and partial tiles of 9:3 or 4:1 query heads; decode_softmax; decode_values),
+    and gemma3's window of 32, whose first key is past the first 512 positions."""
+    n_ctx = 1024
+    llm = open_llama(model_path(name), n_ctx)
+    try:
+        with pyggml.load(model_path(name), n_ctx=n_ctx, backend="c") as model:
+            ids = (model.tokenize(TEXT) * 8)[:606]
+            model.eval(ids[:600])
+            llm.eval(ids[:600])
+            for token in ids[600:]:
+                llm.eval([token])
+                assert_logits_match(model.eval([token])[None],
+                                    np.asarray(llm.scores[llm.n_tokens - 1])[None])
+    finally:
+        llm.close()
+
+
 def test_tokenize_detokenize_round_trip(models):
     model = models("qwen2-tiny-q4_k_m")
     assert model.detokenize(model.tokenize(TEXT)) == TEXT
