@@ -383,6 +383,12 @@ typedef struct {
     uint64_t busy;           /* atomic: slots in use */
 } attention_job;
 
+/* the first key a query sees at n_kv keys (keys 0..n_kv-1 causally): a window hides the
+ * keys at p' <= p - window (-inf scores, as llama.cpp's mask) */
+static inline int64_t first_key(const pyggml_layer *L, int64_t n_kv) {
+    return L->window > 0 ? max64(0, n_kv - L->window) : 0;
+}
+
 /* one query head of one sequence over its rows: chunk = sequence * n_head + head (one
  * token per sequence, or a prompt whose head_dim tinyBLAS declines) */
 static void attention_head(void *ctx, int64_t chunk) {
@@ -397,8 +403,7 @@ static void attention_head(void *ctx, int64_t chunk) {
     float q16[1024];                                       /* head_dim <= 1024 (checked) */
     for (int64_t t = 0; t < seq->n_tokens; t++) {
         const int64_t n_kv = seq->pos0 + t + 1;            /* causal: keys 0..pos0+t */
-        /* a window hides the keys at p' <= p - window: -inf scores, as llama.cpp's mask */
-        const int64_t j0 = L->window > 0 ? max64(0, n_kv - L->window) : 0;
+        const int64_t j0 = first_key(L, n_kv);
         const float *q = job->q + (row0 + t) * n_q + h * d;
         for (int64_t i = 0; i < d; i++) q16[i] = q[i];
         round_to_fp16(q16, d);
@@ -434,12 +439,6 @@ enum { KEY_BLOCK = 256 };
 #else
 #define VALUE_HEADS 2
 #endif
-
-/* the first key a decode step's query sees at n_kv keys: a window hides the keys at
- * p' <= p - window (-inf scores, as llama.cpp's mask) */
-static inline int64_t first_key(const pyggml_layer *L, int64_t n_kv) {
-    return L->window > 0 ? max64(0, n_kv - L->window) : 0;
-}
 
 /* out[y * TILE_KEYS + k] = scale * dot_key(keys[k], queries[y], d) for a tile, d % 64 == 0,
  * y < n_queries: dot_key's lanes, summed a tile at a time.  Inlined with a constant d where
@@ -643,7 +642,7 @@ static void attention_block(void *ctx, int64_t chunk) {
     for (int64_t r = 0; r < QUERY_BLOCK; r++) {
         const int64_t t = t0 + (r < n_rows ? r : n_rows - 1);   /* a partial block repeats its last row */
         n_kv[r] = seq->pos0 + t + 1;
-        j0[r] = L->window > 0 ? max64(0, n_kv[r] - L->window) : 0;
+        j0[r] = first_key(L, n_kv[r]);
         memcpy(q16 + r * d, job->q + t * n_q + h * d, (size_t)d * sizeof(float));
         round_to_fp16(q16 + r * d, d);
         q_rows[r] = q16 + r * d;
@@ -720,7 +719,7 @@ static void attention(const pyggml_seq *seqs, int n_seqs, const int64_t *row0, c
     }
     /* V^T from the first position the first query sees */
     const int64_t first_n_kv = seqs[0].pos0 + 1;
-    job.v_t_first = L->window > 0 ? max64(0, first_n_kv - L->window) / 16 * 16 : 0;
+    job.v_t_first = first_key(L, first_n_kv) / 16 * 16;
     job.v_t_len = round_up16(seqs[0].pos0 + T);
     job.slots = scratch;
     job.v_t = (ggml_half *)(scratch + ATTENTION_SLOTS * QUERY_BLOCK * (prompt_row_floats(n_ctx) + d));
