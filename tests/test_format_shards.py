@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import pyggml
-from pyggml.errors import GGUFError, GGUFSplitError, GGUFTruncatedError, UsageError
+from pyggml.errors import (GGUFChangedError, GGUFError, GGUFSplitError, GGUFTruncatedError,
+                           UsageError)
 from pyggml.format.constants import GGUFValueType as V
 from pyggml.format.reader import MetadataField
 from pyggml.format.shards import shard_path, split_prefix
@@ -234,3 +235,33 @@ def test_populate_maps_the_pages_of_the_tensors_given(tmp_path):
         f.populate(["a"])
         populated, not_populated = faults_reading(f, "a"), faults_reading(f, "b")
         assert populated <= 2 and not_populated >= 16, (populated, not_populated)
+
+
+def test_read_into_memory_copies_the_bytes_off_the_map(tmp_path):
+    """read_into_memory: raw() of the names given returns copies (the same bytes, not on the
+    file's map, read-only, 64-byte aligned) from every shard; the other names stay views."""
+    paths = make_set(tmp_path, [[0, 1], [2], [3, 4, 5]])
+    with pyggml.open(paths[1]) as f, pyggml.open(paths[0]) as reference:
+        views = {name: f.raw(name) for name in f.tensors}
+        assert f.read_into_memory(["t1", "t2", "t5", "t2"]) == 3 * tensor(0).nbytes
+        for name in f.tensors:
+            raw = f.raw(name)
+            assert np.array_equal(raw, reference.raw(name)), name
+            assert np.shares_memory(raw, views[name]) == (name not in ("t1", "t2", "t5")), name
+        for name in ("t1", "t2", "t5"):
+            assert not f.raw(name).flags.writeable and f.raw(name).ctypes.data % 64 == 0
+        assert f.read_into_memory(["t1"]) == 0                  # copied already
+
+
+def test_read_into_memory_of_a_truncated_shard_names_it_and_keeps_nothing(tmp_path):
+    paths = make_set(tmp_path, [[0], [1, 2]])
+    with pyggml.open(paths[0]) as f:
+        info = f.tensors["t2"]
+        with open(paths[1], "r+b") as shard:
+            shard.truncate(info.offset + 4)                     # inside t2
+        with pytest.raises(GGUFChangedError, match="changed size") as err:
+            f.read_into_memory(["t0", "t2"])
+        assert err.value.path == str(paths[1])
+        assert np.array_equal(f.raw("t0").view(np.float32), tensor(0))   # still the map's
+        with pytest.raises(GGUFChangedError):
+            f.raw("t2")

@@ -308,3 +308,20 @@ def test_generate_shows_prompt_progress_on_a_terminal(tiny, monkeypatch, flags, 
     assert bool(lines) == drawn
     if drawn:
         assert re.search(r"100% (\d+) tok / \1 tok  [\d.]+ tok/s \n$", lines[-1]), lines
+
+
+def test_no_mmap_runs_on_copies_with_the_same_logits(model, tiny, capsys):
+    """use_mmap=False / --no-mmap (llama.cpp's): the weights are copies, not the file's map,
+    and every logit is what the mapped model computes; the stats block says which."""
+    ids = model.tokenize("The quick brown fox jumps over the lazy dog")
+    mapped = model.logits(ids)
+    with pyggml.open(tiny) as f, pyggml.load(tiny, n_ctx=256, use_mmap=False) as copied:
+        wq = copied.weights.layers[0].wq
+        assert not np.shares_memory(wq.data, f.raw(wq.name))
+        assert np.array_equal(wq.data, f.raw(wq.name).reshape(wq.data.shape))
+        assert np.array_equal(copied.logits(ids), mapped)
+        assert copied.device_report()["CPU weights"] == "copied into memory (--no-mmap)"
+    code, out, _ = run(capsys, "generate", tiny, "Hello", "-n", "6", "--temp", "0", "--no-stats")
+    code_copied, out_copied, _ = run(capsys, "generate", tiny, "Hello", "-n", "6", "--temp", "0",
+                                     "--no-stats", "--no-mmap")
+    assert code == code_copied == 0 and out_copied == out

@@ -22,7 +22,10 @@ each engine's largest peak RSS against pyggml's memory budget (file size + kv ca
 300 MB), and load time.  Then decode against the ceiling: the bytes of weights one token
 reads (every layer tensor, the output norm and matrix, one embedding row) x decode
 tokens/s, as a share of the read bandwidth measured in the same run at the same thread
-count (tools/bench_kernels.py's read_bandwidth).  A last row measures a cold start: a new
+count (tools/bench_kernels.py's read_bandwidth: numpy sums of anonymous memory), and of
+the rate at which numpy sums read the model's own file through a mapping, as both engines
+read their weights (4 KiB pages of the page cache: on the project's machines about 2/3 of
+the anonymous-memory rate on one thread).  A last row measures a cold start: a new
 process running `pyggml generate --demo "Hello" -n 1`, the time until the CLI prints its
 first token (kernels compiled and cached, bytecode cached, median of 3).
 
@@ -94,10 +97,11 @@ def weight_bytes_per_token(path: Path) -> int:
         return total + embedding.nbytes // embedding.shape[0]
 
 
-def read_bandwidth(n_threads: int) -> float:
-    """GB/s of the machine's memory reads at n_threads (tools/bench_kernels.py)."""
+def read_bandwidth(n_threads: int, path: Path | None = None) -> float:
+    """GB/s of the machine's memory reads at n_threads, or of reading the file at path
+    through its mapping (tools/bench_kernels.py)."""
     import bench_kernels
-    return bench_kernels.read_bandwidth(n_threads, repeats=5)
+    return bench_kernels.read_bandwidth(n_threads, repeats=5, path=path)
 
 
 def model_files(name: str, workdir: Path) -> tuple[Path, Path]:
@@ -127,7 +131,7 @@ def model_files(name: str, workdir: Path) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- one process
 
 def run_engine(engine: str, path: str, n_ctx: int, ids: list[int], n_decode: int, runs: int,
-               threads: int) -> dict:
+               threads: int, use_mmap: bool = True) -> dict:
     """Measure one engine on one file in this process; returns a dict of figures."""
     import numpy as np
 
@@ -135,7 +139,7 @@ def run_engine(engine: str, path: str, n_ctx: int, ids: list[int], n_decode: int
     started = time.perf_counter()
     if engine == "pyggml":
         import pyggml
-        model = pyggml.load(path, n_ctx=n_ctx, n_threads=threads)
+        model = pyggml.load(path, n_ctx=n_ctx, n_threads=threads, use_mmap=use_mmap)
 
         def prefill():
             model.reset()
@@ -149,7 +153,8 @@ def run_engine(engine: str, path: str, n_ctx: int, ids: list[int], n_decode: int
         import make_model
         make_model._quiet_llama()
         llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=512, n_ubatch=512,
-                              n_threads=threads, n_threads_batch=threads, verbose=False)
+                              n_threads=threads, n_threads_batch=threads, use_mmap=use_mmap,
+                              verbose=False)
 
         n_vocab = llm.n_vocab()
 
@@ -219,6 +224,7 @@ def measure(engine, path, args) -> dict:
     cmd = [sys.executable, __file__, "--child", engine, str(path), "--ctx", str(args.ctx),
            "--prompt-ids", str(args.prompt_ids), "--decode", str(args.decode),
            "--runs", str(args.runs), "--threads", str(args.threads)]
+    cmd += [] if args.use_mmap else ["--no-mmap"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{engine} on {path} failed:\n{out.stderr[-3000:]}")
@@ -254,6 +260,8 @@ def add_measure_options(parser: argparse.ArgumentParser, rounds: int = 3) -> Non
                         help="prompt tokens (prefill), real text (default 128)")
     parser.add_argument("--decode", type=int, default=32, help="tokens generated per run")
     parser.add_argument("-c", "--ctx", type=int, default=1024, help="context size (default 1024)")
+    parser.add_argument("--no-mmap", dest="use_mmap", action="store_false",
+                        help="both engines copy the weights into memory (use_mmap=False)")
 
 
 class Prepared:
@@ -299,7 +307,7 @@ def main() -> None:
     if args.child:
         ids = json.loads(args.prompt_ids.read_text())
         result = run_engine(args.child[0], args.child[1], args.ctx, ids, args.decode,
-                            args.runs, args.threads)
+                            args.runs, args.threads, args.use_mmap)
         print(json.dumps(result))
         return
 
@@ -336,9 +344,11 @@ def measure_models(args) -> list[dict]:
         budget = model.size + ours["kv_bytes"] + MEMORY_SLACK
         ceiling = {engine: model.bytes_per_token * r["decode"] / (bandwidth * 1e9)
                    for engine, r in (("pyggml", ours), ("llama.cpp", ref))}
+        mapped = read_bandwidth(args.threads, model.path)
         rows.append(dict(model=name, file_bytes=model.size, pyggml=ours, llama_cpp=ref,
                          budget_bytes=budget, bytes_per_token=model.bytes_per_token,
-                         bandwidth_gbs=bandwidth, share_of_bandwidth=ceiling))
+                         bandwidth_gbs=bandwidth, share_of_bandwidth=ceiling,
+                         mapped_file_gbs=mapped))
         print(f"{name:28} {model.size / MIB:9.0f} | {ours['prefill']:9.1f} vs "
               f"{ref['prefill']:9.1f} {ours['prefill'] / ref['prefill']:5.2f}x | "
               f"{ours['decode']:8.1f} vs {ref['decode']:8.1f} "
@@ -350,14 +360,19 @@ def measure_models(args) -> list[dict]:
     print(f"\nbudget: peak RSS <= file size + kv cache + {MEMORY_SLACK // MIB} MiB")
     print(f"\ndecode at the ceiling: weight bytes per token x decode tok/s, against the read "
           f"bandwidth {bandwidth:.1f} GB/s ({args.threads} threads, measured above)")
+    print("and against reading the model's own file through its mapping (4 KiB pages of the page "
+          "cache: how both engines read their weights, unless --no-mmap), measured after each model")
     print(f"{'model':28} {'MB/token':>9} | {'pyggml GB/s':>11} {'share':>6} | "
-          f"{'llama.cpp GB/s':>14} {'share':>6}")
+          f"{'llama.cpp GB/s':>14} {'share':>6} | {'mapped file GB/s':>16} "
+          f"{'pyggml':>6} {'llama':>6}")
     for row in rows:
         per_token = row["bytes_per_token"]
         ours, ref = row["pyggml"]["decode"], row["llama_cpp"]["decode"]
-        share = row["share_of_bandwidth"]
+        share, mapped = row["share_of_bandwidth"], row["mapped_file_gbs"]
         print(f"{row['model']:28} {per_token / 1e6:9.1f} | {per_token * ours / 1e9:11.2f} "
-              f"{share['pyggml']:6.0%} | {per_token * ref / 1e9:14.2f} {share['llama.cpp']:6.0%}")
+              f"{share['pyggml']:6.0%} | {per_token * ref / 1e9:14.2f} {share['llama.cpp']:6.0%} | "
+              f"{mapped:16.1f} {per_token * ours / 1e9 / mapped:6.0%} "
+              f"{per_token * ref / 1e9 / mapped:6.0%}")
     return rows
 
 

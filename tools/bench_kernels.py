@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import mmap
 import sys
 import threading
 import time
@@ -89,9 +90,19 @@ def copies_for(nbytes: int) -> int:
 
 # ----------------------------------------------------------------------------- the machine
 
-def read_bandwidth(n_threads: int, repeats: int) -> float:
-    """GB/s of n_threads numpy sums, each over its own 512 MiB (numpy releases the GIL)."""
-    arrays = [np.ones(64 << 20, np.uint64) for _ in range(n_threads)]
+def read_bandwidth(n_threads: int, repeats: int, path: Path | None = None) -> float:
+    """GB/s of n_threads numpy sums (numpy releases the GIL), each over its own part: of
+    512 MiB arrays of anonymous memory (where numpy asks for transparent huge pages), or,
+    with path, of that file mapped as pyggml and llama.cpp map a model's weights (4 KiB
+    pages of the page cache, mapped up front by MADV_POPULATE_READ): the ceiling of
+    reading a model's weights in place."""
+    if path is None:
+        arrays = [np.ones(64 << 20, np.uint64) for _ in range(n_threads)]
+    else:
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+        mapped.madvise(22)                               # MADV_POPULATE_READ
+        arrays = np.array_split(np.frombuffer(mapped, np.uint64, count=len(mapped) // 8), n_threads)
 
     def run():
         workers = [threading.Thread(target=a.sum) for a in arrays]

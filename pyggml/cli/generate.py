@@ -37,7 +37,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="CPU kernels (default: the fastest available)")
     p.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, metavar="N",
                    help="put the last N layers on the GPU; -1 puts all layers and the output there")
-    add_cache_type_options(p)
+    add_memory_options(p)
     p.add_argument("-n", "--n-predict", type=int, default=128, metavar="N",
                    help="tokens to generate at most (default 128; -1: until the end of "
                         "generation or a full context)")
@@ -57,13 +57,17 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     add_progress_option(p)
 
 
-def add_cache_type_options(p: argparse.ArgumentParser) -> None:
-    """--cache-type-k/-v, as llama.cpp's (generate and serve)."""
+def add_memory_options(p: argparse.ArgumentParser) -> None:
+    """--cache-type-k/-v and --no-mmap, as llama.cpp's (generate and serve)."""
     for which in ("k", "v"):
         p.add_argument(f"-ct{which}", f"--cache-type-{which}", default="f16", metavar="TYPE",
                        help=f"kv cache type for {which.upper()}: f16 (default), q8_0 or q4_0"
                             + (" (a quantized V runs flash attention, as llama.cpp's)"
                                if which == "v" else ""))
+    p.add_argument("--no-mmap", dest="use_mmap", action="store_false",
+                   help="copy the weights into memory at load instead of reading them in place "
+                        "from the mapped file (slower load; faster decode where one thread's "
+                        "reads of the mapped file are the limit)")
 
 
 def add_parser(subparsers) -> None:
@@ -116,7 +120,7 @@ def _load(args, model_path: str):
     n_threads = None if args.threads is None or args.threads <= 0 else args.threads
     return load(model_path, n_ctx=args.ctx_size, n_gpu_layers=args.n_gpu_layers,
                 backend=args.backend, n_threads=n_threads, type_k=args.cache_type_k,
-                type_v=args.cache_type_v)
+                type_v=args.cache_type_v, use_mmap=args.use_mmap)
 
 
 # the option of each sampler setting, to name it in an error

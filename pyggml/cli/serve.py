@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UsageError
-from .generate import add_cache_type_options
+from .generate import add_memory_options
 
 
 def add_parser(subparsers) -> None:
@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
                    help="CPU threads (default, or 0 or less: all cores)")
     p.add_argument("--backend", choices=["numba", "c"], default=None,
                    help="CPU kernels (default: the fastest available)")
-    add_cache_type_options(p)
+    add_memory_options(p)
     p.add_argument("--alias", default=None, metavar="NAME",
                    help="the model's name in the API (default: from MODEL)")
     p.set_defaults(run=run_serve)
@@ -66,7 +66,7 @@ def run_serve(args) -> int:
     service = Service(spec, parallel=args.parallel, n_ctx_total=args.ctx_size,
                       n_gpu_layers=args.n_gpu_layers, backend=args.backend,
                       n_threads=n_threads, alias=args.alias, type_k=args.cache_type_k,
-                      type_v=args.cache_type_v)
+                      type_v=args.cache_type_v, use_mmap=args.use_mmap)
     try:
         print(f"pyggml serve: {service.name} ({service.located.path}), {args.parallel} "
               f"slot(s) of {service.model.n_ctx} tokens, on http://{args.host}:{args.port}",

@@ -27,12 +27,14 @@ Metadata comes from shard 1 only (shard 1 may hold no tensors at all, as written
 from __future__ import annotations
 
 import mmap
+import os
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import GGUFSplitError, TensorNotFoundError, UnsupportedTypeError, UsageError
+from ..errors import (GGUFChangedError, GGUFSplitError, TensorNotFoundError,
+                      UnsupportedTypeError, UsageError)
 from ..ggml import GGMLType
 from .constants import GGUFValueType
 from .reader import MetadataField, ParsedFile, TensorInfo, close_map, read_file
@@ -81,6 +83,7 @@ class GGUFFile:
         .metadata   key -> Python value     .fields     key -> MetadataField (exact types)
         .tensors    name -> TensorInfo, in shard order, then in each file's order
         .raw(name)  read-only uint8 view of the tensor's bytes on the mmap (nothing copied)
+        .read_into_memory(names)  those tensors copied into memory: raw() returns the copies
         .dequantize(name) -> float32 array of the tensor's shape
         .check_unchanged()  GGUFChangedError if a shard was truncated or rewritten since
 
@@ -103,16 +106,20 @@ class GGUFFile:
         self.fields: dict[str, MetadataField] = parsed[0].fields
         self.metadata = {key: field.to_python() for key, field in self.fields.items()}
         self.tensors: dict[str, TensorInfo] = {}
+        self._in_memory: dict[str, np.ndarray] = {}      # read_into_memory's copies
         for i, p in enumerate(parsed):
             for info in p.tensors:
                 self.tensors[info.name] = info._replace(shard=i) if i else info
 
     def raw(self, name: str) -> np.ndarray:
-        """The tensor's bytes: a read-only uint8 view of exactly ``nbytes`` on the mmap."""
+        """The tensor's bytes: a read-only uint8 view of exactly ``nbytes`` on the mmap, or
+        of its copy in memory after read_into_memory."""
         info = self._supported(name)
         mapped = self._files[info.shard]
         if mapped is None:
             raise UsageError(f"{self.path}: file is closed")
+        if name in self._in_memory:
+            return self._in_memory[name]
         mapped.check_unchanged()
         return np.frombuffer(mapped.data, dtype=np.uint8, count=info.nbytes, offset=info.offset)
 
@@ -164,6 +171,41 @@ class GGUFFile:
                                        "does not know")
         return info
 
+    def read_into_memory(self, names) -> int:
+        """Read these tensors' bytes into anonymous memory, after which raw() hands out the
+        copies (llama.cpp's --no-mmap); returns the bytes read.  Why: a mapped file is
+        read through 4 KiB pages of the page cache, where one thread streams at about 2/3
+        of the rate it reads anonymous memory with transparent huge pages, which the copy
+        asks for (MADV_HUGEPAGE, 2 MiB-aligned; the kernel may decline).  The file's pages
+        are read with pread, not mapped, so the process holds the copies alone.  A shard
+        that ends before a tensor does (truncated since it was opened) raises
+        GGUFChangedError naming it, and nothing is kept."""
+        names = [name for name in dict.fromkeys(names) if name not in self._in_memory]
+        infos = [self._supported(name) for name in names]
+        starts, total = [], 0
+        for info in infos:                       # each tensor 64-byte aligned, as in a file
+            starts.append(total)
+            total += -(-info.nbytes // 64) * 64
+        if not total:
+            return 0
+        huge = 2 << 20
+        buffer = mmap.mmap(-1, total + huge, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            buffer.madvise(mmap.MADV_HUGEPAGE)
+        whole = np.frombuffer(buffer, np.uint8)
+        base = -whole.ctypes.data % huge
+        copies = {}
+        for name, info, start in zip(names, infos, starts):
+            mapped = self._files[info.shard]
+            if mapped is None:
+                raise UsageError(f"{self.path}: file is closed")
+            copy = whole[base + start:base + start + info.nbytes]
+            _read_exactly(mapped, copy, info.offset)
+            copy.flags.writeable = False
+            copies[name] = copy
+        self._in_memory.update(copies)
+        return sum(info.nbytes for info in infos)
+
     def close(self) -> None:
         for mapped in self._files:
             close_map(mapped)
@@ -179,6 +221,21 @@ class GGUFFile:
         shards = f", {len(self.shards)} shards" if len(self.shards) > 1 else ""
         return f"<GGUFFile {str(self.path)!r}{shards}, {len(self.metadata)} keys, " \
                f"{len(self.tensors)} tensors>"
+
+
+def _read_exactly(mapped, out: np.ndarray, offset: int) -> None:
+    """out <- the file's bytes at offset, by pread (a read may return less than asked: a
+    read is capped near 2 GiB); a file that ends first has changed since it was parsed."""
+    view = memoryview(out)
+    done = 0
+    while done < len(view):
+        n = os.preadv(mapped.fd, [view[done:done + (1 << 30)]], offset + done)
+        if n == 0:
+            mapped.check_unchanged()             # names the file and how it changed
+            raise GGUFChangedError(f"ends at byte {offset + done}, inside a tensor that "
+                                   f"ends at {offset + len(view)}: reopen it once it is "
+                                   "complete", path=mapped.path)
+        done += n
 
 
 def _split_int(parsed: ParsedFile, key: str) -> int | None:

@@ -37,7 +37,7 @@ class QMatrix:
     ggml_type: int
     n_out: int                   # rows (output features)
     n_in: int                    # elements per row (input features)
-    data: np.ndarray             # uint8 (n_out, row_bytes), a view on the file's map
+    data: np.ndarray             # uint8 (n_out, row_bytes): on the file's map, or a copy
 
     @property
     def type_name(self) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import PyggmlWarning, UsageError
 from ..model.hparams import HParams
 from ..model.weights import load_weights
-from .offload import plan_offload
+from .offload import host_tensors, plan_offload
 from .sampler import Sampler, SamplerSettings
 from .stats import Stats, available_memory_bytes, rss_bytes
 
@@ -43,13 +43,17 @@ class Model:
 
     def __init__(self, gguf, *, n_ctx: int | None = None, n_gpu_layers: int = 0,
                  backend: str | None = None, n_threads: int | None = None, gpu=None,
-                 type_k: str | int = "f16", type_v: str | int = "f16"):
+                 type_k: str | int = "f16", type_v: str | int = "f16", use_mmap: bool = True):
         from ..backends.cpu import cpu_device
         from ..text.chat import ChatTemplate
         from ..text.tokenizer import Tokenizer
         started = time.perf_counter()
         self.file = gguf
         self.hparams = hp = HParams.from_metadata(gguf.metadata, path=gguf.path)
+        host = host_tensors(gguf.tensors, hp.n_layer, n_gpu_layers)
+        self.use_mmap = use_mmap
+        if not use_mmap:                          # before the weights take their views
+            gguf.read_into_memory(host)
         self.weights = w = load_weights(gguf, hp)      # before the (slower) tokenizer: a file
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)     # it refuses fails fast
         self.n_ctx = context_size(n_ctx, hp.n_ctx_train)
@@ -86,7 +90,8 @@ class Model:
             self.layers.append((device, device.upload_layer(layer, block, self.n_ctx)))
         head_device = self.gpu if self.plan.output_on_gpu else self.host
         self.head = (head_device, head_device.upload_head(w.output_norm, w.output, hp.head()))
-        gguf.populate(self._host_tensors())
+        if use_mmap:
+            gguf.populate(host)
         self.tokens: list[int] = []               # what the kv caches hold, in order
         self._in_use = threading.Lock()           # held while a call or generator uses the cache
 
@@ -97,17 +102,11 @@ class Model:
             eos_token=tok.decode([tok.eos_id], special=True) if tok.eos_id is not None else "")
         self.stats = Stats(load_s=time.perf_counter() - started, rss_after_load=rss_bytes())
 
-    def _host_tensors(self) -> list[str]:
-        """The tensors the CPU reads: all but the offloaded layers' (and output's)."""
-        plan = self.plan
-        gpu_prefixes = tuple(f"blk.{i}." for i in range(self.hparams.n_layer) if plan.on_gpu(i))
-        return [name for name in self.file.tensors
-                if not (gpu_prefixes and name.startswith(gpu_prefixes))
-                and not (plan.output_on_gpu and name.startswith("output"))]
-
     def device_report(self) -> dict[str, str]:
         """Rows for the stats block: kernels, placement, GPU memory."""
         rows = {"CPU kernels": self.kernels.description, "placement": self.plan.describe(),
+                "CPU weights": "read in place (the file mapped)" if self.use_mmap
+                               else "copied into memory (--no-mmap)",
                 "kv cache": f"{self.kv_bytes / (1 << 20):,.2f} MiB (K {self.type_k}, "
                             f"V {self.type_v}, {self.n_ctx} positions)"}
         if self.gpu is not None:
@@ -401,13 +400,17 @@ def kv_cache_type(value: str | int, argument: str, head_dim: int) -> str:
 
 def load(path, *, n_ctx: int | None = None, n_gpu_layers: int = 0, backend: str | None = None,
          n_threads: int | None = None, type_k: str | int = "f16",
-         type_v: str | int = "f16") -> Model:
-    """Open a GGUF model (a file or any shard of a split set) ready to run."""
+         type_v: str | int = "f16", use_mmap: bool = True) -> Model:
+    """Open a GGUF model (a file or any shard of a split set) ready to run.  use_mmap=False
+    (llama.cpp's --no-mmap) copies the weights the CPU reads into memory at load instead
+    of reading them in place: a longer load, no page cache shared with other processes,
+    and faster decode where one thread's reads of the mapped file are the limit
+    (docs/performance.md)."""
     from ..format.shards import GGUFFile
     gguf = GGUFFile(path)
     try:
         return Model(gguf, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, backend=backend,
-                     n_threads=n_threads, type_k=type_k, type_v=type_v)
+                     n_threads=n_threads, type_k=type_k, type_v=type_v, use_mmap=use_mmap)
     except BaseException:
         gguf.close()
         raise

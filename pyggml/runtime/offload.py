@@ -55,14 +55,27 @@ def layer_weight_bytes(weights: ModelWeights, i: int) -> int:
     return sum(t.nbytes for t in weights.layers[i].tensors())
 
 
+def gpu_split(n_layer: int, n_gpu_layers: int) -> tuple[int, bool]:
+    """(the first layer on the GPU, whether the output head is there too)."""
+    if n_gpu_layers < -1:
+        raise UsageError(f"--n-gpu-layers must be -1 (all) or >= 0, got {n_gpu_layers}")
+    n = n_layer + 1 if n_gpu_layers == -1 else min(n_gpu_layers, n_layer + 1)
+    return max(n_layer - n, 0), n > n_layer
+
+
+def host_tensors(names, n_layer: int, n_gpu_layers: int) -> list[str]:
+    """Of a file's tensor names, those the CPU reads: all but the GPU layers' and head's."""
+    first_gpu, output_on_gpu = gpu_split(n_layer, n_gpu_layers)
+    gpu_prefixes = tuple(f"blk.{i}." for i in range(first_gpu, n_layer))
+    return [name for name in names
+            if not (gpu_prefixes and name.startswith(gpu_prefixes))
+            and not (output_on_gpu and name.startswith("output"))]
+
+
 def plan_offload(hp: HParams, weights: ModelWeights, n_gpu_layers: int, n_ctx: int,
                  kv_per_layer: int | None = None) -> OffloadPlan:
     """kv_per_layer: bytes of one layer's K and V caches (None: fp16, llama.cpp's default)."""
-    if n_gpu_layers < -1:
-        raise UsageError(f"--n-gpu-layers must be -1 (all) or >= 0, got {n_gpu_layers}")
-    n = hp.n_layer + 1 if n_gpu_layers == -1 else min(n_gpu_layers, hp.n_layer + 1)
-    first_gpu = max(hp.n_layer - n, 0)
-    output_on_gpu = n > hp.n_layer
+    first_gpu, output_on_gpu = gpu_split(hp.n_layer, n_gpu_layers)
     if kv_per_layer is None:
         kv_per_layer = 2 * n_ctx * hp.n_embd_gqa * 2       # K and V, fp16
     layer_bytes = [layer_weight_bytes(weights, i) for i in range(hp.n_layer)]

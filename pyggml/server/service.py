@@ -37,7 +37,7 @@ class Service:
                  n_ctx_total: int | None = None, n_gpu_layers: int = 0,
                  backend: str | None = None, n_threads: int | None = None,
                  alias: str | None = None, located: Located | None = None,
-                 type_k: str | int = "f16", type_v: str | int = "f16"):
+                 type_k: str | int = "f16", type_v: str | int = "f16", use_mmap: bool = True):
         """n_ctx: each slot's context (None: min(4096, the model's)); or n_ctx_total: the
         whole server's, split evenly between the slots (llama-server's -c; 0: the
         model's trained length)."""
@@ -53,10 +53,10 @@ class Service:
             if n_ctx_total is not None:
                 n_ctx = slot_context(n_ctx_total, parallel,
                                      HParams.from_metadata(self.file.metadata).n_ctx_train)
-            # the weights are views of one mapping, shared by every slot
+            # the weights are views of one mapping (or of one copy), shared by every slot
             self.models = [Model(self.file, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
                                  backend=backend, n_threads=n_threads, type_k=type_k,
-                                 type_v=type_v)
+                                 type_v=type_v, use_mmap=use_mmap)
                            for _ in range(parallel)]
         except BaseException:
             self.file.close()
