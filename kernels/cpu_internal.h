@@ -196,6 +196,9 @@ typedef struct {
 void quantize_row_q8_0(const float *x, void *y, int64_t k);
 void quantize_row_q8_1(const float *x, void *y, int64_t k);
 void quantize_row_q8_K_ref(const float *x, void *y, int64_t k);
+/* quantize_row_q4_0_ref: what llama.cpp writes into a Q4_0 kv cache (ggml-cpu's from_float
+ * of Q4_0 is the _ref function) */
+void quantize_row_q4_0_ref(const float *x, void *y, int64_t k);
 const type_traits *ref_traits(int type);      /* NULL if unknown */
 /* one output in the given order (the float types have one order: their vec_dot) */
 float ref_dot(int type, product_order order, int64_t k, const void *w, const void *act);
@@ -242,6 +245,10 @@ float vec_dot_iq3_xxs_q8_K_ref(int64_t k, const void *w, const void *act);
 float vec_dot_iq3_s_q8_K_ref(int64_t k, const void *w, const void *act);
 float vec_dot_iq4_xs_q8_K_ref(int64_t k, const void *w, const void *act);
 
+/* pyggml_cpu.c: the kernel of a type and order (the fast one where there is one, else the
+ * reference), and the quantizer of an activation type (NULL if none) */
+product_fn product_for(const type_traits *t, product_order order);
+quantize_row_fn quantize_row_for(int act_type);
 /* ggml_order.c: the order llama.cpp's CPU backend gives activation row t of a product
  * of n_act rows with a weight matrix of n_rows rows of `type`, on an x86 machine with
  * AVX-512 (as llama-cpp-python builds it there) */

@@ -45,6 +45,16 @@
 
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+/* the caches of a layer whose kv cache is fp16 (the paths that take only those) */
+static inline const ggml_half *k_f16(const pyggml_layer *L) { return L->k_cache; }
+static inline const ggml_half *v_f16(const pyggml_layer *L) { return L->v_cache; }
+
+/* whether the kv cache is quantized (Q8_0 / Q4_0 K or V): then every call's attention
+ * is attention_head's (llama.cpp's arithmetic for those types is key after key) */
+static inline int quantized_cache(const pyggml_layer *L) {
+    return L->type_k != GGML_TYPE_F16 || L->type_v != GGML_TYPE_F16;
+}
+
 static int64_t attention_floats(const pyggml_layer *L, int64_t T, int64_t n_seqs, int64_t n_ctx);
 
 /* the float scratch a block needs for T rows of n_seqs sequences, in floats */
@@ -359,10 +369,10 @@ static inline int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
 /* the length of a probability row of a prompt's chunk: room for a tile past n_ctx */
 static inline int64_t prompt_row_floats(int64_t n_ctx) { return round_up16(n_ctx) + 16; }
 
-/* whether a call's attention takes the prompt path: T > 1 rows of one sequence, and
- * tinyBLAS takes K.q (it declines d % 16 != 0) */
+/* whether a call's attention takes the prompt path: T > 1 rows of one sequence, an fp16
+ * cache, and tinyBLAS takes K.q (it declines d % 16 != 0) */
 static inline int prompt_path(const pyggml_layer *L, int64_t T, int64_t n_seqs) {
-    return n_seqs == 1 && T > 1 && L->head_dim % 16 == 0;
+    return n_seqs == 1 && T > 1 && L->head_dim % 16 == 0 && !quantized_cache(L);
 }
 
 typedef struct {
@@ -389,8 +399,70 @@ static inline int64_t first_key(const pyggml_layer *L, int64_t n_kv) {
     return L->window > 0 ? max64(0, n_kv - L->window) : 0;
 }
 
+/* scores[j] = (K row j . q) * attn_scale for the keys [j0, n_kv) of kv head g, each
+ * product as ggml takes it: fp16 K by Q rounded to fp16 (dot_key); Q8_0 or Q4_0 K by Q
+ * quantized to Q8_0 (ggml converts Q to the K type's vec_dot_type with ggml-cpu's
+ * quantize_row_q8_0), the types' vec_dot (tinyBLAS sums them in the same order) */
+static void key_scores(const pyggml_layer *L, int64_t g, const float *q, int64_t j0,
+                       int64_t n_kv, float *scores) {
+    const int64_t d = L->head_dim;
+    if (L->type_k == GGML_TYPE_F16) {
+        const int64_t kv_stride = L->n_head_kv * d;
+        float q16[1024];                                   /* head_dim <= 1024 (checked) */
+        for (int64_t i = 0; i < d; i++) q16[i] = q[i];
+        round_to_fp16(q16, d);
+        for (int64_t j = j0; j < n_kv; j++)
+            scores[j] = dot_key(k_f16(L) + j * kv_stride + g * d, q16, d) * L->attn_scale;
+        return;
+    }
+    block_q8_0 q8[1024 / QK8_0];
+    quantize_row_for(GGML_TYPE_Q8_0)(q, q8, d);
+    const int64_t head_bytes = pyggml_row_bytes(L->type_k, d);
+    const product_fn product = product_for(ref_traits(L->type_k), ORDER_VEC_DOT);
+    for (int64_t j = j0; j < n_kv; j += ROW_GROUP) {
+        const product_args keys = {
+            .type = L->type_k, .order = ORDER_VEC_DOT, .k = d,
+            .w = (const char *)L->k_cache + (j * L->n_head_kv + g) * head_bytes,
+            .w_stride = L->n_head_kv * head_bytes, .n_rows = n_kv - j < ROW_GROUP ? (int)(n_kv - j) : ROW_GROUP,
+            .act = q8, .act_stride = 0, .n_act = 1, .out = scores + j, .ldo = ROW_GROUP};
+        product(&keys);
+    }
+    for (int64_t j = j0; j < n_kv; j++) scores[j] *= L->attn_scale;
+}
+
+/* out = V.p of kv head g over the keys [j0, n_kv) with their scores, V quantized: llama.cpp's
+ * CPU flash attention (ggml_compute_forward_flash_attn_ext_f16_one_chunk, which it requires
+ * for a quantized V), one key after another with an online softmax:
+ *     if s > M:  ms = expf(M - s), M = s, out *= ms      (vs = 1)
+ *     else:      vs = expf(s - M)                        (ms = 1)
+ *     out = fma(v, vs, out)  (v dequantized),  S = fma(S, ms, vs)
+ * then out *= 1 / S (0 where S is 0); expf is the C library's, as ggml calls it. */
+static void flash_values(const pyggml_layer *L, int64_t g, const float *scores, int64_t j0,
+                         int64_t n_kv, float *v_row /* head_dim */, float *out) {
+    const int64_t d = L->head_dim, head_bytes = pyggml_row_bytes(L->type_v, d);
+    const dequantize_row_fn to_float = ref_traits(L->type_v)->dequantize_row;
+    float M = -INFINITY, S = 0.0f;
+    for (int64_t i = 0; i < d; i++) out[i] = 0.0f;
+    for (int64_t j = j0; j < n_kv; j++) {
+        const float s = scores[j];
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            ms = expf(M - s);
+            M = s;
+            for (int64_t i = 0; i < d; i++) out[i] *= ms;
+        } else {
+            vs = expf(s - M);
+        }
+        to_float((const char *)L->v_cache + (j * L->n_head_kv + g) * head_bytes, v_row, d);
+        for (int64_t i = 0; i < d; i++) out[i] = fmaf(v_row[i], vs, out[i]);
+        S = fmaf(S, ms, vs);
+    }
+    const float inverse = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int64_t i = 0; i < d; i++) out[i] *= inverse;
+}
+
 /* one query head of one sequence over its rows: chunk = sequence * n_head + head (one
- * token per sequence, or a prompt whose head_dim tinyBLAS declines) */
+ * token per sequence, a prompt whose head_dim tinyBLAS declines, or a quantized cache) */
 static void attention_head(void *ctx, int64_t chunk) {
     const attention_job *job = ctx;
     const pyggml_seq *seq = &job->seqs[chunk / job->seqs[0].layer->n_head];
@@ -399,21 +471,20 @@ static void attention_head(void *ctx, int64_t chunk) {
     const int64_t kv_stride = L->n_head_kv * d, n_q = L->n_head * d;
     const int64_t row0 = job->row0[seq - job->seqs];
     const int prompt = seq->n_tokens > 1;        /* ggml's prompt path: tinyBLAS for V.p */
-    float *scores = job->scores + chunk * job->n_ctx;
-    float q16[1024];                                       /* head_dim <= 1024 (checked) */
+    float *scores = job->scores + chunk * job->n_ctx, *acc = job->acc + chunk * 64 * d;
     for (int64_t t = 0; t < seq->n_tokens; t++) {
         const int64_t n_kv = seq->pos0 + t + 1;            /* causal: keys 0..pos0+t */
         const int64_t j0 = first_key(L, n_kv);
-        const float *q = job->q + (row0 + t) * n_q + h * d;
-        for (int64_t i = 0; i < d; i++) q16[i] = q[i];
-        round_to_fp16(q16, d);
+        float *out = job->att + (row0 + t) * n_q + h * d;
+        key_scores(L, g, job->q + (row0 + t) * n_q + h * d, j0, n_kv, scores);
+        if (L->type_v != GGML_TYPE_F16) {
+            flash_values(L, g, scores, j0, n_kv, acc, out);
+            continue;
+        }
         for (int64_t j = 0; j < j0; j++) scores[j] = -INFINITY;
-        for (int64_t j = j0; j < n_kv; j++)
-            scores[j] = dot_key(L->k_cache + j * kv_stride + g * d, q16, d) * L->attn_scale;
         softmax_row(scores, n_kv);
         round_to_fp16(scores, n_kv);
-        weighted_values(L->v_cache + g * d, kv_stride, scores, j0, n_kv, d, prompt,
-                        job->acc + chunk * 64 * d, job->att + (row0 + t) * n_q + h * d);
+        weighted_values(v_f16(L) + g * d, kv_stride, scores, j0, n_kv, d, prompt, acc, out);
     }
 }
 
@@ -484,7 +555,7 @@ static void decode_scores(void *ctx, int64_t chunk) {
         for (int64_t j = j_begin; j < j_end; j += TILE_KEYS) {
             const ggml_half *keys[TILE_KEYS];
             for (int k = 0; k < TILE_KEYS; k++)
-                keys[k] = L->k_cache + (j + k < j_end ? j + k : j_end - 1) * kv_stride + g * d;
+                keys[k] = k_f16(L) + (j + k < j_end ? j + k : j_end - 1) * kv_stride + g * d;
             float out[TILE_QUERIES * TILE_KEYS];
             switch (d) {                       /* the common head sizes, as constants */
             case 64: score_tile(keys, queries, n_heads, 64, L->attn_scale, out); break;
@@ -563,7 +634,7 @@ static void decode_values(void *ctx, int64_t chunk) {
     const int64_t d = L->head_dim, n_rep = L->n_head / n_head_kv, n_q = L->n_head * d;
     const int64_t n_kv = seq->pos0 + 1, j_first = first_key(L, n_kv) / 64 * 64;
     const int64_t i0 = chunk % n_slices * 16;
-    const ggml_half *v = L->v_cache + g * d + i0;
+    const ggml_half *v = v_f16(L) + g * d + i0;
     for (int64_t h0 = 0; h0 < n_rep; h0 += VALUE_HEADS) {
         const float *p[VALUE_HEADS];
         float *out[VALUE_HEADS];
@@ -599,7 +670,7 @@ static void transpose_values(void *ctx, int64_t chunk) {
     const int64_t j_cached = j_end < n_kv ? j_end : n_kv;
     for (int64_t i = 0; i < d; i++) {
         ggml_half *row = job->v_t + (g * d + i) * job->v_t_len;
-        const ggml_half *v = L->v_cache + g * d + i;
+        const ggml_half *v = v_f16(L) + g * d + i;
         int64_t j = j_begin;
         for (; j < j_cached; j++) row[j] = v[j * kv_stride];
         for (; j < j_end; j++) row[j] = 0;
@@ -655,7 +726,7 @@ static void attention_block(void *ctx, int64_t chunk) {
     for (int64_t j = j_begin; j < j_end; j += TILE_KEYS) {
         const ggml_half *keys[TILE_KEYS];
         for (int k = 0; k < TILE_KEYS; k++)
-            keys[k] = L->k_cache + (j + k < j_end ? j + k : j_end - 1) * kv_stride + g * d;
+            keys[k] = k_f16(L) + (j + k < j_end ? j + k : j_end - 1) * kv_stride + g * d;
         for (int64_t r = 0; r < n_rows; r += TILE_QUERIES)
             dot_tile(keys, q_rows + r, 0, d, L->attn_scale, p + r * row_len + j, row_len);
     }
@@ -694,6 +765,51 @@ static int64_t attention_floats(const pyggml_layer *L, int64_t T, int64_t n_seqs
            + (L->n_head_kv * d * round_up16(n_ctx) + 1) / 2;
 }
 
+/* The Walsh-Hadamard rotations llama.cpp applies around a quantized cache (attn_rot_k,
+ * attn_rot_v: pyggml.model.forward.rotation_sizes), as their sizes (0: none): q and k in
+ * runs of the largest power of two >= 64 dividing head_dim where K is quantized, v (and the
+ * attention's output, back) in runs of 64 where V is; only where head_dim % 64 == 0. */
+static int64_t k_rotation(const pyggml_layer *L) {
+    if (L->type_k == GGML_TYPE_F16 || L->head_dim % 64) return 0;
+    int64_t n = 64;
+    while (L->head_dim % (2 * n) == 0) n *= 2;
+    return n;
+}
+
+static int64_t v_rotation(const pyggml_layer *L) {
+    return L->type_v != GGML_TYPE_F16 && L->head_dim % 64 == 0 ? 64 : 0;
+}
+
+/* each run of n numbers of x (count a multiple of n) times the n x n Walsh-Hadamard matrix
+ * / sqrt(n), as ggml_compute_forward_fwht: scaled first, then the butterflies
+ * (u, v) -> (u + v, u - v) at distances 1, 2, 4, ... n / 2 */
+static void rotate(float *x, int64_t count, int64_t n) {
+    const float scale = 1.0f / sqrtf((float)n);
+    for (int64_t i = 0; i < count; i++) x[i] *= scale;
+    for (int64_t run = 0; run < count; run += n)
+        for (int64_t dist = 1; dist < n; dist *= 2)
+            for (int64_t b = run; b < run + n; b += 2 * dist)
+                for (int64_t i = b; i < b + dist; i++) {
+                    const float u = x[i], v = x[i + dist];
+                    x[i] = u + v;
+                    x[i + dist] = u - v;
+                }
+}
+
+/* n numbers of x into a cache of `type` at dst, as llama.cpp's set_rows writes them (the
+ * type's from_float): fp16 (nearest even), ggml-cpu's quantize_row_q8_0 (the activations'
+ * quantizer), quantize_row_q4_0_ref */
+static void store_rows(int type, const float *x, void *dst, int64_t n) {
+    if (type == GGML_TYPE_Q8_0) {
+        quantize_row_for(GGML_TYPE_Q8_0)(x, dst, n);
+    } else if (type == GGML_TYPE_Q4_0) {
+        quantize_row_q4_0_ref(x, dst, n);
+    } else {
+        ggml_half *h = dst;
+        for (int64_t i = 0; i < n; i++) h[i] = fp32_to_fp16(x[i]);
+    }
+}
+
 /* the attention of a call: att = softmax(scale K.q) V per (sequence, head, query) */
 static void attention(const pyggml_seq *seqs, int n_seqs, const int64_t *row0, const float *q,
                       float *att, int64_t n_ctx, float *scratch, int64_t work, int n_threads) {
@@ -705,7 +821,7 @@ static void attention(const pyggml_seq *seqs, int n_seqs, const int64_t *row0, c
     if (!prompt_path(L, T, n_seqs)) {
         job.scores = scratch;
         job.acc = scratch + n_seqs * L->n_head * n_ctx;
-        if (T == n_seqs && d % 64 == 0) {          /* a decode step: in three steps */
+        if (T == n_seqs && d % 64 == 0 && !quantized_cache(L)) {   /* a decode step: in three steps */
             int64_t n_kv_max = 0;
             for (int s = 0; s < n_seqs; s++) n_kv_max = max64(n_kv_max, seqs[s].pos0 + 1);
             job.n_key_blocks = (n_kv_max + KEY_BLOCK - 1) / KEY_BLOCK;
@@ -790,7 +906,8 @@ static int same_layer(const pyggml_layer *a, const pyggml_layer *b) {
         if (wa[i]->w != wb[i]->w || wa[i]->type != wb[i]->type || wa[i]->n_rows != wb[i]->n_rows)
             return 0;
     return a->n_embd == b->n_embd && a->n_head == b->n_head && a->n_head_kv == b->n_head_kv
-        && a->head_dim == b->head_dim && a->n_ff == b->n_ff;
+        && a->head_dim == b->head_dim && a->n_ff == b->n_ff && a->type_k == b->type_k
+        && a->type_v == b->type_v;
 }
 
 int pyggml_layer_forward(const pyggml_seq *seqs, int n_seqs, float *x,
@@ -802,6 +919,12 @@ int pyggml_layer_forward(const pyggml_seq *seqs, int n_seqs, float *x,
     if (!L || L->head_dim < 2 || L->head_dim > 1024 || L->head_dim % 2 || L->n_head_kv < 1 ||
         L->n_head % L->n_head_kv || L->window < 0)
         return PYGGML_ERR_SHAPE;
+    for (int c = 0; c < 2; c++) {                 /* the cache types: f16, q8_0, q4_0 */
+        const int type = c ? L->type_v : L->type_k;
+        if (type != GGML_TYPE_F16 && type != GGML_TYPE_Q8_0 && type != GGML_TYPE_Q4_0)
+            return PYGGML_ERR_TYPE;
+        if (type != GGML_TYPE_F16 && L->head_dim % QK8_0) return PYGGML_ERR_SHAPE;
+    }
     int64_t row0[PYGGML_MAX_SEQS], T = 0, n_ctx = 0, attention_work = 0;
     for (int s = 0; s < n_seqs; s++) {
         const pyggml_seq *seq = &seqs[s];
@@ -843,16 +966,22 @@ int pyggml_layer_forward(const pyggml_seq *seqs, int n_seqs, float *x,
     rope(k, n_gqa, T, L->n_head_kv, d, L->rope_neox, rope_cos, rope_sin);
     if (L->q_scale != 1.0f)                     /* before Q is rounded to fp16 for K.q */
         for (int64_t i = 0; i < T * n_q; i++) q[i] *= L->q_scale;
+    const int64_t n_rot_k = k_rotation(L), n_rot_v = v_rotation(L);
+    if (n_rot_k) {                              /* a quantized cache: rotated first */
+        rotate(q, T * n_q, n_rot_k);
+        rotate(k, T * n_gqa, n_rot_k);
+    }
+    if (n_rot_v) rotate(v, T * n_gqa, n_rot_v);
     for (int s = 0; s < n_seqs; s++) {          /* each sequence's K and V into its cache */
-        const pyggml_seq *seq = &seqs[s];
-        uint16_t *k_cache = seq->layer->k_cache + seq->pos0 * n_gqa;
-        uint16_t *v_cache = seq->layer->v_cache + seq->pos0 * n_gqa;
-        for (int64_t i = 0; i < seq->n_tokens * n_gqa; i++) {
-            k_cache[i] = fp32_to_fp16(k[row0[s] * n_gqa + i]);
-            v_cache[i] = fp32_to_fp16(v[row0[s] * n_gqa + i]);
-        }
+        const pyggml_layer *Ls = seqs[s].layer;
+        const int64_t n = seqs[s].n_tokens * n_gqa;
+        store_rows(Ls->type_k, k + row0[s] * n_gqa,
+                   (char *)Ls->k_cache + seqs[s].pos0 * pyggml_row_bytes(Ls->type_k, n_gqa), n);
+        store_rows(Ls->type_v, v + row0[s] * n_gqa,
+                   (char *)Ls->v_cache + seqs[s].pos0 * pyggml_row_bytes(Ls->type_v, n_gqa), n);
     }
     attention(seqs, n_seqs, row0, q, att, n_ctx, attention_scratch, attention_work, n_threads);
+    if (n_rot_v) rotate(att, T * n_q, n_rot_v);
     if ((rc = product(matmul, &L->wo, att, T, n_q, h, act, n_threads))) return rc;
     if ((rc = add_residual(x, h, L->attn_post_norm, T, n_embd, L->rms_eps))) return rc;
 

@@ -85,12 +85,12 @@ int64_t pyggml_row_bytes(int type, int64_t k) {
     return k / t->block_size * t->type_size;
 }
 
-static product_fn product_for(const type_traits *t, product_order order) {
+product_fn product_for(const type_traits *t, product_order order) {
     const product_fn fast = fast_product(t->type, order);
     return fast ? fast : ref_product;
 }
 
-static quantize_row_fn quantize_row_for(int act_type) {
+quantize_row_fn quantize_row_for(int act_type) {
     const quantize_row_fn fast = fast_quantize_row(act_type);
     if (fast) return fast;
     switch (act_type) {

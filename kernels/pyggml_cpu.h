@@ -43,8 +43,9 @@ extern "C" {
 /* What pyggml_cpu_abi_version() returns, bumped on any incompatible change; equal to
  * ABI_VERSION in pyggml/backends/cpu_c.py.  4: pyggml_layer.attn_scale.  5: the optional
  * steps of a BlockSpec (q/k norms, post-norms, GeGLU, q_scale, window, n_embd_q).
- * 6: pyggml_layer_forward takes sequences (pyggml_seq), pyggml_matmul_rows_alone. */
-#define PYGGML_CPU_ABI_VERSION 6
+ * 6: pyggml_layer_forward takes sequences (pyggml_seq), pyggml_matmul_rows_alone.
+ * 7: pyggml_layer.type_k / type_v (a quantized kv cache), the caches as void *. */
+#define PYGGML_CPU_ABI_VERSION 7
 
 /* cdef: begin */
 enum pyggml_status {
@@ -150,7 +151,9 @@ typedef struct {
  * the bias and norm pointers, the attention scale, ...), and a new variant of a step is a
  * new field.  An optional step is off where its pointer is NULL or its number neutral.
  * Q and the attention's output have n_head * head_dim columns, which need not be n_embd.
- * The kv cache is fp16 (n_ctx, n_head_kv, head_dim), rows back to back. */
+ * The kv cache is (n_ctx, n_head_kv, head_dim) numbers, rows back to back, of type_k and
+ * type_v: fp16 (llama.cpp's default), or Q8_0 / Q4_0 blocks of 32 numbers of a head
+ * (--cache-type-k/-v; head_dim a multiple of 32), as pyggml.model.forward.kv_cache. */
 typedef struct {
     int64_t n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
     int32_t rope_neox;         /* 1: NEOX (x[i], x[i + d/2]); 0: NORM (x[2i], x[2i + 1]) */
@@ -166,7 +169,8 @@ typedef struct {
     const uint16_t *gelu_table;       /* NULL: silu(gate) * up; else GeGLU with this table of
                                   fp16 GELU values of every fp16 (ggml_table_gelu_f16) */
     pyggml_weight wq, wk, wv, wo, w_gate, w_up, w_down;
-    uint16_t *k_cache, *v_cache;
+    int32_t type_k, type_v;    /* ggml type ids: F16 (1), Q8_0 (8) or Q4_0 (2) */
+    void *k_cache, *v_cache;
 } pyggml_layer;
 
 /* One sequence's rows of a block's input: its handle of the layer (the same weights as

@@ -592,6 +592,28 @@ static void quantize_row_q8_01(const float *x, void *vy, int64_t k, int with_sum
 void quantize_row_q8_0(const float *x, void *y, int64_t k) { quantize_row_q8_01(x, y, k, 0); }
 void quantize_row_q8_1(const float *x, void *y, int64_t k) { quantize_row_q8_01(x, y, k, 1); }
 
+/* ggml's quantize_row_q4_0_ref (a Q4_0 kv cache's rows): d = max / -8, max the number of
+ * largest magnitude with its sign (the first of equals), q = MIN(15, (int8_t)(x / d + 8.5))
+ * with x / d as x * (1 / d), rounded before the add (no FMA) */
+void quantize_row_q4_0_ref(const float *x, void *vy, int64_t k) {
+    block_q4_0 *y = vy;
+    for (int64_t i = 0; i < k / QK4_0; i++, x += QK4_0) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK4_0; j++)
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        for (int j = 0; j < QK4_0 / 2; j++) {
+            const int8_t q0 = (int8_t)(int32_t)(x[j] * id + 8.5f);
+            const int8_t q1 = (int8_t)(int32_t)(x[QK4_0 / 2 + j] * id + 8.5f);
+            y[i].qs[j] = (uint8_t)((q0 < 15 ? q0 : 15) | (q1 < 15 ? q1 : 15) << 4);
+        }
+    }
+}
+
 /* ggml's nearest_int: round half to even through the float mantissa (|f| < 2^22) */
 static inline int nearest_int(float f) {
     const float shifted = f + 12582912.0f;

@@ -5,8 +5,8 @@ For a small model those steps' Python overhead is most of a decode step's time
 (SmolLM2-135M: 30 layers x 15 steps per token), so the C backend runs the same steps
 inside one call.  This module only describes a layer to C: a ``pyggml_layer`` struct
 filled once per layer from its BlockSpec (shapes, rope mode, attention and Q scales,
-window; a bias or norm pointer is NULL where the block does not take that step, the GELU
-table pointer NULL for SiLU) with pointers to the weights (the file's mmap views, not
+window, the kv cache's types; a bias or norm pointer is NULL where the block does not take
+that step, the GELU table pointer NULL for SiLU) with pointers to the weights (the file's mmap views, not
 copies; a fused tensor's row views), norms and the layer's kv cache, kept alive by
 references held here.  Every optional step of a BlockSpec (arch.STEPS) has its field, so
 the C block runs every architecture the numpy block does.
@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BackendError
-from ..model.arch import FFN_GELU, FFN_SILU, ROPE_NEOX, BlockSpec
+from ..model.arch import FFN_GELU, FFN_SILU, KV_CACHE_TYPES, ROPE_NEOX, BlockSpec
+from ..model.forward import kv_cache
 from ..model.numerics import gelu_table
 from ..model.weights import LayerWeights, QMatrix
 from . import cpu_c
@@ -43,10 +44,14 @@ class CBlock:
     def __init__(self, block: BlockSpec, w: LayerWeights, k_cache: np.ndarray,
                  v_cache: np.ndarray):
         lib, ffi = cpu_c.load(), cpu_c.ffi()
-        for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
-            if (cache.dtype != np.float16 or not cache.flags.c_contiguous
-                    or cache.shape[1:] != (block.n_head_kv, block.head_dim)):
-                raise BackendError(f"{name} must be C-contiguous fp16 (n_ctx, n_head_kv, head_dim)")
+        for name, cache, cache_type in (("k_cache", k_cache, block.type_k),
+                                        ("v_cache", v_cache, block.type_v)):
+            expected = kv_cache(block, 1)[name == "v_cache"]        # its dtype and row shape
+            if (cache.dtype != expected.dtype or not cache.flags.c_contiguous
+                    or cache.shape[1:] != expected.shape[1:]):
+                raise BackendError(f"{name} must be C-contiguous {cache_type} (n_ctx, "
+                                   f"{', '.join(map(str, expected.shape[1:]))}) "
+                                   f"{expected.dtype} (forward.kv_cache)")
         if block.rope.n_rot != block.head_dim:
             raise BackendError(f"the C block rotates whole heads: n_rot {block.rope.n_rot} "
                                f"!= head_dim {block.head_dim}")
@@ -79,8 +84,8 @@ class CBlock:
         for field, matrix in (("wq", w.wq), ("wk", w.wk), ("wv", w.wv), ("wo", w.wo),
                               ("w_gate", w.w_gate), ("w_up", w.w_up), ("w_down", w.w_down)):
             self._weight(getattr(L, field), matrix)
-        L.k_cache = ffi.cast("uint16_t *", ffi.from_buffer(k_cache))
-        L.v_cache = ffi.cast("uint16_t *", ffi.from_buffer(v_cache))
+        L.type_k, L.type_v = KV_CACHE_TYPES[block.type_k][0], KV_CACHE_TYPES[block.type_v][0]
+        L.k_cache, L.v_cache = ffi.from_buffer(k_cache), ffi.from_buffer(v_cache)
         self.scratch_bytes = {}                     # T -> bytes, asked of C once per T
 
     def _floats(self, a: np.ndarray | None, n: int):

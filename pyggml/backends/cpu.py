@@ -17,7 +17,7 @@ device's job:
 
 The weights stay the file's mmap views, so "uploading" a layer copies nothing; each
 layer gets its kv cache (n_ctx, n_head_kv, head_dim), fp16 or the quantized cache types
-(forward.kv_cache; the numpy block only), in host memory.
+(forward.kv_cache), in host memory.
 
     cpu_device(backend=None, n_threads=None, blocks=()) -> the CPU device of a model:
         backend "c", "numba", or None for the fastest that works for these layers (C, else
@@ -179,7 +179,8 @@ class CBlockDevice(CpuDevice):
     steps of model/forward.py without returning to Python between them.  The head is
     CpuDevice's (numpy around the C products)."""
     name = "the C block (kernels/layer.c)"
-    steps = ALL_STEPS            # every optional step: fields of pyggml_layer (c_layer.py)
+    steps = ALL_STEPS | frozenset(KV_CACHE_STEPS)    # every optional step: fields of
+                                                     # pyggml_layer (c_layer.py)
 
     def __init__(self, kernels: CKernels):
         from .c_layer import Scratch

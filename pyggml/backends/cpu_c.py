@@ -31,7 +31,7 @@ from ..ggml import TYPE_TRAITS, GGMLType
 from .. import paths
 from . import native
 
-ABI_VERSION = 6        # kernels/pyggml_cpu.h's PYGGML_CPU_ABI_VERSION
+ABI_VERSION = 7        # kernels/pyggml_cpu.h's PYGGML_CPU_ABI_VERSION
 HEADER_NAME = "pyggml_cpu.h"
 
 STATUS_NAMES = {-1: "PYGGML_ERR_TYPE", -2: "PYGGML_ERR_SHAPE", -3: "PYGGML_ERR_ARG",

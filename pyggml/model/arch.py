@@ -177,8 +177,8 @@ class BlockSpec:
 
 STEPS = ("qk_norm", "post_norms", "ffn_act", "q_scale", "window")
 ALL_STEPS = frozenset(STEPS) | {"n_embd_q"}       # every step of the block's arithmetic
-# a quantized kv cache: so far only the numpy block (CpuDevice) runs it, so it is not among
-# ALL_STEPS, which the C block and the GPU claim
+# a quantized kv cache: the CPU's blocks (numpy and C) run it; it is not among ALL_STEPS,
+# which the GPU claims
 KV_CACHE_STEPS = ("type_k", "type_v")
 _PLAIN = {f.name: f.default for f in dataclasses.fields(BlockSpec)
           if f.name in STEPS + KV_CACHE_STEPS}

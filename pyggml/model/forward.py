@@ -29,8 +29,8 @@ products (``project``: the numba kernels of pyggml.quants, or the GPU arithmetic
 pyggml.backends.simulated); everything else here is plain numpy and follows ggml's
 arithmetic where it matters for matching llama.cpp (rms_norm's sum in double, rope's
 float32 angle recurrence, fp16 K/V, the fp16 GELU table: numerics.py).  kernels/layer.c
-runs the same block in C, every step included (CBlockDevice.steps) but a quantized kv
-cache (KV_CACHE_STEPS: the numba backend runs it).
+runs the same block in C, every step included (CBlockDevice.steps), a quantized kv cache
+(KV_CACHE_STEPS) too.
 """
 from __future__ import annotations
 
