@@ -10,14 +10,16 @@ llama.cpp's arithmetic with a quantized cache, which pyggml follows (model/forwa
     the Q8_0 integer products;
   - V quantized: flash attention, which llama.cpp requires (its CPU kernel's online
     softmax, one key after another).
-On an AVX-512 build of llama.cpp (this project's machines) the logits are equal.
+On an AVX-512 build of llama.cpp (this project's machines) the logits are equal, on both
+CPU backends: the numpy block (model/forward.py, the numba products) and the C block
+(kernels/layer.c), which the default backend takes with a quantized cache too.
 """
 import numpy as np
 import pytest
 
 import pyggml
 from llama_oracle import TEXT, assert_logits_match
-from pyggml.errors import BackendError, UsageError
+from pyggml.errors import UsageError
 from pyggml.model.forward import rotate
 from pyggml.runtime import kv_cache_type
 
@@ -27,25 +29,27 @@ N_CTX = 256
 GGML_ID = {"f16": 1, "q8_0": 8, "q4_0": 2}
 
 # (file, type_k, type_v, tokens of the prompt): every combination on the qwen2 fixture
-# (head_dim 64); gemma3 (head_dim 128, so K's rotation is 128 wide; 5 of 6 layers in a
+# (head_dim 64; f16/f16 is test_model's); gemma3 (head_dim 128, so K's rotation is 128 wide; 5 of 6 layers in a
 # 32-position window; Q pre-scaled) with a prompt longer than the window; qwen3 with heads
 # of 96 (no rotation)
 CASES = [("qwen2-tiny-q4_k_m", k, v, 48)
          for k, v in [("q8_0", "f16"), ("q4_0", "f16"), ("q8_0", "q8_0"), ("q4_0", "q4_0"),
-                      ("f16", "q8_0"), ("q8_0", "q4_0"), ("f16", "q4_0")]]
+                      ("f16", "q8_0"), ("q8_0", "q4_0"), ("f16", "q4_0"), ("q4_0", "q8_0")]]
 CASES += [("gemma3-q4_k_m", "q8_0", "q8_0", 80), ("gemma3-q4_k_m", "q4_0", "f16", 80),
           ("qwen3-hd96-q4_k_m", "q8_0", "q4_0", 48), ("qwen3-hd96-q4_k_m", "q4_0", "f16", 48)]
 
 
-def llama_logits(path, type_k, type_v, ids, n_decode):
-    """llama.cpp's logits over ids, then over n_decode greedy tokens fed one at a time."""
+def llama_logits(path, type_k, type_v, ids, n_decode, n_ctx=N_CTX):
+    """llama.cpp's logits over ids (in batches of 512, as pyggml's), then over n_decode
+    greedy tokens fed one at a time."""
     import llama_cpp
 
     import make_model
     make_model._quiet_llama()
-    llm = llama_cpp.Llama(model_path=str(path), logits_all=True, n_ctx=N_CTX, n_batch=N_CTX,
-                          n_threads=2, verbose=False, seed=0, type_k=GGML_ID[type_k],
-                          type_v=GGML_ID[type_v], flash_attn=type_v != "f16")
+    llm = llama_cpp.Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx,
+                          n_batch=min(n_ctx, 512), n_threads=2, verbose=False, seed=0,
+                          type_k=GGML_ID[type_k], type_v=GGML_ID[type_v],
+                          flash_attn=type_v != "f16")
     try:
         llm.eval(ids)
         rows = [np.array(llm.scores[:len(ids)], np.float32)]
@@ -59,22 +63,74 @@ def llama_logits(path, type_k, type_v, ids, n_decode):
         llm.close()
 
 
+_LLAMA_LOGITS = {}          # both backends' cases compare with one run of llama.cpp
+
+
+@pytest.mark.parametrize("backend", ["c", "numba"])
 @pytest.mark.parametrize("name,type_k,type_v,n_prompt", CASES)
 def test_logits_equal_llama_cpp_with_the_same_cache_types(name, type_k, type_v, n_prompt,
-                                                          model_path, capfd):
+                                                          backend, model_path, capfd):
     path = model_path(name)
-    with pyggml.load(path, n_ctx=N_CTX, type_k=type_k, type_v=type_v) as model:
-        # the C block does not run a quantized cache yet: the default falls back to numba
-        assert "using the numba backend" in capfd.readouterr().err
-        assert model.kernels.name == "numba"
+    # the default backend is the C block, which runs every cache type
+    with pyggml.load(path, n_ctx=N_CTX, type_k=type_k, type_v=type_v,
+                     backend=None if backend == "c" else backend) as model:
+        assert "numba" not in capfd.readouterr().err
+        assert model.kernels.name == backend
         ids = model.tokenize(TEXT)[:n_prompt]
         assert len(ids) == n_prompt
-        ref, decoded = llama_logits(path, type_k, type_v, ids, n_decode=4)
+        key = (name, type_k, type_v, n_prompt)
+        if key not in _LLAMA_LOGITS:
+            _LLAMA_LOGITS[key] = llama_logits(path, type_k, type_v, ids, n_decode=4)
+        ref, decoded = _LLAMA_LOGITS[key]
         ours = [model.logits(ids)]
         ours += [model.eval([token])[None] for token in decoded]
         ours = np.concatenate(ours)
-    print(f"{name} K {type_k} V {type_v}: max |d| {np.abs(ours - ref).max()}")
+    print(f"{name} K {type_k} V {type_v} ({backend}): max |d| {np.abs(ours - ref).max()}")
     assert_logits_match(ours, ref)
+
+
+@pytest.mark.parametrize("name,type_k,type_v", [("smollm2-q4_k_m", "q8_0", "q4_0"),
+                                                ("gemma3-q4_k_m", "q4_0", "f16")])
+def test_decode_steps_after_a_long_prompt_equal_llama_cpp(name, type_k, type_v, model_path):
+    """A prompt of 600 positions (two batches, 512 + 88, in llama.cpp as in pyggml), then
+    decode steps at 600 to 603 cached positions, on the C block: its attention with a
+    quantized cache over many keys (K.q in groups of 8 keys, the flash loop over 600 keys;
+    gemma3's window of 32, whose first key is past the first 512 positions)."""
+    path = model_path(name)
+    with pyggml.load(path, n_ctx=1024, backend="c", type_k=type_k, type_v=type_v) as model:
+        ids = (model.tokenize(TEXT) * 8)[:600]
+        assert len(ids) == 600
+        ref, decoded = llama_logits(path, type_k, type_v, ids, n_decode=4, n_ctx=1024)
+        ours = [model.logits(ids)]
+        ours += [model.eval([token])[None] for token in decoded]
+    assert_logits_match(np.concatenate(ours), ref)
+
+
+@pytest.mark.parametrize("name,type_k,type_v", [("qwen2-tiny-q4_k_m", "q8_0", "q4_0"),
+                                                ("gemma3-q4_k_m", "q4_0", "q8_0")])
+def test_decode_together_with_a_quantized_cache_equals_each_sequence_alone(name, type_k,
+                                                                           type_v):
+    """Several sequences in one C call (runtime.decode_together), each with its own quantized
+    cache: every sequence's logits those of its own step (which the tests above hold equal
+    to llama.cpp's), lengths past gemma3's window of 32 included."""
+    import make_model
+    from pyggml.format.shards import GGUFFile
+    from pyggml.runtime import Model, decode_together
+    f = GGUFFile(make_model.model_path(name))
+    together, alone = ([Model(f, n_ctx=128, backend="c", type_k=type_k, type_v=type_v)
+                        for _ in range(3)] for _ in range(2))
+    rng = np.random.default_rng(5)
+    n_vocab = together[0].hparams.n_vocab
+    for a, b, n in zip(together, alone, (1, 20, 45)):
+        prompt = list(rng.integers(0, n_vocab, n))
+        a.eval(prompt)
+        b.eval(prompt)
+    tokens = list(rng.integers(0, n_vocab, 3))
+    for step in range(4):
+        got = decode_together(together, tokens)
+        want = np.stack([b.eval([t]) for b, t in zip(alone, tokens)])
+        assert np.array_equal(got, want), f"step {step}"
+        tokens = [int(np.argmax(row)) for row in want]
 
 
 def test_the_quantized_cache_changes_the_logits(model_path):
@@ -119,14 +175,6 @@ def test_cache_type_names_and_llama_cpp_ids():
     with pytest.raises(UsageError, match="type_v / --cache-type-v q8_0: .* 80 numbers"):
         kv_cache_type("q8_0", "type_v", 80)
     assert kv_cache_type("f16", "type_v", 80) == "f16"
-
-
-def test_the_c_block_refuses_a_quantized_cache_by_name(model_path):
-    from pyggml.backends import cpu_c
-    if not cpu_c.available():
-        pytest.skip("libpyggml_cpu is not built here")
-    with pytest.raises(BackendError, match="does not implement type_k='q8_0'"):
-        pyggml.load(model_path("qwen2-tiny-q4_k_m"), n_ctx=64, backend="c", type_k="q8_0")
 
 
 @pytest.mark.parametrize("type_k,type_v,expected", [
