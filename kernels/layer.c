@@ -11,10 +11,14 @@
  *   q,k    = rms_norm(q) * q_norm, ... per head      [q_norm, k_norm]
  *   q,k    = rope(q), rope(k)                        cos/sin tables from Python
  *   q     *= q_scale                                 [q_scale != 1]
- *   K,V[pos0 .. pos0+T) = fp16(k), fp16(v)
+ *   q,k    = H q, H k;  v = H v                      Walsh-Hadamard rotations where K / V
+ *                                                    are quantized [type_k, type_v]
+ *   K,V[pos0 .. pos0+T) = fp16(k), fp16(v)           or Q8_0 / Q4_0 blocks [type_k, type_v]
  *   att    = attention(q, K, V)                      causal, grouped-query, per head,
  *                                                    scores scaled by attn_scale, keys
- *                                                    within the window [window]
+ *                                                    within the window [window]; flash
+ *                                                    attention where V is quantized
+ *   att    = H att                                   [type_v quantized]
  *   x     += rms_norm(Wo att) * attn_post_norm, or Wo att        [attn_post_norm]
  *   h      = rms_norm(x) * ffn_norm
  *   g,u    = Wgate h, Wup h                          one quantization of h
@@ -36,7 +40,8 @@
  * before the scores, the attention dots in ggml's orders (dot_key, weighted_values, as
  * a decode step splits them: decode_scores, decode_values; a prompt's: dot_tile),
  * scores scaled after the dot, softmax through ggml's exp (softmax_row, ops.c),
- * probabilities rounded to fp16.
+ * probabilities rounded to fp16.  A quantized cache follows llama.cpp's arithmetic for
+ * it (forward.py: rotate, store_kv, _key_scores, flash_attention): key_scores, flash_values.
  */
 #include <math.h>
 
@@ -423,7 +428,8 @@ static void key_scores(const pyggml_layer *L, int64_t g, const float *q, int64_t
         const product_args keys = {
             .type = L->type_k, .order = ORDER_VEC_DOT, .k = d,
             .w = (const char *)L->k_cache + (j * L->n_head_kv + g) * head_bytes,
-            .w_stride = L->n_head_kv * head_bytes, .n_rows = n_kv - j < ROW_GROUP ? (int)(n_kv - j) : ROW_GROUP,
+            .w_stride = L->n_head_kv * head_bytes,
+            .n_rows = n_kv - j < ROW_GROUP ? (int)(n_kv - j) : ROW_GROUP,
             .act = q8, .act_stride = 0, .n_act = 1, .out = scores + j, .ldo = ROW_GROUP};
         product(&keys);
     }
