@@ -4,6 +4,7 @@
     .venv/bin/python tools/bench_generate.py --models smollm2-q4_1 --runs 5
     .venv/bin/python tools/bench_generate.py --models gemma3-270m qwen3-q4_k_m --threads 2
     .venv/bin/python tools/bench_generate.py --models smollm2-q4_k_m --prompt-tokens 4096 -c 8192
+    .venv/bin/python tools/bench_generate.py --models qwen2-1.5b-q4_k_m -ctk q8_0 -ctv q8_0
     .venv/bin/python tools/bench_generate.py --cold-start-only
 
 Models are tools/make_model.py fixtures by name (random weights in real shapes:
@@ -15,7 +16,9 @@ context) evaluates the prompt in one call (prefill) and generates --decode token
 a time, greedily (decode).  The prompt is real English text: Python's own documentation
 (pydoc_data.topics, its topics joined in sorted key order), cut to exactly
 --prompt-tokens tokens by the model's tokenizer; both engines evaluate the same ids.
-Both engines use the same number of threads and the same context size.
+Both engines use the same number of threads, the same context size and the same kv cache
+types (--cache-type-k/-v, f16 by default; llama.cpp with flash attention where V is
+quantized, as it requires, and without it otherwise, as pyggml's arithmetic follows).
 
 Reported: medians over the rounds of each process's median, the pyggml/llama.cpp ratio,
 each engine's largest peak RSS against pyggml's memory budget (file size + kv cache +
@@ -131,7 +134,8 @@ def model_files(name: str, workdir: Path) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- one process
 
 def run_engine(engine: str, path: str, n_ctx: int, ids: list[int], n_decode: int, runs: int,
-               threads: int, use_mmap: bool = True) -> dict:
+               threads: int, type_k: str = "f16", type_v: str = "f16",
+               use_mmap: bool = True) -> dict:
     """Measure one engine on one file in this process; returns a dict of figures."""
     import numpy as np
 
@@ -139,7 +143,8 @@ def run_engine(engine: str, path: str, n_ctx: int, ids: list[int], n_decode: int
     started = time.perf_counter()
     if engine == "pyggml":
         import pyggml
-        model = pyggml.load(path, n_ctx=n_ctx, n_threads=threads, use_mmap=use_mmap)
+        model = pyggml.load(path, n_ctx=n_ctx, n_threads=threads, type_k=type_k, type_v=type_v,
+                            use_mmap=use_mmap)
 
         def prefill():
             model.reset()
@@ -151,10 +156,12 @@ def run_engine(engine: str, path: str, n_ctx: int, ids: list[int], n_decode: int
     else:
         import llama_cpp
         import make_model
+        from pyggml.model.arch import KV_CACHE_TYPES
         make_model._quiet_llama()
         llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=512, n_ubatch=512,
-                              n_threads=threads, n_threads_batch=threads, use_mmap=use_mmap,
-                              verbose=False)
+                              n_threads=threads, n_threads_batch=threads, verbose=False,
+                              type_k=KV_CACHE_TYPES[type_k][0], type_v=KV_CACHE_TYPES[type_v][0],
+                              flash_attn=type_v != "f16", use_mmap=use_mmap)
 
         n_vocab = llm.n_vocab()
 
@@ -223,7 +230,8 @@ def measure(engine, path, args) -> dict:
     """One fresh process of one engine on one file."""
     cmd = [sys.executable, __file__, "--child", engine, str(path), "--ctx", str(args.ctx),
            "--prompt-ids", str(args.prompt_ids), "--decode", str(args.decode),
-           "--runs", str(args.runs), "--threads", str(args.threads)]
+           "--runs", str(args.runs), "--threads", str(args.threads),
+           "--cache-type-k", args.cache_type_k, "--cache-type-v", args.cache_type_v]
     cmd += [] if args.use_mmap else ["--no-mmap"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -260,6 +268,10 @@ def add_measure_options(parser: argparse.ArgumentParser, rounds: int = 3) -> Non
                         help="prompt tokens (prefill), real text (default 128)")
     parser.add_argument("--decode", type=int, default=32, help="tokens generated per run")
     parser.add_argument("-c", "--ctx", type=int, default=1024, help="context size (default 1024)")
+    for which in ("k", "v"):
+        parser.add_argument(f"-ct{which}", f"--cache-type-{which}", default="f16",
+                            choices=("f16", "q8_0", "q4_0"),
+                            help=f"the kv cache's {which.upper()} type, both engines (default f16)")
     parser.add_argument("--no-mmap", dest="use_mmap", action="store_false",
                         help="both engines copy the weights into memory (use_mmap=False)")
 
@@ -307,7 +319,8 @@ def main() -> None:
     if args.child:
         ids = json.loads(args.prompt_ids.read_text())
         result = run_engine(args.child[0], args.child[1], args.ctx, ids, args.decode,
-                            args.runs, args.threads, args.use_mmap)
+                            args.runs, args.threads, args.cache_type_k, args.cache_type_v,
+                            args.use_mmap)
         print(json.dumps(result))
         return
 
@@ -329,8 +342,8 @@ def measure_models(args) -> list[dict]:
     bandwidth = read_bandwidth(args.threads)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, read "
           f"bandwidth {bandwidth:.1f} GB/s at {args.threads} threads; {args.threads} threads, "
-          f"n_ctx {args.ctx}, {args.prompt}-token prompt (pydoc_data.topics), {args.decode} "
-          f"decoded tokens, median of {args.rounds} alternating fresh processes per engine, "
+          f"n_ctx {args.ctx}, kv cache K {args.cache_type_k} V {args.cache_type_v}, "
+          f"{args.prompt}-token prompt (pydoc_data.topics), {args.decode} decoded tokens, median of {args.rounds} alternating fresh processes per engine, "
           f"each the median of {args.runs} runs\n")
     header = (f"{'model':28} {'file MiB':>9} | {'prefill tok/s':>21} {'ratio':>6} | "
               f"{'decode tok/s':>19} {'ratio':>6} | {'peak RSS MiB':>17} {'budget':>6} "
