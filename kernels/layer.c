@@ -436,17 +436,53 @@ static void key_scores(const pyggml_layer *L, int64_t g, const float *q, int64_t
     for (int64_t j = j0; j < n_kv; j++) scores[j] *= L->attn_scale;
 }
 
+/* out[i] = fma(v[i], vs, out[i]) over the d numbers of one V row of Q8_0 or Q4_0 blocks, v[i]
+ * as ggml's to_float gives it (d q, or d (q - 8)): an fp16 times an integer of at most 8 bits
+ * is exact in float, so each number is made in a register instead of a dequantized row */
+static void axpy_blocks(float *out, const void *row, int type, float vs, int64_t d) {
+    const int q8 = type == GGML_TYPE_Q8_0;
+    for (int64_t b = 0; b < d / 32; b++, out += 32) {
+        const block_q8_0 *block8 = (const block_q8_0 *)row + b;
+        const block_q4_0 *block4 = (const block_q4_0 *)row + b;
+        const float scale = fp16_to_fp32(q8 ? block8->d : block4->d);
+#if ATTENTION_AVX2
+        __m128i q[2];                                   /* the 32 quants, int8 */
+        if (q8) {
+            q[0] = _mm_loadu_si128((const __m128i *)block8->qs);
+            q[1] = _mm_loadu_si128((const __m128i *)(block8->qs + 16));
+        } else {                                        /* nibbles: numbers e and e + 16 */
+            const __m128i bytes = _mm_loadu_si128((const __m128i *)block4->qs);
+            const __m128i nibble = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+            q[0] = _mm_sub_epi8(_mm_and_si128(bytes, nibble), eight);
+            q[1] = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), nibble), eight);
+        }
+        const __m256 v_scale = _mm256_set1_ps(scale), v_vs = _mm256_set1_ps(vs);
+        for (int k = 0; k < 4; k++) {
+            const __m128i eight_quants = k % 2 ? _mm_srli_si128(q[k / 2], 8) : q[k / 2];
+            const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(eight_quants)),
+                                           v_scale);
+            _mm256_storeu_ps(out + 8 * k, _mm256_fmadd_ps(v, v_vs, _mm256_loadu_ps(out + 8 * k)));
+        }
+#else
+        for (int e = 0; e < 32; e++) {
+            const int q = q8 ? block8->qs[e]
+                             : (e < 16 ? block4->qs[e] & 15 : block4->qs[e - 16] >> 4) - 8;
+            out[e] = fmaf((float)q * scale, vs, out[e]);
+        }
+#endif
+    }
+}
+
 /* out = V.p of kv head g over the keys [j0, n_kv) with their scores, V quantized: llama.cpp's
  * CPU flash attention (ggml_compute_forward_flash_attn_ext_f16_one_chunk, which it requires
  * for a quantized V), one key after another with an online softmax:
  *     if s > M:  ms = expf(M - s), M = s, out *= ms      (vs = 1)
  *     else:      vs = expf(s - M)                        (ms = 1)
- *     out = fma(v, vs, out)  (v dequantized),  S = fma(S, ms, vs)
+ *     out = fma(v, vs, out)  (v dequantized: axpy_blocks),  S = fma(S, ms, vs)
  * then out *= 1 / S (0 where S is 0); expf is the C library's, as ggml calls it. */
 static void flash_values(const pyggml_layer *L, int64_t g, const float *scores, int64_t j0,
-                         int64_t n_kv, float *v_row /* head_dim */, float *out) {
+                         int64_t n_kv, float *out) {
     const int64_t d = L->head_dim, head_bytes = pyggml_row_bytes(L->type_v, d);
-    const dequantize_row_fn to_float = ref_traits(L->type_v)->dequantize_row;
     float M = -INFINITY, S = 0.0f;
     for (int64_t i = 0; i < d; i++) out[i] = 0.0f;
     for (int64_t j = j0; j < n_kv; j++) {
@@ -459,8 +495,8 @@ static void flash_values(const pyggml_layer *L, int64_t g, const float *scores, 
         } else {
             vs = expf(s - M);
         }
-        to_float((const char *)L->v_cache + (j * L->n_head_kv + g) * head_bytes, v_row, d);
-        for (int64_t i = 0; i < d; i++) out[i] = fmaf(v_row[i], vs, out[i]);
+        axpy_blocks(out, (const char *)L->v_cache + (j * L->n_head_kv + g) * head_bytes,
+                    L->type_v, vs, d);
         S = fmaf(S, ms, vs);
     }
     const float inverse = S == 0.0f ? 0.0f : 1.0f / S;
@@ -484,7 +520,7 @@ static void attention_head(void *ctx, int64_t chunk) {
         float *out = job->att + (row0 + t) * n_q + h * d;
         key_scores(L, g, job->q + (row0 + t) * n_q + h * d, j0, n_kv, scores);
         if (L->type_v != GGML_TYPE_F16) {
-            flash_values(L, g, scores, j0, n_kv, acc, out);
+            flash_values(L, g, scores, j0, n_kv, out);
             continue;
         }
         for (int64_t j = 0; j < j0; j++) scores[j] = -INFINITY;
