@@ -213,3 +213,27 @@ def test_rotate_is_the_orthonormal_walsh_hadamard_product():
         e0 = np.zeros((1, n), np.float32)
         e0[0, 0] = 1
         assert np.all(rotate(e0, n) == np.float32(1) / np.sqrt(np.float32(n)))
+
+
+@pytest.mark.parametrize("type_k,type_v", [("q4_0", "q8_0"), ("q8_0", "q4_0")])
+def test_portable_c_build_gives_the_native_logits_with_a_quantized_cache(type_k, type_v,
+                                                                          model_path,
+                                                                          portable_lib,
+                                                                          monkeypatch):
+    """The C library built without AVX2 or threads (the scalar products of the K rows, the
+    scalar flash loop, quantize_row_q8_0's reference) computes what the native build
+    computes, which the tests above hold equal to llama.cpp."""
+    from pyggml.backends import cpu_c
+    path = model_path("qwen2-tiny-q4_k_m")
+
+    def prompt_and_steps():
+        with pyggml.load(path, n_ctx=N_CTX, backend="c", type_k=type_k, type_v=type_v) as model:
+            ids = model.tokenize(TEXT)[:40]
+            rows = [model.logits(ids)] + [model.eval([token])[None] for token in ids[:3]]
+            return np.concatenate(rows), cpu_c._state["features"]
+    native, _ = prompt_and_steps()
+    monkeypatch.setenv("PYGGML_CPU_LIB", str(portable_lib))
+    monkeypatch.setattr(cpu_c, "_state", {})
+    portable, features = prompt_and_steps()
+    assert "AVX2" not in features
+    np.testing.assert_array_equal(portable, native)
