@@ -6,10 +6,11 @@ For a small model those steps' Python overhead is most of a decode step's time
 inside one call.  This module only describes a layer to C: a ``pyggml_layer`` struct
 filled once per layer from its BlockSpec (shapes, rope mode, attention and Q scales,
 window, the kv cache's types; a bias or norm pointer is NULL where the block does not take
-that step, the GELU table pointer NULL for SiLU) with pointers to the weights (the file's mmap views, not
-copies; a fused tensor's row views), norms and the layer's kv cache, kept alive by
-references held here.  Every optional step of a BlockSpec (arch.STEPS) has its field, so
-the C block runs every architecture the numpy block does.
+that step, the GELU table pointer NULL for SiLU) with pointers to the weights (the file's
+mmap views, not copies; a fused tensor's row views), norms and the layer's kv cache (fp16,
+or Q8_0 / Q4_0 blocks: forward.kv_cache), kept alive by references held here.  Every
+optional step of a BlockSpec (arch.STEPS) has its field, so the C block runs every
+architecture the numpy block does.
 
     c_block = CBlock(block_spec, layer_weights, k_cache, v_cache)
     x = c_block(x, pos0, cos, sin, scratch, n_threads)     # x (T, n_embd) float32, in place
