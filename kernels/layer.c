@@ -863,7 +863,8 @@ static void attention(const pyggml_seq *seqs, int n_seqs, const int64_t *row0, c
     if (!prompt_path(L, T, n_seqs)) {
         job.scores = scratch;
         job.acc = scratch + n_seqs * L->n_head * n_ctx;
-        if (T == n_seqs && d % 64 == 0 && !quantized_cache(L)) {   /* a decode step: in three steps */
+        /* a decode step with an fp16 cache: in three steps */
+        if (T == n_seqs && d % 64 == 0 && !quantized_cache(L)) {
             int64_t n_kv_max = 0;
             for (int s = 0; s < n_seqs; s++) n_kv_max = max64(n_kv_max, seqs[s].pos0 + 1);
             job.n_key_blocks = (n_kv_max + KEY_BLOCK - 1) / KEY_BLOCK;
