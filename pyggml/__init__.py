@@ -29,12 +29,12 @@ def load(path, *, n_ctx: int | None = None, n_gpu_layers: int = 0, backend: str 
          use_mmap: bool = True):
     """Load a model ready to run from a GGUF file or any shard of a split set:
     returns a ``pyggml.runtime.Model`` (tokenize, logits, generate).  Weights stay quantized
-    on the file's map; ``n_ctx`` is the context length (None: min(4096, the model's);
-    0: the model's); ``n_gpu_layers`` puts the last N layers on a CUDA GPU (-1: all);
-    ``type_k``, ``type_v``: the kv cache's types, "f16" (default), "q8_0" or "q4_0" (or
-    llama-cpp-python's ggml type ids), as llama.cpp's --cache-type-k/-v (a quantized V:
-    flash attention, as llama.cpp requires; numba backend only, so far); ``use_mmap=False``:
-    the weights the CPU reads copied into memory at load, as llama.cpp's --no-mmap."""
+    on the file's map (``use_mmap=False``: in a copy, as llama.cpp's --no-mmap); ``n_ctx``
+    is the context length (None: min(4096, the model's); 0: the model's); ``n_gpu_layers``
+    puts the last N layers on a CUDA GPU (-1: all); ``type_k``, ``type_v``: the kv cache's
+    types, "f16" (default), "q8_0" or "q4_0" (or llama-cpp-python's ggml type ids), as
+    llama.cpp's --cache-type-k/-v (a quantized V: flash attention, as llama.cpp requires;
+    the GPU runs f16 only)."""
     from .runtime import load as load_model
     return load_model(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, backend=backend,
                       n_threads=n_threads, type_k=type_k, type_v=type_v, use_mmap=use_mmap)
