@@ -510,3 +510,22 @@ def test_ollama_format_schema_and_json(http):
     if reply.json()["done_reason"] == "stop":
         assert isinstance(json.loads(text), dict)
     assert http.post("/api/chat", json={**body, "format": "yaml"}).status_code == 400
+
+
+def test_no_mmap_slots_share_one_copy_and_answer_the_same(model_path):
+    """serve --no-mmap: every slot's weights are views of one copy (not the file's map, not
+    a copy per slot), and their logits are the mapped model's."""
+    import numpy as np
+
+    import pyggml
+    path = str(model_path(MODEL))
+    copied = Service(path, parallel=2, n_ctx=N_CTX, alias=MODEL, use_mmap=False)
+    try:
+        wq = [m.weights.layers[0].wq for m in copied.models]
+        assert np.shares_memory(wq[0].data, wq[1].data)
+        with pyggml.open(path) as f, pyggml.load(path, n_ctx=N_CTX) as mapped:
+            assert not np.shares_memory(wq[0].data, f.raw(wq[0].name))
+            ids = mapped.tokenize("The capital of France is")
+            assert np.array_equal(copied.models[1].logits(ids), mapped.logits(ids))
+    finally:
+        copied.close()
