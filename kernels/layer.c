@@ -49,6 +49,7 @@
 #include "pyggml_cpu.h"
 
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* the caches of a layer whose kv cache is fp16 (the paths that take only those) */
 static inline const ggml_half *k_f16(const pyggml_layer *L) { return L->k_cache; }
@@ -386,10 +387,13 @@ typedef struct {
     const float *q;          /* (T, n_head * head_dim) after rope */
     float *att;              /* (T, n_head * head_dim) */
     int64_t n_ctx;
-    /* one token per sequence: a row of scores per (sequence, head); a chunk per (sequence,
-     * head) (attention_head), or the three steps of a decode step (decode_scores ...) */
+    /* not the prompt path: a row of scores per (sequence, head); chunks of (sequence, head,
+     * HEAD_ROWS rows) (attention_head), each in a slot of that scratch, or the three steps
+     * of a decode step (decode_scores ...), a chunk's scratch its (sequence, head)'s */
     float *scores;           /* a row of n_ctx per (sequence, head) */
     float *acc;              /* 4 * 16 * head_dim per (sequence, head): V.p's accumulators */
+    int64_t n_row_blocks;    /* attention_head: blocks of HEAD_ROWS rows per (sequence, head) */
+    int n_slots;             /* attention_head: slots of scores and acc, <= 64 */
     int64_t n_key_blocks;    /* decode_scores' blocks of KEY_BLOCK keys per kv head */
     /* a prompt: a chunk per (head, block of QUERY_BLOCK queries) */
     ggml_half *v_t;          /* V^T: n_head_kv * d rows of v_t_len positions (a multiple of 16) */
@@ -397,6 +401,20 @@ typedef struct {
     float *slots;            /* ATTENTION_SLOTS of QUERY_BLOCK probability rows, then q16 rows */
     uint64_t busy;           /* atomic: slots in use */
 } attention_job;
+
+/* a free one of the job's n_slots (<= 64) scratch slots: the caller runs at most n_slots
+ * chunks at once (attention_block: ATTENTION_SLOTS; attention_head: job->n_slots) */
+static int claim_slot(attention_job *job, int n_slots) {
+    for (;;)
+        for (int s = 0; s < n_slots; s++) {
+            const uint64_t bit = (uint64_t)1 << s;
+            if (!(__atomic_fetch_or(&job->busy, bit, __ATOMIC_ACQUIRE) & bit)) return s;
+        }
+}
+
+static void release_slot(attention_job *job, int slot) {
+    __atomic_fetch_and(&job->busy, ~((uint64_t)1 << slot), __ATOMIC_RELEASE);
+}
 
 /* the first key a query sees at n_kv keys (keys 0..n_kv-1 causally): a window hides the
  * keys at p' <= p - window (-inf scores, as llama.cpp's mask) */
@@ -503,18 +521,27 @@ static void flash_values(const pyggml_layer *L, int64_t g, const float *scores, 
     for (int64_t i = 0; i < d; i++) out[i] *= inverse;
 }
 
-/* one query head of one sequence over its rows: chunk = sequence * n_head + head (one
- * token per sequence, a prompt whose head_dim tinyBLAS declines, or a quantized cache) */
+/* rows of a prompt per attention_head chunk: a prompt's rows in blocks, so that heads
+ * fewer than the threads, or not a multiple of them, still keep every thread busy */
+enum { HEAD_ROWS = 16 };
+
+/* one query head of one sequence over a block of its rows: chunk = (sequence * n_head +
+ * head) * n_row_blocks + block (one token per sequence, a prompt whose head_dim tinyBLAS
+ * declines, or a quantized cache).  Each row's arithmetic is its own: the blocks change
+ * only who computes it. */
 static void attention_head(void *ctx, int64_t chunk) {
-    const attention_job *job = ctx;
-    const pyggml_seq *seq = &job->seqs[chunk / job->seqs[0].layer->n_head];
+    attention_job *job = ctx;
+    const int64_t head_of_seq = chunk / job->n_row_blocks, block = chunk % job->n_row_blocks;
+    const pyggml_seq *seq = &job->seqs[head_of_seq / job->seqs[0].layer->n_head];
     const pyggml_layer *L = seq->layer;
-    const int64_t h = chunk % L->n_head, d = L->head_dim, g = h / (L->n_head / L->n_head_kv);
+    const int64_t h = head_of_seq % L->n_head, d = L->head_dim, g = h / (L->n_head / L->n_head_kv);
     const int64_t kv_stride = L->n_head_kv * d, n_q = L->n_head * d;
     const int64_t row0 = job->row0[seq - job->seqs];
     const int prompt = seq->n_tokens > 1;        /* ggml's prompt path: tinyBLAS for V.p */
-    float *scores = job->scores + chunk * job->n_ctx, *acc = job->acc + chunk * 64 * d;
-    for (int64_t t = 0; t < seq->n_tokens; t++) {
+    const int slot = claim_slot(job, job->n_slots);
+    float *scores = job->scores + slot * job->n_ctx, *acc = job->acc + slot * 64 * d;
+    const int64_t t_end = min64(seq->n_tokens, (block + 1) * HEAD_ROWS);
+    for (int64_t t = block * HEAD_ROWS; t < t_end; t++) {
         const int64_t n_kv = seq->pos0 + t + 1;            /* causal: keys 0..pos0+t */
         const int64_t j0 = first_key(L, n_kv);
         float *out = job->att + (row0 + t) * n_q + h * d;
@@ -528,6 +555,7 @@ static void attention_head(void *ctx, int64_t chunk) {
         round_to_fp16(scores, n_kv);
         weighted_values(v_f16(L) + g * d, kv_stride, scores, j0, n_kv, d, prompt, acc, out);
     }
+    release_slot(job, slot);
 }
 
 /* ---------------------------------------------------------------- a decode step
@@ -719,19 +747,6 @@ static void transpose_values(void *ctx, int64_t chunk) {
     }
 }
 
-/* a free slot of the job's scratch: run_chunks runs at most ATTENTION_SLOTS chunks at once */
-static int claim_slot(attention_job *job) {
-    for (;;)
-        for (int s = 0; s < ATTENTION_SLOTS; s++) {
-            const uint64_t bit = (uint64_t)1 << s;
-            if (!(__atomic_fetch_or(&job->busy, bit, __ATOMIC_ACQUIRE) & bit)) return s;
-        }
-}
-
-static void release_slot(attention_job *job, int slot) {
-    __atomic_fetch_and(&job->busy, ~((uint64_t)1 << slot), __ATOMIC_RELEASE);
-}
-
 /* one query head over QUERY_BLOCK rows of a prompt: chunk = head * n_blocks + block.
  * The scores and probabilities of the block's queries go to one slot's rows, over the
  * keys [k_first, k_end) that any of them sees (16-aligned: tinyBLAS's lanes); each
@@ -747,7 +762,7 @@ static void attention_block(void *ctx, int64_t chunk) {
     const int64_t kv_stride = L->n_head_kv * d, n_q = L->n_head * d;
     const int64_t n_rows = seq->n_tokens - t0 < QUERY_BLOCK ? seq->n_tokens - t0 : QUERY_BLOCK;
     const int64_t row_len = prompt_row_floats(job->n_ctx);
-    const int slot = claim_slot(job);
+    const int slot = claim_slot(job, ATTENTION_SLOTS);
     float *p = job->slots + slot * QUERY_BLOCK * (row_len + d), *q16 = p + QUERY_BLOCK * row_len;
 
     int64_t n_kv[QUERY_BLOCK], j0[QUERY_BLOCK];
@@ -872,7 +887,12 @@ static void attention(const pyggml_seq *seqs, int n_seqs, const int64_t *row0, c
             run_chunks(n_threads, n_seqs * L->n_head, decode_softmax, &job);
             run_chunks(n_threads, n_seqs * L->n_head_kv * (d / 16), decode_values, &job);
         } else {
-            run_chunks(n_threads, n_seqs * L->n_head, attention_head, &job);
+            int64_t n_rows_max = 0;
+            for (int s = 0; s < n_seqs; s++) n_rows_max = max64(n_rows_max, seqs[s].n_tokens);
+            job.n_row_blocks = (n_rows_max + HEAD_ROWS - 1) / HEAD_ROWS;
+            job.n_slots = (int)min64(n_seqs * L->n_head, 64);
+            run_chunks(n_threads < job.n_slots ? n_threads : job.n_slots,
+                       n_seqs * L->n_head * job.n_row_blocks, attention_head, &job);
         }
         return;
     }
