@@ -325,3 +325,14 @@ def test_no_mmap_runs_on_copies_with_the_same_logits(model, tiny, capsys):
     code_copied, out_copied, _ = run(capsys, "generate", tiny, "Hello", "-n", "6", "--temp", "0",
                                      "--no-stats", "--no-mmap")
     assert code == code_copied == 0 and out_copied == out
+
+
+def test_no_mmap_beyond_memory_is_refused_before_copying(tiny, monkeypatch):
+    import pyggml.runtime as runtime
+    with pyggml.open(tiny) as f:
+        weights = sum(info.nbytes for info in f.tensors.values())
+    monkeypatch.setattr(runtime, "available_memory_bytes", lambda: weights - 1)
+    with pytest.raises(UsageError, match=r"--no-mmap.* GiB to copy into memory, but only"):
+        pyggml.load(tiny, n_ctx=256, use_mmap=False)
+    with pyggml.load(tiny, n_ctx=256) as mapped:           # the mapped model needs no copy
+        assert mapped.device_report()["CPU weights"] == "read in place (the file mapped)"

@@ -53,6 +53,7 @@ class Model:
         host = host_tensors(gguf.tensors, hp.n_layer, n_gpu_layers)
         self.use_mmap = use_mmap
         if not use_mmap:                          # before the weights take their views
+            check_copy_memory(sum(gguf.tensors[name].nbytes for name in host))
             gguf.read_into_memory(host)
         self.weights = w = load_weights(gguf, hp)      # before the (slower) tokenizer: a file
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)     # it refuses fails fast
@@ -374,6 +375,18 @@ def check_host_memory(kv_bytes: int, n_ctx: int) -> None:
         raise UsageError(f"a context of {n_ctx} tokens needs {kv_bytes / gib:,.2f} GiB of kv "
                          f"cache, but only {available / gib:,.2f} GiB of memory is available: "
                          "pass a smaller n_ctx / --ctx-size")
+
+
+def check_copy_memory(n_bytes: int) -> None:
+    """Refuse up front a --no-mmap copy of the weights larger than the memory available
+    (a mapped file needs none: its pages come and go with the page cache)."""
+    available = available_memory_bytes()
+    if available is not None and n_bytes > available:
+        gib = 1 << 30
+        raise UsageError(f"--no-mmap / use_mmap=False: the weights the CPU reads are "
+                         f"{n_bytes / gib:,.2f} GiB to copy into memory, but only "
+                         f"{available / gib:,.2f} GiB of memory is available: load the model "
+                         "mapped (the default), which copies nothing", argument="use_mmap")
 
 
 def kv_cache_type(value: str | int, argument: str, head_dim: int) -> str:
