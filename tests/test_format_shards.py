@@ -265,3 +265,18 @@ def test_read_into_memory_of_a_truncated_shard_names_it_and_keeps_nothing(tmp_pa
         assert np.array_equal(f.raw("t0").view(np.float32), tensor(0))   # still the map's
         with pytest.raises(GGUFChangedError):
             f.raw("t2")
+
+
+def test_read_into_memory_of_a_shard_rewritten_in_place_names_it(tmp_path):
+    """Same size, new bytes and mtime: refused before any byte is copied, as raw() would."""
+    import os
+    paths = make_set(tmp_path, [[0], [1, 2]])
+    with pyggml.open(paths[0]) as f:
+        stat = os.stat(paths[1])
+        with open(paths[1], "r+b") as shard:
+            shard.seek(f.tensors["t2"].offset)
+            shard.write(np.full(8, 7, np.float32).tobytes())
+        os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        with pytest.raises(GGUFChangedError, match="modified since it was opened") as err:
+            f.read_into_memory(["t2"])
+        assert err.value.path == str(paths[1])

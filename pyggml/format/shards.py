@@ -194,11 +194,13 @@ class GGUFFile:
             buffer.madvise(mmap.MADV_HUGEPAGE)
         whole = np.frombuffer(buffer, np.uint8)
         base = -whole.ctypes.data % huge
+        for shard in {info.shard for info in infos}:    # as raw() checks before a view
+            if self._files[shard] is None:
+                raise UsageError(f"{self.path}: file is closed")
+            self._files[shard].check_unchanged()
         copies = {}
         for name, info, start in zip(names, infos, starts):
             mapped = self._files[info.shard]
-            if mapped is None:
-                raise UsageError(f"{self.path}: file is closed")
             copy = whole[base + start:base + start + info.nbytes]
             _read_exactly(mapped, copy, info.offset)
             copy.flags.writeable = False
