@@ -235,6 +235,12 @@ static void round_to_fp16(float *x, int64_t n) {
     for (; i < n; i++) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
 }
 
+/* q16 <- Q rounded to fp16, as ggml converts Q for its fp16 K.q (one head's d numbers) */
+static void rounded_query(float *q16, const float *q, int64_t d) {
+    memcpy(q16, q, (size_t)d * sizeof(float));
+    round_to_fp16(q16, d);
+}
+
 /* the 16 lanes of K.q over elements [0, n_simd) (whole 64s) before their sum: four
  * accumulators, each over every fourth 16, then (acc0 + acc2) + (acc1 + acc3) */
 static inline lanes16 key_lanes(const ggml_half *key, const float *q16, int64_t n_simd) {
@@ -432,8 +438,7 @@ static void key_scores(const pyggml_layer *L, int64_t g, const float *q, int64_t
     if (L->type_k == GGML_TYPE_F16) {
         const int64_t kv_stride = L->n_head_kv * d;
         float q16[1024];                                   /* head_dim <= 1024 (checked) */
-        for (int64_t i = 0; i < d; i++) q16[i] = q[i];
-        round_to_fp16(q16, d);
+        rounded_query(q16, q, d);
         for (int64_t j = j0; j < n_kv; j++)
             scores[j] = dot_key(k_f16(L) + j * kv_stride + g * d, q16, d) * L->attn_scale;
         return;
@@ -447,7 +452,7 @@ static void key_scores(const pyggml_layer *L, int64_t g, const float *q, int64_t
             .type = L->type_k, .order = ORDER_VEC_DOT, .k = d,
             .w = (const char *)L->k_cache + (j * L->n_head_kv + g) * head_bytes,
             .w_stride = L->n_head_kv * head_bytes,
-            .n_rows = n_kv - j < ROW_GROUP ? (int)(n_kv - j) : ROW_GROUP,
+            .n_rows = (int)min64(n_kv - j, ROW_GROUP),
             .act = q8, .act_stride = 0, .n_act = 1, .out = scores + j, .ldo = ROW_GROUP};
         product(&keys);
     }
@@ -609,16 +614,15 @@ static void decode_scores(void *ctx, int64_t chunk) {
     const int64_t n_rep = L->n_head / n_head_kv, kv_stride = n_head_kv * d, n_q = L->n_head * d;
     const int64_t n_kv = seq->pos0 + 1;
     const int64_t j_begin = max64(first_key(L, n_kv), block * KEY_BLOCK);
-    const int64_t j_end = n_kv < (block + 1) * KEY_BLOCK ? n_kv : (block + 1) * KEY_BLOCK;
+    const int64_t j_end = min64(n_kv, (block + 1) * KEY_BLOCK);
     if (j_begin >= j_end) return;
     float q16[TILE_QUERIES * 1024];                        /* head_dim <= 1024 (checked) */
     const float *queries[TILE_QUERIES] = {NULL};
     for (int64_t h0 = 0; h0 < n_rep; h0 += TILE_QUERIES) {
-        const int64_t n_heads = n_rep - h0 < TILE_QUERIES ? n_rep - h0 : TILE_QUERIES;
+        const int64_t n_heads = min64(n_rep - h0, TILE_QUERIES);
         for (int64_t y = 0; y < n_heads; y++) {
             const int64_t h = g * n_rep + h0 + y;
-            memcpy(q16 + y * d, job->q + job->row0[s] * n_q + h * d, (size_t)d * sizeof(float));
-            round_to_fp16(q16 + y * d, d);
+            rounded_query(q16 + y * d, job->q + job->row0[s] * n_q + h * d, d);
             queries[y] = q16 + y * d;
         }
         float *rows = job->scores + (s * L->n_head + g * n_rep + h0) * job->n_ctx;
@@ -736,8 +740,8 @@ static void transpose_values(void *ctx, int64_t chunk) {
     const int64_t n_per_head = (job->v_t_len - job->v_t_first + TRANSPOSE_POSITIONS - 1) / TRANSPOSE_POSITIONS;
     const int64_t g = chunk / n_per_head;
     const int64_t j_begin = job->v_t_first + chunk % n_per_head * TRANSPOSE_POSITIONS;
-    const int64_t j_end = j_begin + TRANSPOSE_POSITIONS < job->v_t_len ? j_begin + TRANSPOSE_POSITIONS : job->v_t_len;
-    const int64_t j_cached = j_end < n_kv ? j_end : n_kv;
+    const int64_t j_end = min64(j_begin + TRANSPOSE_POSITIONS, job->v_t_len);
+    const int64_t j_cached = min64(j_end, n_kv);
     for (int64_t i = 0; i < d; i++) {
         ggml_half *row = job->v_t + (g * d + i) * job->v_t_len;
         const ggml_half *v = v_f16(L) + g * d + i;
@@ -760,7 +764,7 @@ static void attention_block(void *ctx, int64_t chunk) {
     const int64_t h = chunk / job->n_blocks, t0 = chunk % job->n_blocks * QUERY_BLOCK;
     const int64_t d = L->head_dim, g = h / (L->n_head / L->n_head_kv);
     const int64_t kv_stride = L->n_head_kv * d, n_q = L->n_head * d;
-    const int64_t n_rows = seq->n_tokens - t0 < QUERY_BLOCK ? seq->n_tokens - t0 : QUERY_BLOCK;
+    const int64_t n_rows = min64(seq->n_tokens - t0, QUERY_BLOCK);
     const int64_t row_len = prompt_row_floats(job->n_ctx);
     const int slot = claim_slot(job, ATTENTION_SLOTS);
     float *p = job->slots + slot * QUERY_BLOCK * (row_len + d), *q16 = p + QUERY_BLOCK * row_len;
@@ -771,8 +775,7 @@ static void attention_block(void *ctx, int64_t chunk) {
         const int64_t t = t0 + (r < n_rows ? r : n_rows - 1);   /* a partial block repeats its last row */
         n_kv[r] = seq->pos0 + t + 1;
         j0[r] = first_key(L, n_kv[r]);
-        memcpy(q16 + r * d, job->q + t * n_q + h * d, (size_t)d * sizeof(float));
-        round_to_fp16(q16 + r * d, d);
+        rounded_query(q16 + r * d, job->q + t * n_q + h * d, d);
         q_rows[r] = q16 + r * d;
         p_rows[r] = p + r * row_len;
     }
@@ -891,7 +894,7 @@ static void attention(const pyggml_seq *seqs, int n_seqs, const int64_t *row0, c
             for (int s = 0; s < n_seqs; s++) n_rows_max = max64(n_rows_max, seqs[s].n_tokens);
             job.n_row_blocks = (n_rows_max + HEAD_ROWS - 1) / HEAD_ROWS;
             job.n_slots = (int)min64(n_seqs * L->n_head, 64);
-            run_chunks(n_threads < job.n_slots ? n_threads : job.n_slots,
+            run_chunks((int)min64(n_threads, job.n_slots),
                        n_seqs * L->n_head * job.n_row_blocks, attention_head, &job);
         }
         return;
@@ -905,7 +908,7 @@ static void attention(const pyggml_seq *seqs, int n_seqs, const int64_t *row0, c
     job.n_blocks = (T + QUERY_BLOCK - 1) / QUERY_BLOCK;
     const int64_t per_head = (job.v_t_len - job.v_t_first + TRANSPOSE_POSITIONS - 1) / TRANSPOSE_POSITIONS;
     run_chunks(n_threads, L->n_head_kv * per_head, transpose_values, &job);
-    run_chunks(n_threads < ATTENTION_SLOTS ? n_threads : ATTENTION_SLOTS, L->n_head * job.n_blocks,
+    run_chunks((int)min64(n_threads, ATTENTION_SLOTS), L->n_head * job.n_blocks,
                attention_block, &job);
 }
 

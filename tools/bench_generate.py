@@ -343,8 +343,9 @@ def measure_models(args) -> list[dict]:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, read "
           f"bandwidth {bandwidth:.1f} GB/s at {args.threads} threads; {args.threads} threads, "
           f"n_ctx {args.ctx}, kv cache K {args.cache_type_k} V {args.cache_type_v}, "
-          f"{args.prompt}-token prompt (pydoc_data.topics), {args.decode} decoded tokens, median of {args.rounds} alternating fresh processes per engine, "
-          f"each the median of {args.runs} runs\n")
+          f"{args.prompt}-token prompt (pydoc_data.topics), {args.decode} decoded tokens, "
+          f"median of {args.rounds} alternating fresh processes per engine, each the median "
+          f"of {args.runs} runs{'' if args.use_mmap else ', weights copied (--no-mmap)'}\n")
     header = (f"{'model':28} {'file MiB':>9} | {'prefill tok/s':>21} {'ratio':>6} | "
               f"{'decode tok/s':>19} {'ratio':>6} | {'peak RSS MiB':>17} {'budget':>6} "
               f"{'pyggml':>6} {'llama':>5} | {'load s':>12}")

@@ -45,6 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyggml.backends import cpu_c  # noqa: E402
+from pyggml.format.shards import MADV_POPULATE_READ  # noqa: E402
 from pyggml.ggml import TYPE_TRAITS, GGMLType as G  # noqa: E402
 
 CACHE_BYTES = 32 << 20          # last-level cache of the project machine; copies cover 4x it
@@ -101,7 +102,7 @@ def read_bandwidth(n_threads: int, repeats: int, path: Path | None = None) -> fl
     else:
         with open(path, "rb") as f:
             mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-        mapped.madvise(22)                               # MADV_POPULATE_READ
+        mapped.madvise(MADV_POPULATE_READ)
         arrays = np.array_split(np.frombuffer(mapped, np.uint64, count=len(mapped) // 8), n_threads)
 
     def run():

@@ -53,7 +53,10 @@ class Model:
         host = host_tensors(gguf.tensors, hp.n_layer, n_gpu_layers)
         self.use_mmap = use_mmap
         if not use_mmap:                          # before the weights take their views
-            check_copy_memory(sum(gguf.tensors[name].nbytes for name in host))
+            check_memory(sum(gguf.tensors[name].nbytes for name in host),
+                         "--no-mmap / use_mmap=False: the weights the CPU reads are {} to copy "
+                         "into memory", "load the model mapped (the default), which copies "
+                         "nothing", argument="use_mmap")
             gguf.read_into_memory(host)
         self.weights = w = load_weights(gguf, hp)      # before the (slower) tokenizer: a file
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)     # it refuses fails fast
@@ -72,7 +75,8 @@ class Model:
         self.kv_bytes = sum(block.kv_cache_bytes(self.n_ctx) for block in blocks)   # all layers
         self.plan = plan_offload(hp, w, n_gpu_layers, self.n_ctx,
                                  kv_per_layer=blocks[0].kv_cache_bytes(self.n_ctx))
-        check_host_memory(self.plan.cpu_kv_bytes, self.n_ctx)
+        check_memory(self.plan.cpu_kv_bytes, f"a context of {self.n_ctx} tokens needs {{}} of kv "
+                     "cache", "pass a smaller n_ctx / --ctx-size")
         if self.n_ctx > hp.n_ctx_train:            # works, but llama.cpp warns, and so do we
             warnings.warn(f"a context of {self.n_ctx} tokens is longer than the "
                           f"{hp.n_ctx_train} the model was trained on: text beyond that may "
@@ -366,27 +370,15 @@ def context_size(n_ctx: int | None, n_ctx_train: int) -> int:
     return n_ctx or n_ctx_train
 
 
-def check_host_memory(kv_bytes: int, n_ctx: int) -> None:
-    """Refuse up front a kv cache larger than the memory this machine has available,
-    rather than fail (or swap) once the context fills up."""
-    available = available_memory_bytes()
-    if available is not None and kv_bytes > available:
-        gib = 1 << 30
-        raise UsageError(f"a context of {n_ctx} tokens needs {kv_bytes / gib:,.2f} GiB of kv "
-                         f"cache, but only {available / gib:,.2f} GiB of memory is available: "
-                         "pass a smaller n_ctx / --ctx-size")
-
-
-def check_copy_memory(n_bytes: int) -> None:
-    """Refuse up front a --no-mmap copy of the weights larger than the memory available
-    (a mapped file needs none: its pages come and go with the page cache)."""
+def check_memory(n_bytes: int, needs: str, remedy: str, argument: str | None = None) -> None:
+    """Refuse up front what would not fit in the memory this machine has available, rather
+    than fail (or swap) later: needs is the message's start, {} where the size goes."""
     available = available_memory_bytes()
     if available is not None and n_bytes > available:
         gib = 1 << 30
-        raise UsageError(f"--no-mmap / use_mmap=False: the weights the CPU reads are "
-                         f"{n_bytes / gib:,.2f} GiB to copy into memory, but only "
-                         f"{available / gib:,.2f} GiB of memory is available: load the model "
-                         "mapped (the default), which copies nothing", argument="use_mmap")
+        raise UsageError(f"{needs.format(f'{n_bytes / gib:,.2f} GiB')}, but only "
+                         f"{available / gib:,.2f} GiB of memory is available: {remedy}",
+                         argument=argument)
 
 
 def kv_cache_type(value: str | int, argument: str, head_dim: int) -> str:
