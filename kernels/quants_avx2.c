@@ -151,6 +151,33 @@ INLINE void lanes_k4(const int type, const void *w, int64_t i, const void *act, 
                 : _mm256_zextsi128_si256(_mm_madd_epi16(m16, _mm_hadd_epi16(_mm256_castsi256_si128(bsums),
                                                                             _mm256_extracti128_si256(bsums, 1))));
     }
+#ifdef ZMM_LANES
+    if (type == GGML_TYPE_Q4_K && !by_chunk) {
+        /* chunk c in one zmm, [low nibbles | high nibbles] of its 32 bytes (a broadcast
+         * load, the upper half shifted by 4), against the 64 contiguous activation bytes of
+         * sub-blocks 2c and 2c+1; the two halves' lanes added at the end (exact integers) */
+        const __m512i pairs = _mm512_zextsi256_si512(int16_pairs(_mm256_cvtepu8_epi32(sm)));
+        const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+        __m512i acc[MAX_ACT_ROWS][2];
+        UNROLL for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+        UNROLL for (int c = 0; c < 4; c++) {
+            const __m512i qv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+            const __m512i q = _mm512_and_si512(_mm512_srlv_epi16(qv, shift), _mm512_set1_epi8(0x0F));
+            const __m512i sub_blocks = _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1);
+            const __m512i scales = _mm512_permutexvar_epi32(sub_blocks, pairs);
+            UNROLL for (int r = 0; r < R; r++) {
+                const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 64 * c;
+                const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)yq));
+                acc[r][c % 2] = _mm512_dpwssd_epi32(acc[r][c % 2], p, scales);
+            }
+        }
+        UNROLL for (int r = 0; r < R; r++) {
+            const __m512i a = _mm512_add_epi32(acc[r][0], acc[r][1]);
+            lanes[r] = _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+        }
+        return;
+    }
+#endif
     UNROLL for (int c = 0; c < 4; c++) {
         const __m256i qv = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
         __m256i q_lo = _mm256_and_si256(qv, low4);
