@@ -53,9 +53,10 @@ INLINE __m256i vnni_dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dp
 /* ZMM_LANES: Q4_K's lanes two sub-blocks per zmm (quants_avx2.c, lanes_k4) where the
  * compiler tunes for AMD Zen 4 or 5 (-march=native defines __znverN__; GCC 12 calls both
  * znver3): they run 512-bit integer instructions at the rate of 256-bit ones, and the Q4_K
- * one-row product in L2 went from 6.5 to 5.2 ns per super-block on a Zen 5.  Sapphire
- * Rapids multiplies 512-bit integers on one port only: a zmm form measured slower there
- * (docs/performance.md).  -DPYGGML_ZMM_LANES=0 or 1 overrides the choice. */
+ * one-row product in L2 went from 6.5 to 5.2 ns per super-block on a Zen 5 (4.5 with
+ * vpermb's scales).  Sapphire Rapids multiplies 512-bit integers on one port only: a zmm
+ * form measured slower there (docs/performance.md).  -DPYGGML_ZMM_LANES=0 or 1 overrides
+ * the choice. */
 #ifndef PYGGML_ZMM_LANES
 #if defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
 #define PYGGML_ZMM_LANES 1
@@ -63,7 +64,7 @@ INLINE __m256i vnni_dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dp
 #define PYGGML_ZMM_LANES 0
 #endif
 #endif
-#if PYGGML_ZMM_LANES && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#if PYGGML_ZMM_LANES && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VBMI__)
 #define ZMM_LANES 1
 #endif
 

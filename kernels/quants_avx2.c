@@ -135,8 +135,6 @@ INLINE void lanes_k4(const int type, const void *w, int64_t i, const void *act, 
     const uint8_t *qs = type == GGML_TYPE_Q5_K ? q5->qs : q4->qs;
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m128i sm = scale_min_k4(type == GGML_TYPE_Q5_K ? q5->scales : q4->scales);
-    block_scales sc;
-    store_block_scales(&sc, int16_pairs(_mm256_cvtepu8_epi32(sm)));
     /* mins doubled, one per 16-element bsum: [m0 m0 m1 m1 ... m7 m7] as int16 */
     const __m256i m_doubled = _mm256_cvtepu8_epi16(
         _mm_shuffle_epi8(sm, _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8)));
@@ -156,15 +154,17 @@ INLINE void lanes_k4(const int type, const void *w, int64_t i, const void *act, 
         /* chunk c in one zmm, [low nibbles | high nibbles] of its 32 bytes (a broadcast
          * load, the upper half shifted by 4), against the 64 contiguous activation bytes of
          * sub-blocks 2c and 2c+1; the two halves' lanes added at the end (exact integers) */
-        const __m512i pairs = _mm512_zextsi256_si512(int16_pairs(_mm256_cvtepu8_epi32(sm)));
+        const __m512i sm512 = _mm512_castsi128_si512(sm);
         const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-        __m512i acc[MAX_ACT_ROWS][2];
+        __m512i acc[MAX_ACT_ROWS][2];       /* chunks 0, 2 and 1, 3 */
         UNROLL for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
         UNROLL for (int c = 0; c < 4; c++) {
             const __m512i qv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
             const __m512i q = _mm512_and_si512(_mm512_srlv_epi16(qv, shift), _mm512_set1_epi8(0x0F));
-            const __m512i sub_blocks = _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1);
-            const __m512i scales = _mm512_permutexvar_epi32(sub_blocks, pairs);
+            /* int16 words: sc_2c in the lower half, sc_2c+1 in the upper (vpermb, the high
+             * bytes zeroed) */
+            const __m512i sub_blocks = _mm512_inserti64x4(_mm512_set1_epi8((char)(2 * c)), _mm256_set1_epi8((char)(2 * c + 1)), 1);
+            const __m512i scales = _mm512_maskz_permutexvar_epi8(0x5555555555555555ULL, sub_blocks, sm512);
             UNROLL for (int r = 0; r < R; r++) {
                 const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 64 * c;
                 const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)yq));
@@ -178,6 +178,8 @@ INLINE void lanes_k4(const int type, const void *w, int64_t i, const void *act, 
         return;
     }
 #endif
+    block_scales sc;
+    store_block_scales(&sc, int16_pairs(_mm256_cvtepu8_epi32(sm)));
     UNROLL for (int c = 0; c < 4; c++) {
         const __m256i qv = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
         __m256i q_lo = _mm256_and_si256(qv, low4);
@@ -446,6 +448,46 @@ INLINE __m128i sums_2(__m256i a, __m256i b) {
     return _mm_hadd_epi32(u, u);
 }
 
+/* [isum, imin] of four blocks q = 0..3 in lanes 2q, 2q+1: the sums of each lanes[q] and
+ * mins[q] (exact, wrapping), in nine instructions instead of four per block */
+INLINE __m256i sums_4x2(const __m256i lanes[4], const __m256i mins[4]) {
+    const __m256i t01 = _mm256_hadd_epi32(_mm256_hadd_epi32(lanes[0], mins[0]), _mm256_hadd_epi32(lanes[1], mins[1]));
+    const __m256i t23 = _mm256_hadd_epi32(_mm256_hadd_epi32(lanes[2], mins[2]), _mm256_hadd_epi32(lanes[3], mins[3]));
+    /* each 128-bit half of t01: [isum0, imin0, isum1, imin1] over 4 of the 8 lanes */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(t01, t23, 0x20), _mm256_permute2x128_si256(t01, t23, 0x31));
+}
+
+/* [d, dmin] of blocks i .. i+3 as 8 floats */
+INLINE __m256 d_dmin_4(const int type, const void *w, int64_t i) {
+    uint32_t pair[4];
+    for (int q = 0; q < 4; q++) memcpy(&pair[q], (const char *)block_at(type, w, i + q) + d_offset(type), 4);
+    const __m128i halves = _mm_set_epi64x((long long)((uint64_t)pair[3] << 32 | pair[2]),
+                                          (long long)((uint64_t)pair[1] << 32 | pair[0]));
+    return _mm256_cvtph_ps(halves);
+}
+
+/* One row's GEMV four blocks at a time (chain_with_mins, R = 1): the four blocks' integers
+ * reduced together, then the same four fmas in block order, so the same bits */
+INLINE int64_t gemv_with_mins_4(const int type, int64_t nb, const void *w, const void *act, __m128 *acc) {
+    int64_t i = 0;
+    for (; i + 3 < nb; i += 4) {
+        prefetch_ahead(block_at(type, w, i), 4 * block_bytes(type));
+        __m256i lanes[4], mins[4];
+        UNROLL for (int q = 0; q < 4; q++) lanes_k(type, w, i + q, act, 0, 1, &lanes[q], &mins[q], 1, NULL);
+        const __m256 f = _mm256_cvtepi32_ps(sums_4x2(lanes, mins));
+        const block_q8_K *y = (const block_q8_K *)act + i;
+        const __m256 sc = _mm256_mul_ps(d_dmin_4(type, w, i),
+                                        _mm256_setr_ps(y[0].d, y[0].d, y[1].d, y[1].d, y[2].d, y[2].d, y[3].d, y[3].d));
+        const __m128 f01 = _mm256_castps256_ps128(f), f23 = _mm256_extractf128_ps(f, 1);
+        const __m128 s01 = _mm256_castps256_ps128(sc), s23 = _mm256_extractf128_ps(sc, 1);
+        *acc = _mm_fmadd_ps(f01, s01, *acc);                     /* lanes 0, 1: block i */
+        *acc = _mm_fmadd_ps(_mm_movehl_ps(f01, f01), _mm_movehl_ps(s01, s01), *acc);
+        *acc = _mm_fmadd_ps(f23, s23, *acc);
+        *acc = _mm_fmadd_ps(_mm_movehl_ps(f23, f23), _mm_movehl_ps(s23, s23), *acc);
+    }
+    return i;                           /* the blocks done */
+}
+
 /* GEMV and GEMM of Q2_K and Q4_K: isum and imin reduced together, [acc, acc_min] in one
  * register; a GEMM's steps from one unpacking of the block */
 INLINE void chain_with_mins(const int type, const product_order order, const int R, int64_t k, const void *w,
@@ -453,7 +495,9 @@ INLINE void chain_with_mins(const int type, const product_order order, const int
     const int steps = order != ORDER_GEMM ? 1 : type == GGML_TYPE_Q4_K ? 4 : 2;
     __m128 acc[MAX_ACT_ROWS];                   /* lanes: acc, acc_min (, junk) */
     UNROLL for (int r = 0; r < R; r++) acc[r] = _mm_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
+    int64_t first = 0;
+    if (R == 1 && steps == 1) first = gemv_with_mins_4(type, k / QK_K, w, act, &acc[0]);
+    for (int64_t i = first; i < k / QK_K; i++) {
         if (R == 1) prefetch_ahead(block_at(type, w, i), block_bytes(type));
         int32_t fp16_pair;
         memcpy(&fp16_pair, (const char *)block_at(type, w, i) + d_offset(type), 4);

@@ -25,7 +25,9 @@ each engine's largest peak RSS against pyggml's memory budget (file size + kv ca
 300 MB), and load time.  Then decode against the ceiling: the bytes of weights one token
 reads (every layer tensor, the output norm and matrix, one embedding row) x decode
 tokens/s, as a share of the read bandwidth measured in the same run at the same thread
-count (tools/bench_kernels.py's read_bandwidth: numpy sums of anonymous memory), and of
+count (the faster of tools/bench_kernels.py's numpy sums and tools/bench_quants.py's numba
+streaming sum over anonymous memory, sampled at the start and after each model, the largest
+sample taken), and of
 the rate at which numpy sums read the model's own file through a mapping, as both engines
 read their weights (4 KiB pages of the page cache: on the project's machines about 2/3 of
 the anonymous-memory rate on one thread).  A last row measures a cold start: a new
@@ -105,6 +107,30 @@ def read_bandwidth(n_threads: int, path: Path | None = None) -> float:
     through its mapping (tools/bench_kernels.py)."""
     import bench_kernels
     return bench_kernels.read_bandwidth(n_threads, repeats=5, path=path)
+
+
+class Bandwidth:
+    """The read bandwidth at each thread count, sampled at the start and after each model:
+    one sample has moved by a quarter between minutes on a quiet machine, so a share of
+    the bandwidth is taken against the largest sample of the run (the ceiling the machine
+    showed), and the spread is printed with it."""
+
+    def __init__(self, counts: list[int]):
+        self.samples = {n: [] for n in counts}
+        self.sample()
+
+    def sample(self) -> None:
+        import bench_quants                 # its numba streaming sum: up to 1/4 above numpy's
+        for n, samples in self.samples.items():
+            samples.append(max(read_bandwidth(n), bench_quants.read_bandwidth(n, 5)))
+
+    def ceiling(self, n_threads: int) -> float:
+        return max(self.samples[n_threads])
+
+    def describe(self, n_threads: int) -> str:
+        s = self.samples[n_threads]
+        return (f"{max(s):.1f} GB/s at {n_threads} thread{'s' if n_threads > 1 else ''} "
+                f"(largest of {len(s)} samples, {min(s):.1f}-{max(s):.1f})")
 
 
 def model_files(name: str, workdir: Path) -> tuple[Path, Path]:
@@ -339,9 +365,10 @@ def main() -> None:
 
 def measure_models(args) -> list[dict]:
     where = workdir()
-    bandwidth = read_bandwidth(args.threads)
+    bandwidth = Bandwidth([args.threads])
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, read "
-          f"bandwidth {bandwidth:.1f} GB/s at {args.threads} threads; {args.threads} threads, "
+          f"bandwidth {bandwidth.ceiling(args.threads):.1f} GB/s at {args.threads} threads (first "
+          f"sample); {args.threads} threads, "
           f"n_ctx {args.ctx}, kv cache K {args.cache_type_k} V {args.cache_type_v}, "
           f"{args.prompt}-token prompt (pydoc_data.topics), {args.decode} decoded tokens, "
           f"median of {args.rounds} alternating fresh processes per engine, each the median "
@@ -356,12 +383,10 @@ def measure_models(args) -> list[dict]:
         model = Prepared(name, args, where)
         ours, ref = model.measure(args)
         budget = model.size + ours["kv_bytes"] + MEMORY_SLACK
-        ceiling = {engine: model.bytes_per_token * r["decode"] / (bandwidth * 1e9)
-                   for engine, r in (("pyggml", ours), ("llama.cpp", ref))}
+        bandwidth.sample()
         mapped = read_bandwidth(args.threads, model.path)
         rows.append(dict(model=name, file_bytes=model.size, pyggml=ours, llama_cpp=ref,
                          budget_bytes=budget, bytes_per_token=model.bytes_per_token,
-                         bandwidth_gbs=bandwidth, share_of_bandwidth=ceiling,
                          mapped_file_gbs=mapped))
         print(f"{name:28} {model.size / MIB:9.0f} | {ours['prefill']:9.1f} vs "
               f"{ref['prefill']:9.1f} {ours['prefill'] / ref['prefill']:5.2f}x | "
@@ -373,7 +398,7 @@ def measure_models(args) -> list[dict]:
               f"{ours['load_s']:4.2f} vs {ref['load_s']:4.2f}", flush=True)
     print(f"\nbudget: peak RSS <= file size + kv cache + {MEMORY_SLACK // MIB} MiB")
     print(f"\ndecode at the ceiling: weight bytes per token x decode tok/s, against the read "
-          f"bandwidth {bandwidth:.1f} GB/s ({args.threads} threads, measured above)")
+          f"bandwidth {bandwidth.describe(args.threads)}")
     print("and against reading the model's own file through its mapping (4 KiB pages of the page "
           "cache: how both engines read their weights, unless --no-mmap), measured after each model")
     print(f"{'model':28} {'MB/token':>9} | {'pyggml GB/s':>11} {'share':>6} | "
@@ -382,7 +407,11 @@ def measure_models(args) -> list[dict]:
     for row in rows:
         per_token = row["bytes_per_token"]
         ours, ref = row["pyggml"]["decode"], row["llama_cpp"]["decode"]
-        share, mapped = row["share_of_bandwidth"], row["mapped_file_gbs"]
+        row["bandwidth_gbs"] = bandwidth.ceiling(args.threads)
+        row["share_of_bandwidth"] = share = {
+            engine: per_token * r["decode"] / (row["bandwidth_gbs"] * 1e9)
+            for engine, r in (("pyggml", row["pyggml"]), ("llama.cpp", row["llama_cpp"]))}
+        mapped = row["mapped_file_gbs"]
         print(f"{row['model']:28} {per_token / 1e6:9.1f} | {per_token * ours / 1e9:11.2f} "
               f"{share['pyggml']:6.0%} | {per_token * ref / 1e9:14.2f} {share['llama.cpp']:6.0%} | "
               f"{mapped:16.1f} {per_token * ours / 1e9 / mapped:6.0%} "

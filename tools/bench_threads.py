@@ -8,8 +8,9 @@ left out, so that the same command runs unchanged on a 2-core and a 16-core mach
 tools/bench_generate.py's measurement: each engine (pyggml, llama-cpp-python) in its own
 fresh process, alternating, --rounds times; each process evaluates the same real-text
 prompt (prefill) and decodes --decode tokens, --runs times; the medians are reported with
-the pyggml/llama.cpp ratio.  A last column gives decode as a share of the read bandwidth
-measured at that thread count (bytes of weights per token x tokens/s).
+the pyggml/llama.cpp ratio.  Then decode as a share of the read bandwidth at that thread
+count (bytes of weights per token x tokens/s), against the largest of its samples (taken
+at the start and after each model).
 """
 from __future__ import annotations
 
@@ -42,14 +43,13 @@ def main() -> None:
     args = parser.parse_args()
     counts = thread_counts(args.threads)
     where = bench_generate.workdir()
-    bandwidth = {n: bench_generate.read_bandwidth(n) for n in counts}
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; read "
-          f"bandwidth " + ", ".join(f"{bandwidth[n]:.1f} GB/s at {n}" for n in counts)
-          + f" threads; n_ctx {args.ctx}, {args.prompt}-token prompt (pydoc_data.topics), "
+    bandwidth = bench_generate.Bandwidth(counts)
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+          f"n_ctx {args.ctx}, {args.prompt}-token prompt (pydoc_data.topics), "
           f"{args.decode} decoded tokens; median of {args.rounds} alternating fresh processes "
           f"per engine, each the median of {args.runs} runs\n")
     header = (f"{'model':22} {'threads':>7} | {'prefill tok/s':>21} {'ratio':>6} | "
-              f"{'decode tok/s':>19} {'ratio':>6} | {'share of bandwidth':>18}")
+              f"{'decode tok/s':>19} {'ratio':>6}")
     print(header)
     print("-" * len(header))
     rows = []
@@ -58,14 +58,22 @@ def main() -> None:
         for n in counts:
             args.threads = n
             ours, ref = model.measure(args)
-            share = {engine: model.bytes_per_token * r["decode"] / (bandwidth[n] * 1e9)
-                     for engine, r in (("pyggml", ours), ("llama.cpp", ref))}
             rows.append(dict(model=name, threads=n, pyggml=ours, llama_cpp=ref,
-                             bandwidth_gbs=bandwidth[n], share_of_bandwidth=share))
+                             bytes_per_token=model.bytes_per_token))
             print(f"{name:22} {n:7d} | {ours['prefill']:9.1f} vs {ref['prefill']:9.1f} "
                   f"{ours['prefill'] / ref['prefill']:5.2f}x | {ours['decode']:8.1f} vs "
-                  f"{ref['decode']:8.1f} {ours['decode'] / ref['decode']:5.2f}x | "
-                  f"{share['pyggml']:7.0%} vs {share['llama.cpp']:5.0%}", flush=True)
+                  f"{ref['decode']:8.1f} {ours['decode'] / ref['decode']:5.2f}x", flush=True)
+        bandwidth.sample()
+    print("\nread bandwidth: " + "; ".join(bandwidth.describe(n) for n in counts))
+    print("decode as a share of it (weight bytes per token x decode tok/s):")
+    for row in rows:
+        n = row["threads"]
+        row["bandwidth_gbs"] = bandwidth.ceiling(n)
+        row["share_of_bandwidth"] = share = {
+            engine: row["bytes_per_token"] * r["decode"] / (row["bandwidth_gbs"] * 1e9)
+            for engine, r in (("pyggml", row["pyggml"]), ("llama.cpp", row["llama_cpp"]))}
+        print(f"{row['model']:22} {n:7d} | pyggml {share['pyggml']:4.0%}  llama.cpp "
+              f"{share['llama.cpp']:4.0%}")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(dict(rows=rows), indent=1))
