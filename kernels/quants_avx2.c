@@ -236,6 +236,47 @@ INLINE void lanes_k16(const int type, const void *w, int64_t i, const void *act,
                       const int R, __m256i lanes[], __m256i mins[], __m256i (*by_half)[4]) {
     const void *x = block_at(type, w, i);
     const __m256i scales16 = scales_k16(type, x);
+#ifdef ZMM_LANES
+    if (type == GGML_TYPE_Q6_K && !by_half) {
+        /* slices 2p and 2p+1 of half h in one zmm (64 contiguous quants and activations):
+         * their low nibbles are the 64 bytes of ql[64h..] (pair 0) or those bytes' high
+         * nibbles (pair 1), their top two bits qh[32h..] >> 2j, moved to bits 4 and 5 */
+        const block_q6_K *b = x;
+        const __m512i scales_z = _mm512_castsi256_si512(scales16);
+        __m512i acc[MAX_ACT_ROWS];
+        UNROLL for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_si512();
+        UNROLL for (int h = 0; h < 2; h++) {
+            const __m512i ql = _mm512_loadu_si512((const void *)(b->ql + 64 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+            UNROLL for (int pair = 0; pair < 2; pair++) {
+                const __m512i low = _mm512_and_si512(pair ? _mm512_srli_epi16(ql, 4) : ql, _mm512_set1_epi8(0x0F));
+                /* slice j = 2 pair + half of the zmm: bits 2j, 2j+1 of qh to bits 4, 5 */
+                const __m512i hi2 = pair
+                    ? _mm512_srlv_epi16(qh, _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1))
+                    : _mm512_sllv_epi16(qh, _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1));
+                const __m512i q = _mm512_ternarylogic_epi32(low, hi2, _mm512_set1_epi8(0x30), 0xF8);  /* low | (hi2 & 0x30) */
+                /* int16 words: the scales of groups 8h + 4 pair .. + 3, eight lanes each */
+                const int g = 8 * h + 4 * pair;
+                const __m512i scales = _mm512_permutexvar_epi16(
+                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16((short)(g + 1)), _mm_set1_epi16((short)g))),
+                                       _mm256_set_m128i(_mm_set1_epi16((short)(g + 3)), _mm_set1_epi16((short)(g + 2))), 1),
+                    scales_z);
+                UNROLL for (int r = 0; r < R; r++) {
+                    const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 128 * h + 64 * pair;
+                    const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)yq));
+                    acc[r] = _mm512_dpwssd_epi32(acc[r], p, scales);
+                }
+            }
+        }
+        UNROLL for (int r = 0; r < R; r++) {
+            const __m256i bsums = _mm256_loadu_si256((const __m256i *)(ACT_ROW(block_q8_K, act, act_stride, r) + i)->bsums);
+            lanes[r] = _mm256_add_epi32(_mm512_castsi512_si256(acc[r]), _mm512_extracti64x4_epi64(acc[r], 1));
+            lanes[r] = _mm256_sub_epi32(lanes[r], _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5));
+        }
+        (void)mins;
+        return;
+    }
+#endif
     const __m256i halves[2] = {_mm256_permute4x64_epi64(scales16, 0x44), _mm256_permute4x64_epi64(scales16, 0xEE)};
     UNROLL for (int r = 0; r < R; r++) {
         lanes[r] = _mm256_setzero_si256();
