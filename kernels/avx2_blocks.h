@@ -54,7 +54,7 @@ INLINE __m256i vnni_dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dp
  * compiler tunes for AMD Zen 4 or 5 (-march=native defines __znverN__; GCC 12 calls both
  * znver3): they run 512-bit integer instructions at the rate of 256-bit ones, and the Q4_K
  * one-row product in L2 went from 6.5 to 5.2 ns per super-block on a Zen 5 (4.5 with
- * vpermb's scales).  Sapphire Rapids multiplies 512-bit integers on one port only: a zmm
+ * vpermb's scales, 4.45 with GFNI's nibbles).  Sapphire Rapids multiplies 512-bit integers on one port only: a zmm
  * form measured slower there (docs/performance.md).  -DPYGGML_ZMM_LANES=0 or 1 overrides
  * the choice. */
 #ifndef PYGGML_ZMM_LANES
@@ -66,6 +66,23 @@ INLINE __m256i vnni_dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dp
 #endif
 #if PYGGML_ZMM_LANES && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VBMI__)
 #define ZMM_LANES 1
+#endif
+
+#ifdef ZMM_LANES
+/* 32 bytes twice (a zmm broadcast) -> their low nibbles in the lower half, their high
+ * nibbles in the upper, as bytes 0..15 */
+INLINE __m512i nibbles_by_half(__m512i twice) {
+#ifdef __GFNI__
+    /* one instruction: a GF(2) affine map per 64-bit lane, out bit i = the parity of
+     * (matrix byte 7-i AND the byte): bytes 7..4 = 1 << (i + 0 or 4) pick bit i or i+4 */
+    const __m512i pick = _mm512_inserti64x4(_mm512_set1_epi64(0x0102040800000000LL),
+                                            _mm256_set1_epi64x(0x1020408000000000LL), 1);
+    return _mm512_gf2p8affine_epi64_epi8(twice, pick, 0);
+#else
+    const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    return _mm512_and_si512(_mm512_srlv_epi16(twice, shift), _mm512_set1_epi8(0x0F));
+#endif
+}
 #endif
 
 #if defined(__AVX512BW__) && defined(__AVX512VL__)

@@ -152,15 +152,14 @@ INLINE void lanes_k4(const int type, const void *w, int64_t i, const void *act, 
 #ifdef ZMM_LANES
     if (type == GGML_TYPE_Q4_K && !by_chunk) {
         /* chunk c in one zmm, [low nibbles | high nibbles] of its 32 bytes (a broadcast
-         * load, the upper half shifted by 4), against the 64 contiguous activation bytes of
+         * load, nibbles_by_half), against the 64 contiguous activation bytes of
          * sub-blocks 2c and 2c+1; the two halves' lanes added at the end (exact integers) */
         const __m512i sm512 = _mm512_castsi128_si512(sm);
-        const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
         __m512i acc[MAX_ACT_ROWS][2];       /* chunks 0, 2 and 1, 3 */
         UNROLL for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
         UNROLL for (int c = 0; c < 4; c++) {
             const __m512i qv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
-            const __m512i q = _mm512_and_si512(_mm512_srlv_epi16(qv, shift), _mm512_set1_epi8(0x0F));
+            const __m512i q = nibbles_by_half(qv);
             /* int16 words: sc_2c in the lower half, sc_2c+1 in the upper (vpermb, the high
              * bytes zeroed) */
             const __m512i sub_blocks = _mm512_inserti64x4(_mm512_set1_epi8((char)(2 * c)), _mm256_set1_epi8((char)(2 * c + 1)), 1);
