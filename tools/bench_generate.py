@@ -26,8 +26,8 @@ each engine's largest peak RSS against pyggml's memory budget (file size + kv ca
 reads (every layer tensor, the output norm and matrix, one embedding row) x decode
 tokens/s, as a share of the read bandwidth measured in the same run at the same thread
 count (the faster of tools/bench_kernels.py's numpy sums and tools/bench_quants.py's numba
-streaming sum over anonymous memory, sampled at the start and after each model, the largest
-sample taken), and of
+streaming sum over anonymous memory, sampled at the start and after each model, the median
+of the samples taken), and of
 the rate at which numpy sums read the model's own file through a mapping, as both engines
 read their weights (4 KiB pages of the page cache: on the project's machines about 2/3 of
 the anonymous-memory rate on one thread).  A last row measures a cold start: a new
@@ -111,9 +111,9 @@ def read_bandwidth(n_threads: int, path: Path | None = None) -> float:
 
 class Bandwidth:
     """The read bandwidth at each thread count, sampled at the start and after each model:
-    one sample has moved by a quarter between minutes on a quiet machine, so a share of
-    the bandwidth is taken against the largest sample of the run (the ceiling the machine
-    showed), and the spread is printed with it."""
+    on a quiet machine one sample has moved by a quarter within minutes (and a lone sample
+    by 1.8x), so a share of the bandwidth is taken against the median of the run's samples,
+    and their spread is printed with it."""
 
     def __init__(self, counts: list[int]):
         self.samples = {n: [] for n in counts}
@@ -125,12 +125,12 @@ class Bandwidth:
             samples.append(max(read_bandwidth(n), bench_quants.read_bandwidth(n, 5)))
 
     def ceiling(self, n_threads: int) -> float:
-        return max(self.samples[n_threads])
+        return statistics.median(self.samples[n_threads])
 
     def describe(self, n_threads: int) -> str:
         s = self.samples[n_threads]
-        return (f"{max(s):.1f} GB/s at {n_threads} thread{'s' if n_threads > 1 else ''} "
-                f"(largest of {len(s)} samples, {min(s):.1f}-{max(s):.1f})")
+        return (f"{self.ceiling(n_threads):.1f} GB/s at {n_threads} thread{'s' if n_threads > 1 else ''} "
+                f"(median of {len(s)} samples, {min(s):.1f}-{max(s):.1f})")
 
 
 def model_files(name: str, workdir: Path) -> tuple[Path, Path]:

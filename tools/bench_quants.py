@@ -123,7 +123,7 @@ def read_bandwidth(n_threads: int, repeat: int) -> float:
     """GB/s of the streaming-read kernel over 256 MiB with n_threads threads (median)."""
     global WORDS
     if WORDS is None:
-        WORDS = np.ones(256 * 1024 * 1024 // 8, dtype=np.uint64)
+        WORDS = np.arange(256 * 1024 * 1024 // 8, dtype=np.uint64)   # distinct pages: no KSM merging
     numba.set_num_threads(n_threads)
     return WORDS.nbytes / median_time(lambda: stream_sum(WORDS, n_threads), repeat) / 1e9
 
