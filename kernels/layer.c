@@ -574,16 +574,15 @@ static void attention_head(void *ctx, int64_t chunk) {
  *                    16 sums at once (tile_sums);
  *   decode_softmax   (sequence, head): softmax, then the probabilities rounded to fp16;
  *   decode_values    (sequence, kv head, 16 value dimensions): V.p for every query head
- *                    of the group, each V row converted once per VALUE_HEADS of them, the
- *                    lanes' chains in registers.
+ *                    of the group, the positions in order, each V row converted once per
+ *                    VALUE_HEADS of them, the lanes' chains in L1.
  * Each score and each output keeps the bits of dot_key and weighted_values: only the
  * assignment of work changes.  On one thread it is also 2x faster at 128 to 4,096
  * positions (docs/performance.md), so short contexts take it too. */
 enum { KEY_BLOCK = 256 };
-#if ATTENTION_AVX512
-#define VALUE_HEADS 4                 /* 4 x 4 accumulators of 16 lanes: 16 of 32 registers */
-#else
-#define VALUE_HEADS 2
+#define VALUE_HEADS 8                 /* query heads per pass over V (acc: 32 KB at most) */
+#ifndef VALUE_PREFETCH
+#define VALUE_PREFETCH 32
 #endif
 
 /* out[y * TILE_KEYS + k] = scale * dot_key(keys[k], queries[y], d) for a tile, d % 64 == 0,
@@ -658,38 +657,33 @@ static void decode_softmax(void *ctx, int64_t chunk) {
 
 /* out[y][0..16) = V.p over positions [j_first, n_kv) (j_first a multiple of 64) for
  * n_heads probability rows p[y], 16 value dimensions at v: the chains of weighted_values
- * (position j in lane j % 64, over its positions in order) and its sum of them.  Lanes
- * l, l + 16, l + 32, l + 48 run together, so (acc0 + acc2) + (acc1 + acc3) adds them at
- * once into row l of rows; the positions before the first key have p = +0 and leave a
- * chain at +0 as it is.  n_heads is a constant where this is inlined (decode_values). */
+ * (position j in lane j % 64, over its positions in order) and its sum of them.  The
+ * positions are taken in order, each V row converted once for all n_heads, and the 64
+ * chains of every head wait in acc (64 n_heads x 16 floats: in L1), so that V is read as
+ * one stream; a chain's positions before the first key have p = +0 and leave it at +0.
+ * (The chains in registers, a pass over every 64th position per lane, read V across the
+ * whole cache 16 times over: 1.2x slower at 4,096 positions.)  n_heads is a constant
+ * where this is inlined (decode_values). */
 static inline __attribute__((always_inline)) void values_slice(
-    const ggml_half *v, int64_t v_stride, const float *const p[VALUE_HEADS], const int n_heads,
+    const ggml_half *v, int64_t v_stride, const float *const p[VALUE_HEADS], const int64_t n_heads,
     int64_t j_first, int64_t n_kv, float *const out[VALUE_HEADS]) {
-    float rows[VALUE_HEADS][16 * 16];
-    for (int64_t l = 0; l < 16; l++) {
-        lanes16 acc[4][VALUE_HEADS];
-        #pragma GCC unroll 16
-        for (int c = 0; c < 4; c++)
-            #pragma GCC unroll 16
-            for (int y = 0; y < n_heads; y++) acc[c][y] = lanes16_zero();
-        for (int64_t j = j_first + l; j < n_kv; j += 64)
-            #pragma GCC unroll 16
-            for (int c = 0; c < 4; c++) {
-                if (j + 16 * c >= n_kv) break;              /* the last positions */
-                const lanes16 x = lanes16_load_fp16(v + (j + 16 * c) * v_stride);
-                #pragma GCC unroll 16
-                for (int y = 0; y < n_heads; y++)
-                    acc[c][y] = lanes16_fma(x, lanes16_set1(p[y][j + 16 * c]), acc[c][y]);
-            }
-        #pragma GCC unroll 16
-        for (int y = 0; y < n_heads; y++)
-            lanes16_store(rows[y] + l * 16, lanes16_add(lanes16_add(acc[0][y], acc[2][y]),
-                                                        lanes16_add(acc[1][y], acc[3][y])));
+    lanes16 acc[64 * VALUE_HEADS];                         /* chain c of head y: c * n_heads + y */
+    for (int64_t i = 0; i < 64 * n_heads; i++) acc[i] = lanes16_zero();
+    for (int64_t j = j_first; j < n_kv; j++) {
+        /* the rows are v_stride apart, a few per 4 KiB page: the hardware prefetchers stop
+         * at each page, so ask for the row VALUE_PREFETCH positions ahead */
+        __builtin_prefetch(v + (j + VALUE_PREFETCH) * v_stride);
+        const lanes16 x = lanes16_load_fp16(v + j * v_stride);
+        lanes16 *a = acc + (j % 64) * n_heads;
+        for (int64_t y = 0; y < n_heads; y++) a[y] = lanes16_fma(x, lanes16_set1(p[y][j]), a[y]);
     }
-    /* then lanes16_sum's pairs: l + (l + 8), then + 4, then (0 + 2) + (1 + 3) */
-    for (int y = 0; y < n_heads; y++) {
+    /* row l of each head: chains (l + l+32) + (l+16 + l+48); then lanes16_sum's pairs:
+     * l + (l + 8), then + 4, then (0 + 2) + (1 + 3) */
+    for (int64_t y = 0; y < n_heads; y++) {
         lanes16 r[16];
-        for (int l = 0; l < 16; l++) r[l] = lanes16_load(rows[y] + l * 16);
+        for (int l = 0; l < 16; l++)
+            r[l] = lanes16_add(lanes16_add(acc[l * n_heads + y], acc[(l + 32) * n_heads + y]),
+                               lanes16_add(acc[(l + 16) * n_heads + y], acc[(l + 48) * n_heads + y]));
         for (int half = 8; half >= 4; half /= 2)
             for (int l = 0; l < half; l++) r[l] = lanes16_add(r[l], r[l + half]);
         lanes16_store(out[y], lanes16_add(lanes16_add(r[0], r[2]), lanes16_add(r[1], r[3])));
@@ -710,20 +704,21 @@ static void decode_values(void *ctx, int64_t chunk) {
     const int64_t i0 = chunk % n_slices * 16;
     const ggml_half *v = v_f16(L) + g * d + i0;
     for (int64_t h0 = 0; h0 < n_rep; h0 += VALUE_HEADS) {
+        const int64_t n_heads = min64(n_rep - h0, VALUE_HEADS);
         const float *p[VALUE_HEADS];
         float *out[VALUE_HEADS];
-        for (int64_t y = 0; y < VALUE_HEADS; y++) {          /* past n_rep: not read */
-            const int64_t h = g * n_rep + (h0 + y < n_rep ? h0 + y : n_rep - 1);
+        for (int64_t y = 0; y < n_heads; y++) {
+            const int64_t h = g * n_rep + h0 + y;
             p[y] = job->scores + (s * L->n_head + h) * job->n_ctx;
             out[y] = job->att + job->row0[s] * n_q + h * d + i0;
         }
-        switch (n_rep - h0) {
+        switch (n_heads) {                     /* as constants: the loop over heads unrolls */
         case 1: values_slice(v, n_head_kv * d, p, 1, j_first, n_kv, out); break;
-#if VALUE_HEADS == 4
         case 2: values_slice(v, n_head_kv * d, p, 2, j_first, n_kv, out); break;
-        case 3: values_slice(v, n_head_kv * d, p, 3, j_first, n_kv, out); break;
-#endif
-        default: values_slice(v, n_head_kv * d, p, VALUE_HEADS, j_first, n_kv, out); break;
+        case 4: values_slice(v, n_head_kv * d, p, 4, j_first, n_kv, out); break;
+        case 6: values_slice(v, n_head_kv * d, p, 6, j_first, n_kv, out); break;
+        case 8: values_slice(v, n_head_kv * d, p, 8, j_first, n_kv, out); break;
+        default: values_slice(v, n_head_kv * d, p, n_heads, j_first, n_kv, out); break;
         }
     }
 }
