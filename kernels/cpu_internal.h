@@ -28,10 +28,14 @@
 #endif
 
 /* ---------------------------------------------------------------- a scalar tail, as compiled
- * llama.cpp adds the odd last block of IQ4_NL's vec_dot in a scalar loop, `sumf += d * sum`.
- * GCC (-march=native, -ffp-contract=fast) makes that one FMA, except where its tuning avoids
- * FMA chains in loops: AMD Zen (x86-tune.def, avoid_fma_chains).  pyggml is built with
- * -ffp-contract=off, so it chooses here, the same way for the CPU it runs on. */
+ * llama.cpp adds the odd last block of IQ4_NL's vec_dot in a scalar loop, `sumf += d * sum`
+ * (and Q2_0's generic vec_dot its blocks).  GCC (-march=native, -ffp-contract=fast) makes
+ * that one FMA, except where its tuning avoids FMA chains in loops: AMD Zen (x86-tune.def,
+ * avoid_fma_chains), and only in a loop of one basic block.  A chain in a loop that holds
+ * other loops (IQ1_S's shift sum, TQ1_0's and TQ2_0's lanes) GCC 12 fuses on Zen too: those
+ * kernels write fmaf / _mm256_fmadd_ps on every CPU (measured on a Zen 5: their products
+ * equal llama.cpp's only so).  pyggml is built with -ffp-contract=off, so it chooses here,
+ * the same way for the CPU it runs on. */
 static inline int ggml_fuses_scalar_tail(void) {
 #if defined(__x86_64__) || defined(__i386__)
     return !__builtin_cpu_is("amd");

@@ -79,8 +79,8 @@
  *          IQ2_XXS IQ2_XS  lanes of (2 ls + 1) q x = fma(d_w d_y, lanes_b, lanes);
  *          IQ2_S           0.125 hsum(lanes)
  *          IQ1_S           grid lanes as IQ2; the delta term sum (2 ls + 1) s x (from
- *                          bsums) in a scalar s = s + d_w d_y sum, fused except on AMD
- *                          Zen (add_scalar_tail); hsum(lanes) + 0.125 s
+ *                          bsums) in a scalar s = s + d_w d_y sum, fused (also on AMD
+ *                          Zen: cpu_internal.h); hsum(lanes) + 0.125 s
  *          IQ1_M           grid lanes as IQ2; the delta terms in 8 lanes of their own,
  *                          fma(d_w d_y, ., .); hsum(lanes) + 0.125 hsum(delta lanes)
  *

@@ -147,7 +147,7 @@ INLINE float block_d(const int type, const void *x) {
 
 /* ================================================================ one weight row, R activation rows
  * vec_dot (IQ2)    lanes = fma(d_w d_y, lanes_b, lanes); out = 0.125 hsum(lanes)
- * vec_dot (IQ1_S)  lanes as IQ2; s = s + d_w d_y (float) shifts_b (add_scalar_tail);
+ * vec_dot (IQ1_S)  lanes as IQ2; s = fma(d_w d_y, (float) shifts_b, s) (cpu_internal.h);
  *                  out = hsum(lanes) + 0.125 s
  * vec_dot (IQ1_M)  lanes as IQ2, shift lanes alike; out = hsum(lanes) + 0.125 hsum(shifts)
  * tiled            r = isum_b (d_w / 8), IQ1's isum_b = 8 grid sum + shift sum;
@@ -199,7 +199,7 @@ INLINE void iq_grid_rows(const int type, const product_order order, const int R,
             acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lanes[r]), acc[r]);
             if (type == GGML_TYPE_IQ1_M)
                 acc_shift[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(shift_lanes[r]), acc_shift[r]);
-            if (type == GGML_TYPE_IQ1_S) shifts[r] = add_scalar_tail(shifts[r], d * d_y, (float)shift_sum[r]);
+            if (type == GGML_TYPE_IQ1_S) shifts[r] = fmaf(d * d_y, (float)shift_sum[r], shifts[r]);
         }
     }
     UNROLL for (int r = 0; r < R; r++) {

@@ -208,7 +208,7 @@ static block_lanes block_lanes_iq1(decode_iq1_fn decode, size_t type_size, const
 }
 
 /* ggml_vec_dot_iq1_s_q8_K: lanes = fma(d, grid_b, lanes); s = s + d * (float) sum(shift_b),
- * a scalar chain that GCC fuses except on AMD (add_scalar_tail); hsum(lanes) + s / 8.
+ * a scalar chain that GCC fuses on every x86 (cpu_internal.h); hsum(lanes) + s / 8.
  * ggml_vec_dot_iq1_m_q8_K: the shift lanes in 8 float lanes of their own, fma(d, shift_b,
  * .); hsum(lanes) + hsum(shifts) / 8.  d = d_y d_w; dividing by 8 is exact. */
 static float vec_dot_iq1(decode_iq1_fn decode, size_t type_size, int per_lane_shifts, int64_t k, const void *w,
@@ -222,7 +222,7 @@ static float vec_dot_iq1(decode_iq1_fn decode, size_t type_size, int per_lane_sh
         if (per_lane_shifts)
             for (int l = 0; l < 8; l++) acc_shift[l] = fmaf(d, (float)shift[l], acc_shift[l]);
         else
-            shifts = add_scalar_tail(shifts, d, (float)sum_lanes(shift));
+            shifts = fmaf(d, (float)sum_lanes(shift), shifts);
     }
     return hsum8(acc) + IQ1S_DELTA * (per_lane_shifts ? hsum8(acc_shift) : shifts);
 }

@@ -19,10 +19,6 @@
 /* x (int8 activations) times int8 quants q: ggml's sign trick, exact for |q| <= 127 */
 INLINE __m256i dot_i8(__m256i q, __m256i x) { return dot_u8s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)); }
 
-INLINE __m256 fused_or_not(__m256 acc, __m256 a, __m256 b) {
-    return ggml_fuses_scalar_tail() ? _mm256_fmadd_ps(a, b, acc) : _mm256_add_ps(acc, _mm256_mul_ps(a, b));
-}
-
 /* ================================================================ ternary x Q8_K */
 
 static int trit(uint8_t b, int n) {
@@ -71,7 +67,8 @@ INLINE void tq_rows(const int type, const product_order order, const int R, int6
                                                          _mm256_loadu_si256((const __m256i *)(y->qs + 32 * s))));
             const __m256i bsums = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), _mm256_set1_epi16(1));
             lanes = _mm256_sub_epi32(lanes, bsums);
-            acc[r] = fused_or_not(acc[r], _mm256_cvtepi32_ps(lanes), _mm256_set1_ps(y->d * d));
+            /* ggml's mul then add: fused by GCC on every x86 (cpu_internal.h, add_scalar_tail) */
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(y->d * d), acc[r]);
         }
     }
     UNROLL for (int r = 0; r < R; r++) out[r * ldo] = hsum_float_8(acc[r]);

@@ -10,7 +10,8 @@
  *                           ggml_vec_dot_<type>_<act> as llama.cpp's x86 build runs it, for
  *                           every product (no repack, tiled or tinyBLAS kernel takes them):
  *     TQ1_0, TQ2_0   lanes of t x minus lane l's bsums 2l, 2l + 1 (the -1 of each trit);
- *                    acc = acc + d_w d_y lanes (add_scalar_tail: fused on this CPU); hsum8
+ *                    acc = acc + d_w d_y lanes (a multiply and an add, fused by GCC:
+ *                    cpu_internal.h); hsum8
  *     NVFP4          per half block (one Q8_0 block): lanes 0-3 times d_2h d_y, lanes 4-7
  *                    times d_2h+1 d_y, acc = fma(., lanes, acc); hsum8
  *     Q1_0           per block, chain = d_y0 lanes_0, chain = fma(d_yt, lanes_t, chain) over
@@ -84,7 +85,7 @@ static float vec_dot_tq(decode_tq_fn decode, size_t type_size, int64_t k, const 
         for (int e = 0; e < QK_K; e++) lane[(e % 32) / 4] += (q[e] + 1) * y->qs[e];
         for (int l = 0; l < 8; l++) {
             lane[l] -= y->bsums[2 * l] + y->bsums[2 * l + 1];
-            acc[l] = add_scalar_tail(acc[l], y->d * d, (float)lane[l]);
+            acc[l] = fmaf(y->d * d, (float)lane[l], acc[l]);
         }
     }
     return hsum8(acc);

@@ -39,7 +39,7 @@ from numba import njit, prange
 
 from ..ggml import GGMLType
 from .iq_grid_points import iq1s_grid, iq2s_grid, iq2xs_grid, iq2xxs_grid, kmask_iq2xs, ksigns64
-from .jit import (GGML_FUSES_SCALAR_TAIL, ROWS_PER_TASK, TILED, bitcast, concat, convert, f16,
+from .jit import (ROWS_PER_TASK, TILED, bitcast, concat, convert, f16,
                   f16_to_f32, f32_to_f16, fma32, from_tuple, hsum, hsum8, madd, maddubs, nonzero, order,
                   nearest_int, part, repeat, splat, u16, u32, vfma, vload, vstore)
 from .q8 import q8_K_scales
@@ -365,7 +365,7 @@ def vec_dot_iq1_q8_K(kind, how, w, x, bs, xd):
     """IQ1_S or IQ1_M weight row w times one activation row (bs: its bytes as int16, for
     the bsums).  With d = d_x d_w per block:
         IQ1_S vec_dot  lanes = fma(d, lanes_b, lanes); s = s + d * (float) sum(shifts_b)
-                       (fused except on AMD, as GCC compiles ggml's scalar loop);
+                       (fused on every x86, as GCC compiles ggml's loop);
                        out = hsum(lanes) + s / 8
         IQ1_M vec_dot  lanes = fma(d, lanes_b, lanes); shifts = fma(d, shift_lanes_b,
                        shifts); out = hsum(lanes) + hsum(shifts) / 8
@@ -387,10 +387,8 @@ def vec_dot_iq1_q8_K(kind, how, w, x, bs, xd):
         acc = vfma(splat(d, 8), convert(lanes, np.float32), acc)
         if kind == IQ1_M:
             acc_shift = vfma(splat(d, 8), convert(shifts, np.float32), acc_shift)
-        elif GGML_FUSES_SCALAR_TAIL:
-            shift_sum = fma32(d, np.float32(hsum(shifts)), shift_sum)
         else:
-            shift_sum = shift_sum + d * np.float32(hsum(shifts))
+            shift_sum = fma32(d, np.float32(hsum(shifts)), shift_sum)
     if how == TILED:
         return chain
     if kind == IQ1_M:

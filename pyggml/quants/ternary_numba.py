@@ -22,8 +22,8 @@ to the lane's weights: only the total is exact per weight, but the lanes are wha
 floats), then pairs them into 8 int32 lanes.  No int16 sum can overflow (8 slices of pairs
 of 2 * 127 * 2, minus 16 * 127), so the same lanes summed in int32 are the same numbers.
 Then, per block, acc = acc + lanes * (d_y * d): ggml writes a multiply and an add, which
-GCC fuses into one FMA on this CPU as it fuses IQ4_NL's scalar tail (both follow GCC's
-avoid-FMA-chains tuning: fused except on AMD Zen; jit.GGML_FUSES_SCALAR_TAIL).
+GCC fuses into one FMA on every x86: its avoid-FMA-chains tuning for AMD Zen (see
+jit.GGML_FUSES_SCALAR_TAIL) leaves chains in loops that hold other loops alone.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..ggml import GGMLType
-from .jit import (GGML_FUSES_SCALAR_TAIL, ROWS_PER_TASK, concat, convert, f16, f32_to_f16, hsum8, madd,
+from .jit import (ROWS_PER_TASK, concat, convert, f16, f32_to_f16, hsum8, madd,
                   maddubs, part, round_away, splat, vfma, vload, vstore)
 from .q8 import q8_K_scales
 
@@ -105,14 +105,14 @@ def block_lanes_tq(kind, w, o, x, xo, bs, bo):
 
 @njit(inline="always")
 def vec_dot_tq_q8_K(kind, w, x, bs, xd):
-    """acc = acc + lanes * (d_y * d) per block (fused or not, as GCC compiles ggml's
-    _mm256_add_ps(_mm256_mul_ps(...), acc) for this CPU), then hsum8."""
+    """acc = acc + lanes * (d_y * d) per block (fused, as GCC compiles ggml's
+    _mm256_add_ps(_mm256_mul_ps(...), acc) on every x86), then hsum8."""
     type_size, d_at = (54, 52) if kind == TQ1_0 else (66, 64)
     acc = splat(np.float32(0), 8)
     for b in range(xd.size):
         lanes = convert(block_lanes_tq(kind, w, type_size * b, x, 292 * b + 4, bs, 146 * b + 130), np.float32)
         d = splat(xd[b] * f16(w, type_size * b + d_at), 8)
-        acc = vfma(lanes, d, acc) if GGML_FUSES_SCALAR_TAIL else acc + lanes * d
+        acc = vfma(lanes, d, acc)
     return hsum8(acc)
 
 
