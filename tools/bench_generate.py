@@ -26,11 +26,11 @@ each engine's largest peak RSS against pyggml's memory budget (file size + kv ca
 reads (every layer tensor, the output norm and matrix, one embedding row) x decode
 tokens/s, as a share of the read bandwidth measured in the same run at the same thread
 count (the faster of tools/bench_kernels.py's numpy sums and tools/bench_quants.py's numba
-streaming sum over anonymous memory, sampled at the start and after each model, the median
-of the samples taken), and of
-the rate at which numpy sums read the model's own file through a mapping, as both engines
-read their weights (4 KiB pages of the page cache: on the project's machines about 2/3 of
-the anonymous-memory rate on one thread).  A last row measures a cold start: a new
+streaming sum over anonymous memory, sampled three times at the start and once after each
+model, the median of the samples taken), and of the rate at which numpy sums read the
+model's own file through a mapping, as both engines read their weights (4 KiB pages of the
+page cache: on the project's machines about 2/3 of the anonymous-memory rate on one
+thread).  A last row measures a cold start: a new
 process running `pyggml generate --demo "Hello" -n 1`, the time until the CLI prints its
 first token (kernels compiled and cached, bytecode cached, median of 3).
 
@@ -110,14 +110,15 @@ def read_bandwidth(n_threads: int, path: Path | None = None) -> float:
 
 
 class Bandwidth:
-    """The read bandwidth at each thread count, sampled at the start and after each model:
-    on a quiet machine one sample has moved by a quarter within minutes (and a lone sample
-    by 1.8x), so a share of the bandwidth is taken against the median of the run's samples,
-    and their spread is printed with it."""
+    """The read bandwidth at each thread count, sampled three times at the start and once
+    after each model: on a quiet machine the samples have moved by a quarter within minutes
+    (and a lone one by 1.6x, the host's other tenants), so a share of the bandwidth is taken
+    against the median of the run's samples, and their spread is printed with it."""
 
     def __init__(self, counts: list[int]):
         self.samples = {n: [] for n in counts}
-        self.sample()
+        for _ in range(3):              # a median of at least four, also for one model
+            self.sample()
 
     def sample(self) -> None:
         import bench_quants                 # its numba streaming sum: up to 1/4 above numpy's

@@ -9,8 +9,8 @@ tools/bench_generate.py's measurement: each engine (pyggml, llama-cpp-python) in
 fresh process, alternating, --rounds times; each process evaluates the same real-text
 prompt (prefill) and decodes --decode tokens, --runs times; the medians are reported with
 the pyggml/llama.cpp ratio.  Then decode as a share of the read bandwidth at that thread
-count (bytes of weights per token x tokens/s), against the median of its samples (taken
-at the start and after each model).
+count (bytes of weights per token x tokens/s), against the median of its samples (three
+at the start, one after each model).
 """
 from __future__ import annotations
 
