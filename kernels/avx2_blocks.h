@@ -50,13 +50,13 @@ INLINE __m256i vnni_dpbusd(__m256i acc, __m256i u, __m256i s) { return _mm256_dp
 INLINE __m256i vnni_dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
 #endif
 
-/* ZMM_LANES: Q4_K's lanes two sub-blocks per zmm (quants_avx2.c, lanes_k4) where the
- * compiler tunes for AMD Zen 4 or 5 (-march=native defines __znverN__; GCC 12 calls both
- * znver3): they run 512-bit integer instructions at the rate of 256-bit ones, and the Q4_K
- * one-row product in L2 went from 6.5 to 5.2 ns per super-block on a Zen 5 (4.5 with
- * vpermb's scales, 4.45 with GFNI's nibbles).  Sapphire Rapids multiplies 512-bit integers on one port only: a zmm
- * form measured slower there (docs/performance.md).  -DPYGGML_ZMM_LANES=0 or 1 overrides
- * the choice. */
+/* ZMM_LANES: the lanes of Q4_K (two sub-blocks) and Q6_K (two slices) per zmm
+ * (quants_avx2.c, lanes_k4 and lanes_k16) where the compiler tunes for AMD Zen 4 or 5
+ * (-march=native defines __znverN__; GCC 12 calls both znver3): they run 512-bit integer
+ * instructions at the rate of 256-bit ones.  On a Zen 5 the one-row products in L2 went
+ * from 6.5 to 4.5 ns per super-block (Q4_K) and from 5.8 to 4.2 (Q6_K).  Sapphire Rapids
+ * multiplies 512-bit integers on one port only: a zmm form measured slower there
+ * (docs/performance.md).  -DPYGGML_ZMM_LANES=0 or 1 overrides the choice. */
 #ifndef PYGGML_ZMM_LANES
 #if defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
 #define PYGGML_ZMM_LANES 1

@@ -254,12 +254,12 @@ INLINE void lanes_k16(const int type, const void *w, int64_t i, const void *act,
                     ? _mm512_srlv_epi16(qh, _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1))
                     : _mm512_sllv_epi16(qh, _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1));
                 const __m512i q = _mm512_ternarylogic_epi32(low, hi2, _mm512_set1_epi8(0x30), 0xF8);  /* low | (hi2 & 0x30) */
-                /* int16 words: the scales of groups 8h + 4 pair .. + 3, eight lanes each */
-                const int g = 8 * h + 4 * pair;
+                /* int16 words: the scales of groups 8h + 4 pair .. + 3, eight words each */
+                const __m512i group_of_word = _mm512_srli_epi16(
+                    _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+                                     15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3);
                 const __m512i scales = _mm512_permutexvar_epi16(
-                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16((short)(g + 1)), _mm_set1_epi16((short)g))),
-                                       _mm256_set_m128i(_mm_set1_epi16((short)(g + 3)), _mm_set1_epi16((short)(g + 2))), 1),
-                    scales_z);
+                    _mm512_add_epi16(group_of_word, _mm512_set1_epi16((short)(8 * h + 4 * pair))), scales_z);
                 UNROLL for (int r = 0; r < R; r++) {
                     const int8_t *yq = (ACT_ROW(block_q8_K, act, act_stride, r) + i)->qs + 128 * h + 64 * pair;
                     const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)yq));
@@ -272,7 +272,6 @@ INLINE void lanes_k16(const int type, const void *w, int64_t i, const void *act,
             lanes[r] = _mm256_add_epi32(_mm512_castsi512_si256(acc[r]), _mm512_extracti64x4_epi64(acc[r], 1));
             lanes[r] = _mm256_sub_epi32(lanes[r], _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5));
         }
-        (void)mins;
         return;
     }
 #endif

@@ -125,13 +125,22 @@ class Bandwidth:
         for n, samples in self.samples.items():
             samples.append(max(read_bandwidth(n), bench_quants.read_bandwidth(n, 5)))
 
-    def ceiling(self, n_threads: int) -> float:
+    def reference(self, n_threads: int) -> float:
         return statistics.median(self.samples[n_threads])
 
     def describe(self, n_threads: int) -> str:
         s = self.samples[n_threads]
-        return (f"{self.ceiling(n_threads):.1f} GB/s at {n_threads} thread{'s' if n_threads > 1 else ''} "
+        return (f"{self.reference(n_threads):.1f} GB/s at {n_threads} thread{'s' if n_threads > 1 else ''} "
                 f"(median of {len(s)} samples, {min(s):.1f}-{max(s):.1f})")
+
+    def add_shares(self, row: dict, n_threads: int) -> dict:
+        """row's decode as a share of the bandwidth for each engine (bytes of weights per
+        token x tok/s), stored in the row with the bandwidth; returns the shares"""
+        row["bandwidth_gbs"] = self.reference(n_threads)
+        row["share_of_bandwidth"] = {
+            engine: row["bytes_per_token"] * r["decode"] / (row["bandwidth_gbs"] * 1e9)
+            for engine, r in (("pyggml", row["pyggml"]), ("llama.cpp", row["llama_cpp"]))}
+        return row["share_of_bandwidth"]
 
 
 def model_files(name: str, workdir: Path) -> tuple[Path, Path]:
@@ -368,8 +377,7 @@ def measure_models(args) -> list[dict]:
     where = workdir()
     bandwidth = Bandwidth([args.threads])
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, read "
-          f"bandwidth {bandwidth.ceiling(args.threads):.1f} GB/s at {args.threads} threads (first "
-          f"sample); {args.threads} threads, "
+          f"bandwidth {bandwidth.describe(args.threads)}; {args.threads} threads, "
           f"n_ctx {args.ctx}, kv cache K {args.cache_type_k} V {args.cache_type_v}, "
           f"{args.prompt}-token prompt (pydoc_data.topics), {args.decode} decoded tokens, "
           f"median of {args.rounds} alternating fresh processes per engine, each the median "
@@ -408,11 +416,7 @@ def measure_models(args) -> list[dict]:
     for row in rows:
         per_token = row["bytes_per_token"]
         ours, ref = row["pyggml"]["decode"], row["llama_cpp"]["decode"]
-        row["bandwidth_gbs"] = bandwidth.ceiling(args.threads)
-        row["share_of_bandwidth"] = share = {
-            engine: per_token * r["decode"] / (row["bandwidth_gbs"] * 1e9)
-            for engine, r in (("pyggml", row["pyggml"]), ("llama.cpp", row["llama_cpp"]))}
-        mapped = row["mapped_file_gbs"]
+        share, mapped = bandwidth.add_shares(row, args.threads), row["mapped_file_gbs"]
         print(f"{row['model']:28} {per_token / 1e6:9.1f} | {per_token * ours / 1e9:11.2f} "
               f"{share['pyggml']:6.0%} | {per_token * ref / 1e9:14.2f} {share['llama.cpp']:6.0%} | "
               f"{mapped:16.1f} {per_token * ours / 1e9 / mapped:6.0%} "

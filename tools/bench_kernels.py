@@ -98,8 +98,8 @@ def read_bandwidth(n_threads: int, repeats: int, path: Path | None = None) -> fl
     pages of the page cache, mapped up front by MADV_POPULATE_READ): the ceiling of
     reading a model's weights in place."""
     if path is None:
-        # distinct words: pages of one value (np.ones) may be merged by the host (KSM) and
-        # then read from cache (samples of 80 GB/s against 45 were seen on a VM)
+        # distinct words: pages of one value (np.ones) may be merged by a VM's host (KSM)
+        # and then read from cache
         arrays = [np.arange(64 << 20, dtype=np.uint64) for _ in range(n_threads)]
     else:
         with open(path, "rb") as f:

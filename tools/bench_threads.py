@@ -68,10 +68,7 @@ def main() -> None:
     print("decode as a share of it (weight bytes per token x decode tok/s):")
     for row in rows:
         n = row["threads"]
-        row["bandwidth_gbs"] = bandwidth.ceiling(n)
-        row["share_of_bandwidth"] = share = {
-            engine: row["bytes_per_token"] * r["decode"] / (row["bandwidth_gbs"] * 1e9)
-            for engine, r in (("pyggml", row["pyggml"]), ("llama.cpp", row["llama_cpp"]))}
+        share = bandwidth.add_shares(row, n)
         print(f"{row['model']:22} {n:7d} | pyggml {share['pyggml']:4.0%}  llama.cpp "
               f"{share['llama.cpp']:4.0%}")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")

@@ -160,8 +160,8 @@ def _host_is_amd() -> bool:
 # (and Q2_0's generic vec_dot its blocks): GCC (-march=native) compiles it to one FMA except
 # on AMD Zen, whose tuning avoids FMA chains in loops of one basic block (a chain in a loop
 # that holds other loops, as IQ1_S's and the TQ types', is fused there too).  Same rule as
-# kernels/cpu_internal.h's add_scalar_tail.  (A constant of
-# the compiled kernels: numba's cache keys them by the CPU anyway.)
+# kernels/cpu_internal.h's add_scalar_tail.  (A constant of the compiled kernels: numba's
+# cache keys them by the CPU anyway.)
 GGML_FUSES_SCALAR_TAIL = not _host_is_amd()
 
 
