@@ -174,6 +174,7 @@ class MappedFile:
                 raise GGUFMagicError(f"not a GGUF file: only {opened.st_size} bytes", path=path,
                                      offset=0)
             data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            _ask_for_huge_pages(data)
         except OSError as err:
             os.close(fd)
             raise _cannot_read(path, err) from None
@@ -263,6 +264,20 @@ def _refuse_non_regular(path: Path, mode: int) -> None:
         if is_kind(mode):
             raise GGUFError(f"cannot read: is {kind}, not a file", path=path)
     raise GGUFError("cannot read: not a regular file", path=path)
+
+
+def _ask_for_huge_pages(data: mmap.mmap) -> None:
+    """Mark the map MADV_HUGEPAGE, best effort.  Where the filesystem keeps large folios in
+    the page cache (ext4 from Linux 6.16, XFS, tmpfs with huge pages), the pages this map
+    reads from disk then come in 2 MiB folios, each mapped by one page-table entry: one
+    thread streams them about a fifth faster than 4 KiB pages (fewer TLB misses and page
+    walks; docs/performance.md).  A file already cached in small folios stays as it is.
+    Before any read, since the header's and the weights' first touches read ahead."""
+    if hasattr(data, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            data.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:                 # a kernel without transparent huge pages
+            pass
 
 
 def _forget_pages(data: mmap.mmap, length: int) -> None:
