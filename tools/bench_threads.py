@@ -59,18 +59,20 @@ def main() -> None:
             args.threads = n
             ours, ref = model.measure(args)
             rows.append(dict(model=name, threads=n, pyggml=ours, llama_cpp=ref,
-                             bytes_per_token=model.bytes_per_token))
+                             bytes_per_token=model.bytes_per_token,
+                             huge_page_share=bench_generate.huge_page_share(model.path)))
             print(f"{name:22} {n:7d} | {ours['prefill']:9.1f} vs {ref['prefill']:9.1f} "
                   f"{ours['prefill'] / ref['prefill']:5.2f}x | {ours['decode']:8.1f} vs "
                   f"{ref['decode']:8.1f} {ours['decode'] / ref['decode']:5.2f}x", flush=True)
         bandwidth.sample()
     print("\nread bandwidth: " + "; ".join(bandwidth.describe(n) for n in counts))
-    print("decode as a share of it (weight bytes per token x decode tok/s):")
+    print("decode as a share of it (weight bytes per token x decode tok/s); the share of the "
+          "file its page cache holds in 2 MiB folios (bench_kernels.huge_page_share):")
     for row in rows:
         n = row["threads"]
         share = bandwidth.add_shares(row, n)
         print(f"{row['model']:22} {n:7d} | pyggml {share['pyggml']:4.0%}  llama.cpp "
-              f"{share['llama.cpp']:4.0%}")
+              f"{share['llama.cpp']:4.0%} | file in 2 MiB folios {row['huge_page_share']:4.0%}")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(dict(rows=rows), indent=1))
