@@ -496,13 +496,27 @@ INLINE __m256i sums_4x2(const __m256i lanes[4], const __m256i mins[4]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(t01, t23, 0x20), _mm256_permute2x128_si256(t01, t23, 0x31));
 }
 
-/* [d, dmin] of blocks i .. i+3 as 8 floats */
-INLINE __m256 d_dmin_4(const int type, const void *w, int64_t i) {
-    uint32_t pair[4];
-    for (int q = 0; q < 4; q++) memcpy(&pair[q], (const char *)block_at(type, w, i + q) + d_offset(type), 4);
+/* Four items q = 0..3 of a GEMV with mins, item q being block i + q block_step of the row
+ * at w + q row_stride (one row's blocks i .. i+3, or block i of four rows): their [isum,
+ * imin] in lanes 2q, 2q+1 as floats (exact integers, reduced together by sums_4x2), and
+ * their [d d_y, dmin d_y] in the same lanes */
+INLINE void items_4(const int type, const void *w, int64_t row_stride, const int block_step, int64_t i,
+                    const void *act, __m256 *isum_imin, __m256 *d_dmin) {
+    __m256i lanes[4], mins[4];
+    uint32_t pair[4];                   /* d, dmin as two fp16 */
+    UNROLL for (int q = 0; q < 4; q++) {
+        const void *row = (const char *)w + q * row_stride;
+        lanes_k(type, row, i + q * block_step, act, 0, 1, &lanes[q], &mins[q], 1, NULL);
+        memcpy(&pair[q], (const char *)block_at(type, row, i + q * block_step) + d_offset(type), 4);
+    }
+    *isum_imin = _mm256_cvtepi32_ps(sums_4x2(lanes, mins));
     const __m128i halves = _mm_set_epi64x((long long)((uint64_t)pair[3] << 32 | pair[2]),
                                           (long long)((uint64_t)pair[1] << 32 | pair[0]));
-    return _mm256_cvtph_ps(halves);
+    const block_q8_K *y = (const block_q8_K *)act + i;
+    *d_dmin = _mm256_mul_ps(_mm256_cvtph_ps(halves),
+                            _mm256_setr_ps(y[0].d, y[0].d, y[block_step].d, y[block_step].d,
+                                           y[2 * block_step].d, y[2 * block_step].d,
+                                           y[3 * block_step].d, y[3 * block_step].d));
 }
 
 /* One row's GEMV four blocks at a time (chain_with_mins, R = 1): the four blocks' integers
@@ -511,12 +525,8 @@ INLINE int64_t gemv_with_mins_4(const int type, int64_t nb, const void *w, const
     int64_t i = 0;
     for (; i + 3 < nb; i += 4) {
         prefetch_ahead(block_at(type, w, i), 4 * block_bytes(type));
-        __m256i lanes[4], mins[4];
-        UNROLL for (int q = 0; q < 4; q++) lanes_k(type, w, i + q, act, 0, 1, &lanes[q], &mins[q], 1, NULL);
-        const __m256 f = _mm256_cvtepi32_ps(sums_4x2(lanes, mins));
-        const block_q8_K *y = (const block_q8_K *)act + i;
-        const __m256 sc = _mm256_mul_ps(d_dmin_4(type, w, i),
-                                        _mm256_setr_ps(y[0].d, y[0].d, y[1].d, y[1].d, y[2].d, y[2].d, y[3].d, y[3].d));
+        __m256 f, sc;
+        items_4(type, w, 0, 1, i, act, &f, &sc);
         const __m128 f01 = _mm256_castps256_ps128(f), f23 = _mm256_extractf128_ps(f, 1);
         const __m128 s01 = _mm256_castps256_ps128(sc), s23 = _mm256_extractf128_ps(sc, 1);
         *acc = _mm_fmadd_ps(f01, s01, *acc);                     /* lanes 0, 1: block i */
@@ -525,6 +535,26 @@ INLINE int64_t gemv_with_mins_4(const int type, int64_t nb, const void *w, const
         *acc = _mm_fmadd_ps(_mm_movehl_ps(f23, f23), _mm_movehl_ps(s23, s23), *acc);
     }
     return i;                           /* the blocks done */
+}
+
+/* Four rows' GEMV side by side (one activation row): row q's [acc, acc_min] in lanes 2q,
+ * 2q+1 of one register, one fma per block for all four.  Each lane's chain runs in block
+ * order, so the bits are those of four one-row GEMVs, for a quarter of their float work
+ * (the float tail was a third of a Q4_K block's instructions) and with no block left to
+ * the one-block loop (a 1536-wide row has 6).  Four rows read as four streams. */
+INLINE void gemv_4_rows_with_mins(const int type, int64_t nb, const void *w, int64_t w_stride, const void *act,
+                                  float *out) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        UNROLL for (int q = 0; q < 4; q++)
+            prefetch_ahead(block_at(type, (const char *)w + q * w_stride, i), block_bytes(type));
+        __m256 f, sc;
+        items_4(type, w, w_stride, 0, i, act, &f, &sc);
+        acc = _mm256_fmadd_ps(f, sc, acc);
+    }
+    float chains[8];
+    _mm256_storeu_ps(chains, acc);
+    for (int q = 0; q < 4; q++) out[q] = chains[2 * q] - chains[2 * q + 1];
 }
 
 /* GEMV and GEMM of Q2_K and Q4_K: isum and imin reduced together, [acc, acc_min] in one
@@ -678,9 +708,25 @@ static void vec_dot_q6_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot
 static void gemv_q4_0_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_Q4_0, ORDER_GEMV, p); }
 static void gemv_iq4_nl_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_IQ4_NL, ORDER_GEMV, p); }
 static void gemv_mxfp4_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_MXFP4, ORDER_GEMV, p); }
-static void gemv_q2_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q2_K, ORDER_GEMV, p); }
+/* GEMV of Q2_K and Q4_K: with one activation row, short rows four at a time.  Long rows
+ * stay one stream each: four 5 KB rows (Q4_K, 8960 wide) side by side read at 4/5 of the
+ * rate of one after another from memory, where four 864-byte rows (1536 wide), one
+ * 3.4 KB stretch, read as fast and compute a fifth faster. */
+#define SHORT_ROW_BYTES 2048
+INLINE void gemv_with_mins(const int type, const product_args *p) {
+    product_args rest = *p;
+    if (p->n_act == 1 && p->k / QK_K * (int64_t)block_bytes(type) <= SHORT_ROW_BYTES)
+        for (; rest.n_rows >= 4; rest.n_rows -= 4) {
+            gemv_4_rows_with_mins(type, p->k / QK_K, rest.w, p->w_stride, p->act, rest.out);
+            rest.w = (const char *)rest.w + 4 * p->w_stride;
+            rest.out += 4;
+        }
+    product_rows(chain_with_mins, type, ORDER_GEMV, &rest);
+}
+
+static void gemv_q2_K_q8_K_avx2(const product_args *p) { gemv_with_mins(GGML_TYPE_Q2_K, p); }
 static void gemm_q2_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q2_K, ORDER_GEMM, p); }
-static void gemv_q4_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q4_K, ORDER_GEMV, p); }
+static void gemv_q4_K_q8_K_avx2(const product_args *p) { gemv_with_mins(GGML_TYPE_Q4_K, p); }
 static void gemm_q4_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q4_K, ORDER_GEMM, p); }
 static void tiled_q2_K_q8_K_avx2(const product_args *p) { product_rows(chain_tiled, GGML_TYPE_Q2_K, ORDER_TILED, p); }
 static void tiled_q3_K_q8_K_avx2(const product_args *p) { product_rows(chain_tiled, GGML_TYPE_Q3_K, ORDER_TILED, p); }
