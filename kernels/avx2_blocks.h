@@ -219,8 +219,8 @@ INLINE __m256i pair_scales(__m256i half, int a) {
  * far request takes the page walk and most of the memory latency out of the way
  * (Sapphire Rapids, docs/performance.md: +25% on the 1.5B Q4_K_M model's matrices as
  * views of the file, 2-4% less on huge pages).  On a Zen 5 one request 6 KiB ahead
- * beat both (a 1-thread 1.5B Q4_K_M token 31.0 -> 28.9 ms with the file in 2 MiB pages,
- * 33.1 -> 31.4 ms in 4 KiB pages; 4-16 KiB ahead alike, 1 KiB 12% slower): half the
+ * beat both (a 1-thread 1.5B Q4_K_M token 31.0 -> 29.0 ms with the file in 2 MiB pages,
+ * 32.6 -> 31.6 ms in 4 KiB pages; 4-16 KiB ahead alike, 1 KiB 12% slower): half the
  * prefetch instructions, and far enough ahead alone. */
 #ifndef PREFETCH_BYTES                 /* (a -D for experiments; PREFETCH_L2_BYTES 0: none) */
 #ifdef TUNED_FOR_ZEN

@@ -28,9 +28,10 @@ tokens/s, as a share of the read bandwidth measured in the same run at the same 
 count (the faster of tools/bench_kernels.py's numpy sums and tools/bench_quants.py's numba
 streaming sum over anonymous memory, sampled three times at the start and once after each
 model, the median of the samples taken), and of the rate at which numpy sums read the
-model's own file through a mapping, as both engines read their weights (4 KiB pages of the
-page cache: on the project's machines about 2/3 of the anonymous-memory rate on one
-thread).  A last row measures a cold start: a new
+model's own file through a mapping, as both engines read their weights (the page cache's
+folios: 4 KiB ones read at about 2/3 of the anonymous-memory rate on one thread of the
+Sapphire Rapids machine; the share of the file in 2 MiB folios is printed beside; --evict
+starts each model from disk).  A last row measures a cold start: a new
 process running `pyggml generate --demo "Hello" -n 1`, the time until the CLI prints its
 first token (kernels compiled and cached, bytecode cached, median of 3).
 
@@ -319,6 +320,11 @@ def add_measure_options(parser: argparse.ArgumentParser, rounds: int = 3) -> Non
                             help=f"the kv cache's {which.upper()} type, both engines (default f16)")
     parser.add_argument("--no-mmap", dest="use_mmap", action="store_false",
                         help="both engines copy the weights into memory (use_mmap=False)")
+    parser.add_argument("--evict", action="store_true",
+                        help="evict each model's files from the page cache before measuring it, "
+                             "so that the first run reads them from disk as a first load does "
+                             "(how the cache holds a file, 2 MiB or 4 KiB folios, moves decode "
+                             "at one thread by a tenth; the tables print it)")
 
 
 class Prepared:
@@ -336,6 +342,13 @@ class Prepared:
         self.ids_file = workdir / f"{name}-prompt-{args.prompt}.json"
         self.ids_file.write_text(json.dumps(ids))
         self.bytes_per_token = weight_bytes_per_token(self.path)
+        if args.evict:
+            for path in {*_shards_of(self.path), *_shards_of(self.llama_path)}:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
 
     def measure(self, args) -> tuple[dict, dict]:
         """(pyggml, llama.cpp) figures at args.threads: see measure_rounds."""

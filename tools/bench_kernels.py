@@ -23,13 +23,14 @@ In one run, medians of several repeats:
      quantization per input and format, shared by q/k/v and by gate/up): milliseconds
      per token, i.e. the ceiling the products alone put on decode tokens/s;
   6. pages (not in the default sections): every Q4_K matrix of the 1.5B Q4_K_M file, one
-     decode product each, 1 thread, as views of the file's mapping (4 KiB pages of the
-     page cache), copied into anonymous 4 KiB pages, and into 2 MiB huge pages.
+     decode product each, 1 thread, as views of the file's mapping (the page cache's
+     folios: the share in 2 MiB ones is printed), copied into anonymous 4 KiB pages, and
+     into 2 MiB huge pages.
 Matrices hold random blocks (finite scales); several copies larger than the last-level
 cache together are cycled through, so that every product streams from memory.  numpy
 gives arrays this large transparent huge pages (THP `madvise` or `always`): the decode
-section measures huge pages, the model section the file's 4 KiB pages (section 6 shows
-what that costs).
+section measures huge pages, the model section the file's pages as the page cache holds
+them (section 6 shows what 4 KiB ones cost).
 """
 from __future__ import annotations
 
@@ -94,9 +95,9 @@ def copies_for(nbytes: int) -> int:
 def read_bandwidth(n_threads: int, repeats: int, path: Path | None = None) -> float:
     """GB/s of n_threads numpy sums (numpy releases the GIL), each over its own part: of
     512 MiB arrays of anonymous memory (where numpy asks for transparent huge pages), or,
-    with path, of that file mapped as pyggml and llama.cpp map a model's weights (4 KiB
-    pages of the page cache, mapped up front by MADV_POPULATE_READ): the ceiling of
-    reading a model's weights in place."""
+    with path, of that file mapped as pyggml and llama.cpp map a model's weights (the page
+    cache's folios, mapped up front by MADV_POPULATE_READ): the ceiling of reading a
+    model's weights in place."""
     if path is None:
         # distinct words: pages of one value (np.ones) may be merged by a VM's host (KSM)
         # and then read from cache
@@ -348,7 +349,8 @@ def pages(repeats):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import make_model
     print("\n## Pages: every Q4_K matrix of the 1.5B Q4_K_M file, 1 thread, GB/s (median)")
-    with pyggml.open(make_model.model_path("qwen2-1.5b-q4_k_m")) as f:
+    path = make_model.model_path("qwen2-1.5b-q4_k_m")
+    with pyggml.open(path) as f:
         mapped = [f.raw(name).reshape(info.ne[1], -1) for name, info in f.tensors.items()
                   if info.type == G.Q4_K and name != "token_embd.weight"]
         total = sum(w.nbytes for w in mapped)
@@ -363,7 +365,8 @@ def pages(repeats):
                 copies[-1][...] = w
                 at += w.nbytes
             return copies
-        variants = {"file mapping, 4 KiB pages": mapped, "anonymous, 4 KiB pages": anonymous(mmap.MADV_NOHUGEPAGE),
+        variants = {f"file mapping, {huge_page_share(path):.0%} in 2 MiB": mapped,
+                    "anonymous, 4 KiB pages": anonymous(mmap.MADV_NOHUGEPAGE),
                     "anonymous, 2 MiB huge pages": anonymous(mmap.MADV_HUGEPAGE)}
         rng = np.random.default_rng(4)
         block_size, type_size = TYPE_TRAITS[G.Q4_K]
