@@ -541,7 +541,7 @@ INLINE int64_t gemv_with_mins_4(const int type, int64_t nb, const void *w, const
  * 2q+1 of one register, one fma per block for all four.  Each lane's chain runs in block
  * order, so the bits are those of four one-row GEMVs, for a quarter of their float work
  * (the float tail was a third of a Q4_K block's instructions) and with no block left to
- * the one-block loop (a 1536-wide row has 6).  Four rows read as four streams. */
+ * the one-block loop (a 1536-wide row has 6). */
 INLINE void gemv_4_rows_with_mins(const int type, int64_t nb, const void *w, int64_t w_stride, const void *act,
                                   float *out) {
     __m256 acc = _mm256_setzero_ps();
@@ -687,6 +687,22 @@ INLINE void chain_tiled(const int type, const product_order order, const int R, 
     UNROLL for (int r = 0; r < R; r++) out[r * ldo] = acc[r];
 }
 
+/* GEMV of Q2_K and Q4_K: with one activation row, short rows four at a time.  Long rows
+ * stay one stream each: four 5 KB rows (Q4_K, 8960 wide) side by side read at 4/5 of the
+ * rate of one after another from memory, where four 864-byte rows (1536 wide), one
+ * 3.4 KB stretch, read as fast and compute a fifth faster. */
+#define SHORT_ROW_BYTES 2048
+INLINE void gemv_with_mins(const int type, const product_args *p) {
+    product_args rest = *p;
+    if (p->n_act == 1 && p->k / QK_K * (int64_t)block_bytes(type) <= SHORT_ROW_BYTES)
+        for (; rest.n_rows >= 4; rest.n_rows -= 4) {
+            gemv_4_rows_with_mins(type, p->k / QK_K, rest.w, p->w_stride, p->act, rest.out);
+            rest.w = (const char *)rest.w + 4 * p->w_stride;
+            rest.out += 4;
+        }
+    product_rows(chain_with_mins, type, ORDER_GEMV, &rest);
+}
+
 /* ================================================================ 4. the kernel of each type and order */
 
 static void vec_dot_f32_f32_avx2(const product_args *p) { product_rows(vec_dot_float, GGML_TYPE_F32, ORDER_VEC_DOT, p); }
@@ -708,22 +724,6 @@ static void vec_dot_q6_K_q8_K_avx2(const product_args *p) { product_rows(vec_dot
 static void gemv_q4_0_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_Q4_0, ORDER_GEMV, p); }
 static void gemv_iq4_nl_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_IQ4_NL, ORDER_GEMV, p); }
 static void gemv_mxfp4_q8_0_avx2(const product_args *p) { product_rows(chain_32, GGML_TYPE_MXFP4, ORDER_GEMV, p); }
-/* GEMV of Q2_K and Q4_K: with one activation row, short rows four at a time.  Long rows
- * stay one stream each: four 5 KB rows (Q4_K, 8960 wide) side by side read at 4/5 of the
- * rate of one after another from memory, where four 864-byte rows (1536 wide), one
- * 3.4 KB stretch, read as fast and compute a fifth faster. */
-#define SHORT_ROW_BYTES 2048
-INLINE void gemv_with_mins(const int type, const product_args *p) {
-    product_args rest = *p;
-    if (p->n_act == 1 && p->k / QK_K * (int64_t)block_bytes(type) <= SHORT_ROW_BYTES)
-        for (; rest.n_rows >= 4; rest.n_rows -= 4) {
-            gemv_4_rows_with_mins(type, p->k / QK_K, rest.w, p->w_stride, p->act, rest.out);
-            rest.w = (const char *)rest.w + 4 * p->w_stride;
-            rest.out += 4;
-        }
-    product_rows(chain_with_mins, type, ORDER_GEMV, &rest);
-}
-
 static void gemv_q2_K_q8_K_avx2(const product_args *p) { gemv_with_mins(GGML_TYPE_Q2_K, p); }
 static void gemm_q2_K_q8_K_avx2(const product_args *p) { product_rows(chain_with_mins, GGML_TYPE_Q2_K, ORDER_GEMM, p); }
 static void gemv_q4_K_q8_K_avx2(const product_args *p) { gemv_with_mins(GGML_TYPE_Q4_K, p); }
