@@ -103,11 +103,10 @@ def weight_bytes_per_token(path: Path) -> int:
         return total + embedding.nbytes // embedding.shape[0]
 
 
-def huge_page_share(path: Path) -> float:
-    """The share of the model's files (every shard) mapped in 2 MiB pages: how its page
+def huge_page_share(shards: list[Path]) -> float:
+    """The share of a model's files (every shard) mapped in 2 MiB pages: how its page
     cache holds it (bench_kernels.huge_page_share), the same for both engines."""
     import bench_kernels
-    shards = _shards_of(path)
     return (sum(bench_kernels.huge_page_share(p) * p.stat().st_size for p in shards)
             / sum(p.stat().st_size for p in shards))
 
@@ -334,7 +333,8 @@ class Prepared:
     def __init__(self, name: str, args, workdir: Path):
         self.name = name
         self.path, self.llama_path = model_files(name, workdir)
-        self.size = sum(p.stat().st_size for p in _shards_of(self.path))
+        self.shards = _shards_of(self.path)
+        self.size = sum(p.stat().st_size for p in self.shards)
         if args.prompt + args.decode > args.ctx:
             raise SystemExit(f"--prompt-tokens {args.prompt} + --decode {args.decode} do not fit "
                              f"in -c {args.ctx}")
@@ -343,7 +343,7 @@ class Prepared:
         self.ids_file.write_text(json.dumps(ids))
         self.bytes_per_token = weight_bytes_per_token(self.path)
         if args.evict:
-            for path in {*_shards_of(self.path), *_shards_of(self.llama_path)}:
+            for path in {*self.shards, *_shards_of(self.llama_path)}:
                 fd = os.open(path, os.O_RDONLY)
                 try:
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -418,7 +418,7 @@ def measure_models(args) -> list[dict]:
         mapped = read_bandwidth(args.threads, model.path)
         rows.append(dict(model=name, file_bytes=model.size, pyggml=ours, llama_cpp=ref,
                          budget_bytes=budget, bytes_per_token=model.bytes_per_token,
-                         mapped_file_gbs=mapped, huge_page_share=huge_page_share(model.path)))
+                         mapped_file_gbs=mapped, huge_page_share=huge_page_share(model.shards)))
         print(f"{name:28} {model.size / MIB:9.0f} | {ours['prefill']:9.1f} vs "
               f"{ref['prefill']:9.1f} {ours['prefill'] / ref['prefill']:5.2f}x | "
               f"{ours['decode']:8.1f} vs {ref['decode']:8.1f} "

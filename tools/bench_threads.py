@@ -59,12 +59,14 @@ def main() -> None:
             args.threads = n
             ours, ref = model.measure(args)
             rows.append(dict(model=name, threads=n, pyggml=ours, llama_cpp=ref,
-                             bytes_per_token=model.bytes_per_token,
-                             huge_page_share=bench_generate.huge_page_share(model.path)))
+                             bytes_per_token=model.bytes_per_token))
             print(f"{name:22} {n:7d} | {ours['prefill']:9.1f} vs {ref['prefill']:9.1f} "
                   f"{ours['prefill'] / ref['prefill']:5.2f}x | {ours['decode']:8.1f} vs "
                   f"{ref['decode']:8.1f} {ours['decode'] / ref['decode']:5.2f}x", flush=True)
         bandwidth.sample()
+        huge = bench_generate.huge_page_share(model.shards)       # once the model's runs are done
+        for row in rows[-len(counts):]:
+            row["huge_page_share"] = huge
     print("\nread bandwidth: " + "; ".join(bandwidth.describe(n) for n in counts))
     print("decode as a share of it (weight bytes per token x decode tok/s); the share of the "
           "file its page cache holds in 2 MiB folios (bench_kernels.huge_page_share):")
